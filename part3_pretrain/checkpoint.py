@@ -1,0 +1,117 @@
+"""Checkpoints that describe themselves: tensors plus plain data, written atomically.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only (model config as a
+dict, the tokenizer as its JSON string, step, optimizer and RNG state, data position, metrics),
+so it loads with ``torch.load(weights_only=True)``: no pickled Python objects, no code execution.
+Writes go to a temporary file in the same directory, are fsynced, then ``os.replace``d onto
+the final path: an interrupted save never leaves a half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import GPT, GPTConfig
+from .tokenizer import RetailTokenizer
+
+FORMAT = "retail-sft/checkpoint-v1"
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temp file in ``path``'s directory (same filesystem, so the rename is atomic), with the
+    permissions a plain ``open`` would give (mkstemp's default 0600 would surprise users)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or does not fit the model/tokenizer."""
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temp file beside ``path``, fsync, then rename onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _temp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file (JSON, CSV, ...) with the same temp-then-rename guarantee."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _temp_beside(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``), with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt zip, pickled objects, truncated file, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot load checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a retail-sft checkpoint (format {FORMAT!r} expected)")
+    return ckpt
+
+
+def model_checkpoint(model: GPT, tokenizer: RetailTokenizer, **extra: Any) -> dict:
+    """The self-describing dict for ``model`` (unwrapped, uncompiled) plus ``extra`` plain data."""
+    return {"format": FORMAT, "model": model.state_dict(), "model_config": model.config.to_dict(),
+            "tokenizer": tokenizer.to_str(), **extra}
+
+
+def build_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> tuple[GPT, RetailTokenizer]:
+    """Rebuild the model from the saved config, load weights strictly, check the tokenizer fits."""
+    try:
+        config = GPTConfig.from_dict(ckpt["model_config"])
+        tokenizer = RetailTokenizer.from_str(ckpt["tokenizer"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: bad model config or tokenizer ({e})") from None
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model "
+                              f"expects vocab_size={config.vocab_size}")
+    model = GPT(config)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
+    return model, tokenizer
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[GPT, RetailTokenizer, dict]:
+    """Checkpoint file -> (model, tokenizer, raw checkpoint dict)."""
+    ckpt = load_checkpoint(path, map_location)
+    model, tokenizer = build_model(ckpt, path)
+    return model, tokenizer, ckpt

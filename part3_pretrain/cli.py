@@ -1,0 +1,115 @@
+"""Command lines generated from config dataclasses, with one-line errors.
+
+Every entry point has a dataclass config whose fields carry their help text in
+``field(metadata={"help": ...})``. ``parse_config`` turns the fields into ``--flags`` (so
+``--help`` lists every option with its default), builds the config, and rejects bad values
+before any work is done: one line, naming the option, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from dataclasses import MISSING, Field, fields
+from typing import Any, Sequence, TypeVar
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config value that is out of range; the message names the flag."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(tp: Any) -> tuple[Any, bool, bool]:
+    """(scalar type, is_optional, is_sequence) for an annotation like ``tuple[str, ...] | None``."""
+    optional = False
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional, tp = True, args[0]
+        origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        return typing.get_args(tp)[0], optional, True
+    return tp, optional, False
+
+
+def _add_field(parser: argparse.ArgumentParser, f: Field, tp: Any) -> None:
+    scalar, _, is_seq = _base_type(tp)
+    default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    help_text = f.metadata.get("help", "")
+    kwargs: dict[str, Any] = {"default": default, "dest": f.name, "help": f"{help_text} (default: {default!r})"}
+    if "choices" in f.metadata:
+        kwargs["choices"] = f.metadata["choices"]
+    if scalar is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = scalar
+        kwargs["metavar"] = f.metadata.get("metavar", scalar.__name__.upper())
+        if is_seq:
+            kwargs["nargs"] = "+"
+    parser.add_argument(flag(f.name), **kwargs)
+
+
+def build_parser(cls: type, prog: str, description: str) -> OneLineParser:
+    parser = OneLineParser(prog=prog, description=description)
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.metadata.get("cli", True):
+            _add_field(parser, f, hints[f.name])
+    return parser
+
+
+def config_from_namespace(cls: type[C], ns: argparse.Namespace) -> C:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if not hasattr(ns, f.name):
+            continue
+        v = getattr(ns, f.name)
+        if isinstance(v, list) and typing.get_origin(_strip_optional(hints[f.name])) is tuple:
+            v = tuple(v)
+        values[f.name] = v
+    return cls(**values)
+
+
+def _strip_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(tp) if a is not type(None)][0]
+    return tp
+
+
+def check_config(cfg: Any) -> None:
+    """Raise ConfigError with every problem of ``cfg`` (its ``problems()``) on one line."""
+    problems = cfg.problems()
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, description: str) -> C:
+    """Parse ``argv`` into a validated ``cls`` instance; exits 2 with one line on any problem."""
+    parser = build_parser(cls, prog, description)
+    cfg = config_from_namespace(cls, parser.parse_args(argv))
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        parser.error(str(e))
+    return cfg
+
+
+def fail(prog: str, message: str) -> int:
+    """Print a user-facing error as one line and return exit code 2 (for ``main``)."""
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    return 2

@@ -1,0 +1,121 @@
+"""Pretraining data: documents -> one uint16 token stream on disk -> shuffled fixed-length windows.
+
+The stream is the documents joined with EOS after each one, stored as a flat ``uint16`` file and
+read back through ``numpy.memmap`` (the corpus never has to fit in RAM twice). ``TokenWindows`` cuts
+it into non-overlapping windows of ``block_size + 1`` tokens and serves them in a seeded random
+order per epoch; its position (epoch, index) is part of every checkpoint, so a resumed run reads
+exactly the windows the uninterrupted run would have read. Under DDP each rank takes its own
+slice of every global batch.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .model import IGNORE_INDEX
+from .tokenizer import RetailTokenizer
+
+
+def encode_documents(docs: Sequence[str], tokenizer: RetailTokenizer) -> np.ndarray:
+    """Token ids of ``docs`` with EOS after each document, as a uint16 array."""
+    if tokenizer.vocab_size > np.iinfo(np.uint16).max + 1:
+        raise ValueError(f"vocab_size {tokenizer.vocab_size} does not fit in uint16")
+    out: list[int] = []
+    for ids in tokenizer.encode_batch(docs):
+        out.extend(ids)
+        out.append(tokenizer.eos_id)
+    return np.asarray(out, dtype=np.uint16)
+
+
+def write_tokens(tokens: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write the stream to ``path`` atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tokens.astype(np.uint16).tofile(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_tokens(path: str | os.PathLike) -> np.ndarray:
+    return np.memmap(path, dtype=np.uint16, mode="r")
+
+
+def split_documents(docs: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Whole documents go to train or validation (never a window straddling both)."""
+    if len(docs) < 2:
+        raise ValueError("need at least 2 documents to hold some out for validation")
+    order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = min(len(docs) - 1, max(1, round(len(docs) * val_fraction)))
+    val_idx = set(order[:n_val])
+    return ([d for i, d in enumerate(docs) if i not in val_idx], [d for i, d in enumerate(docs) if i in val_idx])
+
+
+class TokenWindows:
+    """Random non-overlapping windows of a token stream, resumable, rank-sharded."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.tokens, self.block, self.batch = tokens, block_size, batch_size
+        self.seed, self.rank, self.world = seed, rank, world_size
+        self.n_windows = (len(tokens) - 1) // block_size
+        if self.n_windows < batch_size * world_size:
+            raise ValueError(f"token stream of {len(tokens)} tokens has {self.n_windows} windows of "
+                             f"{block_size}; a batch needs {batch_size * world_size}: use more text or "
+                             f"a smaller --block-size/--batch-size")
+        self.epoch, self.index = 0, 0
+        self._perm = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n_windows, generator=g)
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        global_batch = self.batch * self.world
+        if self.index + global_batch > self.n_windows:  # drop the ragged end of the epoch
+            self.epoch, self.index = self.epoch + 1, 0
+            self._perm = self._permutation(self.epoch)
+        start = self.index + self.rank * self.batch
+        starts = (self._perm[start:start + self.batch] * self.block).tolist()
+        self.index += global_batch
+        rows = np.stack([self.tokens[s:s + self.block + 1] for s in starts]).astype(np.int64)
+        chunk = torch.from_numpy(rows)  # (B, block + 1)
+        return {"input_ids": chunk[:, :-1], "labels": chunk[:, 1:]}
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._perm = self._permutation(self.epoch)
+
+
+def sequential_batches(tokens: np.ndarray, block_size: int, batch_size: int,
+                       max_batches: int) -> list[dict[str, torch.Tensor]]:
+    """The first ``max_batches`` batches of consecutive windows: a fixed validation set."""
+    n = min((len(tokens) - 1) // block_size, batch_size * max_batches)
+    if n == 0:
+        raise ValueError(f"validation stream of {len(tokens)} tokens is shorter than one block ({block_size})")
+    rows = np.stack([tokens[i * block_size:i * block_size + block_size + 1] for i in range(n)]).astype(np.int64)
+    chunk = torch.from_numpy(rows)
+    return [{"input_ids": c[:, :-1], "labels": c[:, 1:]} for c in chunk.split(batch_size)]
+
+
+@torch.no_grad()
+def mean_loss(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Token-weighted mean loss and token accuracy of ``model`` over ``batches``."""
+    from .model import lm_loss
+    device = next(model.parameters()).device
+    total, count, correct = 0.0, 0, 0
+    for b in batches:
+        b = {k: v.to(device) for k, v in b.items()}
+        logits = model(b["input_ids"], attention_mask=b.get("attention_mask"))
+        total += lm_loss(logits, b["labels"], reduction="sum").item()
+        mask = b["labels"] != IGNORE_INDEX
+        count += int(mask.sum())
+        correct += int(((logits.argmax(-1) == b["labels"]) & mask).sum())
+    return {"loss": total / max(count, 1), "token_acc": correct / max(count, 1)}

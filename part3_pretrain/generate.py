@@ -1,0 +1,207 @@
+"""Sampling from the GPT for batched prompts: temperature, top-k, top-p, a stop token.
+
+``sample_next`` turns one step of logits into token ids; ``generate`` left-pads prompts in chunks,
+prefills once and decodes token by token, with the ``KVCache`` (default) or by recomputing the
+whole masked sequence every step (the reference path, also usable with a mock model that has no
+cache). PAD is always banned, EOS finishes a row and is not part of its tokens, and one explicit
+``torch.Generator`` seeded per call makes the samples reproducible.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from .model import KVCache
+
+
+@dataclass
+class GenerationResult:
+    """What one prompt produced."""
+
+    tokens: list[int]  # generated ids, EOS excluded
+    stopped_by_eos: bool  # False: hit max_new_tokens (or the model's block_size)
+
+
+def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
+    """Raise ValueError for sampling settings outside their ranges."""
+    problems = []
+    if not temperature >= 0:  # also rejects NaN
+        problems.append(f"temperature must be >= 0 (got {temperature})")
+    if top_k < 0:
+        problems.append(f"top_k must be >= 0 (got {top_k})")
+    if not 0 < top_p <= 1:
+        problems.append(f"top_p must be in (0, 1] (got {top_p})")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _ban(logits: torch.Tensor, banned_ids: Sequence[int]) -> torch.Tensor:
+    """Copy of logits (B, V) with the banned columns set to -inf."""
+    V = logits.size(-1)
+    banned = sorted(set(int(i) for i in banned_ids))
+    if any(not 0 <= i < V for i in banned):
+        raise ValueError(f"banned ids {banned} outside the vocabulary [0, {V})")
+    if len(banned) == V:
+        raise ValueError("every token id is banned")
+    out = logits.float().clone()  # float32: sampling maths is cheap and low precision hurts it
+    if banned:
+        out[:, banned] = float("-inf")
+    return out
+
+
+def _top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits of each row (ties with the k-th are kept too)."""
+    k = min(k, logits.size(-1))
+    kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def _top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probability sums to >= p (at least one)."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    before = torch.cumsum(probs, dim=-1) - probs  # (B, V) mass of the more likely tokens
+    drop = before >= p
+    drop[:, 0] = False  # the most likely token always survives
+    drop = drop.scatter(-1, order, drop)  # back to vocabulary order
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def sample_next(logits: torch.Tensor, *, temperature: float, top_k: int = 0, top_p: float = 1.0,
+                banned_ids: Sequence[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next token ids (B,) from logits (B, V).
+
+    Banned ids get -inf first. ``temperature == 0`` is greedy (argmax); otherwise the logits are
+    divided by the temperature, filtered by top-k (0 = off) and top-p (1 = off) and sampled with
+    ``torch.multinomial`` from ``generator``.
+    """
+    check_sampling(temperature, top_k, top_p)
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be (B, V), got shape {tuple(logits.shape)}")
+    logits = _ban(logits, banned_ids)  # (B, V)
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k > 0:
+        logits = _top_k(logits, top_k)
+    if top_p < 1.0:
+        logits = _top_p(logits, top_p)
+    probs = torch.softmax(logits, dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids (B, L) left-padded to the longest prompt and the mask (B, L), 1 = real token."""
+    L = max(len(p) for p in prompts)
+    idx = torch.full((len(prompts), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), L), dtype=torch.long)
+    for b, p in enumerate(prompts):
+        idx[b, L - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[b, L - len(p):] = 1
+    return idx.to(device), mask.to(device)
+
+
+def _block_size(model: nn.Module) -> int | None:
+    return getattr(getattr(model, "config", None), "block_size", None)
+
+
+def _check_prompts(prompts: Sequence[Sequence[int]], block_size: int | None) -> None:
+    """Every prompt must be non-empty and leave room for at least one new token."""
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty")
+        if block_size is not None and len(p) > block_size - 1:
+            raise ValueError(f"prompt {i} has length {len(p)} > block_size - 1 = {block_size - 1}")
+
+
+@dataclass
+class _Sampling:
+    """Per-call settings shared by every chunk."""
+
+    eos_id: int
+    pad_id: int
+    max_new_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    use_cache: bool
+    generator: torch.Generator
+
+
+def _generate_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: _Sampling,
+                    device: torch.device) -> list[GenerationResult]:
+    """Decode one left-padded chunk until every row has EOS or the token budget is spent.
+
+    The budget is shared by the chunk: the padded length plus new tokens stays within block_size.
+    """
+    idx, mask = _left_pad(prompts, s.pad_id, device)  # (B, L) each
+    B, L = idx.shape
+    block_size = _block_size(model)
+    steps = s.max_new_tokens if block_size is None else min(s.max_new_tokens, block_size - L)
+    tokens: list[list[int]] = [[] for _ in range(B)]
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    if steps <= 0:
+        return [GenerationResult(t, False) for t in tokens]
+    cache = None
+    if s.use_cache:
+        cache = KVCache(model.config, B, L + steps, device, next(model.parameters()).dtype)
+        logits = model(idx, attention_mask=mask, kv_cache=cache)  # (B, L, V): prefill
+    else:
+        logits = model(idx, attention_mask=mask)  # (B, L, V)
+    for step in range(steps):
+        nxt = sample_next(logits[:, -1], temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                          banned_ids=(s.pad_id,), generator=s.generator)  # (B,)
+        for b, (t, done) in enumerate(zip(nxt.tolist(), finished.tolist())):
+            if not done and t != s.eos_id:
+                tokens[b].append(t)
+        finished |= nxt == s.eos_id
+        if bool(finished.all()) or step == steps - 1:
+            break
+        # Finished rows get PAD with mask 0: they no longer influence anything.
+        fed = torch.where(finished, torch.full_like(nxt, s.pad_id), nxt).unsqueeze(1)  # (B, 1)
+        mask = torch.cat([mask, (~finished).long().unsqueeze(1)], dim=1)  # (B, L + step + 1)
+        if s.use_cache:
+            logits = model(fed, attention_mask=mask, kv_cache=cache)  # (B, 1, V)
+        else:
+            idx = torch.cat([idx, fed], dim=1)  # (B, L + step + 1)
+            logits = model(idx, attention_mask=mask)  # (B, L + step + 1, V)
+    done = finished.tolist()
+    return [GenerationResult(t, bool(d)) for t, d in zip(tokens, done)]
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id: int,
+             max_new_tokens: int = 64, temperature: float = 0.7, top_k: int = 0, top_p: float = 1.0,
+             seed: int = 0, use_cache: bool = True, batch_size: int = 32) -> list[GenerationResult]:
+    """Continue each prompt (token ids) until EOS, ``max_new_tokens`` or the model's block size.
+
+    Prompts are processed in chunks of ``batch_size`` in order, left-padded per chunk. The model
+    is in eval mode during the call and gets its previous mode back afterwards. One generator
+    seeded with ``seed`` serves the whole call, so equal arguments give equal samples.
+    """
+    check_sampling(temperature, top_k, top_p)
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+    if eos_id == pad_id:
+        raise ValueError(f"eos_id and pad_id must differ (both {eos_id})")
+    _check_prompts(prompts, _block_size(model))
+    if len(prompts) == 0:
+        return []
+    device = next(model.parameters()).device
+    s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache,
+                  torch.Generator(device=device).manual_seed(seed))
+    was_training = model.training
+    model.eval()
+    try:
+        results: list[GenerationResult] = []
+        for start in range(0, len(prompts), batch_size):
+            results += _generate_chunk(model, prompts[start:start + batch_size], s, device)
+        return results
+    finally:
+        model.train(was_training)

@@ -1,0 +1,234 @@
+"""The hand-written GPT-2-style decoder: config, modules and the one LM loss.
+
+Layout and parameter names follow GPT-2 (learned positions, pre-LayerNorm blocks, tanh-GELU MLP,
+tied input/output embeddings, ``transformer.h.N.attn.c_attn`` ...), so the model can be checked
+against ``transformers.GPT2LMHeadModel`` weight for weight. Attention goes through
+``F.scaled_dot_product_attention``. The forward pass takes an optional attention mask and position
+ids (for left-padded batches) and an optional ``KVCache`` for incremental decoding.
+
+This file holds only ``nn.Module``s, the config dataclass and ``lm_loss``: no I/O, no tokenizer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100  # the one label value that is never a target (context, padding)
+
+
+@dataclass
+class GPTConfig:
+    """Shape of the decoder. ``dropout`` is applied to embeddings, attention and residual outputs."""
+
+    vocab_size: int = 4096
+    block_size: int = 256  # longest sequence (positions) the model can see
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    dropout: float = 0.0
+    bias: bool = True
+    layer_norm_epsilon: float = 1e-5
+
+    def problems(self) -> list[str]:
+        """Human-readable problems with this config (empty when valid)."""
+        out = []
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                out.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.n_head >= 1 and self.n_embd % self.n_head:
+            out.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            out.append(f"dropout must be in [0, 1) (got {self.dropout})")
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class KVCache:
+    """Preallocated keys/values of every layer for incremental decoding.
+
+    ``pos`` is the number of positions already stored; ``GPT.forward`` advances it once per call,
+    after all layers have written their slice.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> None:
+        if max_len > config.block_size:
+            raise ValueError(f"KV cache length {max_len} exceeds block_size {config.block_size}")
+        hs = config.n_embd // config.n_head
+        shape = (config.n_layer, batch_size, config.n_head, max_len, hs)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this call's k, v (B, nh, T, hs) for ``layer``; return all keys/values so far."""
+        end = self.pos + k.size(2)
+        if end > self.k.size(3):
+            raise ValueError(f"KV cache overflow: {end} positions > capacity {self.k.size(3)}")
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # fused q, k, v
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = config.dropout
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        hs = C // self.n_head
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer, k, v)  # (B, nh, past+T, hs)
+        dropout = self.attn_dropout if self.training else 0.0
+        if attn_mask is None:
+            # No padding: plain causal attention, which lets SDPA pick its fused kernels.
+            # A single new token with a cache attends to everything before it: no mask at all.
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # GPT-2's "gelu_new" is the tanh approximation; one fused kernel instead of seven.
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), attn_mask, kv_cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        problems = config.problems()
+        if problems:
+            raise ValueError("invalid GPTConfig: " + "; ".join(problems))
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # weight tying, as GPT-2
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer) so the residual stream's
+        # variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count (tied weights counted once); optionally without the position table."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids ``idx`` (B, T).
+
+        attention_mask: (B, past+T) with 1 for real tokens and 0 for padding, covering the cached
+            positions too. None means no padding anywhere.
+        position_ids: (B, T); by default counted from the cache position, or, with a mask, from
+            the first real token of each row (so left padding does not shift positions).
+        """
+        B, T = idx.shape
+        past = kv_cache.pos if kv_cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence length {past + T} exceeds block_size {self.config.block_size}")
+        if position_ids is None:
+            position_ids = self._default_positions(B, T, past, attention_mask, idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(position_ids))
+        attn_mask = None if attention_mask is None else self._sdpa_mask(attention_mask, T, past)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, attn_mask, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.pos = past + T
+        return self.lm_head(self.transformer.ln_f(x))
+
+    @staticmethod
+    def _default_positions(B: int, T: int, past: int, attention_mask: torch.Tensor | None,
+                           device) -> torch.Tensor:
+        if attention_mask is None:
+            return torch.arange(past, past + T, device=device).unsqueeze(0).expand(B, T)
+        pos = attention_mask.long().cumsum(-1) - 1  # (B, past+T): index among real tokens
+        return pos[:, past:].clamp(min=0)
+
+    @staticmethod
+    def _sdpa_mask(attention_mask: torch.Tensor, T: int, past: int) -> torch.Tensor:
+        """Boolean (B, 1, T, past+T) mask: causal AND key is a real token.
+
+        Every query may always see itself, so a padding query never has an all-masked row
+        (which would give NaN); its output is never used.
+        """
+        S = past + T
+        device = attention_mask.device
+        q_idx = torch.arange(past, S, device=device).unsqueeze(1)  # (T, 1)
+        k_idx = torch.arange(S, device=device).unsqueeze(0)  # (1, S)
+        causal = k_idx <= q_idx  # (T, S)
+        keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
+        return (causal & keys) | (k_idx == q_idx)
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of aligned logits (B, T, V) against targets (B, T), skipping IGNORE_INDEX.
+
+    ``reduction="sum"`` lets a trainer divide by the number of target tokens of a whole
+    accumulated step rather than averaging per micro-batch.
+    """
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction=reduction)

@@ -1,0 +1,67 @@
+"""The one metrics sink: ``log(dict, step)`` to JSONL, optionally mirrored to TensorBoard.
+
+Plots and reports read the JSONL back (``read_metrics``); the experiment mode turns on the
+TensorBoard mirror so runs can be compared side by side. Only the main process writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """All records of a metrics JSONL file (an absent file is an empty list)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsSink:
+    """Append-only JSONL of ``{"step": int, **metrics}`` records.
+
+    ``resume_step``: when continuing a run, records after that step (written by the interrupted
+    run after its last checkpoint) are dropped so the file matches the resumed state exactly.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, tensorboard_dir: str | os.PathLike | None = None,
+                 enabled: bool = True, resume_step: int | None = None) -> None:
+        self.path = Path(path) if path is not None and enabled else None
+        self._writer = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resume_step is None:
+                self.path.write_text("", encoding="utf-8")
+            else:
+                kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+                self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        if tensorboard_dir is not None and enabled:
+            from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported lazily
+            self._writer = SummaryWriter(log_dir=str(tensorboard_dir), purge_step=resume_step)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        if self.path is None:
+            return
+        record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self._writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+
+
+def _plain(v: Any) -> Any:
+    """Tensors and numpy scalars to Python numbers so JSON can hold them."""
+    if hasattr(v, "item"):
+        return v.item()
+    return v

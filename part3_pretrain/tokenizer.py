@@ -1,0 +1,90 @@
+"""Byte-level BPE tokenizer (HF ``tokenizers``) with reserved special tokens.
+
+The special tokens are added at training time, so they own the first ids and are never split
+or merged: PAD (``<|pad|>``), EOS (``<|endoftext|>``) and the two role markers of the chat prompt
+(``<|user|>``, ``<|assistant|>``). PAD is never EOS. Byte-level pre-tokenisation with no
+normaliser makes ``decode(encode(s)) == s`` for any Unicode string.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+PAD = "<|pad|>"
+EOS = "<|endoftext|>"
+USER = "<|user|>"
+ASSISTANT = "<|assistant|>"
+SPECIAL_TOKENS = (PAD, EOS, USER, ASSISTANT)
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file that is missing or lacks the special tokens this project needs."""
+
+
+class RetailTokenizer:
+    """Thin wrapper: ids as plain lists, special ids as attributes, JSON (de)serialisation."""
+
+    def __init__(self, tok: Tokenizer) -> None:
+        self._tok = tok
+        ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
+        missing = [t for t, i in ids.items() if i is None]
+        if missing:
+            raise TokenizerError(f"tokenizer lacks special tokens {missing}")
+        self.pad_id, self.eos_id = ids[PAD], ids[EOS]
+        self.user_id, self.assistant_id = ids[USER], ids[ASSISTANT]
+        self.special_ids = frozenset(ids.values())
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def to_str(self) -> str:
+        return self._tok.to_str()
+
+    @classmethod
+    def from_str(cls, s: str) -> "RetailTokenizer":
+        return cls(Tokenizer.from_str(s))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from .checkpoint import write_text_atomic  # local import: checkpoint imports this module
+        return write_text_atomic(self.to_str(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RetailTokenizer":
+        path = Path(path)
+        if not path.is_file():
+            raise TokenizerError(f"{path}: no such tokenizer file")
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
+            raise TokenizerError(f"{path}: cannot read tokenizer ({str(e).splitlines()[0]})") from None
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> RetailTokenizer:
+    """Train a byte-level BPE of ``vocab_size`` tokens (special tokens included) on ``texts``."""
+    n_min = 256 + len(SPECIAL_TOKENS)
+    if vocab_size < n_min:
+        raise ValueError(f"vocab_size must be >= {n_min} (256 bytes + special tokens), got {vocab_size}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return RetailTokenizer(tok)

@@ -1,0 +1,388 @@
+"""The one training loop that pretraining (part 3) and fine-tuning (part 4) share.
+
+What it does for every caller: device and dtype choice, Adam/AdamW, linear warmup then cosine
+(or constant) learning rate, gradient clipping, gradient accumulation with the loss normalised
+by the number of target tokens of the whole optimizer step (not per micro-batch), periodic
+evaluation, a tqdm bar with loss and tokens/s, the metrics sink, atomic checkpoints that
+hold everything needed to resume exactly (model, optimizer, step, data position, RNG), and DDP
+under ``torchrun`` (gloo on CPU, nccl on GPU) where only rank 0 writes.
+
+Data comes from a ``BatchSource``: anything with ``next_batch()`` returning
+``{"input_ids", "labels"[, "attention_mask"]}`` (labels already aligned with the inputs, -100
+where nothing is to be learned) plus ``state_dict``/``load_state_dict`` for its position.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .checkpoint import FORMAT, save_atomic
+from .model import IGNORE_INDEX, lm_loss
+from .sink import MetricsSink
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("cosine", "constant")
+
+
+class BatchSource(Protocol):
+    def next_batch(self) -> dict[str, torch.Tensor]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping knobs; entry points fill it from their own configs."""
+
+    max_steps: int
+    lr: float
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at max_steps
+    grad_clip: float = 1.0  # 0 disables clipping (the norm is still logged)
+    grad_accum: int = 1
+    eval_every: int = 0  # 0: evaluate only at the end
+    log_every: int = 1  # metrics.jsonl gets train loss every `log_every` steps
+    checkpoint_every: int = 0  # 0: checkpoint only at the end
+    stop_after: int = 0  # stop (with a checkpoint) after this many steps; 0 = run to max_steps
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+    progress: bool = True
+    desc: str = "train"
+    extra_log: dict = field(default_factory=dict)  # constant scalars added to every log record
+
+
+# ---------------------------------------------------------------------------------------------
+# device, dtype, distributed
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    if name not in DEVICES:
+        raise ValueError(f"--device must be one of {DEVICES} (got {name!r})")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist_info()[2] if dist_info()[1] > 1 else 0)
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but CUDA is not available on this machine")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps requested but MPS is not available on this machine")
+    if name == "cuda" and dist_info()[1] > 1:
+        return torch.device("cuda", dist_info()[2])
+    return torch.device(name)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matmul (AVX-512 BF16 / AMX), where autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Autocast dtype: ``auto`` is bf16 where the hardware runs it natively, else fp32."""
+    if name not in DTYPES:
+        raise ValueError(f"--dtype must be one of {DTYPES} (got {name!r})")
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    return torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init_distributed(device: torch.device) -> bool:
+    """Join the torchrun process group if there is one; True when running distributed."""
+    _, world, _ = dist_info()
+    if world <= 1:
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return True
+
+
+def is_main_process() -> bool:
+    return dist_info()[0] == 0
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# schedule and optimizer
+
+
+def lr_at(step: int, cfg: TrainerConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine/constant."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    return min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or AdamW over trainable parameters; weight decay only on matrices (not biases/norms)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    if device.type == "cuda":
+        kwargs["fused"] = True
+    if cfg.optimizer == "adam":
+        # Adam's weight_decay is L2 in the gradient; AdamW's is decoupled.
+        return torch.optim.Adam(groups, **kwargs)
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class StepStats:
+    loss: float
+    n_targets: int
+    n_tokens: int
+    correct: int
+    grad_norm: float
+    lr: float
+
+
+class Trainer:
+    """Runs ``cfg.max_steps`` optimizer steps of ``model`` on ``source``.
+
+    evaluate: ``fn(model) -> {name: value}`` called (no grad, eval mode) every ``eval_every`` steps
+        and at the end; its values are logged under ``val/``.
+    checkpoint_path: where the resumable checkpoint goes (rank 0 only); None disables it.
+    checkpoint_meta: plain data stored in every checkpoint (tokenizer, configs, ...).
+    """
+
+    def __init__(self, model: nn.Module, source: BatchSource, cfg: TrainerConfig, *,
+                 sink: MetricsSink | None = None, evaluate: Callable[[nn.Module], dict] | None = None,
+                 checkpoint_path: str | os.PathLike | None = None, checkpoint_meta: dict | None = None) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.distributed = init_distributed(self.device)
+        self.rank, self.world, _ = dist_info()
+        self.model = model.to(self.device)  # the unwrapped module: what checkpoints save
+        self.source = source
+        self.sink = sink or MetricsSink(None)
+        self.evaluate_fn = evaluate
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.checkpoint_meta = checkpoint_meta or {}
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.step = 0
+        self.history: list[dict] = []  # every logged record, for callers and tests
+        self._step_start: tuple[dict, torch.Tensor] | None = None
+        self.forward_model = self._wrap(self.model)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.cfg.compile:
+            model = torch.compile(model)
+        return model
+
+    # -- state ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"format": FORMAT, "model": self.model.state_dict(),
+                "trainer": {"step": self.step, "optimizer": self.optimizer.state_dict(), "rng": rng,
+                            "source": self.source.state_dict(), "config": asdict(self.cfg)},
+                **self.checkpoint_meta}
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        """Continue from a checkpoint written by ``state_dict`` (strict weights, exact position)."""
+        self.model.load_state_dict(ckpt["model"], strict=True)
+        state = ckpt["trainer"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.source.load_state_dict(state["source"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save_checkpoint(self) -> Path | None:
+        if self.checkpoint_path is None or self.rank != 0:
+            return None
+        return save_atomic(self.state_dict(), self.checkpoint_path)
+
+    # -- one optimizer step -----------------------------------------------------------------
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def train_step(self) -> StepStats:
+        """One optimizer step over ``grad_accum`` micro-batches.
+
+        Each micro-batch contributes ``sum of token losses / N`` where N is the number of target
+        tokens in the WHOLE step (over all micro-batches and ranks): the gradient is exactly that
+        of one big batch, however unevenly the targets fall into micro-batches.
+        """
+        cfg, model = self.cfg, self.forward_model
+        # Where this step started: a Ctrl-C in the middle rolls back to it (see ``fit``).
+        self._step_start = (self.source.state_dict(), torch.get_rng_state())
+        micro = [self._to_device(self.source.next_batch()) for _ in range(cfg.grad_accum)]
+        n_tgt = torch.stack([(b["labels"] != IGNORE_INDEX).sum() for b in micro]).sum()
+        n_tgt = self._all_reduce(n_tgt)
+        if n_tgt.item() == 0:
+            raise ValueError("a training step has no target tokens (every label is -100)")
+        lr = lr_at(self.step, cfg)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        n_tokens = 0
+        for i, b in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = contextlib.nullcontext() if (last or not self.distributed) else model.no_sync()
+            with sync:
+                with autocast(self.device, self.dtype):
+                    logits = model(b["input_ids"], attention_mask=b.get("attention_mask"))
+                loss = lm_loss(logits, b["labels"], reduction="sum")
+                # DDP averages gradients over ranks; multiply by world so the result is the
+                # gradient of (global token-summed loss / global target count).
+                (loss * self.world / n_tgt).backward()
+            loss_sum += loss.detach()
+            mask = b["labels"] != IGNORE_INDEX
+            correct += ((logits.detach().argmax(-1) == b["labels"]) & mask).sum()
+            n_tokens += int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
+        grad_norm = self._clip()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, correct = self._all_reduce(loss_sum), self._all_reduce(correct)
+        self.step += 1
+        self._step_start = None  # the step is complete: nothing to roll back any more
+        return StepStats(loss=(loss_sum / n_tgt).item(), n_targets=int(n_tgt.item()),
+                         n_tokens=n_tokens * self.world, correct=int(correct.item()),
+                         grad_norm=grad_norm, lr=lr)
+
+    def _clip(self) -> float:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            t = t.clone()
+            dist.all_reduce(t)
+        return t
+
+    # -- evaluation and logging ---------------------------------------------------------------
+
+    def run_evaluation(self) -> dict:
+        if self.evaluate_fn is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), autocast(self.device, self.dtype):
+                result = self.evaluate_fn(self.model)
+        finally:
+            self.model.train(was_training)
+        record = {f"val/{k}": v for k, v in result.items()}
+        self._log(record)
+        return result
+
+    def _log(self, record: dict) -> None:
+        record = {**self.cfg.extra_log, **record}
+        self.history.append({"step": self.step, **record})
+        if self.rank == 0:
+            self.sink.log(record, self.step)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def fit(self) -> list[dict]:
+        """Train from ``self.step`` to ``max_steps`` (or ``stop_after``); returns the log history.
+
+        Ctrl-C saves a checkpoint at the last finished step before re-raising, so ``--resume``
+        continues exactly from there.
+        """
+        cfg = self.cfg
+        end = min(cfg.max_steps, cfg.stop_after) if cfg.stop_after > 0 else cfg.max_steps
+        self.model.train()
+        bar = tqdm(total=end, initial=self.step, desc=cfg.desc, dynamic_ncols=True,
+                   disable=not (cfg.progress and self.rank == 0))
+        t_last, tokens_since = time.perf_counter(), 0
+        try:
+            while self.step < end:
+                stats = self.train_step()
+                tokens_since += stats.n_tokens
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    now = time.perf_counter()
+                    tps = tokens_since / max(now - t_last, 1e-9)
+                    t_last, tokens_since = now, 0
+                    self._log({"train/loss": stats.loss, "train/token_acc": stats.correct / stats.n_targets,
+                               "train/lr": stats.lr, "train/grad_norm": stats.grad_norm,
+                               "train/tokens_per_s": tps})
+                    bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+                bar.update(1)
+                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                    self.run_evaluation()
+                if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0 and self.step < end:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            bar.close()
+            if self._step_start is not None and self.step < end:
+                # the interrupted step never reached the optimizer: forget its data and RNG draws
+                self.source.load_state_dict(self._step_start[0])
+                torch.set_rng_state(self._step_start[1])
+                self.optimizer.zero_grad(set_to_none=True)
+            self.save_checkpoint()
+            raise
+        bar.close()
+        if self.step >= cfg.max_steps:
+            self.run_evaluation()
+        self.save_checkpoint()
+        return self.history

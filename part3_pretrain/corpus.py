@@ -36,8 +36,8 @@ from typing import Sequence
 
 from part3_pretrain.slots import product_category, slot_values
 
-# ~4 MB of text at ~700 bytes a document; generation takes a few seconds on one CPU core.
-DEFAULT_N_DOCS = 6000
+# ~4 MB of text at ~520 bytes a document; generation takes well under a second on one core.
+DEFAULT_N_DOCS = 8000
 POLICY_SHARE = 0.09   # fraction of documents that are policy snippets
 PRODUCT_SHARE = 0.08  # fraction that are product descriptions
 ROUGH_SHARE = 0.12    # fraction of customer lines written sloppily (typos, lowercase, ...)
@@ -54,7 +54,7 @@ _FACTS: dict[str, str] = {
     "express_fee": "$12",
     "warranty": "one-year",
     "price_days": "14",
-    "points_rule": "1 point for every $1 you spend",
+    "points_rule": "1 point for every $1 spent",
     "points_block": "100 points",
     "points_block_value": "$5",
     "weekday_hours": "9 am to 9 pm",
@@ -103,7 +103,8 @@ def _v(openers: Sequence[str], restates: Sequence[str], actions: Sequence[str],
     return _Variant(tuple(openers), tuple(restates), tuple(actions), tuple(followups), **kw)
 
 
-_GREETINGS = ("Hi,", "Hello,", "Hey,", "Hi there,", "Good morning,", "Good afternoon,", "Hello there,", "")
+# Greetings end a sentence, so the opener after them can start with a capital letter.
+_GREETINGS = ("Hi!", "Hello!", "Hey!", "Hi there!", "Good morning!", "Good afternoon!", "Hello there.", "")
 _INTROS = ("Hi, this is {name}.", "Hello, my name is {name}.", "Hi there, {name} here.",
            "Hey, it's {name}.", "Hi! I'm {name}.", "Good morning, this is {name}.",
            "Hello, {name} here.", "Hi, my name's {name}.")
@@ -154,6 +155,10 @@ _AGENT_BYES = ("You're welcome{nm}! Is there anything else I can help you with t
                "Anytime{nm}! Thanks for shopping with us.",
                "You're welcome{nm}. We appreciate your patience.",
                "It was a pleasure{nm}. Enjoy the rest of your week!")
+_AGENT_BYES_ORDER = ("You're welcome{nm}. A copy of this chat is on its way to {email}.",
+                     "Happy to help{nm}. I'll keep an eye on order #{order} for you.",
+                     "My pleasure{nm}. If anything else comes up with order #{order}, just reply here.",
+                     "Glad we could sort out order #{order}{nm}. Have a great day!")
 _AGENT_BYES_PRODUCT = ("Enjoy your {product}{nm}!", "Enjoy the {product}, and have a great day{nm}!",
                        "You're welcome{nm}. I hope you love the {product}!")
 
@@ -196,6 +201,61 @@ _GENERIC_ORDER_FOLLOWUPS = (
     ("what if there's another problem",
      "Just reply to this chat or mention order #{order} when you contact us, and we'll pick up right where we left off."),
 )
+
+# Follow-ups about the product itself; they fit any dialogue that names one and restate policy.
+_GENERIC_PRODUCT_FOLLOWUPS = (
+    ("Is the {product} covered by a warranty?",
+     "Yes{nm}, the {product} comes with our {warranty} warranty against defects."),
+    ("If I change my mind about the {product} later, can I still return it?",
+     "Yes, you have {return_days} days from delivery to return the {product} for a full refund."),
+    ("Can I earn loyalty points on the {product}?",
+     "You do: members earn {points_rule}, and the points for the {product} post once it ships."),
+)
+
+# Product questions: one variant per (category, topic), so the question and answer match.
+_PQ_ACTIONS = ("If it doesn't work out, returns are free within {return_days} days.",
+               "I've emailed you the product page with the full specifications.",
+               "It's currently {amount}, and it ships free on orders over {free_ship}.",
+               "It's in stock now and usually ships within one business day.")
+_PRODUCT_QA: tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    (("apparel",), ("Is the {product} machine washable?", "How do I wash the {product}?", "can the {product} go in the dryer"),
+     ("The {product} can go in a cold, gentle wash; lay {it_obj} flat to dry to keep the shape.",
+      "We recommend a cold wash and air drying for the {product}, as the dryer can shrink {it_obj}.")),
+    (("apparel",), ("Does the {product} run true to size?", "What size should I get in the {product}?", "I'm usually a size {size}. Which size of the {product} should I get?"),
+     ("The {product} runs true to size for most customers, so your usual size {size} should fit.",
+      "Most customers order their usual size in the {product}; if you're between sizes, go one up.")),
+    (("apparel",), ("What colors does the {product} come in?", "Is the {product} available in {color}?"),
+     ("The {product} comes in {color}, black and navy this season.",
+      "Yes, {color} is available in all sizes of the {product} right now.")),
+    (("electronics",), ("How long does the battery last on the {product}?", "what's the battery life of the {product}"),
+     ("The {product} lasts about {hours} hours on a full charge, and a quick 15-minute charge gives a few more hours.",
+      "You can expect around {hours} hours of use from a full charge of the {product}.")),
+    (("electronics",), ("Does the {product} work with iPhone and Android?", "Is the {product} compatible with my laptop?"),
+     ("Yes, the {product} works with iPhone, Android and most laptops over Bluetooth or USB-C.",
+      "The {product} is compatible with all recent phones and laptops; no app is required.")),
+    (("home",), ("Is the {product} dishwasher safe?", "How do I clean the {product}?"),
+     ("We recommend hand-washing the {product} with warm water and a soft sponge to keep {it_obj} in great shape.",
+      "The {product} wipes clean easily; avoid harsh cleaners so the finish lasts.")),
+    (("home",), ("How big is the {product}?", "Will the {product} fit on a small counter?"),
+     ("The {product} is compact and fits comfortably on a standard counter or desk.",
+      "The {product} is designed for small spaces; the exact dimensions are listed on the product page.")),
+    (("eco",), ("Is the {product} plastic free?", "What is the {product} made of?"),
+     ("The {product} is plastic-free and made from renewable materials.",
+      "The {product} is made from natural, biodegradable materials and ships in recyclable packaging.")),
+    (("beauty",), ("Is the {product} OK for sensitive skin?", "Does the {product} have fragrance?", "is the {product} cruelty free"),
+     ("The {product} is fragrance-free, dermatologist tested and suitable for sensitive skin.",
+      "The {product} is cruelty-free and vegan, and it's gentle enough for daily use.")),
+    (("fitness",), ("How heavy is the {product}?", "Is the {product} good for beginners?"),
+     ("The {product} is designed for all levels, and it's light enough to move around easily.",
+      "Many beginners start with the {product}; it's sturdy, easy to store and comes with a quick-start guide.")),
+)
+
+
+def _product_question_variants() -> tuple[_Variant, ...]:
+    """One ``product_question`` variant per (category, topic) row of ``_PRODUCT_QA``."""
+    return tuple(_v(openers, answers, _PQ_ACTIONS, categories=cats, ask="none", tone="question")
+                 for cats, openers, answers in _PRODUCT_QA)
+
 
 # ---------------------------------------------------------------------------------------------
 # Intents: each is a tuple of variants. INTENTS is the key order of this table.
@@ -443,18 +503,33 @@ _INTENT_TABLE: dict[str, tuple[_Variant, ...]] = {
     "promo_code": (
         _v(["The code {promo} isn't working.",
             "promo code {promo} says invalid",
-            "I tried {promo} at checkout and it didn't apply. Why?",
-            "Is {promo} still valid? It won't go through."],
+            "I tried {promo} at checkout and it didn't apply. Why?"],
            ["I checked {promo}: it gives {pct}% off full-price items, and your cart has a sale item, which is why it was rejected.",
-            "The code {promo} is valid for {pct}% off orders over {free_ship}, so it needs a slightly bigger cart.",
-            "It looks like {promo} expired on {date}, which is why checkout rejected it."],
-           ["I've added a one-time {pct}% code to your account that you can use at checkout this week.",
-            "If you remove the sale item, {promo} will apply to the rest of your order.",
-            "I've sent you a fresh code by email with the same {pct}% discount."],
+            "{promo} is valid, but it only applies to full-price items, and one item in your cart is on sale."],
+           ["If you remove the sale item, {promo} will apply to the rest of your order.",
+            "You can place the sale item in a separate order, and {promo} will work on everything else."],
+           [("Does it work on the {product}?",
+             "Yes, the {product} is full price, so the {pct}% discount applies.")],
+           ask="none", tone="question"),
+        _v(["Why won't {promo} work? My cart is pretty small.",
+            "The code {promo} isn't working.",
+            "{promo} won't apply to my order"],
+           ["The code {promo} is valid for {pct}% off orders over {free_ship}, and your cart is just under that.",
+            "{promo} needs a cart total of at least {free_ship}, which is why checkout rejected it."],
+           ["Once your cart reaches {free_ship}, the {pct}% discount will apply automatically.",
+            "If you add one more item to pass {free_ship}, the code will work and shipping becomes free too."],
            [("Can I use two codes on one order?",
-             "Only one promo code can be used per order, but it can be combined with loyalty points."),
-            ("Does it work on the {product}?",
-             "Yes, the {product} is full price, so the {pct}% discount applies to it.")],
+             "Only one promo code can be used per order, but it can be combined with loyalty points.")],
+           ask="none", tone="question"),
+        _v(["Is {promo} still valid? It won't go through.",
+            "My code {promo} says expired.",
+            "i have a code {promo} but it doesnt work anymore"],
+           ["It looks like {promo} expired on {date}, which is why checkout rejected it.",
+            "The code {promo} ended on {date}, I'm afraid."],
+           ["I've added a one-time {pct}% code to your account that you can use at checkout this week.",
+            "As a courtesy, I've sent you a fresh code by email with the same {pct}% discount."],
+           [("Can I use two codes on one order?",
+             "Only one promo code can be used per order, but it can be combined with loyalty points.")],
            ask="none", tone="question"),
         _v(["I forgot to apply my promo code {promo} to order #{order}, can you add it?",
             "I placed order {order} yesterday but forgot to use {promo}.",
@@ -505,7 +580,7 @@ _INTENT_TABLE: dict[str, tuple[_Variant, ...]] = {
              "Then we still offer a repair at a reduced cost, but in your case the {product} is covered, so there's no charge.")],
            categories=("electronics", "home", "fitness")),
     ),
-    "product_question": (),  # filled from _PRODUCT_QA below
+    "product_question": _product_question_variants(),
     "eco_products": (
         _v(["Do you have eco-friendly alternatives to plastic wrap?",
             "I'm looking for more sustainable kitchen products.",
@@ -633,18 +708,29 @@ _INTENT_TABLE: dict[str, tuple[_Variant, ...]] = {
            tone="question"),
     ),
     "shipping_options": (
-        _v(["How long does shipping take?",
-            "Do you offer express shipping?",
-            "Can I get free shipping?",
-            "What shipping options do you have?",
-            "how fast can u ship",
-            "Which carriers do you use?"],
-           ["Standard shipping takes {standard} and is free on orders over {free_ship}.",
-            "We ship with {carrier} and a few other carriers, depending on your address.",
-            "Orders placed before 2 pm ship the same business day."],
-           ["Express shipping arrives in {express} for {express_fee}.",
-            "If you add a little more to reach {free_ship}, standard shipping is free.",
-            "You'll see every option with its delivery estimate at checkout."],
+        _v(["How long does shipping take?", "how fast can u ship", "When will my order arrive if I order today?"],
+           ["Standard shipping takes {standard}, and orders placed before 2 pm ship the same business day.",
+            "Most orders arrive within {standard} with standard shipping."],
+           ["If you need it sooner, express shipping arrives in {express} for {express_fee}.",
+            "You'll see the delivery estimate for your address at checkout."],
+           ask="none", tone="question"),
+        _v(["Do you offer express shipping?", "Can I get my order faster?", "I need something by this weekend. Do you have express?"],
+           ["Yes, express shipping arrives in {express} and costs {express_fee}.",
+            "We offer express delivery in {express} for {express_fee}."],
+           ["Just choose express at checkout; orders placed before 2 pm ship the same day.",
+            "Express orders are sent with {carrier} and include tracking."],
+           ask="none", tone="question"),
+        _v(["Can I get free shipping?", "Is shipping free?", "how much is shipping"],
+           ["Standard shipping is free on orders over {free_ship}.",
+            "Orders over {free_ship} ship free with standard delivery, which takes {standard}."],
+           ["If your cart is a little under {free_ship}, adding one more item will make shipping free.",
+            "Rewards members also get free shipping during member sale events."],
+           ask="none", tone="question"),
+        _v(["Which carriers do you use?", "Do you ship with {carrier}?", "What shipping company will deliver my order?"],
+           ["We ship with {carrier} and a few other carriers, depending on your address.",
+            "Most orders in your area go out with {carrier}."],
+           ["You'll get the tracking number by email as soon as your order leaves our warehouse.",
+            "Every shipment includes tracking, so you can follow it on the carrier's website."],
            [("Do you ship on weekends?",
              "Our warehouse ships Monday to Saturday, and {carrier} delivers on Saturdays in most areas.")],
            ask="none", tone="question"),
@@ -714,58 +800,12 @@ _INTENT_TABLE: dict[str, tuple[_Variant, ...]] = {
     ),
 }
 
-# Product questions: one variant per (category, topic), so the question and answer match.
-_PQ_ACTIONS = ("If it doesn't work out, returns are free within {return_days} days.",
-               "I've emailed you the product page with the full specifications.",
-               "It's currently {amount}, and it ships free on orders over {free_ship}.",
-               "It's in stock now and usually ships within one business day.")
-_PRODUCT_QA: tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
-    (("apparel",), ("Is the {product} machine washable?", "How do I wash the {product}?", "can the {product} go in the dryer"),
-     ("The {product} can go in a cold, gentle wash; lay {it_obj} flat to dry to keep the shape.",
-      "We recommend a cold wash and air drying for the {product}, as the dryer can shrink {it_obj}.")),
-    (("apparel",), ("Does the {product} run true to size?", "What size should I get in the {product}?", "I'm usually a size {size}. Which size of the {product} should I get?"),
-     ("The {product} runs true to size for most customers, so your usual size {size} should fit.",
-      "Most customers order their usual size in the {product}; if you're between sizes, go one up.")),
-    (("apparel",), ("What colors does the {product} come in?", "Is the {product} available in {color}?"),
-     ("The {product} comes in {color}, black and navy this season.",
-      "Yes, {color} is available in all sizes of the {product} right now.")),
-    (("electronics",), ("How long does the battery last on the {product}?", "what's the battery life of the {product}"),
-     ("The {product} lasts about {hours} hours on a full charge, and a quick 15-minute charge gives a few more hours.",
-      "You can expect around {hours} hours of use from a full charge of the {product}.")),
-    (("electronics",), ("Does the {product} work with iPhone and Android?", "Is the {product} compatible with my laptop?"),
-     ("Yes, the {product} works with iPhone, Android and most laptops over Bluetooth or USB-C.",
-      "The {product} is compatible with all recent phones and laptops; no app is required.")),
-    (("home",), ("Is the {product} dishwasher safe?", "How do I clean the {product}?"),
-     ("We recommend hand-washing the {product} with warm water and a soft sponge to keep {it_obj} in great shape.",
-      "The {product} wipes clean easily; avoid harsh cleaners so the finish lasts.")),
-    (("home",), ("How big is the {product}?", "Will the {product} fit on a small counter?"),
-     ("The {product} is compact and fits comfortably on a standard counter or desk.",
-      "The {product} is designed for small spaces; the exact dimensions are listed on the product page.")),
-    (("eco",), ("Is the {product} plastic free?", "What is the {product} made of?"),
-     ("The {product} is plastic-free and made from renewable materials.",
-      "The {product} is made from natural, biodegradable materials and ships in recyclable packaging.")),
-    (("beauty",), ("Is the {product} OK for sensitive skin?", "Does the {product} have fragrance?", "is the {product} cruelty free"),
-     ("The {product} is fragrance-free, dermatologist tested and suitable for sensitive skin.",
-      "The {product} is cruelty-free and vegan, and it's gentle enough for daily use.")),
-    (("fitness",), ("How heavy is the {product}?", "Is the {product} good for beginners?"),
-     ("The {product} is designed for all levels, and it's light enough to move around easily.",
-      "Many beginners start with the {product}; it's sturdy, easy to store and comes with a quick-start guide.")),
-)
-
-
-def _product_question_variants() -> tuple[_Variant, ...]:
-    """One ``product_question`` variant per (category, topic) row of ``_PRODUCT_QA``."""
-    return tuple(_v(openers, answers, _PQ_ACTIONS, categories=cats, ask="none", tone="question")
-                 for cats, openers, answers in _PRODUCT_QA)
-
-
-_INTENT_TABLE["product_question"] = _product_question_variants()
 INTENTS: tuple[str, ...] = tuple(_INTENT_TABLE)
 
 # ---------------------------------------------------------------------------------------------
 # Slot pools and per-dialogue context
 
-_COLORS = ("navy", "charcoal", "olive", "sand", "burgundy", "forest green", "slate blue", "cream", "rust")
+_COLORS = ("charcoal", "olive", "sand", "burgundy", "forest green", "slate blue", "cream", "rust")
 _LETTER_SIZES = ("XS", "S", "M", "L", "XL", "XXL")
 _NUMBER_SIZES = ("7", "8", "9", "10", "11", "12")
 _STREETS = ("Elm Street", "Oak Avenue", "Birch Lane", "Hillcrest Road", "Lakeview Drive", "Park Place",
@@ -888,18 +928,46 @@ def _roughen(text: str, rng: random.Random) -> str:
 # Dialogues
 
 
+_PLURAL_VERBS = {"is": "are", "has": "have", "was": "were", "comes": "come", "runs": "run", "lasts": "last",
+                 "works": "work", "wipes": "wipe", "fits": "fit", "doesn't": "don't", "isn't": "aren't",
+                 "Is": "Are", "Does": "Do"}
+_VERB_AFTER = re.compile(r"^ (is|has|was|comes|runs|lasts|works|wipes|fits|doesn't|isn't)\b")
+_VERB_BEFORE = re.compile(r"\b(Is|Does) the $")
+
+
+def _agree(text: str, product: str) -> str:
+    """Verb agreement for plural product names ("the Summit Running Shoes are ...")."""
+    if not product.endswith("s") or product not in text:
+        return text
+    pieces = text.split(product)
+    for i in range(len(pieces) - 1):
+        pieces[i] = _VERB_BEFORE.sub(lambda m: _PLURAL_VERBS[m.group(1)] + " the ", pieces[i])
+        pieces[i + 1] = _VERB_AFTER.sub(lambda m: " " + _PLURAL_VERBS[m.group(1)], pieces[i + 1])
+    return product.join(pieces)
+
+
 def _customer(template: str, ctx: dict[str, str], rng: random.Random) -> str:
-    text = template.format(**ctx)
+    text = _agree(template.format(**ctx), ctx["product"])
     return "Customer: " + (_roughen(text, rng) if rng.random() < ROUGH_SHARE else text)
 
 
 def _agent(parts: Sequence[str], ctx: dict[str, str]) -> str:
-    return "Agent: " + " ".join(p.format(**ctx) for p in parts if p)
+    return "Agent: " + _agree(" ".join(p.format(**ctx) for p in parts if p), ctx["product"])
+
+
+# Details a customer may add after the opener when an order is involved (all true of the order).
+_CUSTOMER_DETAILS = ("I placed the order on {date}.", "I paid {amount} for it.", "The total was {amount}.",
+                     "It was supposed to come with {carrier}.", "I ordered it on {date}, if that helps.",
+                     "My email is {email}.", "I used the card ending in {last4}.")
 
 
 def _opening(variant: _Variant, ctx: dict[str, str], rng: random.Random) -> tuple[str, str]:
     """The customer's first line; introduces the name (which the agent then uses) ~half the time."""
     opener = rng.choice(variant.openers)
+    if _uses_order(variant) and rng.random() < 0.4:
+        detail = rng.choice(_CUSTOMER_DETAILS)
+        if not any(key in opener for key in ("{date}", "{amount}", "{carrier}")):
+            opener += " " + detail
     if rng.random() < 0.5:
         _know_name(ctx)
         return rng.choice(_INTROS) + " " + opener, opener
@@ -907,12 +975,12 @@ def _opening(variant: _Variant, ctx: dict[str, str], rng: random.Random) -> tupl
     return (greeting + " " + opener if greeting else opener), opener
 
 
-def _ask_kind(variant: _Variant, opener: str, rng: random.Random) -> str | None:
+def _ask_kind(variant: _Variant, opener: str, name_known: bool, rng: random.Random) -> str | None:
     """What the agent must ask for before it can help, given what the opener already says."""
     if variant.ask == "order" and "{order}" not in opener:
-        if _uses_order(variant):
-            return rng.choice(("order", "order", "name_order", "email"))
-        return None
+        if not _uses_order(variant):
+            return None
+        return rng.choice(("order", "order", "email") if name_known else ("order", "order", "name_order", "email"))
     if variant.ask == "address":
         return "address" if "{street}" not in opener else None
     if variant.ask in ("email", "product"):
@@ -926,13 +994,21 @@ def _uses_order(variant: _Variant) -> bool:
     return any("{order}" in t for t in variant.restates + variant.actions)
 
 
+def _mentions_product(variant: _Variant) -> bool:
+    """Whether the agent's restatement names the product (so talking about it fits)."""
+    return any("{product}" in t for t in variant.restates)
+
+
 def _resolution(variant: _Variant, ctx: dict[str, str], rng: random.Random, asked: bool) -> str:
     """Acknowledge, restate the specifics, give a concrete next step, maybe offer more help."""
     opening = rng.choice(_AFTER_ASK) if asked else rng.choice(_ACKS[variant.tone])
     # One action only: two picked independently can repeat or contradict each other.
+    # A confirmation email fits when something was done, not after a plain question.
     extra = ""
-    if rng.random() < 0.5:
-        extra = rng.choice(_EXTRAS_ORDER if _uses_order(variant) else _EXTRAS_ANY)
+    if rng.random() < 0.6 and _uses_order(variant):
+        extra = rng.choice(_EXTRAS_ORDER)
+    elif rng.random() < 0.6 and (variant.tone == "problem" or variant.ask != "none"):
+        extra = rng.choice(_EXTRAS_ANY)
     offer = rng.choice(_OFFERS) if rng.random() < 0.3 else ""
     return _agent([opening, rng.choice(variant.restates), rng.choice(variant.actions), extra, offer], ctx)
 
@@ -941,7 +1017,7 @@ def _dialogue_lines(variant: _Variant, ctx: dict[str, str], rng: random.Random) 
     n_exchanges = rng.randint(2, 4)
     first, opener = _opening(variant, ctx, rng)
     lines = [_customer(first, ctx, rng)]
-    ask = _ask_kind(variant, opener, rng)
+    ask = _ask_kind(variant, opener, bool(ctx["nm"]), rng)
     if ask is not None:
         agent_asks, replies = _ASKS[ask]
         lines.append(_agent([rng.choice(_ASK_LEADS[variant.tone]), rng.choice(agent_asks)], ctx))
@@ -952,13 +1028,21 @@ def _dialogue_lines(variant: _Variant, ctx: dict[str, str], rng: random.Random) 
     followups = list(variant.followups)
     if _uses_order(variant):
         followups += _GENERIC_ORDER_FOLLOWUPS
+    if _mentions_product(variant) and rng.random() < 0.5:
+        followups += _GENERIC_PRODUCT_FOLLOWUPS
     rng.shuffle(followups)
     while len(lines) < 2 * (n_exchanges - 1) and followups:
         question, answer = followups.pop()
         lines += [_customer(question, ctx, rng), _agent([answer], ctx)]
     if len(lines) < 2 * n_exchanges:
-        mentions_product = any("{product}" in t for t in variant.restates)
-        byes = _AGENT_BYES_PRODUCT if mentions_product and rng.random() < 0.3 else _AGENT_BYES
+        # "Enjoy your X!" reads wrong after a complaint, so only after questions.
+        product_bye = variant.tone == "question" and _mentions_product(variant) and rng.random() < 0.3
+        if product_bye:
+            byes = _AGENT_BYES_PRODUCT
+        elif _uses_order(variant) and rng.random() < 0.4:
+            byes = _AGENT_BYES_ORDER
+        else:
+            byes = _AGENT_BYES
         lines += [_customer(rng.choice(_CUSTOMER_THANKS), ctx, rng), _agent([rng.choice(byes)], ctx)]
     return lines
 
@@ -973,122 +1057,157 @@ def generate_dialogue(intent: str, rng: random.Random) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Policy snippets: a title and clauses, each clause with interchangeable phrasings.
+# Policy snippets: a title and clauses; each clause has the question it answers (for the Q&A
+# layout) and interchangeable phrasings.
 
-_POLICIES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
+_Clause = tuple[str, tuple[str, ...]]
+_POLICIES: dict[str, tuple[tuple[str, ...], tuple[_Clause, ...]]] = {
     "returns": (("Returns Policy", "Our Return Policy", "How Returns Work", "Returns and Refunds"), (
-        ("You can return most items within {return_days} days of delivery for a full refund.",
-         "Items can be returned within {return_days} days of delivery, no questions asked.",
-         "We accept returns of unused items for {return_days} days after delivery."),
-        ("Returns are free: we email you a prepaid label, and you can drop the parcel at any {carrier} location.",
-         "Start a return from your account or contact our support team, and we'll send a prepaid return label.",
-         "You can also return online orders at any of our stores."),
-        ("Once we receive your return, refunds reach your original payment method within {refund_days}.",
-         "Refunds are issued within 2 business days of receiving the item and take {refund_days} to appear on your card."),
-        ("Personal care items such as the {beauty} must be unopened to be returned.",
-         "Final-sale items are marked on the product page and cannot be returned."),
+        ("How long do I have to return an item?",
+         ("You can return most items within {return_days} days of delivery for a full refund.",
+          "Items can be returned within {return_days} days of delivery, no questions asked.",
+          "We accept returns of unused items for {return_days} days after delivery.")),
+        ("How do I send an item back?",
+         ("Returns are free: we email you a prepaid label, and you can drop the parcel at any {carrier} location.",
+          "Start a return from your account or contact our support team, and we'll send a prepaid return label.",
+          "You can also return online orders at any of our stores.")),
+        ("When will I get my refund?",
+         ("Once we receive your return, refunds reach your original payment method within {refund_days}.",
+          "Refunds are issued within 2 business days of receiving the item and take {refund_days} to appear on your card.")),
+        ("Can everything be returned?",
+         ("Personal care items such as the {beauty} must be unopened to be returned.",
+          "Final-sale items are marked on the product page and cannot be returned.")),
     )),
     "shipping": (("Shipping Policy", "Shipping and Delivery", "Delivery Information"), (
-        ("Standard shipping takes {standard} and is free on orders over {free_ship}.",
-         "Orders over {free_ship} ship free with standard delivery ({standard})."),
-        ("Express shipping arrives in {express} and costs {express_fee}.",
-         "Need it sooner? Choose express at checkout for delivery in {express}."),
-        ("We ship with {carrier} and other trusted carriers, and every order includes tracking.",
-         "You'll receive a tracking number by email as soon as your order leaves our warehouse."),
-        ("Orders placed before 2 pm on a business day ship the same day.",
-         "If a package is late, contact us and we'll open a trace with the carrier right away."),
+        ("How long does standard shipping take?",
+         ("Standard shipping takes {standard} and is free on orders over {free_ship}.",
+          "Orders over {free_ship} ship free with standard delivery ({standard}).")),
+        ("Is there a faster option?",
+         ("Express shipping arrives in {express} and costs {express_fee}.",
+          "Need it sooner? Choose express at checkout for delivery in {express}.")),
+        ("How can I track my order?",
+         ("We ship with {carrier} and other trusted carriers, and every order includes tracking.",
+          "You'll receive a tracking number by email as soon as your order leaves our warehouse.")),
+        ("When does my order ship?",
+         ("Orders placed before 2 pm on a business day ship the same day.",
+          "Our warehouse ships Monday to Saturday, so weekend orders go out on Monday at the latest.")),
     )),
     "warranty": (("Warranty", "Our Warranty Promise", "Product Warranty"), (
-        ("Electronics, home goods and fitness equipment come with a {warranty} limited warranty.",
-         "Every item in our electronics, home and fitness ranges is covered by a {warranty} warranty against defects."),
-        ("If a product such as the {product} fails under normal use, we'll repair or replace it at no cost.",
-         "Covered defects are repaired or replaced free of charge, including shipping both ways."),
-        ("Your order number serves as proof of purchase, so there's no need to keep a receipt.",
-         "To start a claim, contact support with your order number and a short description of the problem."),
-        ("The warranty does not cover accidental damage or normal wear.",
-         "A replacement comes with a fresh {warranty} warranty."),
+        ("Which products have a warranty?",
+         ("Electronics, home goods and fitness equipment come with a {warranty} limited warranty.",
+          "Every item in our electronics, home and fitness ranges is covered by a {warranty} warranty against defects.")),
+        ("What happens if my product breaks?",
+         ("If a product such as the {product} fails under normal use, we'll repair or replace it at no cost.",
+          "Covered defects are repaired or replaced free of charge, including shipping both ways.")),
+        ("How do I make a claim?",
+         ("Your order number serves as proof of purchase, so there's no need to keep a receipt.",
+          "To start a claim, contact support with your order number and a short description of the problem.")),
+        ("What isn't covered?",
+         ("The warranty does not cover accidental damage or normal wear.",
+          "Accidental damage and normal wear are not covered, but we can often repair them at a reduced cost.")),
     )),
     "loyalty": (("Loyalty Program", "Rewards Program", "How Rewards Work"), (
-        ("Members earn {points_rule}.", "As a rewards member you earn {points_rule}, including on sale items."),
-        ("Every {points_block} can be redeemed for {points_block_value} off your next order.",
-         "Redeem points at checkout: {points_block} equals {points_block_value} off."),
-        ("Points don't expire as long as you shop at least once a year.",
-         "Points can be combined with one promo code per order."),
-        ("Joining is free, and you get bonus points on your birthday.",
-         "Members also get early access to sales and free shipping on every order."),
+        ("How do I earn points?",
+         ("Members earn {points_rule}.", "As a rewards member you earn {points_rule}, including on sale items.")),
+        ("How do I use my points?",
+         ("Every {points_block} can be redeemed for {points_block_value} off your next order.",
+          "Redeem points at checkout: {points_block} equals {points_block_value} off.")),
+        ("Do points expire?",
+         ("Points don't expire as long as you shop at least once a year.",
+          "Your points stay valid as long as you make at least one purchase every twelve months.")),
+        ("How do I join?",
+         ("Joining is free, and you get bonus points on your birthday.",
+          "Sign up for free in your account; members also get early access to sales.")),
     )),
     "price_adjustment": (("Price Adjustments", "Price Match Policy"), (
-        ("If the price of an item drops within {price_days} days of purchase, we'll refund the difference.",
-         "We offer price adjustments for {price_days} days after you buy."),
-        ("Price adjustments apply to our own prices only, not to other retailers.",
-         "Just contact support with your order number to request an adjustment."),
-        ("The difference goes back to your original payment method within {refund_days}.",
-         "You can choose to receive the difference as store credit instead, which is available immediately."),
+        ("What if the price drops after I buy?",
+         ("If the price of an item drops within {price_days} days of purchase, we'll refund the difference.",
+          "We offer price adjustments for {price_days} days after you buy.")),
+        ("Do you match other stores?",
+         ("Price adjustments apply to our own prices only, not to other retailers.",
+          "We match our own website's prices, but not those of other retailers.")),
+        ("How do I get the difference?",
+         ("The difference goes back to your original payment method within {refund_days}.",
+          "Contact support with your order number; you can take the difference as store credit, which is available immediately.")),
     )),
     "exchanges": (("Exchanges", "Size Exchanges"), (
-        ("Apparel can be exchanged for a different size or color within {return_days} days, free of charge.",
-         "Exchanges are always free, including the return shipping."),
-        ("We ship the new size as soon as the carrier scans your return, so you're not left waiting.",
-         "If the size you need is out of stock, we'll refund you instead."),
+        ("Can I exchange a size?",
+         ("Apparel can be exchanged for a different size or color within {return_days} days, free of charge.",
+          "Exchanges are always free, including the return shipping.")),
+        ("How long does an exchange take?",
+         ("We ship the new size as soon as the carrier scans your return, so you're not left waiting.",
+          "The new item ships the day your return is scanned and arrives within {standard}.")),
+        ("What if my size is sold out?",
+         ("If the size you need is out of stock, we'll refund you instead.",
+          "When a size is sold out, we refund the item in full or hold it until it's back in stock.")),
     )),
     "gift_cards": (("Gift Cards", "Gift Card Terms"), (
-        ("Gift cards never expire and have no fees.", "Our gift cards never expire."),
-        ("You can combine a gift card with a credit card or PayPal at checkout.",
-         "Gift cards can be used online and in any of our stores."),
-        ("Check your balance anytime in your account or by contacting support.",
-         "Lost gift cards can be replaced if you have the purchase receipt."),
+        ("Do gift cards expire?",
+         ("Gift cards never expire and have no fees.", "Our gift cards never expire.")),
+        ("Where can I use a gift card?",
+         ("You can combine a gift card with a credit card or PayPal at checkout.",
+          "Gift cards can be used online and in any of our stores.")),
+        ("How do I check my balance?",
+         ("Check your balance anytime in your account or by contacting support.",
+          "Your balance is shown at checkout and in your account.")),
     )),
     "subscriptions": (("Subscriptions", "Subscribe and Save"), (
-        ("Subscriptions ship monthly and can be paused, skipped or cancelled at any time.",
-         "You're never locked in: pause or cancel your subscription from your account page."),
-        ("Subscribers save 10% on every delivery and always get free shipping.",
-         "Subscriptions renew automatically, and we email a reminder three days before each renewal."),
+        ("Can I pause or cancel my subscription?",
+         ("Subscriptions ship monthly and can be paused, skipped or cancelled at any time.",
+          "You're never locked in: pause or cancel your subscription from your account page.")),
+        ("What do subscribers get?",
+         ("Subscribers save 10% on every delivery and always get free shipping.",
+          "Every subscription delivery is 10% off and ships free.")),
+        ("Will I be reminded before a renewal?",
+         ("Subscriptions renew automatically, and we email a reminder three days before each renewal.",
+          "Yes, we send a reminder email three days before every renewal.")),
     )),
     "sustainability": (("Our Eco Commitment", "Sustainability"), (
-        ("Our eco line, including the {eco}, replaces single-use plastic with reusable products.",
-         "Products in our eco range, such as the {eco}, are plastic-free and made from renewable materials."),
-        ("Every order ships in recyclable packaging, and you can choose carbon-neutral shipping at checkout.",
-         "We use recycled cardboard and paper tape, so all our packaging can be recycled."),
+        ("What is your eco line?",
+         ("Our eco line, including the {eco}, replaces single-use plastic with reusable products.",
+          "Products in our eco range, such as the {eco}, are plastic-free and made from renewable materials.")),
+        ("Is your packaging recyclable?",
+         ("Every order ships in recyclable packaging, and you can choose carbon-neutral shipping at checkout.",
+          "We use recycled cardboard and paper tape, so all our packaging can be recycled.")),
     )),
     "store_hours": (("Store Hours", "Visit Us", "Opening Hours"), (
-        ("Our stores are open {weekday_hours} Monday to Saturday and {sunday_hours} on Sunday.",
-         "Store hours: Monday to Saturday {weekday_hours}, Sunday {sunday_hours}."),
-        ("Online support is available {support_hours}.",
-         "You can chat with our support team {support_hours}."),
-        ("In-store pickup orders are held for 7 days.",
-         "Holiday hours are posted on our website a week in advance."),
+        ("When are your stores open?",
+         ("Our stores are open {weekday_hours} Monday to Saturday and {sunday_hours} on Sunday.",
+          "Store hours: Monday to Saturday {weekday_hours}, Sunday {sunday_hours}.")),
+        ("When can I reach support?",
+         ("Online support is available {support_hours}.",
+          "You can chat with our support team {support_hours}.")),
+        ("How long are pickup orders held?",
+         ("In-store pickup orders are held for 7 days.",
+          "We hold pickup orders for 7 days after they arrive in store.")),
     )),
 }
 
 
+def _policy_context(rng: random.Random) -> dict[str, str]:
+    pools = _pools()
+    ctx = dict(_FACTS)
+    ctx.update(carrier=rng.choice(pools.slots["carrier"]), product=_pick_product(rng, ("electronics", "home")),
+               beauty=rng.choice(pools.by_category["beauty"]), eco=rng.choice(pools.by_category["eco"]))
+    return ctx
+
+
 def _policy_doc(rng: random.Random) -> tuple[str, str]:
-    """A policy snippet as paragraph, bullet list or Q&A; returns (kind, text)."""
+    """A policy snippet laid out as a paragraph, a bullet list or Q&A; returns (kind, text)."""
     kind = rng.choice(tuple(_POLICIES))
     titles, clauses = _POLICIES[kind]
-    ctx = dict(_FACTS)
-    by_cat = _pools().by_category
-    ctx.update(carrier=rng.choice(_pools().slots["carrier"]), product=_pick_product(rng, ("electronics", "home")),
-               beauty=rng.choice(by_cat["beauty"]), eco=rng.choice(by_cat["eco"]))
-    sentences = [rng.choice(c).format(**ctx) for c in clauses if rng.random() < 0.85] or [clauses[0][0].format(**ctx)]
+    ctx = _policy_context(rng)
+    chosen = [c for c in clauses if rng.random() < 0.85] or [clauses[0]]
+    pairs = [(question, _agree(rng.choice(phrasings).format(**ctx), ctx["product"]))
+             for question, phrasings in chosen]
     style = rng.random()
     if style < 0.5:
-        body = " ".join(sentences)
+        body = " ".join(answer for _, answer in pairs)
     elif style < 0.8:
-        body = "\n".join("- " + s for s in sentences)
+        body = "\n".join("- " + answer for _, answer in pairs)
     else:
-        body = "\n".join(f"Q: {q}\nA: {a}" for q, a in zip(_policy_questions(kind, rng, len(sentences)), sentences))
+        body = "\n".join(f"Q: {question}\nA: {answer}" for question, answer in pairs)
     return "policy:" + kind, rng.choice(titles) + "\n" + body
-
-
-def _policy_questions(kind: str, rng: random.Random, n: int) -> list[str]:
-    generic = ("How does this work?", "What do I need to know?", "Is there anything else?",
-               "Are there any exceptions?", "How long does it take?", "What does it cost?")
-    first = {"returns": "Can I return an item?", "shipping": "How long does shipping take?",
-             "warranty": "What does the warranty cover?", "loyalty": "How do I earn points?",
-             "price_adjustment": "What if the price drops after I buy?", "exchanges": "Can I exchange a size?",
-             "gift_cards": "Do gift cards expire?", "subscriptions": "Can I pause my subscription?",
-             "sustainability": "Are your products eco-friendly?", "store_hours": "When are you open?"}[kind]
-    return [first] + rng.sample(generic, min(n - 1, len(generic)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1145,7 +1264,7 @@ def _product_doc(rng: random.Random) -> tuple[str, str]:
              rng.choice(intro).format(**ctx), rng.choice(detail).format(**ctx),
              f"Price: {rng.choice(s['amount'])}. Free standard shipping on orders over {_FACTS['free_ship']}, "
              f"and free returns within {_FACTS['return_days']} days."]
-    text = product + "\n" + " ".join(parts)
+    text = product + "\n" + _agree(" ".join(parts), product)
     if rng.random() < 0.5:
         text += f"\nReview by {rng.choice(s['customer'])}: {rng.choice(_REVIEW_LINES)}"
     return "product", text

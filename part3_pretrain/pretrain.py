@@ -26,6 +26,7 @@ from .generate import generate
 from .model import GPT, GPTConfig
 from .plot import plot_losses
 from .sink import MetricsSink
+from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
 from .trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, barrier,
                       dist_info)
@@ -190,8 +191,11 @@ def run(cfg: PretrainConfig) -> dict:
     val_batches = sequential_batches(val_tokens, cfg.block_size, cfg.batch_size, cfg.eval_batches)
     sink = MetricsSink(out / "metrics.jsonl", enabled=rank == 0,
                        resume_step=resume_ckpt["trainer"]["step"] if resume_ckpt else None)
+    # Part 4 evaluates on held-out slot values: record that this corpus holds none of them
+    # (checked on the text, whatever its source), so fine-tuning can refuse a leaky base model.
+    leaks = find_heldout_leaks(docs) if rank == 0 else []
     meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(),
-            "pretrain_config": {k: _norm(v) for k, v in asdict(cfg).items()}}
+            "pretrain_config": {k: _norm(v) for k, v in asdict(cfg).items()}, "corpus_heldout_leaks": leaks}
     trainer = Trainer(model, source, cfg.trainer_config(), sink=sink, checkpoint_path=ckpt_path,
                       checkpoint_meta=meta, evaluate=lambda m: mean_loss(m, val_batches))
     if resume_ckpt is not None:

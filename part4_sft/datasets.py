@@ -1,0 +1,94 @@
+"""Train / validation / test splits for SFT, from the synthetic generator or the user's files.
+
+Synthetic: 5,000 rated pairs are written to ``data/sft_dataset.json``; the high-quality ones
+train; validation contexts use train slot values, test contexts held-out ones. User data:
+``--data`` filtered by its quality column, with ``--test-data`` or a seeded held-out split.
+Either way the test set is checked against the training data before anything trains.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from part3_pretrain.checkpoint import write_text_atomic
+
+from . import synthetic
+from .data import check_disjoint, normalise_context
+from .loaders import DataError, filter_by_quality, load_pairs
+
+
+@dataclass
+class DatasetSplits:
+    train: list[dict]  # {"context", "response", ...}
+    val: list[dict]  # {"context", "reference", ...}
+    test: list[dict]  # {"context", "reference"[, "reference_2"], ...}
+    summary: dict = field(default_factory=dict)
+
+
+def synthetic_splits(cfg) -> DatasetSplits:
+    """Generate, write and filter the synthetic pairs; build val and test; check disjointness."""
+    pairs = synthetic.generate_pairs(cfg.n_pairs, cfg.n_high_quality, seed=cfg.data_seed)
+    write_text_atomic(json.dumps(pairs, indent=1) + "\n", cfg.dataset_path)
+    report = synthetic.filter_report(pairs)
+    train = [p for p in pairs if p["high_quality"] == 1]
+    print(f"quality filter: {report['total']} pairs -> {len(train)} high quality (rating >= 4.0); "
+          f"rejected by rule: " + ", ".join(f"{k} {v}" for k, v in report["rejected_rules"].items() if v),
+          flush=True)
+    all_contexts = [p["context"] for p in pairs]
+    val = synthetic.generate_eval_set("val", cfg.n_val, seed=cfg.data_seed, exclude_contexts=all_contexts)
+    test = synthetic.generate_eval_set("test", cfg.n_test, seed=cfg.data_seed)
+    disjoint = {"test": check_disjoint(train, test, "test", check_heldout_values=True),
+                "validation": check_disjoint(train, val, "validation", check_heldout_values=False)}
+    summary = {"source": "synthetic", "path": str(cfg.dataset_path), "filter": report,
+               "train": len(train), "val": len(val), "test": len(test), "disjointness": disjoint}
+    return DatasetSplits(train, val, test, summary)
+
+
+def _as_eval_rows(rows: list[dict]) -> list[dict]:
+    return [{"context": r["context"], "reference": r["response"], "line": r.get("line")} for r in rows]
+
+
+def _seeded_split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(rest, held): a seeded random ``fraction`` of the DISTINCT contexts, with all their rows,
+    is held out, so a context repeated in the file never lands on both sides."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(normalise_context(r["context"]), []).append(r)
+    keys = list(groups)
+    if len(keys) < 3:
+        raise DataError("--data", f"need at least 3 distinct contexts to split off held-out data, got {len(keys)}")
+    order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(seed)).tolist()
+    held_keys = {keys[i] for i in order[:max(1, round(len(keys) * fraction))]}
+    rest = [r for k in keys if k not in held_keys for r in groups[k]]
+    held = [r for k in keys if k in held_keys for r in groups[k]]
+    return rest, held
+
+
+def user_splits(cfg) -> DatasetSplits:
+    """The user's pairs: quality filter, test (file or split), validation split, disjointness."""
+    fields = dict(context_field=cfg.context_field, response_field=cfg.response_field,
+                  quality_field=cfg.quality_field)
+    rows = load_pairs(cfg.data, **fields)
+    kept, report = filter_by_quality(rows, cfg.min_quality)
+    if cfg.test_data is not None:
+        test_rows = load_pairs(cfg.test_data, context_field=cfg.context_field, response_field=cfg.response_field)
+        train_rows = kept
+    else:
+        train_rows, test_rows = _seeded_split(kept, cfg.test_fraction, cfg.data_seed)
+    train_rows, val_rows = _seeded_split(train_rows, cfg.val_fraction, cfg.data_seed + 1)
+    test, val = _as_eval_rows(test_rows), _as_eval_rows(val_rows)
+    # Own data has no slot partition to check, but contexts must still not repeat across splits.
+    disjoint = {"test": check_disjoint(train_rows, test, "test", check_heldout_values=False),
+                "validation": check_disjoint(train_rows, val, "validation", check_heldout_values=False)}
+    summary = {"source": "user", "path": str(cfg.data), "test_path": cfg.test_data, "filter": report,
+               "train": len(train_rows), "val": len(val), "test": len(test), "disjointness": disjoint}
+    print(f"data: {cfg.data}: {report['total']} pairs, {report['kept']} kept by quality; "
+          f"{len(train_rows)} train, {len(val)} validation, {len(test)} test", flush=True)
+    return DatasetSplits(train_rows, val, test, summary)
+
+
+def load_splits(cfg) -> DatasetSplits:
+    return user_splits(cfg) if cfg.data is not None else synthetic_splits(cfg)

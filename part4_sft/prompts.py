@@ -1,0 +1,44 @@
+"""Prompt schemes: how a (context, response) pair becomes text the model reads.
+
+A scheme renders the prompt (everything up to where the answer starts) and the text put before
+the response. Prompt and response are tokenised separately and concatenated, so the boundary
+between context (masked out of the loss) and response (trained) is exact, and generation
+sees exactly the prompt tokens training saw.
+
+- ``chat`` (default for ``part4_sft.sft``): the reserved role tokens, ``<|user|>ctx<|assistant|>``.
+  The pretraining corpus never contains them: the pretrained model has to be taught the format.
+- ``qa``: ``Question: ctx\\nAnswer: response`` (the experiment grid's Q/A scheme).
+- ``instruction``: ``### Instruction:\\nctx\\n### Response:\\nresponse``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from part3_pretrain.tokenizer import ASSISTANT, USER
+
+
+@dataclass(frozen=True)
+class PromptScheme:
+    name: str
+    template: str  # contains "{context}"
+    response_prefix: str = ""  # put before the response (e.g. the space after "Answer:")
+
+    def prompt(self, context: str) -> str:
+        return self.template.format(context=context)
+
+    def response(self, response: str) -> str:
+        return self.response_prefix + response
+
+
+SCHEMES: dict[str, PromptScheme] = {
+    "chat": PromptScheme("chat", USER + "{context}" + ASSISTANT),
+    # The space belongs to the response: byte-level BPE glues a leading space to the next word.
+    "qa": PromptScheme("qa", "Question: {context}\nAnswer:", " "),
+    "instruction": PromptScheme("instruction", "### Instruction:\n{context}\n### Response:\n"),
+}
+
+
+def get_scheme(name: str) -> PromptScheme:
+    if name not in SCHEMES:
+        raise ValueError(f"unknown prompt scheme {name!r}; choose from {sorted(SCHEMES)}")
+    return SCHEMES[name]

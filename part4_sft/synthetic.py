@@ -1,0 +1,1042 @@
+"""Synthetic SFT data for retail customer support, labelled by a text rubric.
+
+A context is a customer message ("hi my order #A1234 arrived damaged ...") or a scenario line
+("Customer Leila wants to return the Cedar Rain Jacket bought on March 3") for one of ``INTENTS``,
+with slot values from ``part3_pretrain.slots``. A response is either a good reply (acknowledge,
+restate the specifics, address the intent, give a next step, close politely) or a deliberately
+flawed one (generic, off-intent, curt, rude, truncated, ...).
+
+The quality label never comes from the generator's intention: ``rate_response`` reads the response
+text and scores it, and ``high_quality`` is ``rating >= 4.0``. ``generate_pairs`` keeps drawing
+until the rubric has accepted exactly ``n_high_quality`` pairs and rejected the rest.
+
+``generate_eval_set`` builds held-out evaluation contexts with two independently phrased
+high-quality references each ("test" from held-out slot values only, "val" from train values but
+never an exact training context). Everything is a pure function of the seed: only private
+``random.Random`` instances, no global RNG, no dependence on hash order.
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Collection, Mapping, Sequence
+
+from part3_pretrain.slots import PRODUCT_ITEMS, product_category, slot_values
+
+HIGH_QUALITY_THRESHOLD = 4.0
+EVAL_SPLITS = ("val", "test")
+
+
+# --------------------------------------------------------------------------------------------
+# Intents. Templates use {ref} (the order/product/date noun phrase, rendered in the right voice)
+# and the intent's extra slots ({amount}, {carrier}, {promo_code}). A "topic|" prefix ties a
+# customer question to the bodies that answer it; untagged templates fit every topic.
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Intent:
+    name: str
+    keywords: str  # regex: a response that matches none of these does not address the intent
+    refs: tuple[str, ...]  # allowed specifics: "O" order id, "P" product, "OP" both
+    customer: tuple[str, ...]  # first-person problem statements
+    scenario: tuple[str, ...]  # third-person verb phrases after "Customer <name>"
+    body: tuple[str, ...]  # response statement (no acknowledgement, no action)
+    next: tuple[str, ...]  # response next step (a concrete action)
+    extras: tuple[str, ...] = ()  # slots always mentioned besides the ref
+    apology: bool = True  # complaint (apologise) or neutral request (thank)
+    trouble: tuple[str, ...] = ()  # what to apologise for
+    categories: tuple[str, ...] | None = None  # product categories the intent makes sense for
+    product_head: bool = False  # the product, not the order, is what the ref must be about
+
+
+_INTENT_SPECS: tuple[_Intent, ...] = (
+    _Intent(
+        "order_status", r"shipped|in transit|on its way|status|dispatched|ship|out for delivery",
+        ("O", "OP"),
+        ("where is {ref}?", "can you tell me the status of {ref}?", "any update on {ref}?",
+         "I haven't heard anything about {ref} since I paid. has it shipped?",
+         "I'd like to know when {ref} will ship.", "is {ref} on its way yet?"),
+        ("wants to know the status of {ref}", "is asking where {ref} is",
+         "asks whether {ref} has shipped"),
+        ("{ref} has shipped and is currently in transit",
+         "{ref} left our warehouse yesterday and is on its way to you",
+         "{ref} is packed and scheduled to ship today",
+         "{ref} is in transit and due to arrive in 2 to 3 business days"),
+        ("I've emailed you the tracking link", "you'll receive a tracking link by email shortly",
+         "you can track it anytime from the Orders page of your account",
+         "I'll send you an update as soon as it's out for delivery"),
+        apology=False,
+    ),
+    _Intent(
+        "late_delivery", r"delay|delayed|late|running behind|stuck|held up", ("O", "OP"),
+        ("{ref} was supposed to arrive days ago and the {carrier} tracking hasn't updated.",
+         "I'm still waiting for {ref}. {carrier} says it's delayed.",
+         "{ref} is late. the {carrier} tracking has been stuck for a week.",
+         "why is {ref} taking so long? it shipped with {carrier} ages ago.",
+         "{carrier} keeps pushing back the delivery of {ref}."),
+        ("reports that {ref}, shipped with {carrier}, is late",
+         "says {ref} is delayed and the {carrier} tracking is stuck",
+         "is still waiting for {ref}, which {carrier} has not delivered"),
+        ("{ref} is running late with {carrier}", "{carrier} has reported a delay on {ref}",
+         "{ref} is held up at a {carrier} sorting facility",
+         "{ref} is delayed on the {carrier} side"),
+        ("I've opened a trace with them and you'll get an update within 24 hours",
+         "I've asked them to expedite it and will email you the new delivery date",
+         "I'll refund the shipping cost and send you an update by tomorrow",
+         "if it hasn't arrived within 3 business days, I'll send a free replacement"),
+        extras=("carrier",), trouble=("the delay", "the late delivery", "the wait"),
+    ),
+    _Intent(
+        "missing_item", r"missing|left out|didn't make it|not included|wasn't included",
+        ("P", "OP"),
+        ("my package arrived but {ref} wasn't in the box.", "{ref} is missing from my delivery.",
+         "I got my order but {ref} was not included.", "the box came without {ref}.",
+         "everything arrived except {ref}."),
+        ("says {ref} was missing from the package", "received their delivery without {ref}",
+         "reports a missing item: {ref}"),
+        ("{ref} was missing from your package", "{ref} was left out of your delivery",
+         "{ref} didn't make it into the box", "{ref} wasn't included in your parcel"),
+        ("I've arranged for it to ship separately today at no charge",
+         "I'll send it out today with express shipping",
+         "I've issued a full refund for it, which will appear within 5 business days",
+         "I've shipped it separately, and you'll get the tracking details by email"),
+        trouble=("the missing item", "the incomplete delivery"), product_head=True,
+    ),
+    _Intent(
+        "damaged_item", r"damag\w*|broken|crack\w*|dent\w*", ("O", "P", "OP"),
+        ("{ref} arrived damaged.", "{ref} came broken. the box was crushed.",
+         "{ref} arrived with a crack in it.", "I just opened {ref} and it's damaged.",
+         "{ref} was dented when it arrived."),
+        ("has received a damaged item: {ref}", "says {ref} arrived broken",
+         "reports that {ref} was damaged in transit"),
+        ("{ref} arrived damaged", "{ref} was damaged in transit",
+         "{ref} got broken on the way to you", "{ref} reached you with damage"),
+        ("I've sent a free replacement that ships today",
+         "I've emailed you a prepaid return label and a replacement is on its way",
+         "please reply with a photo of the damage and I'll ship a replacement right away",
+         "I've issued a full refund, which you'll see within 5 business days"),
+        trouble=("the damage", "the broken item", "the damaged delivery"), product_head=True,
+    ),
+    _Intent(
+        "wrong_item", r"wrong|mix-up|incorrect|instead", ("O", "P", "OP"),
+        ("I ordered {ref} but received something completely different.",
+         "the package for {ref} had the wrong item inside.",
+         "you sent me the wrong item instead of {ref}.",
+         "{ref} came but it's not what I ordered."),
+        ("received the wrong item instead of {ref}", "says the wrong product was sent for {ref}",
+         "got someone else's item in place of {ref}"),
+        ("you received the wrong item instead of {ref}", "we sent the wrong item for {ref}",
+         "there was a mix-up at our warehouse with {ref}",
+         "an incorrect item was packed in place of {ref}"),
+        ("I've shipped the correct item today and emailed you a prepaid return label",
+         "please use the prepaid return label I've emailed to send the wrong one back",
+         "I've arranged a free swap, and you'll receive the correct item within 3 business days",
+         "I've emailed you a return label, and the right item ships today"),
+        trouble=("the mix-up", "the wrong item"), product_head=True,
+    ),
+    _Intent(
+        "return_request", r"return\w*|send back|sending back", ("O", "P", "OP"),
+        ("I'd like to return {ref}.", "how do I return {ref}? it doesn't suit me.",
+         "can I send back {ref}?", "I want to return {ref}, I changed my mind.",
+         "is it too late to return {ref}?"),
+        ("wants to return {ref}", "is asking how to return {ref}",
+         "would like to send back {ref}"),
+        ("{ref} is eligible for a return", "{ref} is within our 30-day return window",
+         "returning {ref} is no problem", "{ref} qualifies for a free return"),
+        ("I've emailed you a prepaid return label",
+         "please pack it in its original box and drop it at any carrier location with the label I've sent",
+         "I've started the return, and the refund will be processed once we receive it",
+         "you'll receive a prepaid label by email in a few minutes"),
+        apology=False,
+    ),
+    _Intent(
+        "refund_status", r"refund\w*|money back|reimburs\w*", ("O", "P", "OP"),
+        ("I returned {ref} two weeks ago and still haven't received my refund of {amount}.",
+         "where is my {amount} refund for {ref}?", "when will I get the {amount} back for {ref}?",
+         "my refund of {amount} for {ref} hasn't shown up yet."),
+        ("is waiting for a refund of {amount} for {ref}",
+         "asks about the status of their {amount} refund for {ref}",
+         "has not yet received the {amount} refund for {ref}"),
+        ("your refund of {amount} for {ref} was approved",
+         "the {amount} refund for {ref} has been processed on our side",
+         "your {amount} refund for {ref} went through today",
+         "the refund of {amount} for {ref} left our account this morning"),
+        ("you'll see it on your original payment method within 5 business days",
+         "please allow 3 to 5 business days for your bank to post it",
+         "I've emailed you the confirmation with the transaction reference",
+         "I'll chase the payments team if it hasn't posted within 7 days"),
+        extras=("amount",), trouble=("the wait", "the slow refund"),
+    ),
+    _Intent(
+        "cancel_order", r"cancel\w*", ("O", "OP"),
+        ("please cancel {ref}.", "I need to cancel {ref} before it ships.",
+         "can I still cancel {ref}? I ordered it by mistake.",
+         "I placed {ref} by accident, please cancel it."),
+        ("wants to cancel {ref}", "asks to cancel {ref} before it ships",
+         "placed {ref} by mistake and wants it cancelled"),
+        ("{ref} has been cancelled before it shipped", "{ref} is now cancelled",
+         "the cancellation of {ref} went through", "{ref} was stopped and cancelled in time"),
+        ("you'll receive a full refund to your original payment method in a few days",
+         "I've emailed you the cancellation confirmation",
+         "the refund will show up within 5 business days",
+         "I've voided the pending charge, so you won't be billed"),
+        apology=False,
+    ),
+    _Intent(
+        "exchange_size", r"exchang\w*|size|swap\w*", ("P", "OP"),
+        ("{ref} is too small. can I exchange it for a larger size?",
+         "I need a different size for {ref}.", "can I swap {ref} for a size medium?",
+         "{ref} runs big. I'd like to exchange it for a smaller size."),
+        ("wants to exchange {ref} for a different size", "needs a larger size of {ref}",
+         "asks to swap {ref} for a smaller size"),
+        ("exchanging {ref} for a different size is free",
+         "a size exchange for {ref} is no problem",
+         "{ref} can be swapped for another size at no cost"),
+        ("I've reserved the new size and emailed you a prepaid return label",
+         "please reply with the size you'd like and I'll ship it right away",
+         "I've set up the exchange, and the new size ships once we receive the original"),
+        apology=False, categories=("apparel",), product_head=True,
+    ),
+    _Intent(
+        "payment_failed", r"payment|charge|declined|billing|card", ("O", "P", "OP"),
+        ("my payment of {amount} for {ref} keeps getting declined.",
+         "I was charged {amount} for {ref} but the order says payment failed.",
+         "why did my {amount} payment for {ref} fail?",
+         "checkout rejects my card every time I try to pay {amount} for {ref}."),
+        ("says their {amount} payment for {ref} was declined",
+         "was charged {amount} but {ref} shows a failed payment",
+         "cannot complete the {amount} payment for {ref}"),
+        ("the {amount} payment for {ref} was declined by your bank",
+         "the {amount} charge for {ref} didn't go through",
+         "your {amount} payment for {ref} failed at checkout"),
+        ("please try again with another card, and I'll hold the items for you for 48 hours",
+         "I've sent you a secure payment link so you can retry",
+         "any pending charge will drop off within 5 business days, and you can retry from your account",
+         "I've reserved the items for 24 hours so you can update your card details"),
+        extras=("amount",), trouble=("the payment trouble", "the failed payment"),
+    ),
+    _Intent(
+        "promo_code", r"promo|code|discount|coupon", ("O", "P", "OP"),
+        ("the code {promo_code} didn't work on {ref}.",
+         "I forgot to use {promo_code} on {ref}. can you still apply it?",
+         "promo code {promo_code} says it's invalid for {ref}.",
+         "why wasn't my discount {promo_code} applied to {ref}?"),
+        ("says promo code {promo_code} was not applied to {ref}",
+         "forgot to use code {promo_code} on {ref}",
+         "reports that code {promo_code} is rejected for {ref}"),
+        ("the code {promo_code} should have applied to {ref}",
+         "{promo_code} is a valid promo code for {ref}",
+         "{promo_code} wasn't applied to {ref} because of a checkout glitch"),
+        ("I've refunded the discount to your card, which you'll see within 3 business days",
+         "I've applied the discount manually and emailed you the updated receipt",
+         "I've added the discount as store credit to your account"),
+        extras=("promo_code",), trouble=("the code not working", "the checkout glitch"),
+    ),
+    _Intent(
+        "account_access", r"account|log in|login|sign in|sign-in|password|locked", ("O", "OP"),
+        ("I can't log in to my account to check {ref}.",
+         "my account is locked and I need to see {ref}.",
+         "the password reset email never arrives, and I need to track {ref}.",
+         "I'm locked out of my account and can't see {ref}."),
+        ("cannot log in to check {ref}", "is locked out of their account and needs {ref}",
+         "never received the password reset email and needs to see {ref}"),
+        ("your account was locked after several sign-in attempts, but {ref} is safe",
+         "{ref} is unaffected, but your account is temporarily locked",
+         "the login problem is on our side and {ref} is not affected"),
+        ("I've sent a new password reset link to your email, valid for 24 hours",
+         "I've unlocked your account, so please sign in again and choose a new password",
+         "please use the reset link I've just emailed, and you'll be able to sign in right away"),
+        trouble=("the login trouble", "being locked out"),
+    ),
+    _Intent(
+        "warranty_claim", r"warrant\w*|guarantee|covered", ("P", "OP"),
+        ("{ref} stopped working after three months. is it covered by the warranty?",
+         "I want to make a warranty claim for {ref}; it has a defect.",
+         "{ref} broke after normal use. what does the warranty cover?",
+         "can I claim the warranty on {ref}? it no longer works."),
+        ("wants to make a warranty claim for {ref}",
+         "says {ref} stopped working and asks about the warranty",
+         "asks whether {ref} is still under warranty"),
+        ("{ref} is covered by our 1-year warranty", "your warranty claim for {ref} is approved",
+         "the warranty on {ref} is still active"),
+        ("I've opened a claim and emailed you a prepaid label to send it in",
+         "please reply with a photo and the serial number, and I'll arrange a replacement",
+         "I've arranged a free replacement, which you'll receive within 5 business days"),
+        trouble=("the defect", "the faulty item"), categories=("electronics", "home", "fitness"),
+        product_head=True,
+    ),
+    _Intent(
+        "product_question",
+        r"spec\w*|dimension\w*|measur\w*|colou?rs?|made (?:of|from)|material|comes in|available in",
+        ("P",),
+        ("dims|what are the dimensions of {ref}?", "dims|how big is {ref} exactly?",
+         "colors|does {ref} come in other colors?", "colors|what colors is {ref} available in?",
+         "material|what is {ref} made of?", "material|what material is {ref}?"),
+        ("dims|asks about the dimensions of {ref}", "colors|wants to know the colors of {ref}",
+         "material|asks what {ref} is made of"),
+        ("dims|{ref} measures {dims}", "dims|the dimensions of {ref} are {dims}",
+         "colors|{ref} comes in {colors}", "colors|{ref} is available in {colors}",
+         "material|{ref} is made of {material}", "material|the material of {ref} is {material}"),
+        ("you can find the full spec sheet on the product page",
+         "I've emailed you the spec sheet and care guide",
+         "I'll send you a link to the size and care guide",
+         "you can also check the reviews section for photos from other customers"),
+        apology=False,
+    ),
+    _Intent(
+        "eco_products", r"eco\w*|sustainab\w*|recycl\w*|plastic-free|carbon|organic|responsibly",
+        ("P",),
+        ("is {ref} eco-friendly?", "what sustainable materials are used in {ref}?",
+         "does {ref} ship in plastic-free packaging?",
+         "I'm trying to shop more sustainably. is {ref} recyclable?"),
+        ("asks whether {ref} is eco-friendly", "wants to know if {ref} is sustainable",
+         "asks about the packaging of {ref}"),
+        ("{ref} is made with recycled materials and ships in plastic-free packaging",
+         "{ref} is part of our eco range and its packaging is fully recyclable",
+         "{ref} uses responsibly sourced materials and carbon-neutral shipping"),
+        ("you can find its full sustainability report on the product page",
+         "I've emailed you our eco guide with recycling tips",
+         "you can also return the packaging to us for free recycling"),
+        apology=False,
+    ),
+    _Intent(
+        "subscription", r"subscri\w*|renew\w*|membership", ("P", "OP"),
+        ("I want to pause my monthly subscription for {ref}.",
+         "how do I stop my subscription for {ref}?",
+         "please skip next month's delivery of {ref} in my subscription.",
+         "I was billed again for my subscription to {ref} but meant to skip this month."),
+        ("wants to pause their subscription for {ref}",
+         "asks to skip next month's subscription delivery of {ref}",
+         "wants to change the subscription for {ref}"),
+        ("the subscription for {ref} is set to renew monthly",
+         "the subscription for {ref} can be paused or changed at any time",
+         "your subscription for {ref} is flexible"),
+        ("I've paused it for a month, and you can resume it anytime from your account",
+         "I've skipped the next delivery, so you won't be charged this month",
+         "you can manage it anytime under Subscriptions in your account"),
+        apology=False,
+    ),
+    _Intent(
+        "loyalty_points", r"points?|rewards?|loyalty", ("O", "OP"),
+        ("I didn't get my loyalty points for {ref}.", "my rewards points for {ref} are missing.",
+         "how many points should I have earned on {ref}?"),
+        ("did not receive loyalty points for {ref}", "says the rewards points for {ref} are missing",
+         "asks how many points {ref} earned"),
+        ("the loyalty points for {ref} didn't post to your account",
+         "{ref} should have earned you {points} reward points",
+         "{points} loyalty points for {ref} were missing from your balance"),
+        ("I've added them to your balance manually",
+         "you'll see them in your rewards balance within 24 hours",
+         "I've credited them, and you can redeem them on your next order"),
+        trouble=("the missing points", "the mix-up"),
+    ),
+    _Intent(
+        "gift_order", r"gift\w*|wrap\w*", ("O", "P", "OP"),
+        ("{ref} is a gift. can you add gift wrap and a message?",
+         "I want to send {ref} as a gift without the receipt.",
+         "can I add a gift note to {ref}?", "please remove the prices from {ref}, it's a gift."),
+        ("wants gift wrapping for {ref}", "asks to add a gift message to {ref}",
+         "is sending {ref} as a gift and wants no receipt included"),
+        ("gift wrapping for {ref} is free", "{ref} can go out as a gift with a personal message",
+         "{ref} can ship as a gift with the prices hidden"),
+        ("I've added gift wrap and a message card, and the receipt will be left out",
+         "please reply with the message you'd like on the card",
+         "I've added a gift note, and the packing slip won't show any prices"),
+        apology=False,
+    ),
+    _Intent(
+        "change_address", r"address\w*|redirect\w*|reroute\w*", ("O", "OP"),
+        ("I moved. can you change the shipping address for {ref}?",
+         "I entered the wrong address for {ref}.", "please update the delivery address on {ref}.",
+         "can {ref} be sent to my work address instead?"),
+        ("wants to change the shipping address for {ref}",
+         "entered the wrong address for {ref}", "asks to redirect {ref} to a new address"),
+        ("{ref} hasn't shipped yet, so the address can still be changed",
+         "the delivery address on {ref} can still be updated",
+         "there's still time to redirect {ref}"),
+        ("please reply with the new address and I'll update it right away",
+         "I've updated the address, and you'll get a confirmation email shortly",
+         "I've put a hold on the shipment until you confirm the new address"),
+        apology=False,
+    ),
+    _Intent(
+        "price_match", r"price|match|difference", ("P", "OP"),
+        ("I saw {ref} for {amount} on another site. do you price match?",
+         "{ref} dropped to {amount} a day after I bought it. can I get the difference?",
+         "a competitor sells {ref} for {amount}. will you match it?"),
+        ("found {ref} for {amount} elsewhere and asks for a price match",
+         "saw {ref} drop to {amount} after buying it",
+         "wants the difference refunded because {ref} is now {amount}"),
+        ("we're happy to price match {ref} at {amount}",
+         "{ref} qualifies for our price match at {amount}",
+         "the lower price of {amount} on {ref} is covered by our price promise"),
+        ("I've refunded the difference to your original payment method",
+         "I've applied the difference as a refund, which you'll see within 5 business days",
+         "please reply with a link to the lower price, and I'll adjust it right away"),
+        extras=("amount",), apology=False, product_head=True,
+    ),
+    _Intent(
+        "invoice_request", r"invoice\w*|receipt", ("O", "OP"),
+        ("I need an invoice for {ref} for my company.", "can you send me a receipt for {ref}?",
+         "I need a VAT invoice for {ref}.", "the invoice for {ref} has the wrong company name."),
+        ("needs an invoice for {ref}", "asks for a receipt for {ref}",
+         "needs a corrected invoice for {ref}"),
+        ("the invoice for {ref} is ready", "a receipt for {ref} is available",
+         "a full VAT invoice for {ref} is on file"),
+        ("I've emailed you a PDF copy", "you can also download it anytime from the Orders page",
+         "I've sent a corrected copy to your email"),
+        apology=False,
+    ),
+)
+
+_SPECS: dict[str, _Intent] = {spec.name: spec for spec in _INTENT_SPECS}
+INTENTS: tuple[str, ...] = tuple(spec.name for spec in _INTENT_SPECS)
+_KEYWORD_RES: dict[str, re.Pattern[str]] = {
+    spec.name: re.compile(rf"\b(?:{spec.keywords})\b", re.IGNORECASE) for spec in _INTENT_SPECS
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phrase pools shared by every intent.
+# ---------------------------------------------------------------------------------------------
+_REFS = {  # voice -> ref kind -> templates; the date suffix is appended when a date is present
+    "customer": {
+        "OP": ("my {product} (order #{order_id})", "the {product} from order #{order_id}",
+               "order #{order_id} with the {product}", "my order {order_id} for the {product}",
+               "the {product} on order number {order_id}"),
+        "O": ("my order #{order_id}", "order #{order_id}", "order number {order_id}",
+              "my order {order_id}", "order {order_id}"),
+        "P": ("my {product}", "the {product}"),
+    },
+    "third": {
+        "OP": ("the {product} (order #{order_id})", "their {product} from order #{order_id}",
+               "order #{order_id} containing the {product}", "order {order_id} for the {product}"),
+        "O": ("order #{order_id}", "their order #{order_id}", "order {order_id}"),
+        "P": ("the {product}", "their {product}"),
+    },
+    "agent": {
+        "OP": ("your {product} (order #{order_id})", "the {product} on order #{order_id}",
+               "order #{order_id} with your {product}", "your order #{order_id} for the {product}",
+               "your {product} from order #{order_id}"),
+        "O": ("your order #{order_id}", "order #{order_id}"),
+        "P": ("your {product}", "the {product}"),
+    },
+}
+_DATE_SUFFIXES = {
+    "customer": (" from {date}", " (ordered {date})", " ordered on {date}", " bought on {date}"),
+    "third": (" bought on {date}", " ordered on {date}", " from {date}"),
+    "agent": (" from {date}", " placed on {date}", " ordered on {date}", " (ordered {date})"),
+}
+_GENERIC_REFS = ("your order", "your purchase", "your item", "the order")
+_GREETINGS = ("Hi,", "Hello,", "Hi there,", "Hey,", "Good morning,", "Hello team,", "", "", "")
+_INTROS = ("this is {customer}.", "{customer} here.", "my name is {customer}.")
+_SIGNOFFS = ("Thanks, {customer}", "- {customer}", "Regards, {customer}", "Cheers, {customer}")
+_EXTRAS_APOLOGY = ("This is really frustrating.", "Can you help?", "Please sort this out.",
+                   "What can you do?", "I've been a customer for years.")
+_EXTRAS_NEUTRAL = ("Can you help?", "Thanks in advance.", "What are my options?",
+                   "Could you look into it?", "Please advise.")
+_SCENARIO_PREFIXES = ("Customer{nm} ", "A customer{nm} ", "Scenario: customer{nm} ",
+                      "Ticket: customer{nm} ", "Case - customer{nm} ")
+_ACKS_APOLOGY = ("I'm so sorry about {trouble}{nm}", "sorry for {trouble}{nm}",
+                 "I apologise for {trouble}{nm}", "I'm really sorry to hear about {trouble}{nm}",
+                 "my apologies for {trouble}{nm}", "thanks for letting us know{nm}, and sorry for {trouble}",
+                 "I'm sorry you've had to deal with {trouble}{nm}",
+                 "thank you for flagging this{nm}, and I'm sorry for {trouble}")
+_ACKS_NOTICE = ("thanks for letting us know{nm}", "thank you for flagging this{nm}",
+                "thanks for reaching out{nm}", "thank you for contacting us{nm}",
+                "thanks for getting in touch about this{nm}")
+_ACKS_THANKS = ("thanks for reaching out{nm}", "thank you for your message{nm}",
+                "thanks for getting in touch{nm}", "thanks for asking{nm}",
+                "I appreciate you contacting us{nm}", "thank you for contacting us{nm}",
+                "thanks so much for the message{nm}", "thanks for the question{nm}")
+_GENERIC_TROUBLE = ("the trouble", "the inconvenience", "this")
+_CLOSES = ("Let me know if there's anything else I can do.", "Have a great day!",
+           "Thanks for your patience!", "We're here if you need anything else.",
+           "Let us know if you have any other questions.", "Thanks for shopping with us!",
+           "Have a lovely week!", "Take care!", "Thank you for your patience and understanding.",
+           "Don't hesitate to reach out if you need more help.", "Happy to help with anything else.",
+           "Thanks again for choosing us!", "Enjoy the rest of your day!", "Have a wonderful weekend!")
+_COLORS = ("black", "navy", "sage", "sand", "charcoal", "forest green", "terracotta", "ivory", "slate")
+_MATERIALS = ("recycled aluminium", "organic cotton", "bamboo fibre", "stainless steel",
+              "recycled polyester", "solid oak", "natural rubber", "merino wool")
+# Flawed-response material: each line triggers a rubric rule on purpose.
+_BOILERPLATE = ("Thank you for contacting customer support.", "We value your business.",
+                "Your satisfaction is our top priority.", "We are looking into your request.",
+                "Our team will get back to you as soon as possible.",
+                "We apologize for any inconvenience this may have caused.",
+                "Your request has been noted.", "We are committed to providing the best service.")
+_RUDE_OPENERS = ("honestly, that's not our fault", "calm down", "look, you should have read the description",
+                 "this is getting ridiculous", "that's your problem, not ours", "whatever, fine",
+                 "obviously you didn't read the policy")
+_RUDE_CLOSES = ("Stop complaining and wait like everyone else.", "Deal with it.",
+                "Don't bother us again about this.", "Figure it out yourself next time.")
+_CURT = ("Noted.", "Ok.", "We'll see.", "Checking {ref}.", "{ref} - handled.", "Will look into {ref}.",
+         "Sure, done.", "See email.", "Fine, {ref} is sorted.", "Got it, {ref}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The rubric.
+# ---------------------------------------------------------------------------------------------
+RUBRIC_RULES: tuple[str, ...] = (
+    "no_acknowledgement", "no_name", "off_intent", "ignores_specifics", "no_next_step",
+    "no_polite_close", "rude", "curt", "truncated", "repetitive", "generic",
+)
+# Penalties subtracted from 5.0. Any single "real" flaw drops a perfect reply below 4.0; the
+# two mild ones (no_name, no_polite_close, no_acknowledgement) only do so in combination.
+_PENALTY = {
+    "no_acknowledgement": 0.7, "no_name": 0.4, "off_intent": 2.0, "ignores_specifics": 1.2,
+    "no_next_step": 1.2, "no_polite_close": 0.6, "rude": 2.5, "curt": 1.5, "truncated": 1.5,
+    "repetitive": 1.5, "generic": 0.8,
+}
+_MISSING_SPECIFICS_EXTRA = 0.6  # scaled by the fraction of specifics missing
+_MIN_WORDS = 16
+_SPECIFIC_SLOTS = ("order_id", "product", "date", "amount", "carrier", "promo_code")
+
+_ACK_RE = re.compile(r"\b(?:sorry|apolog\w*|thanks?|thank you|appreciate\w*|i understand)\b", re.I)
+_CLOSE_RE = re.compile(
+    r"let (?:me|us) know|anything else|have a (?:great|good|lovely|nice|wonderful) \w+"
+    r"|thanks? (?:you )?(?:so much |again )?for (?:your patience|shopping|being|choosing|your understanding)"
+    r"|take care|we're here (?:if|to help|for you)|happy to help|glad to help|enjoy|kind regards"
+    r"|best regards|don't hesitate", re.I)
+_ACTION_VERBS = (
+    "started|issued|sent|send|emailed|email|arranged|arrange|flagged|opened|open|escalated|escalate"
+    "|updated|update|applied|apply|added|add|reset|cancell?ed|cancel|processed|process|requested"
+    "|request|booked|book|reserved|reserve|created|create|credited|credit|refunded|refund|submitted"
+    "|submit|filed|file|forwarded|forward|scheduled|schedule|switched|switch|generated|generate"
+    "|attached|attach|reactivated|reactivate|paused|pause|reissued|reissue|voided|void|unlocked"
+    "|unlock|adjusted|adjust|placed|place|restored|restore|shipped|ship|included|include|set up"
+    "|raised|raise|logged|log|initiated|initiate|contacted|contact|asked|ask|skipped|skip|put"
+    "|chase|chased|hold|held|arrange|refund")
+_NEXT_RES = tuple(re.compile(p, re.I) for p in (
+    rf"\b(?:i've|i have|i'll|i will|we've|we have|we'll|we will)\s+(?:\w+\s+){{0,2}}?(?:{_ACTION_VERBS})\b",
+    r"\bplease\s+(?:\w+\s+)?(?:reply|send|check|click|use|try|visit|log|confirm|share|upload|keep"
+    r"|return|drop|attach|select|enter|pack|print|follow|choose|sign|open|pick|allow)\b",
+    r"\byou(?:'ll| will)\s+(?:\w+\s+)?(?:receive|get|see|be able)\b",
+    r"\byou can\s+(?:now\s+|also\s+|still\s+)?(?:track|use|return|exchange|log|reset|choose|drop"
+    r"|print|find|check|see|pick|apply|start|manage|update|cancel|claim|redeem|reply|download|resume)\b",
+    r"\bwithin \d+\s+(?:business |working )?(?:days|hours)\b",
+    r"\b(?:prepaid|return) (?:shipping )?label\b",
+))
+_RUDE_RE = re.compile(
+    r"\b(?:stupid|idiot\w*|dumb|ridiculous|whatever|calm down|deal with it|not our (?:fault|problem)"
+    r"|your (?:own )?(?:fault|problem)|should have read|stop complaining|obviously|(?:we|i) don't care"
+    r"|nobody cares|shut up|figure it out yourself|read the (?:description|instructions|policy)"
+    r"|nonsense|pathetic|useless|not my job|tough luck|too bad|bother us)\b", re.I)
+_BOILERPLATE_RE = re.compile(
+    r"we value your|satisfaction is our|looking into (?:your|this|it)|get back to you"
+    r"|any inconvenience|has been noted|committed to providing|top priority", re.I)
+_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
+_WORD_RE = re.compile(r"[a-z0-9#$'-]+")
+
+
+def _mentions(text: str, value: str) -> bool:
+    """True if ``value`` occurs in ``text`` as a whole token sequence (case-insensitive)."""
+    return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.I) is not None
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_SPLIT_RE.split(text.strip()) if s]
+
+
+def _is_repetitive(text: str) -> bool:
+    """A repeated sentence, a 5-gram used twice, or a word/phrase looped back to back."""
+    norm = [re.sub(r"[^a-z0-9# ]", "", s.lower()).strip() for s in _sentences(text)]
+    if len(norm) != len(set(norm)):
+        return True
+    words = _WORD_RE.findall(text.lower())
+    grams = Counter(tuple(words[i:i + 5]) for i in range(len(words) - 4))
+    if grams and max(grams.values()) >= 2:
+        return True
+    return any(_has_loop(_WORD_RE.findall(s.lower())) for s in _sentences(text))
+
+
+def _has_loop(words: list[str]) -> bool:
+    """A word said three times in a row, or a 2-3 word phrase said twice in a row, in one sentence."""
+    for i in range(len(words) - 2):
+        if words[i] == words[i + 1] == words[i + 2]:
+            return True
+    for n in (2, 3):
+        for i in range(len(words) - 2 * n + 1):
+            if words[i:i + n] == words[i + n:i + 2 * n]:
+                return True
+    return False
+
+
+def _addresses_intent(response: str, intent: str, slots: Mapping) -> bool:
+    """True if the reply uses one of the intent's keywords outside the slot values."""
+    # Slot values are masked first: "Organic Cotton Tote" must not make a reply "eco" on its own.
+    masked = response
+    for value in slots.values():
+        masked = re.sub(rf"(?<!\w){re.escape(str(value))}(?!\w)", " ", masked, flags=re.I)
+    return _KEYWORD_RES[intent].search(masked) is not None
+
+
+def _check_example(example: Mapping) -> tuple[str, str, Mapping]:
+    if not isinstance(example, Mapping):
+        raise ValueError(f"example must be a mapping, got {type(example).__name__}")
+    missing = [k for k in ("response", "intent", "slots") if k not in example]
+    if missing:
+        raise ValueError(f"example is missing keys {missing}")
+    response, intent, slots = example["response"], example["intent"], example["slots"]
+    if not isinstance(response, str):
+        raise ValueError("example['response'] must be a string")
+    if intent not in _SPECS:
+        raise ValueError(f"unknown intent {intent!r}; expected one of INTENTS")
+    if not isinstance(slots, Mapping):
+        raise ValueError("example['slots'] must be a mapping of slot -> value")
+    return response, intent, slots
+
+
+def _rule_hits(response: str, intent: str, slots: Mapping) -> dict[str, float]:
+    """Every rubric rule that fires on ``response``, with its penalty."""
+    hits: dict[str, float] = {}
+    sents = _sentences(response) or [""]
+    name = slots.get("customer")
+    if not (_ACK_RE.search(sents[0]) or (name and _mentions(response, name))):
+        hits["no_acknowledgement"] = _PENALTY["no_acknowledgement"]
+    if name and not _mentions(response, name):
+        hits["no_name"] = _PENALTY["no_name"]
+    on_intent = _addresses_intent(response, intent, slots)
+    if not on_intent:
+        hits["off_intent"] = _PENALTY["off_intent"]
+    specifics = [str(slots[s]) for s in _SPECIFIC_SLOTS if slots.get(s)]
+    missing = [v for v in specifics if not _mentions(response, v)]
+    if missing:
+        frac = len(missing) / len(specifics)
+        hits["ignores_specifics"] = _PENALTY["ignores_specifics"] + _MISSING_SPECIFICS_EXTRA * frac
+    if not any(p.search(response) for p in _NEXT_RES):
+        hits["no_next_step"] = _PENALTY["no_next_step"]
+    if not _CLOSE_RE.search(sents[-1]):
+        hits["no_polite_close"] = _PENALTY["no_polite_close"]
+    if _RUDE_RE.search(response):
+        hits["rude"] = _PENALTY["rude"]
+    if len(response.split()) < _MIN_WORDS:
+        hits["curt"] = _PENALTY["curt"]
+    if not re.search(r"[.!?][\"')\]]*\s*$", response):
+        hits["truncated"] = _PENALTY["truncated"]
+    if _is_repetitive(response):
+        hits["repetitive"] = _PENALTY["repetitive"]
+    no_specifics = bool(specifics) and len(missing) == len(specifics)
+    if no_specifics and (_BOILERPLATE_RE.search(response) or not on_intent):
+        hits["generic"] = _PENALTY["generic"]
+    return hits
+
+
+def rate_response(example: Mapping) -> tuple[float, list[str]]:
+    """Rate a support reply from its text: ``(rating in [1, 5] rounded to 0.1, rules that lowered it)``.
+
+    ``example`` needs "response", "intent" (one of INTENTS) and "slots" (slot -> value mentioned in
+    the context; "customer" is the name). A reply that acknowledges the customer, addresses the
+    intent, restates every order id / product / date / amount / carrier / promo code, gives a concrete
+    next step and closes politely scores 5.0; each rule in RUBRIC_RULES that fires subtracts a penalty.
+    """
+    response, intent, slots = _check_example(example)
+    hits = _rule_hits(response, intent, slots)
+    rating = round(min(5.0, max(1.0, 5.0 - sum(hits.values()))), 1)
+    return rating, [rule for rule in RUBRIC_RULES if rule in hits]
+
+
+# ---------------------------------------------------------------------------------------------
+# Contexts.
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Context:
+    intent: str
+    text: str
+    slots: dict[str, str]
+    topic: str  # "" unless the intent's templates are topic-tagged
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _topic_of(template: str) -> tuple[str, str]:
+    """Split an optional "topic|" prefix off a template."""
+    topic, sep, rest = template.partition("|")
+    return (topic, rest) if sep else ("", template)
+
+
+def _pick(rng: random.Random, templates: Sequence[str], topic: str) -> str:
+    """A template for ``topic`` (untagged templates fit every topic)."""
+    fitting = [t for t in templates if _topic_of(t)[0] in ("", topic)] or list(templates)
+    return _topic_of(rng.choice(fitting))[1]
+
+
+@lru_cache(maxsize=4)
+def _products_by_category(split: str) -> dict[str, tuple[str, ...]]:
+    by_cat: dict[str, list[str]] = {}
+    for product in slot_values(split)["product"]:
+        by_cat.setdefault(product_category(product), []).append(product)
+    return {cat: tuple(vals) for cat, vals in sorted(by_cat.items())}
+
+
+def _draw_slots(spec: _Intent, split: str, rng: random.Random) -> dict[str, str]:
+    """Slot values for one context: name (half the time), order id / product / date, extras."""
+    values = slot_values(split)
+    kind = rng.choice(spec.refs)
+    slots: dict[str, str] = {}
+    if rng.random() < 0.5:
+        slots["customer"] = rng.choice(values["customer"])
+    if "O" in kind:
+        slots["order_id"] = rng.choice(values["order_id"])
+    if "P" in kind:
+        cats = spec.categories or tuple(sorted(set(PRODUCT_ITEMS.values())))
+        pool = [p for c in cats for p in _products_by_category(split).get(c, ())]
+        slots["product"] = rng.choice(pool)
+    if spec.refs != ("P",) and rng.random() < 0.3:  # a pre-purchase question has no order date
+        slots["date"] = rng.choice(values["date"])
+    for extra in spec.extras:
+        slots[extra] = rng.choice(values[extra])
+    return slots
+
+
+def _ref(slots: Mapping[str, str], voice: str, rng: random.Random, product_head: bool = False) -> str:
+    """The order/product(/date) noun phrase in the customer's, a third person's or the agent's voice.
+
+    With ``product_head`` the phrase is about the product ("your X from order #A1"), not the order
+    ("order #A1 with your X"), for intents where the order as a whole is not what arrived broken.
+    """
+    kind = ("O" if "order_id" in slots else "") + ("P" if "product" in slots else "")
+    templates = _REFS[voice][kind]
+    if product_head and kind == "OP":
+        templates = tuple(t for t in templates if not re.match(r"(?:\w+ )?order", t))
+    template = rng.choice(templates)
+    if "date" in slots:
+        # Skip suffixes that would say "from" twice ("your X from order #A1 from May 3").
+        suffixes = [s for s in _DATE_SUFFIXES[voice] if s.split()[0] not in template.split()]
+        template += rng.choice(suffixes)
+    return template.format(**slots)
+
+
+def _casualize(text: str, keep: Sequence[str]) -> str:
+    """Lowercase, unpunctuated variant of a message that leaves the slot values verbatim."""
+    keep = sorted({k for k in keep if k}, key=len, reverse=True)
+    if not keep:
+        return text
+    parts = re.split("(" + "|".join(re.escape(k) for k in keep) + ")", text)
+    out = [p if p in keep else re.sub(r"[.,!?;:'\"]", "", p.lower()) for p in parts]
+    return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+def _customer_message(spec: _Intent, slots: dict[str, str], rng: random.Random) -> tuple[str, str]:
+    """A first-person message; returns (text, topic)."""
+    topic, template = _topic_of(rng.choice(spec.customer))
+    fill = {**slots, "ref": _ref(slots, "customer", rng, spec.product_head)}
+    parts = [rng.choice(_GREETINGS)]
+    name = slots.get("customer")
+    signoff = ""
+    if name and rng.random() < 0.5:
+        parts.append(rng.choice(_INTROS).format(customer=name))
+    elif name:
+        signoff = rng.choice(_SIGNOFFS).format(customer=name)
+    parts.append(template.format(**fill))
+    if rng.random() < 0.5:
+        parts.append(rng.choice(_EXTRAS_APOLOGY if spec.apology else _EXTRAS_NEUTRAL))
+    parts.append(signoff)
+    parts = [p for p in parts if p]
+    # Sentence-case every part except the one after a "Hi," greeting ("Hi, this is ...").
+    text = " ".join(p if i and parts[i - 1].endswith(",") else _cap(p) for i, p in enumerate(parts))
+    if rng.random() < 0.25:
+        text = _casualize(text, list(slots.values()))
+    return text, topic
+
+
+def _scenario_line(spec: _Intent, slots: dict[str, str], rng: random.Random) -> tuple[str, str]:
+    """A third-person line for an agent ("Customer Leila wants to return ..."); (text, topic)."""
+    topic, template = _topic_of(rng.choice(spec.scenario))
+    name = slots.get("customer")
+    prefix = rng.choice(_SCENARIO_PREFIXES).format(nm=f" {name}" if name else "")
+    body = template.format(**{**slots, "ref": _ref(slots, "third", rng, spec.product_head)})
+    return prefix + body + rng.choice((".", ".", "")), topic
+
+
+def _make_context(intent: str, split: str, rng: random.Random) -> _Context:
+    spec = _SPECS[intent]
+    slots = _draw_slots(spec, split, rng)
+    maker = _customer_message if rng.random() < 0.7 else _scenario_line
+    text, topic = maker(spec, slots, rng)
+    return _Context(intent, text, slots, topic)
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses.
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _Parts:
+    ack: str | None
+    body: str
+    next: str | None
+    close: str | None
+
+
+def _ack(spec: _Intent, name: str | None, rng: random.Random) -> str:
+    hi_prefix = bool(name) and rng.random() < 0.3
+    nm = f", {name}" if name and not hi_prefix else ""
+    if spec.apology and rng.random() < 0.8:
+        trouble = rng.choice(spec.trouble + _GENERIC_TROUBLE)
+        ack = rng.choice(_ACKS_APOLOGY).format(trouble=trouble, nm=nm)
+    elif spec.apology:
+        ack = rng.choice(_ACKS_NOTICE).format(nm=nm)
+    else:
+        ack = rng.choice(_ACKS_THANKS).format(nm=nm)
+    return f"Hi {name}, {ack}" if hi_prefix else ack
+
+
+def _body_fill(ctx: _Context, spec: _Intent, split: str, rng: random.Random,
+               ref: str | None) -> dict[str, str]:
+    """Values for body templates: the context's slots, a freshly phrased ref, response-only numbers."""
+    values = slot_values(split)
+    fill = {s: rng.choice(values[s]) for s in ("amount", "carrier", "promo_code")}
+    fill.update(ctx.slots)
+    a, b, c = sorted(rng.sample(range(8, 60), 3), reverse=True)
+    fill.update(
+        ref=ref if ref is not None else _ref(ctx.slots, "agent", rng, spec.product_head),
+        dims=f"{a} x {b} x {c} cm",
+        colors="{}, {} and {}".format(*rng.sample(_COLORS, 3)),
+        material=rng.choice(_MATERIALS),
+        points=str(rng.randrange(50, 600, 10)),
+    )
+    return fill
+
+
+def _good_parts(ctx: _Context, split: str, rng: random.Random, intent: str | None = None,
+                ref: str | None = None) -> _Parts:
+    """Every part of a good reply to ``ctx`` (written for ``intent``, default the context's)."""
+    spec = _SPECS[intent or ctx.intent]
+    name = ctx.slots.get("customer")
+    body = _pick(rng, spec.body, ctx.topic).format(**_body_fill(ctx, spec, split, rng, ref))
+    return _Parts(_ack(spec, name, rng), body, rng.choice(spec.next), rng.choice(_CLOSES))
+
+
+def _assemble(parts: _Parts, rng: random.Random) -> str:
+    """Join the parts into at most three sentences, with varied joins."""
+    sentences: list[str] = []
+    core = parts.body
+    if parts.ack and rng.random() < 0.5:
+        core = f"{parts.ack} - {core}"
+    elif parts.ack:
+        sentences.append(_cap(parts.ack) + rng.choice((".", ".", "!")))
+    if parts.next and (sentences or rng.random() < 0.5):
+        core += rng.choice(("; ", ", and ", "; ")) + parts.next
+        sentences.append(_cap(core) + ".")
+    else:
+        sentences.append(_cap(core) + ".")
+        if parts.next:
+            sentences.append(_cap(parts.next) + ".")
+    if parts.close:
+        sentences.append(parts.close)
+    return " ".join(sentences)
+
+
+def _good_response(ctx: _Context, split: str, rng: random.Random) -> str:
+    return _assemble(_good_parts(ctx, split, rng), rng)
+
+
+def _flaw_generic(ctx: _Context, split: str, rng: random.Random) -> str:
+    lines = rng.sample(_BOILERPLATE, rng.randint(2, 4))
+    return " ".join(lines + ([rng.choice(_CLOSES)] if rng.random() < 0.5 else []))
+
+
+def _flaw_off_intent(ctx: _Context, split: str, rng: random.Random) -> str:
+    """A good reply for another intent; redrawn until it really misses this intent's keywords."""
+    text = ""
+    for _ in range(20):
+        other = rng.choice([i for i in INTENTS if i != ctx.intent])
+        text = _assemble(_good_parts(ctx, split, rng, intent=other), rng)
+        if not _addresses_intent(text, ctx.intent, ctx.slots):
+            break
+    return text
+
+
+def _flaw_ignores_specifics(ctx: _Context, split: str, rng: random.Random) -> str:
+    return _assemble(_good_parts(ctx, split, rng, ref=rng.choice(_GENERIC_REFS)), rng)
+
+
+def _flaw_curt(ctx: _Context, split: str, rng: random.Random) -> str:
+    return _cap(rng.choice(_CURT).format(ref=_ref(ctx.slots, "agent", rng)))
+
+
+def _flaw_rude(ctx: _Context, split: str, rng: random.Random) -> str:
+    parts = _good_parts(ctx, split, rng)
+    if rng.random() < 0.6:
+        parts.ack = rng.choice(_RUDE_OPENERS)
+    else:
+        parts.close = rng.choice(_RUDE_CLOSES)
+    return _assemble(parts, rng)
+
+
+def _flaw_truncated(ctx: _Context, split: str, rng: random.Random) -> str:
+    """A good reply cut off mid-sentence, as a generation that hit its length limit."""
+    words = _good_response(ctx, split, rng).split()
+    cut = rng.randrange(max(3, int(0.4 * len(words))), max(4, int(0.85 * len(words))))
+    return " ".join(words[:cut]).rstrip(".,;:!?- ")
+
+
+def _flaw_repetitive(ctx: _Context, split: str, rng: random.Random) -> str:
+    """A good reply with a sentence or a phrase looped, as a degenerate generation."""
+    sents = _sentences(_good_response(ctx, split, rng))
+    style = rng.randrange(3)
+    if style == 0:
+        i = rng.randrange(len(sents))
+        sents.insert(i + 1, sents[i])
+    elif style == 1:
+        sents += [sents[-1]] * rng.randint(1, 3)
+    else:
+        words = sents[-1].split()
+        k = rng.randint(2, min(4, len(words)))
+        loop = " ".join(words[-k:]).rstrip(".!?")
+        sents[-1] = " ".join(words[:-k] + [loop] * rng.randint(3, 4)) + "."
+    return " ".join(sents)
+
+
+def _flaw_no_next_step(ctx: _Context, split: str, rng: random.Random) -> str:
+    parts = _good_parts(ctx, split, rng)
+    parts.next = None
+    return _assemble(parts, rng)
+
+
+def _flaw_bare(ctx: _Context, split: str, rng: random.Random) -> str:
+    """Specific and helpful, but no acknowledgement, no name and no close."""
+    parts = _good_parts(ctx, split, rng)
+    parts.ack, parts.close = None, None
+    return _assemble(parts, rng)
+
+
+_FLAWS: dict[str, Callable[[_Context, str, random.Random], str]] = {
+    "generic": _flaw_generic, "off_intent": _flaw_off_intent,
+    "ignores_specifics": _flaw_ignores_specifics, "curt": _flaw_curt, "rude": _flaw_rude,
+    "truncated": _flaw_truncated, "repetitive": _flaw_repetitive,
+    "no_next_step": _flaw_no_next_step, "bare": _flaw_bare,
+}
+_FLAW_NAMES = tuple(_FLAWS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public generators.
+# ---------------------------------------------------------------------------------------------
+def _pair(ctx: _Context, response: str) -> dict:
+    example = {"context": ctx.text, "response": response, "intent": ctx.intent, "slots": dict(ctx.slots)}
+    rating, rules = rate_response(example)
+    return {**example, "rating": rating, "rules": rules, "high_quality": int(rating >= HIGH_QUALITY_THRESHOLD)}
+
+
+def _draw_candidate(rng: random.Random, want_good: bool, n_good: int) -> tuple[dict, bool]:
+    """One (pair, generator-meant-it-good) candidate with a fresh training context."""
+    if want_good:  # cycle the intents so the kept pairs are balanced
+        ctx = _make_context(INTENTS[n_good % len(INTENTS)], "train", rng)
+        return _pair(ctx, _good_response(ctx, "train", rng)), True
+    ctx = _make_context(rng.choice(INTENTS), "train", rng)
+    flaw = _FLAWS[rng.choice(_FLAW_NAMES)]
+    return _pair(ctx, flaw(ctx, "train", rng)), False
+
+
+def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> list[dict]:
+    """``n`` (context, response) pairs from train slot values, exactly ``n_high_quality`` rated >= 4.0.
+
+    Good and flawed candidates are drawn and placed by the rubric: a candidate rated >= 4.0 fills
+    the high-quality quota, one below 4.0 the low-quality quota. A flawed candidate the rubric
+    fails to catch (rated >= 4.0) is dropped rather than kept as "high quality", so a kept pair is
+    never a deliberately bad reply that slipped through. Contexts are all distinct.
+    """
+    if n < 1 or not 0 <= n_high_quality <= n:
+        raise ValueError(f"need n >= 1 and 0 <= n_high_quality <= n, got n={n}, n_high_quality={n_high_quality}")
+    rng = random.Random(seed)
+    high: list[dict] = []
+    low: list[dict] = []
+    seen: set[str] = set()
+    for _ in range(50 * n + 1000):
+        need_high, need_low = n_high_quality - len(high), (n - n_high_quality) - len(low)
+        if need_high == 0 and need_low == 0:
+            break
+        want_good = need_high > 0 and (need_low == 0 or rng.random() < need_high / (need_high + need_low))
+        pair, meant_good = _draw_candidate(rng, want_good, len(high))
+        if pair["context"] in seen:
+            continue
+        if pair["high_quality"] and meant_good and need_high > 0:
+            high.append(pair)
+        elif not pair["high_quality"] and need_low > 0:
+            low.append(pair)
+        else:
+            continue
+        seen.add(pair["context"])
+    else:
+        raise RuntimeError("could not fill the quotas; the rubric rejects too many candidates")
+    pairs = high + low
+    rng.shuffle(pairs)
+    return [{"id": i, **p} for i, p in enumerate(pairs)]
+
+
+@lru_cache(maxsize=1)
+def _default_training_contexts() -> frozenset[str]:
+    return frozenset(p["context"] for p in generate_pairs())
+
+
+def _reference(ctx: _Context, split: str, rng: random.Random, avoid: str = "") -> str:
+    """A good reply that the rubric rates >= 4.0 (and differs from ``avoid`` if possible)."""
+    best = ""
+    for _ in range(50):
+        text = _good_response(ctx, split, rng)
+        ok = rate_response({"response": text, "intent": ctx.intent, "slots": ctx.slots})[0] >= HIGH_QUALITY_THRESHOLD
+        if ok and text != avoid:
+            return text
+        if ok and not best:
+            best = text
+    if not best:
+        raise RuntimeError(f"no high-quality reference for context {ctx.text!r}")
+    return best
+
+
+def generate_eval_set(split: str, n: int, seed: int,
+                      exclude_contexts: Collection[str] | None = None) -> list[dict]:
+    """``n`` evaluation rows with two independently phrased high-quality references each.
+
+    "test" uses held-out slot values only, so no context can occur in training data. "val" uses
+    train values from a separate RNG stream, and additionally skips any context that is in
+    ``exclude_contexts`` (default: the contexts of ``generate_pairs()`` with default arguments,
+    regenerated once per process) so a val context is never an exact training context.
+    ``reference`` and ``reference_2`` come from two separate RNG streams (redrawn if identical).
+    """
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    slot_split = "heldout" if split == "test" else "train"
+    exclude = frozenset(exclude_contexts) if exclude_contexts is not None else (
+        _default_training_contexts() if split == "val" else frozenset())
+    rng = random.Random(f"eval-{split}-{seed}")
+    rng_ref2 = random.Random(f"eval-{split}-{seed}-reference-2")
+    rows: list[dict] = []
+    seen: set[str] = set()
+    while len(rows) < n:
+        ctx = _make_context(INTENTS[len(rows) % len(INTENTS)], slot_split, rng)
+        if ctx.text in exclude or ctx.text in seen:
+            continue
+        seen.add(ctx.text)
+        ref = _reference(ctx, slot_split, rng)
+        rows.append({"id": len(rows), "context": ctx.text, "intent": ctx.intent, "slots": dict(ctx.slots),
+                     "reference": ref, "reference_2": _reference(ctx, slot_split, rng_ref2, avoid=ref)})
+    return rows
+
+
+def filter_report(pairs: Sequence[Mapping]) -> dict:
+    """Counts for a list of pairs: kept vs rejected, rules among the rejected, intents among the kept."""
+    for p in pairs:
+        if not isinstance(p, Mapping) or any(k not in p for k in ("context", "intent", "high_quality", "rules")):
+            raise ValueError("each pair needs 'context', 'intent', 'high_quality' and 'rules'")
+        if p["high_quality"] not in (0, 1):
+            raise ValueError(f"high_quality must be 0 or 1, got {p['high_quality']!r}")
+    kept = [p for p in pairs if p["high_quality"] == 1]
+    rejected = [p for p in pairs if p["high_quality"] == 0]
+    rule_counts = Counter(r for p in rejected for r in p["rules"])
+    intent_counts = Counter(p["intent"] for p in kept)
+    return {
+        "total": len(pairs),
+        "high_quality": len(kept),
+        "low_quality": len(rejected),
+        "distinct_contexts": len({p["context"] for p in pairs}),
+        "rejected_rules": {r: rule_counts[r] for r in RUBRIC_RULES},
+        "kept_intents": {i: intent_counts[i] for i in INTENTS},
+        "rejected_intents": dict(sorted(Counter(p["intent"] for p in rejected).items())),
+    }

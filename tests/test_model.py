@@ -1,0 +1,300 @@
+"""Tests for part3_pretrain.model: parity with transformers' GPT-2 for the same tiny config and
+weights (plain and left-padded), causality, KV-cache decoding vs full recomputation, lm_loss vs
+F.cross_entropy, overfitting one batch, and the GPT-2 init/tying/config invariants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, KVCache, lm_loss
+
+V, BLOCK, N_LAYER, N_HEAD, N_EMBD = 97, 32, 2, 4, 32
+
+
+def tiny_config(**kw) -> GPTConfig:
+    base = dict(vocab_size=V, block_size=BLOCK, n_layer=N_LAYER, n_head=N_HEAD, n_embd=N_EMBD)
+    return GPTConfig(**{**base, **kw})
+
+
+def tiny_model(seed: int = 0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(tiny_config(**kw)).eval()
+
+
+def scrambled_model(seed: int = 0, **kw) -> GPT:
+    """A tiny model with large random weights everywhere (biases and LayerNorms included).
+
+    GPT-2's init (std 0.02) keeps activations so small that e.g. exact vs tanh GELU, or a
+    missing bias, changes the logits by less than 1e-5; random O(1) weights make every piece count.
+    """
+    model = tiny_model(seed, **kw)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".ln_" in name or "ln_f" in name:
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p.shape[-1] if p.dim() == 2 and "wte" not in name and "wpe" not in name else 1
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in) * (1.0 if p.dim() == 2 else 0.3))
+    return model
+
+
+def hf_twin(model: GPT):
+    """A ``transformers.GPT2LMHeadModel`` with the same config and (copied) weights as ``model``."""
+    transformers = pytest.importorskip("transformers")
+    c = model.config
+    hf_cfg = transformers.GPT2Config(
+        vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
+        n_head=c.n_head, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
+        attn_pdrop=0.0, layer_norm_epsilon=c.layer_norm_epsilon, bos_token_id=1, eos_token_id=1,
+        pad_token_id=0, tie_word_embeddings=True)
+    hf_cfg._attn_implementation = "eager"  # the textbook attention: an independent reference
+    hf = transformers.GPT2LMHeadModel(hf_cfg).eval()
+    ours = model.state_dict()
+    conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    new = {}
+    for name, p in hf.state_dict().items():
+        if name not in ours:  # buffers of old HF versions (attn.bias / masked_bias)
+            continue
+        w = ours[name]
+        # HF's Conv1D stores (in, out); nn.Linear stores (out, in).
+        new[name] = w.t() if name.endswith(conv1d) else w
+        assert new[name].shape == p.shape, name
+    missing = set(ours) - set(new)
+    assert not missing, f"our parameters without an HF counterpart: {sorted(missing)}"
+    hf.load_state_dict(new, strict=False)
+    assert torch.equal(hf.lm_head.weight, model.lm_head.weight)
+    return hf
+
+
+def _random_ids(B: int, T: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(2, V, (B, T), generator=g)  # 0 is PAD in the padded tests
+
+
+def _left_padded(lengths: list[int], T: int, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = _random_ids(len(lengths), T, seed)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, T - n:] = 1
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+# ------------------------------------------------------------------------------ reference GPT-2
+
+
+def test_logits_equal_transformers_gpt2() -> None:
+    model = scrambled_model()
+    hf = hf_twin(model)
+    idx = _random_ids(3, BLOCK)
+    with torch.no_grad():
+        ours = model(idx)
+        ref = hf(idx).logits
+    assert ours.shape == (3, BLOCK, V)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_left_padded_batch_equals_transformers_with_mask_and_positions() -> None:
+    model = scrambled_model(seed=3)
+    hf = hf_twin(model)
+    T = 12
+    idx, mask = _left_padded([12, 7, 3], T)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        ours = model(idx, attention_mask=mask)
+        ref = hf(idx, attention_mask=mask, position_ids=positions).logits
+    real = mask.bool()
+    assert torch.isfinite(ours).all()
+    torch.testing.assert_close(ours[real], ref[real], atol=1e-5, rtol=0)
+
+
+def test_left_padding_does_not_change_real_rows() -> None:
+    """A padded row's real positions give the same logits as the row alone, unpadded."""
+    model = scrambled_model(seed=4)
+    T = 10
+    idx, mask = _left_padded([10, 4], T)
+    with torch.no_grad():
+        batch = model(idx, attention_mask=mask)
+        alone = model(idx[1:, T - 4:])
+    torch.testing.assert_close(batch[1, T - 4:], alone[0], atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------ properties
+
+
+@pytest.mark.parametrize("t", [0, 5, BLOCK - 2])
+def test_causality_future_token_does_not_change_past_logits(t: int) -> None:
+    model = scrambled_model()
+    idx = _random_ids(2, BLOCK)
+    changed = idx.clone()
+    changed[:, t + 1] = (changed[:, t + 1] + 7) % V
+    with torch.no_grad():
+        a, b = model(idx), model(changed)
+    torch.testing.assert_close(a[:, :t + 1], b[:, :t + 1], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[:, t + 1], b[:, t + 1])  # the change itself is visible
+
+
+def test_causality_with_attention_mask() -> None:
+    model = scrambled_model()
+    idx, mask = _left_padded([16, 9], 16)
+    changed = idx.clone()
+    changed[:, 12] = (changed[:, 12] + 5) % V
+    with torch.no_grad():
+        a, b = model(idx, attention_mask=mask), model(changed, attention_mask=mask)
+    torch.testing.assert_close(a[:, :12], b[:, :12], atol=1e-6, rtol=0)
+
+
+def test_kv_cache_decoding_equals_full_forward() -> None:
+    model = scrambled_model(seed=5)
+    idx = _random_ids(2, 20)
+    prefill = 8
+    with torch.no_grad():
+        full = model(idx)
+        cache = KVCache(model.config, 2, 20, device="cpu", dtype=torch.float32)
+        steps = [model(idx[:, :prefill], kv_cache=cache)]
+        for t in range(prefill, 20):
+            steps.append(model(idx[:, t:t + 1], kv_cache=cache))
+    assert cache.pos == 20
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_kv_cache_decoding_left_padded_batch() -> None:
+    model = scrambled_model(seed=6)
+    T, prefill = 16, 6
+    idx, mask = _left_padded([16, 11, 4], T)  # row 2 is all padding during the prefill
+    with torch.no_grad():
+        full = model(idx, attention_mask=mask)
+        cache = KVCache(model.config, 3, T, device="cpu", dtype=torch.float32)
+        steps = [model(idx[:, :prefill], attention_mask=mask[:, :prefill], kv_cache=cache)]
+        for t in range(prefill, T):
+            steps.append(model(idx[:, t:t + 1], attention_mask=mask[:, :t + 1], kv_cache=cache))
+    inc = torch.cat(steps, dim=1)
+    real = mask.bool()
+    assert torch.isfinite(inc).all()
+    torch.testing.assert_close(inc[real], full[real], atol=1e-5, rtol=0)
+
+
+def test_kv_cache_overflow_and_block_size_are_errors() -> None:
+    model = tiny_model()
+    with pytest.raises(ValueError, match="block_size"):
+        KVCache(model.config, 1, BLOCK + 1, device="cpu", dtype=torch.float32)
+    with pytest.raises(ValueError, match="block_size"):
+        model(_random_ids(1, BLOCK + 1))
+    cache = KVCache(model.config, 1, 4, device="cpu", dtype=torch.float32)
+    with torch.no_grad():
+        model(_random_ids(1, 4), kv_cache=cache)
+        with pytest.raises(ValueError, match="overflow"):
+            model(_random_ids(1, 1), kv_cache=cache)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_lm_loss_equals_cross_entropy_over_unignored_positions(reduction: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, V, generator=g)
+    targets = torch.randint(0, V, (3, 7), generator=g)
+    targets[0, :4] = IGNORE_INDEX
+    targets[2, -2:] = IGNORE_INDEX
+    keep = targets != IGNORE_INDEX
+    ref = F.cross_entropy(logits[keep], targets[keep], reduction=reduction)
+    torch.testing.assert_close(lm_loss(logits, targets, reduction=reduction), ref, atol=1e-6, rtol=1e-6)
+    if reduction == "mean":  # by hand: mean negative log-likelihood of the kept targets
+        nll = -logits.log_softmax(-1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+        torch.testing.assert_close(lm_loss(logits, targets), nll[keep].mean(), atol=1e-6, rtol=1e-6)
+
+
+def test_lm_loss_is_float32_for_bf16_logits() -> None:
+    logits = torch.randn(2, 3, V).bfloat16()
+    targets = torch.randint(0, V, (2, 3))
+    assert lm_loss(logits, targets).dtype == torch.float32
+
+
+def test_tiny_model_overfits_one_batch() -> None:
+    torch.manual_seed(0)
+    model = GPT(tiny_config(block_size=16))
+    idx = torch.randint(0, V, (2, 17), generator=torch.Generator().manual_seed(1))
+    x, y = idx[:, :-1], idx[:, 1:]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(300):
+        loss = lm_loss(model(x), y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if loss.item() < 0.05:
+            break
+    assert first > math.log(V) - 0.5  # started near chance
+    assert loss.item() < 0.1
+
+
+# ------------------------------------------------------------------------------ structure
+
+
+def test_weight_tying() -> None:
+    model = tiny_model()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    names = [n for n, _ in model.named_parameters()]
+    assert "lm_head.weight" not in names  # one tensor, registered once
+
+
+def test_gpt2_init_statistics() -> None:
+    torch.manual_seed(0)
+    n_layer = 8
+    model = GPT(tiny_config(n_layer=n_layer, n_embd=64, vocab_size=512))
+    resid_std = 0.02 / math.sqrt(2 * n_layer)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            assert abs(p.std().item() - resid_std) < 0.15 * resid_std, name
+        elif name.endswith(("c_attn.weight", "c_fc.weight", "wte.weight", "wpe.weight")):
+            assert abs(p.std().item() - 0.02) < 0.15 * 0.02, name
+        elif name.endswith("bias") and ".ln_" not in name and "ln_f" not in name:
+            assert torch.all(p == 0), name
+        elif "ln_" in name:
+            assert torch.all(p == (1.0 if name.endswith("weight") else 0.0)), name
+
+
+def test_num_params_counts_tied_weights_once() -> None:
+    model = tiny_model()
+    c = model.config
+    per_block = (2 * 2 * c.n_embd  # two LayerNorms
+                 + c.n_embd * 3 * c.n_embd + 3 * c.n_embd  # c_attn
+                 + c.n_embd * c.n_embd + c.n_embd  # attn c_proj
+                 + c.n_embd * 4 * c.n_embd + 4 * c.n_embd  # c_fc
+                 + 4 * c.n_embd * c.n_embd + c.n_embd)  # mlp c_proj
+    expected = c.vocab_size * c.n_embd + c.block_size * c.n_embd + c.n_layer * per_block + 2 * c.n_embd
+    assert model.num_params() == expected
+    assert model.num_params(non_embedding=True) == expected - c.block_size * c.n_embd
+    unique = {id(p): p.numel() for p in model.state_dict(keep_vars=True).values()}
+    assert model.num_params() == sum(unique.values())
+
+
+@pytest.mark.parametrize("bad, word", [
+    (dict(n_embd=30, n_head=4), "divisible"),
+    (dict(vocab_size=0), "vocab_size"),
+    (dict(n_layer=0), "n_layer"),
+    (dict(block_size=-1), "block_size"),
+    (dict(dropout=1.0), "dropout"),
+])
+def test_invalid_config_raises(bad: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        GPT(tiny_config(**bad))
+
+
+def test_config_dict_round_trip_and_unknown_keys() -> None:
+    c = tiny_config(dropout=0.1)
+    assert GPTConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="unknown"):
+        GPTConfig.from_dict({**c.to_dict(), "n_kv_head": 2})
+
+
+def test_dropout_only_in_train_mode() -> None:
+    model = tiny_model(dropout=0.5)
+    idx = _random_ids(1, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), model(idx), atol=0, rtol=0)
+        model.train()
+        assert not torch.allclose(model(idx), model(idx))

@@ -144,6 +144,13 @@ def is_main_process() -> bool:
 
 
 def barrier() -> None:
+    """Wait for every process. Under torchrun this joins the process group if nobody has yet:
+    entry points synchronise on files (tokenizer, token streams) before any Trainer exists,
+    and a no-op barrier there would let other ranks read files rank 0 has not written."""
+    if dist_info()[1] > 1 and not dist.is_initialized():
+        # Both backends when CUDA is present: barriers run on gloo (CPU) and a later DDP on
+        # CUDA tensors still gets nccl, so the Trainer's device choice is not constrained.
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 

@@ -483,7 +483,7 @@ RUBRIC_RULES: tuple[str, ...] = (
     "no_polite_close", "rude", "curt", "truncated", "repetitive", "generic",
 )
 # Penalties subtracted from 5.0. Any single "real" flaw drops a perfect reply below 4.0; the
-# two mild ones (no_name, no_polite_close, no_acknowledgement) only do so in combination.
+# mild ones (no_acknowledgement, no_name, no_polite_close) only do so in combination.
 _PENALTY = {
     "no_acknowledgement": 0.7, "no_name": 0.4, "off_intent": 2.0, "ignores_specifics": 1.2,
     "no_next_step": 1.2, "no_polite_close": 0.6, "rude": 2.5, "curt": 1.5, "truncated": 1.5,
@@ -819,7 +819,9 @@ def _assemble(parts: _Parts, rng: random.Random) -> str:
     elif parts.ack:
         sentences.append(_cap(parts.ack) + rng.choice((".", ".", "!")))
     if parts.next and (sentences or rng.random() < 0.5):
-        core += rng.choice(("; ", ", and ", "; ")) + parts.next
+        # ", and please ..." and "..., and I've ..., and ..." read badly; a semicolon always works.
+        plain = not parts.next.startswith("please") and ", and" not in parts.next
+        core += rng.choice(("; ", ", and ", "; ") if plain else ("; ",)) + parts.next
         sentences.append(_cap(core) + ".")
     else:
         sentences.append(_cap(core) + ".")
@@ -916,6 +918,15 @@ _FLAW_NAMES = tuple(_FLAWS)
 # ---------------------------------------------------------------------------------------------
 # Public generators.
 # ---------------------------------------------------------------------------------------------
+def _context_key(text: str) -> str:
+    """Case-, punctuation- and whitespace-insensitive form of a context, for duplicate checks.
+
+    Coarser than an exact match on purpose: a casual variant ("hi my order #A1 ...") of a training
+    context must count as the same context when keeping evaluation contexts out of training.
+    """
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s#$]", "", text.lower())).strip()
+
+
 def _pair(ctx: _Context, response: str) -> dict:
     example = {"context": ctx.text, "response": response, "intent": ctx.intent, "slots": dict(ctx.slots)}
     rating, rules = rate_response(example)
@@ -938,7 +949,8 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
     Good and flawed candidates are drawn and placed by the rubric: a candidate rated >= 4.0 fills
     the high-quality quota, one below 4.0 the low-quality quota. A flawed candidate the rubric
     fails to catch (rated >= 4.0) is dropped rather than kept as "high quality", so a kept pair is
-    never a deliberately bad reply that slipped through. Contexts are all distinct.
+    never a deliberately bad reply that slipped through. Contexts are all distinct, even ignoring
+    case, punctuation and whitespace.
     """
     if n < 1 or not 0 <= n_high_quality <= n:
         raise ValueError(f"need n >= 1 and 0 <= n_high_quality <= n, got n={n}, n_high_quality={n_high_quality}")
@@ -952,7 +964,8 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
             break
         want_good = need_high > 0 and (need_low == 0 or rng.random() < need_high / (need_high + need_low))
         pair, meant_good = _draw_candidate(rng, want_good, len(high))
-        if pair["context"] in seen:
+        key = _context_key(pair["context"])
+        if key in seen:
             continue
         if pair["high_quality"] and meant_good and need_high > 0:
             high.append(pair)
@@ -960,7 +973,7 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
             low.append(pair)
         else:
             continue
-        seen.add(pair["context"])
+        seen.add(key)
     else:
         raise RuntimeError("could not fill the quotas; the rubric rejects too many candidates")
     pairs = high + low
@@ -970,7 +983,7 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
 
 @lru_cache(maxsize=1)
 def _default_training_contexts() -> frozenset[str]:
-    return frozenset(p["context"] for p in generate_pairs())
+    return frozenset(_context_key(p["context"]) for p in generate_pairs())
 
 
 def _reference(ctx: _Context, split: str, rng: random.Random, avoid: str = "") -> str:
@@ -993,9 +1006,10 @@ def generate_eval_set(split: str, n: int, seed: int,
     """``n`` evaluation rows with two independently phrased high-quality references each.
 
     "test" uses held-out slot values only, so no context can occur in training data. "val" uses
-    train values from a separate RNG stream, and additionally skips any context that is in
-    ``exclude_contexts`` (default: the contexts of ``generate_pairs()`` with default arguments,
-    regenerated once per process) so a val context is never an exact training context.
+    train values from a separate RNG stream, and additionally skips any context that matches one in
+    ``exclude_contexts`` ignoring case, punctuation and whitespace (default: the contexts of
+    ``generate_pairs()`` with default arguments, regenerated once per process), so a val context
+    is never a training context. Contexts within the set are distinct in the same sense.
     ``reference`` and ``reference_2`` come from two separate RNG streams (redrawn if identical).
     """
     if split not in EVAL_SPLITS:
@@ -1003,7 +1017,7 @@ def generate_eval_set(split: str, n: int, seed: int,
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     slot_split = "heldout" if split == "test" else "train"
-    exclude = frozenset(exclude_contexts) if exclude_contexts is not None else (
+    exclude = frozenset(map(_context_key, exclude_contexts)) if exclude_contexts is not None else (
         _default_training_contexts() if split == "val" else frozenset())
     rng = random.Random(f"eval-{split}-{seed}")
     rng_ref2 = random.Random(f"eval-{split}-{seed}-reference-2")
@@ -1011,9 +1025,10 @@ def generate_eval_set(split: str, n: int, seed: int,
     seen: set[str] = set()
     while len(rows) < n:
         ctx = _make_context(INTENTS[len(rows) % len(INTENTS)], slot_split, rng)
-        if ctx.text in exclude or ctx.text in seen:
+        key = _context_key(ctx.text)
+        if key in exclude or key in seen:
             continue
-        seen.add(ctx.text)
+        seen.add(key)
         ref = _reference(ctx, slot_split, rng)
         rows.append({"id": len(rows), "context": ctx.text, "intent": ctx.intent, "slots": dict(ctx.slots),
                      "reference": ref, "reference_2": _reference(ctx, slot_split, rng_ref2, avoid=ref)})

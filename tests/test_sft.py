@@ -1,0 +1,260 @@
+"""Part 4: masks, audit, disjointness, batching, the untouched baseline, and the entry point."""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from part3_pretrain.checkpoint import load_model
+from part3_pretrain.model import IGNORE_INDEX
+from part3_pretrain.pretrain import PretrainConfig
+from part3_pretrain.pretrain import run as pretrain_run
+from part3_pretrain.slots import slot_values
+from part4_sft import sft
+from part4_sft.data import (Example, LabelAuditError, LeakError, SFTBatches, audit_labels, build_example,
+                            check_disjoint, collate)
+from part4_sft.prompts import SCHEMES, get_scheme
+from part4_sft.sft import SFTConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain")
+    pretrain_run(PretrainConfig(out_dir=str(out), n_docs=300, vocab_size=400, block_size=192, n_layer=1,
+                                n_head=2, n_embd=32, batch_size=8, max_steps=20, eval_every=10,
+                                checkpoint_every=0, progress=False, device="cpu", dtype="float32"))
+    return out / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def tok(pretrained):
+    return load_model(pretrained)[1]
+
+
+def tiny_cfg(pretrained: Path, out: Path, **kw) -> SFTConfig:
+    base = dict(pretrained=str(pretrained), out_dir=str(out), dataset_path=str(out / "sft_dataset.json"),
+                n_pairs=120, n_high_quality=24, n_val=6, n_test=10, epochs=2, batch_size=4, lr=1e-3,
+                max_new_tokens=12, n_boot=50, n_examples=3, progress=False, device="cpu", dtype="float32")
+    base.update(kw)
+    return SFTConfig(**base)
+
+
+# -- masks and audit ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_labels_are_exactly_response_plus_eos(tok, scheme):
+    s = get_scheme(scheme)
+    context, response = "My order #A1234 is late.", "Sorry about order #A1234; it ships today."
+    ex = build_example(tok, s, context, response, max_len=190)
+    prompt_ids = tok.encode(s.prompt(context))
+    trained = [t for t in ex.labels if t != IGNORE_INDEX]
+    assert trained == tok.encode(s.response(response)) + [tok.eos_id]
+    assert ex.input_ids[:len(prompt_ids)] == prompt_ids
+    assert len(ex.input_ids) == len(ex.labels)
+    # the label of position t is input t+1: the first trained label predicts the first response token
+    first = ex.labels.index(trained[0])
+    assert first == len(prompt_ids) - 1
+    assert tok.decode(trained[:-1]).strip() == response
+    assert audit_labels([ex], tok)["eos_trained"] == 1
+
+
+def test_too_long_context_is_cut_from_the_left_and_too_long_response_dropped(tok):
+    s = get_scheme("chat")
+    ex = build_example(tok, s, "word " * 300, "Short reply.", max_len=64)
+    assert ex is not None and ex.context_truncated and len(ex.input_ids) == 64
+    assert [t for t in ex.labels if t != IGNORE_INDEX][-1] == tok.eos_id
+    assert build_example(tok, s, "hi", "long " * 300, max_len=64) is None
+
+
+def _good(tok):
+    return build_example(tok, get_scheme("chat"), "Where is order #A1234?", "It ships today.", 190)
+
+
+@pytest.mark.parametrize("tamper", ["context", "pad", "no_eos", "empty"])
+def test_audit_rejects_each_violation(tok, tamper):
+    ex = _good(tok)
+    labels = list(ex.labels)
+    if tamper == "context":
+        labels[0] = ex.input_ids[1]
+    elif tamper == "pad":
+        labels[-2] = tok.pad_id
+    elif tamper == "no_eos":
+        labels[-1] = IGNORE_INDEX
+    else:
+        labels = [IGNORE_INDEX] * len(labels)
+    with pytest.raises(LabelAuditError):
+        audit_labels([Example(ex.input_ids, labels, ex.prompt_len)], tok)
+
+
+def test_collate_pads_to_batch_longest_with_ignore_labels(tok):
+    a = _good(tok)
+    b = build_example(tok, get_scheme("chat"), "Hi", "Yes.", 190)
+    batch = collate([a, b], tok.pad_id)
+    assert batch["input_ids"].shape == (2, max(len(a.input_ids), len(b.input_ids)))
+    pad_cols = batch["input_ids"][1] == tok.pad_id
+    assert pad_cols.sum() == len(a.input_ids) - len(b.input_ids)
+    assert (batch["labels"][1][pad_cols] == IGNORE_INDEX).all()
+    assert tok.pad_id not in batch["labels"][batch["labels"] != IGNORE_INDEX].tolist()
+
+
+def test_sft_batches_cover_each_example_once_per_epoch_and_resume(tok):
+    examples = [build_example(tok, get_scheme("chat"), f"order #A{1000 + i}", f"reply {i}.", 190)
+                for i in range(10)]
+    src = SFTBatches(examples, batch_size=3, pad_id=tok.pad_id, seed=1)
+    assert src.steps_per_epoch == 4
+    seen = [tuple(row.tolist()) for _ in range(4) for row in src.next_batch()["input_ids"]]
+    assert len(seen) == 10
+    state = src.state_dict()
+    nxt = src.next_batch()
+    again = SFTBatches(examples, batch_size=3, pad_id=tok.pad_id, seed=1)
+    again.load_state_dict(state)
+    assert torch.equal(again.next_batch()["input_ids"], nxt["input_ids"])
+
+
+# -- disjointness --------------------------------------------------------------------------------
+
+
+def test_leaked_test_context_is_refused():
+    train = [{"context": "Where is my order #A1234?", "response": "It ships today."}]
+    test = [{"context": "  where is my ORDER #A1234? ", "reference": "x"}]
+    with pytest.raises(LeakError, match="test contexts also appear"):
+        check_disjoint(train, test, "test", check_heldout_values=False)
+
+
+def test_heldout_value_in_training_text_is_refused():
+    held = slot_values("heldout")["product"][0]
+    train = [{"context": "A question.", "response": f"Your {held} ships today."}]
+    with pytest.raises(LeakError, match="held-out slot values"):
+        check_disjoint(train, [{"context": "other", "reference": "x"}], "test", check_heldout_values=True)
+    assert check_disjoint([{"context": "A question.", "response": "Fine."}], [{"context": "other"}],
+                          "test", check_heldout_values=True)["shared_contexts"] == 0
+
+
+# -- the baseline stays untouched ----------------------------------------------------------------
+
+
+def test_fine_tuning_never_touches_the_baseline(pretrained, tmp_path):
+    base, tok, ckpt = load_model(pretrained)
+    before = copy.deepcopy(base.state_dict())
+    model = copy.deepcopy(base)
+    cfg = tiny_cfg(pretrained, tmp_path, epochs=1)
+    from part4_sft.datasets import load_splits
+    splits = load_splits(cfg)
+    sft.fine_tune(cfg, model, tok, splits, tmp_path, cfg.prompt_scheme)
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    sft.assert_untouched(base, ckpt)
+    assert sft.weight_change(base, model) > 0  # and the tuned copy did move
+
+
+# -- the entry point -----------------------------------------------------------------------------
+
+EVAL_KEYS = {"test_rows", "pretrained", "sft", "sft_minus_pretrained", "oracle_ceiling", "examples",
+             "timings_seconds", "config", "dataset", "training", "max_abs_weight_change"}
+
+
+def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
+    ev = sft.run(tiny_cfg(pretrained, tmp_path))
+    for name in ("sft_model.pt", "loss_curve.png", "evaluation.json", "sft_dataset.json", "metrics.jsonl"):
+        assert (tmp_path / name).is_file(), name
+    on_disk = json.loads((tmp_path / "evaluation.json").read_text())
+    assert EVAL_KEYS <= set(on_disk)
+    for model in ("pretrained", "sft"):
+        g = on_disk[model]["greedy"]
+        assert {"bleu", "bleu_ci", "rouge_l", "rouge_l_ci", "eos_stop_rate", "length_limit_rate",
+                "mean_length"} <= set(g)
+        assert {"loss", "perplexity", "token_accuracy"} <= set(on_disk[model]["reference_loss"])
+        assert "temperature" in on_disk[model]["sampled"]
+    assert {"diff", "ci_low", "ci_high"} <= set(on_disk["sft_minus_pretrained"]["greedy"]["rouge_l"])
+    audit = on_disk["training"]["audit"]
+    assert audit["violations"] == 0 and audit["eos_trained"] == audit["examples"] == 24
+    assert on_disk["dataset"]["filter"]["high_quality"] == 24 and on_disk["dataset"]["test"] == 10
+    assert on_disk["dataset"]["disjointness"]["test"]["heldout_values_in_train"] == 0
+    assert len(on_disk["training"]["val_per_epoch"]) == 2
+    assert len(on_disk["examples"]) == 3 and on_disk["oracle_ceiling"]["n"] == 10
+    tuned, _, ckpt = load_model(tmp_path / "sft_model.pt")  # a normal, weights_only checkpoint
+    assert ckpt["prompt_scheme"] == "chat" and ev["max_abs_weight_change"] > 0
+
+
+def _metrics_only(e: dict) -> dict:
+    return {k: e[k] for k in ("pretrained", "sft", "sft_minus_pretrained", "oracle_ceiling", "examples")
+            if k != "seconds"} | {"val": e["training"]["val_per_epoch"]}
+
+
+def _strip_seconds(d):
+    if isinstance(d, dict):
+        return {k: _strip_seconds(v) for k, v in d.items() if k != "seconds"}
+    return d
+
+
+def test_same_seed_gives_identical_metrics(pretrained, tmp_path):
+    a = sft.run(tiny_cfg(pretrained, tmp_path / "a", epochs=1))
+    b = sft.run(tiny_cfg(pretrained, tmp_path / "b", epochs=1))
+    assert _strip_seconds(_metrics_only(a)) == _strip_seconds(_metrics_only(b))
+
+
+def test_own_data_jsonl_trains_and_evaluates(pretrained, tmp_path):
+    rows = [{"instruction": f"Where is order #B{1000 + i}?", "output": f"Order #B{1000 + i} ships today.",
+             "rating": 5 if i % 3 else 2} for i in range(40)]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ev = sft.run(tiny_cfg(pretrained, tmp_path / "out", data=str(data), epochs=1))
+    assert ev["dataset"]["source"] == "user" and ev["oracle_ceiling"] is None
+    assert ev["dataset"]["filter"]["kept"] == sum(r["rating"] >= 4 for r in rows)
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "part4_sft.sft", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_help_lists_every_option():
+    res = _cli("--help")
+    assert res.returncode == 0
+    from dataclasses import fields
+    for f in fields(SFTConfig):
+        assert "--" + f.name.replace("_", "-") in res.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--lr", "-1"], "--lr"), (["--epochs", "0"], "--epochs"), (["--prompt-scheme", "nope"], "--prompt-scheme"),
+    (["--top-p", "2"], "--top-p"), (["--pretrained", "missing.pt"], "--pretrained"),
+    (["--data", "missing.jsonl"], "--data"),
+])
+def test_bad_options_fail_with_one_line(args, needle, tmp_path):
+    res = _cli(*args, "--out-dir", str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and needle in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"context": "a", "response": "b"}\n{"context": "c", "response": \n', "mine.jsonl:2"),
+    ('{"context": "a", "response": ""}\n', "mine.jsonl:1"),
+    ('{"context": "a"}\n', "mine.jsonl"),  # no response field: detection names the file and the flags
+    ('{"context": "a", "response": "b"}\n\xff\n', "not valid UTF-8"),
+])
+def test_malformed_own_data_fails_before_writing(pretrained, tmp_path, content, needle):
+    data = tmp_path / "mine.jsonl"
+    data.write_bytes(content.encode("utf-8", "surrogateescape") if "\xff" not in content
+                     else content.replace("\xff", "").encode() + b"\xff\n")
+    out = tmp_path / "out"
+    res = _cli("--data", str(data), "--pretrained", str(pretrained), "--out-dir", str(out))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and needle in res.stderr
+    assert not out.exists()
+
+
+def test_label_audit_counts_reach_evaluation_json(pretrained, tmp_path):
+    cfg = replace(tiny_cfg(pretrained, tmp_path), epochs=1, prompt_scheme="qa")
+    ev = sft.run(cfg)
+    assert ev["training"]["audit"]["context_tokens_trained"] == 0
+    assert ev["training"]["audit"]["pad_tokens_trained"] == 0

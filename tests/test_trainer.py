@@ -1,0 +1,370 @@
+"""Tests for part3_pretrain.trainer (+ checkpoint, data): gradient accumulation equals one big
+batch even with unequal target counts, determinism, stop/checkpoint/resume equals an uninterrupted
+run, atomic self-describing checkpoints, the LR schedule, and a 2-process torchrun pretraining run
+in which only rank 0 writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from part3_pretrain import checkpoint as ckpt_mod
+from part3_pretrain.checkpoint import (CheckpointError, build_model, load_checkpoint, load_model,
+                                       model_checkpoint, save_atomic)
+from part3_pretrain.data import TokenWindows, encode_documents, mean_loss, sequential_batches
+from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, lm_loss
+from part3_pretrain.tokenizer import train_tokenizer
+from part3_pretrain.trainer import Trainer, TrainerConfig, lr_at
+
+ROOT = Path(__file__).resolve().parents[1]
+V, BLOCK = 64, 16
+
+
+def tiny_model(seed: int = 0, dropout: float = 0.0, vocab_size: int = V) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=vocab_size, block_size=BLOCK, n_layer=2, n_head=2, n_embd=32,
+                         dropout=dropout))
+
+
+def tcfg(**kw) -> TrainerConfig:
+    base = dict(max_steps=6, lr=3e-3, device="cpu", dtype="float32", progress=False, warmup_steps=2)
+    return TrainerConfig(**{**base, **kw})
+
+
+def random_stream(n: int = 2000, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, V, n).astype(np.uint16)
+
+
+def params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_params_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "train/tokens_per_s"} for r in history]
+
+
+class ListSource:
+    """A BatchSource serving fixed batches in order (its position is the index)."""
+
+    def __init__(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        self.batches, self.i = batches, 0
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        b = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        return b
+
+    def state_dict(self) -> dict:
+        return {"i": self.i}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.i = state["i"]
+
+
+# ------------------------------------------------------------------------------ accumulation
+
+
+def _micro_batches() -> list[dict[str, torch.Tensor]]:
+    """Three micro-batches of 1, 2 and 3 rows whose target counts are very unequal (2, 10, 24)."""
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for rows, n_ignored in ((1, 14), (2, 11), (3, 8)):
+        x = torch.randint(0, V, (rows, BLOCK), generator=g)
+        y = torch.randint(0, V, (rows, BLOCK), generator=g)
+        y[:, :n_ignored] = IGNORE_INDEX  # a prompt-like prefix with no targets
+        out.append({"input_ids": x, "labels": y})
+    return out
+
+
+def _one_step_grads(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """Run one train_step, returning the gradients the optimizer saw."""
+    seen: dict[str, torch.Tensor] = {}
+    original = trainer.optimizer.step
+
+    def step_and_record(*a, **kw):
+        seen.update({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+        return original(*a, **kw)
+
+    trainer.optimizer.step = step_and_record
+    trainer.stats = trainer.train_step()
+    return seen
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_grad_accumulation_equals_one_big_batch(optimizer: str) -> None:
+    micro = _micro_batches()
+    big = {k: torch.cat([b[k] for b in micro]) for k in micro[0]}
+    cfg = dict(optimizer=optimizer, grad_clip=0.0, warmup_steps=0, weight_decay=0.1)
+    acc = Trainer(tiny_model(), ListSource(micro), tcfg(grad_accum=3, **cfg))
+    one = Trainer(tiny_model(), ListSource([big]), tcfg(grad_accum=1, **cfg))
+    g_acc, g_one = _one_step_grads(acc), _one_step_grads(one)
+    assert g_acc.keys() == g_one.keys() and g_acc
+    for n in g_one:
+        torch.testing.assert_close(g_acc[n], g_one[n], atol=1e-6, rtol=1e-5, msg=n)
+    p_acc, p_one = params(acc.model), params(one.model)
+    for n in p_one:
+        torch.testing.assert_close(p_acc[n], p_one[n], atol=1e-6, rtol=0, msg=n)
+    assert acc.stats.n_targets == one.stats.n_targets == 2 + 10 + 24
+    assert acc.stats.loss == pytest.approx(one.stats.loss, abs=1e-6)
+
+
+def test_grad_accumulation_gradient_is_mean_over_target_tokens() -> None:
+    """The reference by hand: d(mean over all targets of the big batch)/d(params)."""
+    micro = _micro_batches()
+    trainer = Trainer(tiny_model(), ListSource(micro), tcfg(grad_accum=3, grad_clip=0.0))
+    reference = tiny_model()
+    big = {k: torch.cat([b[k] for b in micro]) for k in micro[0]}
+    lm_loss(reference(big["input_ids"]), big["labels"]).backward()
+    grads = _one_step_grads(trainer)
+    for n, p in reference.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, atol=1e-6, rtol=1e-5, msg=n)
+
+
+def test_step_without_targets_is_an_error() -> None:
+    x = torch.zeros(1, BLOCK, dtype=torch.long)
+    source = ListSource([{"input_ids": x, "labels": torch.full_like(x, IGNORE_INDEX)}])
+    with pytest.raises(ValueError, match="no target tokens"):
+        Trainer(tiny_model(), source, tcfg()).train_step()
+
+
+# ------------------------------------------------------------------------------ determinism and resume
+
+
+def _windows(seed: int = 0) -> TokenWindows:
+    return TokenWindows(random_stream(), BLOCK, batch_size=4, seed=seed)
+
+
+def _val_batches() -> list[dict[str, torch.Tensor]]:
+    return sequential_batches(random_stream(400, seed=9), BLOCK, 4, 2)
+
+
+def test_same_seed_gives_identical_parameters() -> None:
+    results = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        trainer = Trainer(tiny_model(seed=1, dropout=0.1), _windows(), tcfg(max_steps=4, grad_accum=2))
+        history = trainer.fit()
+        results.append((params(trainer.model), without_timing(history)))
+    assert_params_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]
+    other = Trainer(tiny_model(seed=2, dropout=0.1), _windows(), tcfg(max_steps=4, grad_accum=2))
+    other.fit()
+    assert not torch.equal(other.model.transformer.wte.weight, results[0][0]["transformer.wte.weight"])
+
+
+def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    """N steps straight == N/2, checkpoint, new Trainer/model/source, resume, N/2 more.
+
+    Dropout is on, so the restored RNG state matters as much as weights, optimizer and data position.
+    """
+    val = _val_batches()
+    kw = dict(max_steps=6, grad_accum=2, eval_every=2)
+
+    def make(ckpt_path: Path, model_seed: int, **extra) -> Trainer:
+        return Trainer(tiny_model(seed=model_seed, dropout=0.1), _windows(), tcfg(**kw, **extra),
+                       checkpoint_path=ckpt_path, evaluate=lambda m: mean_loss(m, val))
+
+    torch.manual_seed(7)
+    straight = make(tmp_path / "straight.pt", model_seed=0)
+    full_history = straight.fit()
+
+    torch.manual_seed(7)
+    first = make(tmp_path / "half.pt", model_seed=0, stop_after=3)
+    first_history = first.fit()
+    assert first.step == 3
+    assert not any(r["step"] > 3 for r in first_history)
+
+    torch.manual_seed(999)  # whatever the fresh process's RNG is, the checkpoint's wins
+    second = make(tmp_path / "half.pt", model_seed=5)
+    second.load_state_dict(load_checkpoint(tmp_path / "half.pt"))
+    assert second.step == 3
+    second_history = second.fit()
+
+    assert_params_equal(params(straight.model), params(second.model))
+    assert without_timing(full_history) == without_timing(first_history + second_history)
+    assert [r["step"] for r in full_history if "val/loss" in r] == [2, 4, 6]
+    final = load_checkpoint(tmp_path / "half.pt")
+    assert final["trainer"]["step"] == 6
+    assert_params_equal(final["model"], params(straight.model))
+
+
+def test_token_windows_resume_reads_the_same_windows() -> None:
+    a, b = _windows(seed=3), _windows(seed=3)
+    ref = [a.next_batch()["input_ids"] for _ in range(200)]  # crosses several epochs
+    for _ in range(77):
+        b.next_batch()
+    c = _windows(seed=3)
+    c.load_state_dict(b.state_dict())
+    assert all(torch.equal(c.next_batch()["input_ids"], r) for r in ref[77:])
+
+
+def test_token_windows_ranks_split_the_global_batch() -> None:
+    whole = _windows()
+    ranks = [TokenWindows(random_stream(), BLOCK, batch_size=2, seed=0, rank=r, world_size=2) for r in (0, 1)]
+    for _ in range(10):
+        w = whole.next_batch()
+        parts = [r.next_batch() for r in ranks]
+        assert torch.equal(w["input_ids"], torch.cat([p["input_ids"] for p in parts]))
+        assert torch.equal(w["input_ids"][:, 1:], w["labels"][:, :-1])
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(["Customer: where is my order?", "Agent: it ships today."] * 3, 270)
+
+
+def test_trainer_checkpoint_rebuilds_model(tmp_path: Path, tokenizer) -> None:
+    model = tiny_model(vocab_size=tokenizer.vocab_size)
+    tokens = encode_documents(["Customer: where is my order? Agent: it ships today."] * 30, tokenizer)
+    meta = {"model_config": model.config.to_dict(), "tokenizer": tokenizer.to_str()}
+    trainer = Trainer(model, TokenWindows(tokens, BLOCK, 2), tcfg(max_steps=2),
+                      checkpoint_path=tmp_path / "run" / "model.pt", checkpoint_meta=meta)
+    trainer.fit()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.pt"]  # no temp files
+    raw = torch.load(tmp_path / "run" / "model.pt", weights_only=True)  # plain data only
+    assert raw["trainer"]["step"] == 2
+    rebuilt, tok, _ = load_model(tmp_path / "run" / "model.pt")
+    assert_params_equal(params(rebuilt), params(trainer.model))
+    assert rebuilt.lm_head.weight is rebuilt.transformer.wte.weight
+    assert tok.to_str() == tokenizer.to_str()
+
+
+def test_save_atomic_leaves_old_file_on_failure(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "model.pt"
+    save_atomic({"format": ckpt_mod.FORMAT, "x": torch.ones(3)}, path)
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_atomic({"format": ckpt_mod.FORMAT, "x": torch.zeros(3)}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(3))
+
+
+def test_build_model_rejects_vocab_mismatch(tokenizer) -> None:
+    model = tiny_model(vocab_size=tokenizer.vocab_size + 1)
+    with pytest.raises(CheckpointError, match="vocab_size"):
+        build_model(model_checkpoint(model, tokenizer), "ckpt.pt")
+
+
+def test_build_model_is_strict(tokenizer) -> None:
+    model = tiny_model(vocab_size=tokenizer.vocab_size)
+    ckpt = model_checkpoint(model, tokenizer)
+    ckpt["model"] = {**ckpt["model"], "transformer.extra": torch.zeros(1)}
+    with pytest.raises(CheckpointError, match="ckpt.pt"):
+        build_model(ckpt, "ckpt.pt")
+    ckpt = model_checkpoint(model, tokenizer)
+    ckpt["model_config"] = {**ckpt["model_config"], "n_embd": 64}
+    with pytest.raises(CheckpointError):
+        build_model(ckpt, "ckpt.pt")
+
+
+class _NotPlainData:
+    pass
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "pickled_object", "wrong_format", "missing"])
+def test_bad_checkpoint_files_raise_checkpoint_error(tmp_path: Path, tokenizer, kind: str) -> None:
+    path = tmp_path / "model.pt"
+    good = model_checkpoint(tiny_model(vocab_size=tokenizer.vocab_size), tokenizer)
+    if kind == "truncated":
+        save_atomic(good, path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif kind == "garbage":
+        path.write_bytes(b"\x00not a zip" * 50)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "pickled_object":
+        torch.save({**good, "extra": _NotPlainData()}, path)
+    elif kind == "wrong_format":
+        torch.save({"model": good["model"]}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------ LR schedule
+
+
+def test_warmup_then_cosine_reaches_min_lr() -> None:
+    cfg = tcfg(max_steps=50, lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    lrs = [lr_at(s, cfg) for s in range(cfg.max_steps + 1)]
+    assert lrs[:10] == pytest.approx([1e-3 * (s + 1) / 10 for s in range(10)])
+    assert lrs[9] == pytest.approx(1e-3)
+    assert lrs[10] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # decays monotonically after warmup
+    assert lrs[30] == pytest.approx(1e-4 + 0.5 * 9e-4)  # half-way: the mean of lr and min_lr
+    assert lrs[50] == pytest.approx(1e-4)
+    assert min(lrs[10:]) >= 1e-4 - 1e-12
+
+
+def test_constant_schedule() -> None:
+    cfg = tcfg(max_steps=20, lr=5e-4, warmup_steps=4, schedule="constant")
+    assert [lr_at(s, cfg) for s in range(4)] == pytest.approx([1.25e-4, 2.5e-4, 3.75e-4, 5e-4])
+    assert all(lr_at(s, cfg) == 5e-4 for s in range(4, 21))
+    assert lr_at(0, tcfg(warmup_steps=0, schedule="constant", lr=5e-4)) == 5e-4
+
+
+def test_logged_lr_follows_schedule() -> None:
+    trainer = Trainer(tiny_model(), _windows(), tcfg(max_steps=5, warmup_steps=2, min_lr_ratio=0.0))
+    history = trainer.fit()
+    logged = [r["train/lr"] for r in history if "train/lr" in r]
+    assert logged == pytest.approx([lr_at(s, trainer.cfg) for s in range(5)])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr_at(4, trainer.cfg))
+
+
+# ------------------------------------------------------------------------------ DDP
+
+
+def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+           "-m", "part3_pretrain.pretrain", "--n-docs", "200", "--vocab-size", "300", "--n-layer", "1",
+           "--n-embd", "32", "--n-head", "2", "--block-size", "32", "--batch-size", "4",
+           "--max-steps", "6", "--eval-every", "3", "--eval-batches", "2", "--warmup-steps", "1",
+           "--no-progress", "--device", "cpu", "--dtype", "float32", "--out-dir", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("wrote:") == 1  # only rank 0 summarises
+    assert proc.stdout.count("model: ") == 1
+    expected = {"model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "summary.json",
+                "train.bin", "val.bin"}
+    assert {p.name for p in out.iterdir()} == expected  # no temp files, nothing per rank
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing outside --out-dir
+
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if "train/loss" in r]
+    val_steps = [r["step"] for r in records if "val/loss" in r]
+    assert train_steps == [1, 2, 3, 4, 5, 6]  # one record per step: rank 1 wrote nothing
+    assert val_steps == [3, 6]
+    assert len(records) == 8
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 6
+    assert math.isfinite(summary["final_train_loss"]) and math.isfinite(summary["final_val_loss"])
+    model, tok, ckpt = load_model(out / "model.pt")
+    assert ckpt["trainer"]["step"] == 6
+    assert ckpt["trainer"]["source"]["index"] == 6 * 4 * 2  # both ranks' shares of every batch
+    assert model.config.vocab_size == tok.vocab_size <= 300

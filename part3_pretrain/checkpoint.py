@@ -8,10 +8,11 @@ the final path: an interrupted save never leaves a half-written checkpoint behin
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import torch
 
@@ -35,14 +36,18 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or does not fit the model/tokenizer."""
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename onto ``path``."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb", **open_kwargs: Any) -> Iterator[IO]:
+    """Open a temp file beside ``path``; on success fsync and rename it onto ``path``.
+
+    On any error (or Ctrl-C) the temp file is removed and ``path`` keeps its previous content.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,25 +55,20 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically."""
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file (JSON, CSV, ...) with the same temp-then-rename guarantee."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write a text file (JSON, CSV, ...) atomically."""
+    with atomic_file(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -12,7 +12,7 @@ import sys
 import types
 import typing
 from dataclasses import MISSING, Field, fields
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 C = TypeVar("C")
 
@@ -113,3 +113,18 @@ def fail(prog: str, message: str) -> int:
     """Print a user-facing error as one line and return exit code 2 (for ``main``)."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     return 2
+
+
+def run_main(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,
+             run: Callable[[C], Any], user_errors: tuple[type[BaseException], ...]) -> int:
+    """The body of every ``main``: parse, run, turn user errors into one line and exit code 2,
+    and Ctrl-C into exit code 130 (the trainer has saved a checkpoint by then)."""
+    cfg = parse_config(cls, argv, prog, description)
+    try:
+        run(cfg)
+    except (ConfigError, *user_errors) as e:
+        return fail(prog, str(e))
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\ninterrupted: checkpoint saved; continue with {prog} --resume\n")
+        return 130
+    return 0

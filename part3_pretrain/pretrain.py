@@ -19,7 +19,7 @@ import torch
 
 from . import corpus as corpus_mod
 from .checkpoint import CheckpointError, load_checkpoint, write_text_atomic
-from .cli import ConfigError, check_config, fail, parse_config
+from .cli import ConfigError, check_config, run_main
 from .data import (TokenWindows, encode_documents, mean_loss, read_tokens, sequential_batches,
                    split_documents, write_tokens)
 from .generate import generate
@@ -246,15 +246,7 @@ USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, corpus_mod.CorpusEr
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(PretrainConfig, argv, PROG, __doc__.splitlines()[0])
-    try:
-        run(cfg)
-    except USER_ERRORS as e:
-        return fail(PROG, str(e))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved; continue with {PROG} --resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_main(PretrainConfig, argv, PROG, __doc__.splitlines()[0], run, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import torch
 
 from part3_pretrain import pretrain as part3
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
-from part3_pretrain.cli import ConfigError, check_config, fail, parse_config
+from part3_pretrain.cli import ConfigError, check_config, run_main
 from part3_pretrain.data import mean_loss
 from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses
@@ -273,15 +273,7 @@ USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakErro
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(SFTConfig, argv, PROG, __doc__.splitlines()[0])
-    try:
-        run(cfg)
-    except USER_ERRORS as e:
-        return fail(PROG, str(e))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved; continue with {PROG} --resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_main(SFTConfig, argv, PROG, __doc__.splitlines()[0], run, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ def _add_field(parser: argparse.ArgumentParser, f: Field, tp: Any) -> None:
         kwargs["action"] = argparse.BooleanOptionalAction
     else:
         kwargs["type"] = scalar
-        kwargs["metavar"] = f.metadata.get("metavar", scalar.__name__.upper())
+        if "choices" not in f.metadata:  # with choices, argparse shows {a,b,c} itself
+            kwargs["metavar"] = f.metadata.get("metavar", scalar.__name__.upper())
         if is_seq:
             kwargs["nargs"] = "+"
     parser.add_argument(flag(f.name), **kwargs)

@@ -25,7 +25,7 @@ from .data import (TokenWindows, encode_documents, mean_loss, read_tokens, seque
 from .generate import generate
 from .model import GPT, GPTConfig
 from .plot import plot_losses
-from .sink import MetricsSink
+from .sink import MetricsSink, read_metrics
 from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
 from .trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, barrier,
@@ -154,8 +154,10 @@ def _norm(v):
 
 
 def greedy_reply(model: GPT, tok: RetailTokenizer, prompt: str = SAMPLE_PROMPT, n: int = 48) -> str:
-    res = generate(model, [tok.encode(prompt)], eos_id=tok.eos_id, pad_id=tok.pad_id,
-                   max_new_tokens=n, temperature=0.0)[0]
+    """The model's greedy continuation of an agent turn (prompt cut from the left to fit)."""
+    n = min(n, model.config.block_size // 2)
+    ids = tok.encode(prompt)[-(model.config.block_size - n):]
+    res = generate(model, [ids], eos_id=tok.eos_id, pad_id=tok.pad_id, max_new_tokens=n, temperature=0.0)[0]
     return tok.decode(res.tokens).split("\nCustomer:")[0].strip()
 
 
@@ -213,14 +215,16 @@ def run(cfg: PretrainConfig) -> dict:
 def _finish(cfg, out, model, tok, history, docs, source_desc, train_tokens, val_tokens,
             t_data, t_train, t_total) -> dict:
     plot_losses([(out / "metrics.jsonl", "Pretraining", "validation loss")], out / "loss_curve.png")
-    train_losses = [r["train/loss"] for r in history if "train/loss" in r]
-    val_losses = [r["val/loss"] for r in history if "val/loss" in r]
+    # The metrics file, not this process's history: after --resume it holds the whole run.
+    records = read_metrics(out / "metrics.jsonl")
+    train_losses = [r["train/loss"] for r in records if "train/loss" in r]
+    val_losses = [r["val/loss"] for r in records if "val/loss" in r]
     stats = corpus_mod.corpus_stats(docs)
     summary = {
         "corpus": {"source": source_desc, **stats, "train_tokens": int(len(train_tokens)),
                    "val_tokens": int(len(val_tokens))},
         "model": {"parameters": model.num_params(), **model.config.to_dict()},
-        "steps": history[-1]["step"] if history else 0,
+        "steps": records[-1]["step"] if records else 0,
         "final_train_loss": sum(train_losses[-20:]) / max(1, len(train_losses[-20:])) if train_losses else None,
         "final_val_loss": val_losses[-1] if val_losses else None,
         "seconds": {"data_and_tokenizer": round(t_data, 1), "training": round(t_train, 1),
@@ -234,8 +238,9 @@ def _finish(cfg, out, model, tok, history, docs, source_desc, train_tokens, val_
 
 
 def _print_summary(summary: dict, out: Path) -> None:
-    print(f"\ntrain loss (mean of last 20 steps) {summary['final_train_loss']:.3f}, "
-          f"val loss {summary['final_val_loss']:.3f}, {summary['seconds']['total']:.0f} s total")
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"\ntrain loss (mean of last 20 steps) {fmt(summary['final_train_loss'])}, "
+          f"val loss {fmt(summary['final_val_loss'])}, {summary['seconds']['total']:.0f} s total")
     print(f"sample reply: {summary['sample']['greedy_reply']!r}")
     print("wrote:")
     for name in ("model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "summary.json"):

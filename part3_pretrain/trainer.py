@@ -358,6 +358,8 @@ class Trainer:
         """
         cfg = self.cfg
         end = min(cfg.max_steps, cfg.stop_after) if cfg.stop_after > 0 else cfg.max_steps
+        if self.step >= end:  # e.g. --resume of a finished run: nothing to train or re-log
+            return self.history
         self.model.train()
         bar = tqdm(total=end, initial=self.step, desc=cfg.desc, dynamic_ncols=True,
                    disable=not (cfg.progress and self.rank == 0))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -337,15 +338,30 @@ def test_logged_lr_follows_schedule() -> None:
 # ------------------------------------------------------------------------------ DDP
 
 
+def _run_killing_group(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """``subprocess.run`` that, on timeout, kills the whole process group (torchrun's workers
+    included) instead of orphaning them."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout} s:\n{out[-2000:]}\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    # block 64: the summary's sample prompt must fit in the context (see pretrain.greedy_reply)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "part3_pretrain.pretrain", "--n-docs", "200", "--vocab-size", "300", "--n-layer", "1",
-           "--n-embd", "32", "--n-head", "2", "--block-size", "32", "--batch-size", "4",
+           "--n-embd", "32", "--n-head", "2", "--block-size", "64", "--batch-size", "4",
            "--max-steps", "6", "--eval-every", "3", "--eval-batches", "2", "--warmup-steps", "1",
            "--no-progress", "--device", "cpu", "--dtype", "float32", "--out-dir", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = _run_killing_group(cmd, timeout=120, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("wrote:") == 1  # only rank 0 summarises
     assert proc.stdout.count("model: ") == 1

@@ -1,0 +1,261 @@
+"""End-to-end tests of ``python -m part3_pretrain.pretrain``: a complete ``--help``, one-line
+exit-2 errors for bad flags and bad corpus files (with nothing written), the files a tiny
+in-process run writes and their keys, resume after Ctrl-C equal to an uninterrupted run, and
+refusal to resume with changed settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from part3_pretrain import trainer as trainer_mod
+from part3_pretrain.checkpoint import load_model
+from part3_pretrain.cli import ConfigError
+from part3_pretrain.pretrain import PROG, PretrainConfig, main, run
+from part3_pretrain.sink import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = {"model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "summary.json"}
+STREAMS = {"train.bin", "val.bin"}  # the token streams the run reads through memmap
+
+TINY = dict(n_docs=120, vocab_size=280, n_layer=1, n_embd=32, n_head=2, block_size=128, batch_size=2,
+            max_steps=4, eval_every=2, eval_batches=2, warmup_steps=1, checkpoint_every=0,
+            progress=False, device="cpu", dtype="float32")
+
+
+def tiny_cfg(out_dir: Path, **kw) -> PretrainConfig:
+    return PretrainConfig(out_dir=str(out_dir), **{**TINY, **kw})
+
+
+def call_main(argv: list[str]) -> int:
+    """``main(argv)`` in-process; argparse's ``sys.exit`` becomes a return code."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{PROG}: error: ")
+    return lines[0]
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "train/tokens_per_s"} for r in records]
+
+
+# ------------------------------------------------------------------------------ --help
+
+
+def _help_entries(help_text: str) -> dict[str, str]:
+    """``{"--flag": "its help, unwrapped"}`` from argparse's options section."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in help_text.split("options:", 1)[1].splitlines():
+        m = re.match(r"  (--[\w-]+)", line)
+        if m:
+            current = m.group(1)
+            entries[current] = line
+        elif current is not None:
+            entries[current] += " " + line
+    return {k: " ".join(v.split()) for k, v in entries.items()}
+
+
+def test_help_lists_every_field_with_its_default() -> None:
+    proc = subprocess.run([sys.executable, "-m", "part3_pretrain.pretrain", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    entries = _help_entries(proc.stdout)
+    for f in dataclasses.fields(PretrainConfig):
+        name = "--" + f.name.replace("_", "-")
+        assert name in entries, name
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        assert entries[name].endswith(f"(default: {default!r})"), (name, entries[name])
+        assert f.metadata.get("help") in entries[name], name
+        if isinstance(default, bool):
+            assert entries[name].startswith(f"{name}, --no-{name[2:]}"), entries[name]
+    assert len(entries) == len(dataclasses.fields(PretrainConfig))  # no flag without a field
+
+
+# ------------------------------------------------------------------------------ bad flags
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--lr", "-0.1"], "--lr"),
+    (["--lr", "0"], "--lr"),
+    (["--lr", "abc"], "--lr"),
+    (["--n-embd", "100", "--n-head", "3"], "--n-head"),
+    (["--device", "tpu"], "--device"),
+    (["--dtype", "float8"], "--dtype"),
+    (["--max-steps", "0"], "--max-steps"),
+    (["--batch-size", "1.5"], "--batch-size"),
+    (["--vocab-size", "100"], "--vocab-size"),
+    (["--val-fraction", "0.9"], "--val-fraction"),
+    (["--bogus-flag", "1"], "--bogus-flag"),
+])
+def test_bad_values_exit_2_with_one_line(tmp_path: Path, capsys, argv: list[str], option: str) -> None:
+    out = tmp_path / "out"
+    assert call_main(argv + ["--out-dir", str(out)]) == 2
+    assert option in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_all_problems_reported_together(tmp_path: Path, capsys) -> None:
+    assert call_main(["--lr", "-1", "--max-steps", "0", "--out-dir", str(tmp_path / "o")]) == 2
+    line = one_error_line(capsys)
+    assert "--lr" in line and "--max-steps" in line
+
+
+def test_bad_value_from_the_real_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "part3_pretrain.pretrain", "--n-embd", "100",
+                           "--n-head", "3", "--out-dir", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and "--n-embd" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "not_utf8", "blank_only"])
+def test_bad_corpus_file_exit_2_naming_the_file(tmp_path: Path, capsys, kind: str) -> None:
+    path = tmp_path / f"corpus_{kind}.txt"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not_utf8":
+        path.write_bytes("Customer: où est ma commande?\n".encode("latin-1"))
+    elif kind == "blank_only":
+        path.write_text("\n \n\t\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert call_main(["--corpus", str(path), "--out-dir", str(out), "--device", "cpu"]) == 2
+    assert str(path) in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_resume_without_checkpoint_is_one_line(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert call_main(["--resume", "--out-dir", str(out)]) == 2
+    assert str(out / "model.pt") in one_error_line(capsys)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ a tiny run
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("pretrain") / "run"
+    summary = run(tiny_cfg(out))
+    return out, summary
+
+
+def test_run_writes_every_output(finished_run) -> None:
+    out, _ = finished_run
+    assert {p.name for p in out.iterdir()} == OUTPUTS | STREAMS  # and no temp files
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_keys_and_values(finished_run) -> None:
+    out, summary = finished_run
+    on_disk = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert on_disk == json.loads(json.dumps(summary))
+    assert set(on_disk) >= {"corpus", "model", "steps", "final_train_loss", "final_val_loss", "seconds",
+                            "sample", "config"}
+    assert on_disk["steps"] == 4
+    assert math.isfinite(on_disk["final_train_loss"]) and math.isfinite(on_disk["final_val_loss"])
+    assert on_disk["corpus"]["n_docs"] == 120
+    assert on_disk["corpus"]["train_tokens"] > 0 and on_disk["corpus"]["val_tokens"] > 0
+    assert on_disk["model"]["n_embd"] == 32 and on_disk["model"]["parameters"] > 0
+    assert isinstance(on_disk["sample"]["greedy_reply"], str)
+    assert on_disk["config"] == json.loads(json.dumps(dataclasses.asdict(tiny_cfg(out))))
+
+
+def test_metrics_one_record_per_step(finished_run) -> None:
+    out, _ = finished_run
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if "val/loss" in r] == [2, 4]
+    assert all(math.isfinite(r["train/loss"]) for r in records if "train/loss" in r)
+
+
+def test_checkpoint_rebuilds_with_weights_only(finished_run) -> None:
+    out, summary = finished_run
+    raw = torch.load(out / "model.pt", weights_only=True)
+    model, tok, ckpt = load_model(out / "model.pt")
+    assert ckpt["trainer"]["step"] == 4
+    assert model.config.vocab_size == tok.vocab_size == summary["model"]["vocab_size"]
+    assert tok.to_str() == (out / "tokenizer.json").read_text(encoding="utf-8")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, raw["model"][k]), k
+    assert model.num_params() == summary["model"]["parameters"]
+
+
+@pytest.mark.parametrize("stop", ["ctrl_c", "crash"])
+def test_resume_equals_uninterrupted_run(finished_run, tmp_path: Path, monkeypatch, stop: str) -> None:
+    """Ctrl-C before step 4 saves at step 3; a crash in step 4 leaves the step-2 checkpoint and a
+    metrics record of step 3 that the resumed run must drop. Either way --resume ends exactly
+    where the uninterrupted run did."""
+    straight_out, _ = finished_run
+    out = tmp_path / "run"
+    original = trainer_mod.Trainer.train_step
+
+    def interrupted(self):
+        if self.step == 3:
+            raise KeyboardInterrupt if stop == "ctrl_c" else RuntimeError("simulated crash")
+        return original(self)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt if stop == "ctrl_c" else RuntimeError):
+        run(tiny_cfg(out, checkpoint_every=2))
+    saved = torch.load(out / "model.pt", weights_only=True)["trainer"]["step"]
+    assert saved == (3 if stop == "ctrl_c" else 2)
+    assert max(r["step"] for r in read_metrics(out / "metrics.jsonl")) == 3
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
+
+    run(tiny_cfg(out, checkpoint_every=2, resume=True))
+    resumed = torch.load(out / "model.pt", weights_only=True)
+    straight = torch.load(straight_out / "model.pt", weights_only=True)
+    assert resumed["trainer"]["step"] == 4
+    assert resumed["trainer"]["source"] == straight["trainer"]["source"]
+    for k, v in straight["model"].items():
+        assert torch.equal(resumed["model"][k], v), k
+    assert without_timing(read_metrics(out / "metrics.jsonl")) == \
+        without_timing(read_metrics(straight_out / "metrics.jsonl"))
+
+
+def test_resume_with_changed_settings_is_refused(finished_run, capsys) -> None:
+    out, _ = finished_run
+    before = (out / "model.pt").read_bytes()
+    with pytest.raises(ConfigError, match="--lr"):
+        run(tiny_cfg(out, resume=True, lr=1e-2))
+    argv = [f"--{k.replace('_', '-')}" if v is True else f"--no-{k.replace('_', '-')}" if v is False
+            else f"--{k.replace('_', '-')}={v}" for k, v in {**TINY, "max_steps": 8}.items()]
+    assert call_main(argv + ["--resume", "--out-dir", str(out)]) == 2
+    assert "--max-steps" in one_error_line(capsys)
+    assert (out / "model.pt").read_bytes() == before
+
+
+def test_small_block_size_run_finishes(tmp_path: Path) -> None:
+    summary = run(tiny_cfg(tmp_path / "run", block_size=32, batch_size=4, max_steps=1, eval_every=0))
+    assert summary["steps"] == 1
+
+
+def test_resume_of_finished_run_changes_nothing(finished_run, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(finished_run[0], out)
+    before = read_metrics(out / "metrics.jsonl")
+    run(tiny_cfg(out, resume=True))
+    assert read_metrics(out / "metrics.jsonl") == before

@@ -17,7 +17,7 @@ width, batch size), on the CPU, in one process, side by side:
    tokens/s over the measured matmul peak of the same dtype.
 4. ``loss_curve``: our ``Trainer`` at the default settings in fp32 and in bf16 autocast, same seed,
    same real tokenized text, stepped alternately; relative gap of the smoothed losses.
-5. ``memory``: max RSS of a subprocess running the real default pretraining for a few steps.
+5. ``memory``: peak RSS (VmHWM) of a subprocess running the real default pretraining for a few steps.
 
 Numbers go to a table on stdout and to a JSON file; bench/README.md says what each one means.
 """
@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import os
 import platform
 import resource
 import statistics
@@ -53,6 +54,7 @@ TARGET_MFU_FP32 = 0.62
 TARGET_BF16_SPEEDUP = 1.45
 TARGET_LOSS_REL_DIFF = 0.03
 TARGET_PEAK_RSS_MIB = 2048.0
+BUSY_LOADAVG = 0.5  # 1-minute load average above which the report warns that the CPU is not idle
 
 SECTIONS = ("matmul", "throughput", "loss_curve", "memory")
 SQUARE = 2048  # side of the big square matmul
@@ -298,7 +300,8 @@ def bench_throughput(bc: BenchConfig, cfg: GPTConfig, batch_size: int) -> dict:
             samples[v.name].append(tokens / (time.perf_counter() - t0))
     tps = {name: median(s) for name, s in samples.items()}
     return {**info, "tokens_per_step": x.numel(), "steps_per_repeat": bc.steps_per_repeat,
-            "tokens_per_s": tps, "samples": samples,
+            "tokens_per_s": tps, "best_tokens_per_s": {name: max(s) for name, s in samples.items()},
+            "samples": samples,
             "ratios": {"ours_fp32_over_hf_fp32": tps["ours_fp32"] / tps["hf_fp32"],
                        "ours_bf16_over_hf_bf16": tps["ours_bf16"] / tps["hf_bf16"],
                        "ours_bf16_over_ours_fp32": tps["ours_bf16"] / tps["ours_fp32"],
@@ -370,11 +373,22 @@ def bench_loss_curve(bc: BenchConfig) -> dict:
 # ---------------------------------------------------------------------------------------------
 # 5. peak memory of the real default pretraining
 
+# The child reports two peaks. ru_maxrss is NOT usable here: Linux carries a process's RSS
+# high-water mark across fork and exec, so a child started from this (large) process reports the
+# parent's peak. VmHWM belongs to the child's own address space (fresh after exec): that is the
+# figure we use.
 _MEMORY_CHILD = ("import resource, sys\n"
                  "from part3_pretrain.pretrain import main\n"
                  "rc = main(sys.argv[1:])\n"
+                 "hwm = [ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM:')]\n"
+                 "print('BENCH_VMHWM_KIB', hwm[0] if hwm else -1, flush=True)\n"
                  "print('BENCH_MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\n"
                  "sys.exit(rc)\n")
+
+
+def _child_value(stdout: str, key: str) -> int | None:
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(key)]
+    return int(lines[-1].split()[1]) if lines else None
 
 
 def bench_memory(bc: BenchConfig) -> dict:
@@ -386,11 +400,13 @@ def bench_memory(bc: BenchConfig) -> dict:
         proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, *args], cwd=ROOT,
                               capture_output=True, text=True)
         wall = time.perf_counter() - t0
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_MAXRSS_KIB")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"pretraining subprocess failed (rc {proc.returncode}):\n{proc.stderr[-2000:]}")
-    kib = int(lines[-1].split()[1])  # Linux reports ru_maxrss in KiB
-    return {"command": f"python -m part3_pretrain.pretrain {' '.join(args)}", "max_rss_mib": kib / 1024,
+    hwm, maxrss = _child_value(proc.stdout, "BENCH_VMHWM_KIB"), _child_value(proc.stdout, "BENCH_MAXRSS_KIB")
+    if proc.returncode != 0 or hwm is None or hwm < 0:
+        raise RuntimeError(f"pretraining subprocess failed (rc {proc.returncode}) or gave no VmHWM:\n"
+                           f"{proc.stderr[-2000:]}")
+    return {"command": f"python -m part3_pretrain.pretrain {' '.join(args)}", "max_rss_mib": hwm / 1024,
+            "source": "VmHWM of the child (/proc/self/status) at exit",
+            "ru_maxrss_mib_inherited": maxrss / 1024 if maxrss is not None else None,
             "wall_s": wall, "note": "default dtype 'auto' (bf16 autocast where the CPU has it)"}
 
 
@@ -447,6 +463,9 @@ def print_report(res: dict) -> None:
     meta = res["meta"]
     print(f"\n== bench_pretrain ({'QUICK, ' if meta['quick'] else ''}{meta['threads']} threads, "
           f"torch {meta['torch']}, {meta['cpu']}) ==")
+    if meta["loadavg_at_start"] > BUSY_LOADAVG:
+        print(f"WARNING: load average {meta['loadavg_at_start']:.1f} at start: the CPU is shared, "
+              f"numbers are unreliable (see bench/README.md)")
     m = res["model"]
     print(f"model: V={m['vocab_size']} T={m['block_size']} L={m['n_layer']} H={m['n_head']} "
           f"C={m['n_embd']} batch={m['batch_size']}; {m['flops_per_token'] / 1e6:.1f} MFLOP/token")
@@ -460,10 +479,11 @@ def print_report(res: dict) -> None:
     if "throughput" in res:
         th = res["throughput"]
         print(f"\ntraining step (fwd+loss+bwd+AdamW), median tokens/s; HF attn={th['hf_attn_implementation']}")
+        print(f"  {'variant':<16}{'median':>10}{'best':>10}")
         for name, v in th["tokens_per_s"].items():
             mf = res.get("mfu", {}).get("by_variant", {}).get(name)
             extra = f"   MFU {mf['mfu']:6.1%} of {mf['peak_dtype']} peak" if mf else ""
-            print(f"  {name:<16}{v:>10,.0f}{extra}")
+            print(f"  {name:<16}{v:>10,.0f}{th['best_tokens_per_s'][name]:>10,.0f}{extra}")
         for k, v in th["ratios"].items():
             print(f"  {k:<28}{v:6.2f}x")
         pa = th["parity"]
@@ -478,7 +498,8 @@ def print_report(res: dict) -> None:
         print(f"  Trainer.train_step tokens/s (interleaved): fp32 {tt['fp32']:,.0f}  bf16 {tt['bf16']:,.0f}")
     if "memory" in res:
         me = res["memory"]
-        print(f"\npeak memory: {me['max_rss_mib']:.0f} MiB max RSS ({me['command']}, {me['wall_s']:.0f} s)")
+        print(f"\npeak memory: {me['max_rss_mib']:.0f} MiB peak RSS (VmHWM) of `{me['command']}` "
+              f"({me['wall_s']:.0f} s)")
     if res.get("targets"):
         print("\ntargets" + (" (PROVISIONAL: quick run)" if meta["quick"] else ""))
         for k, t in res["targets"].items():
@@ -491,6 +512,7 @@ def run(bc: BenchConfig) -> dict:
     pc = PretrainConfig()
     cfg = model_config()
     res: dict = {"meta": {"date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": bc.quick,
+                          "loadavg_at_start": os.getloadavg()[0],
                           "threads": torch.get_num_threads(), "torch": torch.__version__,
                           "python": platform.python_version(), "cpu": cpu_name(),
                           "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
@@ -515,6 +537,7 @@ def run(bc: BenchConfig) -> dict:
         res["memory"] = bench_memory(bc)
     res["targets"] = targets(res)
     res["meta"]["seconds"] = time.perf_counter() - t0
+    res["meta"]["loadavg_at_end"] = os.getloadavg()[0]
     res["meta"]["bench_max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return res
 

@@ -40,7 +40,10 @@ class MetricsSink:
                 self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         if tensorboard_dir is not None and enabled:
             from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported lazily
-            self._writer = SummaryWriter(log_dir=str(tensorboard_dir), purge_step=resume_step)
+            # TensorBoard drops every event at or after purge_step; the resumed run continues
+            # after resume_step, so the checkpoint step's own scalars must survive.
+            purge = None if resume_step is None else resume_step + 1
+            self._writer = SummaryWriter(log_dir=str(tensorboard_dir), purge_step=purge)
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         if self.path is None:

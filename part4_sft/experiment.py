@@ -1,0 +1,524 @@
+"""``python -m part4_sft.experiment``: fine-tune a grid of configs and compare them in TensorBoard.
+
+    python -m part4_sft.experiment                        # the default 8-run grid
+    tensorboard --logdir checkpoints/experiments/grid     # curves of all runs side by side
+    python -m part4_sft.experiment report checkpoints/experiments/grid [--sort-by rouge_l]
+
+The default grid is 2 base models (part 3's ``large`` 4-layer model and a ``small`` 2-layer one,
+pretrained on demand if missing and reused afterwards) x 2 prompt schemes (``qa``,
+``instruction``) x 2 LoRA configs (r=8 on c_attn, r=32 on c_attn and c_proj) = 8 runs. Other
+grids: ``--grid FILE.json`` or the list options (``--lrs``, ``--epochs``, ``--adapters`` with
+ranks/alphas/targets or ``full``, ``--data hq all``, ``--seeds K``); see ``part4_sft/grid.py``.
+
+Every run is evaluated like ``part4_sft.sft``: the same held-out test contexts (unseen slot
+values, checked), validation loss and token accuracy, greedy ROUGE-L / BLEU / EOS-stop rate on a
+fixed subset of 48 test contexts before training and after every epoch, and on the whole test set
+at the end. An experiment is its directory: runs registered there (by a grid or by ``--clone``)
+are trained until they are done or stopped. The
+results table (terminal, results.csv, results.md) is rebuilt from the event files after every
+chunk; plots go to ``plots/``.
+
+Why these defaults (measured on the two bases; the 8-run grid must finish in < 15 min on a 2-core
+CPU once the bases exist, i.e. at most ~90 s per run including evaluation):
+- LoRA trains 0.6-8.5% of the weights, starting from B = 0. At part 4's LR of 5e-5 it barely moves
+  in a few hundred steps, so LoRA runs use LR 5e-3 (AdamW, 10% warmup, cosine to 10%). On the
+  small base, 5 epochs of r=32 reach validation loss 1.76 at 2e-3, 1.34 at 5e-3 and 1.25 at 1e-2
+  (from 6.19 before fine-tuning); r=8 gives 3.46 / 2.99 / 2.74: 5e-3 takes most of the gain
+  without going to the edge.
+- 5 epochs (as part 4) at batch 16 = 160 steps over the 500 pairs: the validation loss still
+  falls in epoch 5, and a run takes 26-48 s on an idle 2-core CPU (bf16 autocast): the default
+  grid took 303 s (large base ~46 s a run, small ~28 s; final greedy evaluation ~6 s of that).
+- Full fine-tuning, when in a grid, defaults to 1e-3 (validation loss 0.91 vs 1.12 at 3e-4).
+- Greedy replies get up to 64 new tokens as in part 4 (references average ~52 tokens), and are
+  scored on all 250 held-out test contexts; a 48-context subset is generated before training
+  and after every epoch for the curves.
+
+Control: ``--chunks N`` trains every run on its k-th N-th of steps before any run starts the
+(k+1)-th (the same batches in the same order as unchunked training). Rerunning skips finished
+runs and resumes interrupted ones exactly. ``--stop RUN`` (also from another terminal while the
+experiment runs) stops a run before its next chunk; ``--unstop RUN`` lets it continue.
+``--clone RUN --set lr=1e-3 --set lora_r=16`` adds a run warm-started from RUN's weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from part3_pretrain.checkpoint import CheckpointError, build_model, write_text_atomic
+from part3_pretrain.cli import (ConfigError, OneLineParser, build_parser, check_config, config_from_namespace, fail)
+from part3_pretrain.tokenizer import TokenizerError
+from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES
+
+from . import report
+from .data import LabelAuditError, LeakError
+from .grid import (BASES, DATA_CHOICES, DEFAULT_ADAPTERS, DEFAULT_BASES, DEFAULT_EPOCHS, DEFAULT_FULL_LR,
+                   DEFAULT_LORA_LR, DEFAULT_PROMPTS, Adapter, GridError, GridSpec, clone_name, expand_all,
+                   load_grid_file, valid_run_name)
+from .loaders import DataError
+from .prompts import SCHEMES
+from .runner import (RunConfig, RunSettings, Workspace, chunk_boundaries, ensure_base, is_done, is_stopped,
+                     load_run_config, plan, read_status, save_run_config, train_chunk)
+
+PROG = "python -m part4_sft.experiment"
+DEFAULT_EXPERIMENTS_DIR = "checkpoints/experiments"
+
+
+def _f(default, help: str, **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class ExperimentConfig:
+    """``python -m part4_sft.experiment``: the default 8-run grid finishes in < 15 min on 2 CPU cores."""
+
+    name: str = _f("grid", "experiment name: its directory is <experiments-dir>/<name>")
+    experiments_dir: str = _f(DEFAULT_EXPERIMENTS_DIR, "where experiment directories go")
+    # ---- the grid
+    grid: str | None = _f(None, "JSON grid file (an object or a list of objects with knob lists); "
+                                "knobs it leaves out take the values below", metavar="PATH")
+    bases: tuple[str, ...] = _f(DEFAULT_BASES, "base models (part-3 checkpoints of two sizes)", choices=tuple(BASES))
+    prompts: tuple[str, ...] = _f(DEFAULT_PROMPTS, "prompt schemes", choices=tuple(SCHEMES))
+    adapters: tuple[str, ...] = _f(DEFAULT_ADAPTERS, "adapters: 'full' or r<R>[a<ALPHA>]:<target>[+<target>] "
+                                                     "(alpha defaults to 2r)", metavar="SPEC")
+    lrs: tuple[float, ...] = _f((), "learning rates (default: --lora-lr for LoRA runs, --full-lr for full ones)")
+    epochs: tuple[int, ...] = _f((DEFAULT_EPOCHS,), "epochs over the training pairs")
+    data: tuple[str, ...] = _f(("hq",), "training data: hq = the 500 high-quality pairs, all = all 5,000",
+                               choices=DATA_CHOICES)
+    seeds: int = _f(1, "repeat every config with seeds 0..K-1 (the table shows mean and std)")
+    lora_lr: float = _f(DEFAULT_LORA_LR, "LR of LoRA runs when --lrs is not given")
+    full_lr: float = _f(DEFAULT_FULL_LR, "LR of full fine-tuning runs when --lrs is not given")
+    large_base: str = _f(BASES["large"].path, "checkpoint of base 'large' (the default is pretrained if missing)")
+    small_base: str = _f(BASES["small"].path, "checkpoint of base 'small' (the default is pretrained if missing)")
+    # ---- shared training and evaluation settings (runner.RunSettings)
+    batch_size: int = _f(16, "pairs per optimizer step")
+    optimizer: str = _f("adamw", "optimizer", choices=OPTIMIZERS)
+    weight_decay: float = _f(0.0, "weight decay (matrices only)")
+    warmup_ratio: float = _f(0.1, "share of a run's steps spent warming the LR up")
+    schedule: str = _f("cosine", "LR schedule after warmup", choices=SCHEDULES)
+    min_lr_ratio: float = _f(0.1, "final LR as a fraction of the run's LR (cosine)")
+    grad_clip: float = _f(1.0, "gradient-norm clip; 0 disables")
+    evals_per_epoch: int = _f(1, "validation + subset generation evaluations per epoch (and one at the end)")
+    gen_subset: int = _f(48, "test contexts generated at every interval evaluation (the first N, fixed)")
+    max_new_tokens: int = _f(64, "longest greedy reply (as part4_sft.sft)")
+    eval_batch_size: int = _f(64, "prompts generated at once")
+    n_boot: int = _f(1000, "bootstrap resamples for the final metrics' confidence intervals")
+    n_examples: int = _f(8, "replies kept in each run's evaluation.json")
+    dataset_path: str = _f("data/sft_dataset.json", "where the generated 5,000-pair dataset is written")
+    n_pairs: int = _f(5000, "synthetic pairs generated")
+    n_high_quality: int = _f(500, "synthetic pairs rated high quality")
+    n_val: int = _f(100, "synthetic validation contexts")
+    n_test: int = _f(250, "synthetic held-out test contexts")
+    data_seed: int = _f(0, "seed of the synthetic data (and of generation)")
+    device: str = _f("auto", "device", choices=DEVICES)
+    dtype: str = _f("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
+    # ---- scheduling and control
+    chunks: int = _f(1, "split every run into N chunks of steps; chunk k of every run trains before chunk "
+                              "k+1 of any (the same result as unchunked)")
+    stop: str | None = _f(None, "stop RUN before its next chunk (works on a running experiment) and exit",
+                          metavar="RUN")
+    unstop: str | None = _f(None, "let a stopped RUN continue at the next (re)run and exit", metavar="RUN")
+    clone: str | None = _f(None, "add a run warm-started from RUN's weights with the --set changes", metavar="RUN")
+    set: tuple[str, ...] = _f((), "knob changes of --clone, e.g. --set lr=1e-3 --set lora_r=16", cli=False)
+    sort_by: str = _f("eval_loss", "metric the results table is sorted by", choices=report.SORT_CHOICES)
+    plots: bool = _f(True, "write comparison plots at the end")
+    threads: int = _f(0, "CPU threads for PyTorch (0: its default, one per core); 1 helps on a busy machine")
+    progress: bool = _f(True, "show progress bars")
+
+    def base_paths(self) -> dict[str, str]:
+        return {"large": self.large_base, "small": self.small_base}
+
+    def grid_specs(self) -> list[GridSpec]:
+        """The grid as specs: the list options, or the --grid file on top of them."""
+        cli = GridSpec(base=tuple(self.bases), prompt=tuple(self.prompts),
+                       adapter=tuple(Adapter.parse(a) for a in self.adapters), lr=tuple(self.lrs),
+                       epochs=tuple(self.epochs), data=tuple(self.data), seed=tuple(range(self.seeds)))
+        if self.grid is None:
+            return [cli]
+        specs = load_grid_file(self.grid, cli)
+        if self.seeds != 1 and any(s.seed != cli.seed for s in specs):
+            raise GridError(f"--grid {self.grid} sets 'seed' and --seeds {self.seeds} is given: choose one")
+        return specs
+
+    def problems(self) -> list[str]:
+        p = [f"--{n.replace('_', '-')} must be >= 1 (got {getattr(self, n)})"
+             for n in ("seeds", "batch_size", "gen_subset", "max_new_tokens", "eval_batch_size", "n_boot", "n_pairs",
+                       "n_high_quality", "n_val", "n_test", "chunks") if getattr(self, n) < 1]
+        p += [f"--{n.replace('_', '-')} must be >= 0 (got {getattr(self, n)})"
+              for n in ("weight_decay", "grad_clip", "evals_per_epoch", "n_examples", "data_seed", "threads")
+              if getattr(self, n) < 0]
+        p += [f"--lrs must all be > 0 (got {list(self.lrs)})"] if any(not lr > 0 for lr in self.lrs) else []
+        p += [f"--epochs must all be >= 1 (got {list(self.epochs)})"] if any(e < 1 for e in self.epochs) else []
+        p += [f"--{n.replace('_', '-')} must be > 0 (got {getattr(self, n)})"
+              for n in ("lora_lr", "full_lr") if not getattr(self, n) > 0]
+        if not 0 <= self.warmup_ratio < 1:
+            p.append(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if not 0 <= self.min_lr_ratio <= 1:
+            p.append(f"--min-lr-ratio must be in [0, 1] (got {self.min_lr_ratio})")
+        if self.n_high_quality > self.n_pairs:
+            p.append(f"--n-high-quality ({self.n_high_quality}) cannot exceed --n-pairs ({self.n_pairs})")
+        if not valid_run_name(self.name):
+            p.append(f"--name {self.name!r} must be letters, digits and _.,+=- (not starting with a symbol)")
+        p += self._control_problems()
+        if not (self.stop or self.unstop or self.clone):
+            p += self._grid_problems()
+        return p
+
+    def _control_problems(self) -> list[str]:
+        p = []
+        given = [f for f in ("stop", "unstop", "clone") if getattr(self, f)]
+        if len(given) > 1:
+            p.append("give only one of " + ", ".join(f"--{f}" for f in given))
+        if self.set and not self.clone:
+            p.append("--set needs --clone RUN")
+        if self.clone and not self.set:
+            p.append("--clone needs at least one --set key=value")
+        for f in given:
+            if not valid_run_name(getattr(self, f)):
+                p.append(f"--{f} {getattr(self, f)!r} is not a run name")
+        return p
+
+    def _grid_problems(self) -> list[str]:
+        try:
+            runs = expand_all(self.grid_specs(), self.lora_lr, self.full_lr)
+        except GridError as e:
+            return [str(e)]
+        p = []
+        for name in sorted({k.base for k in runs}):
+            path = self.base_paths()[name]
+            if path != BASES[name].path and not Path(path).is_file():
+                p.append(f"--{name}-base {path}: no such checkpoint file")
+        return p
+
+
+# ---------------------------------------------------------------------------------------------
+# the experiment directory: runs, lock, control commands
+
+
+def experiment_dir(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.experiments_dir) / cfg.name
+
+
+def resolve_runs(cfg: ExperimentConfig) -> list[RunConfig]:
+    """The grid's runs, resolved against the shared settings and base checkpoints."""
+    knobs = expand_all(cfg.grid_specs(), cfg.lora_lr, cfg.full_lr)
+    settings = RunSettings.from_object(cfg)
+    paths = cfg.base_paths()
+    return [RunConfig(k.name(), k, settings, paths[k.base]) for k in knobs]
+
+
+def registered_runs(exp_dir: Path) -> list[RunConfig]:
+    return [load_run_config(d) for d in report.run_dirs(exp_dir)]
+
+
+def check_registration(exp_dir: Path, runs: Sequence[RunConfig]) -> None:
+    """A run already in the directory must have exactly the config the grid gives it now."""
+    conflicts = []
+    for run in runs:
+        path = exp_dir / run.name
+        if (path / "config.json").is_file():
+            diffs = load_run_config(path).differences(run)
+            if diffs:
+                conflicts.append(f"{run.name} ({'; '.join(diffs[:3])})")
+    if conflicts:
+        raise ConfigError(f"{exp_dir} already has runs with other settings: {', '.join(conflicts[:3])}; "
+                          "use the same options to continue it, or another --name")
+
+
+def register(exp_dir: Path, runs: Sequence[RunConfig]) -> list[str]:
+    """Write each new run's config.json (after ``check_registration``); returns the added names."""
+    check_registration(exp_dir, runs)
+    index = len(report.run_dirs(exp_dir))
+    added = []
+    for run in runs:
+        if not (exp_dir / run.name / "config.json").is_file():
+            save_run_config(run, exp_dir / run.name, index)
+            index += 1
+            added.append(run.name)
+    return added
+
+
+def _existing_run(exp_dir: Path, name: str, flag: str) -> Path:
+    d = exp_dir / name
+    if not (d / "config.json").is_file():
+        known = [p.name for p in report.run_dirs(exp_dir)] if exp_dir.is_dir() else []
+        raise ConfigError(f"{flag} {name}: no such run in {exp_dir}" +
+                          (f" (runs: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''})" if known else ""))
+    return d
+
+
+def register_clone(exp_dir: Path, parent_name: str, sets: Sequence[str]) -> RunConfig:
+    """Add a run that warm-starts from ``parent_name``'s weights with the ``--set`` changes."""
+    parent_dir = _existing_run(exp_dir, parent_name, "--clone")
+    parent = load_run_config(parent_dir)
+    if not (parent_dir / "state.pt").is_file():
+        raise ConfigError(f"--clone {parent_name}: the run has no weights yet; train it first")
+    knobs, changes = parent.knobs.changed(sets)
+    taken = {p.name for p in exp_dir.iterdir()}
+    run = RunConfig(clone_name(parent.name, changes, taken), knobs, parent.settings, parent.base_path,
+                    parent=parent.name, changes=tuple(f"{k}={v}" for k, v in changes))
+    save_run_config(run, exp_dir / run.name, len(report.run_dirs(exp_dir)))
+    which = "final" if is_done(parent_dir) else f"latest (step {read_status(parent_dir).get('step', '?')})"
+    print(f"added run {run.name}: {parent.name} with {', '.join(run.changes)}, warm-started from its {which} "
+          "weights with a fresh optimizer", flush=True)
+    return run
+
+
+def control(cfg: ExperimentConfig, exp_dir: Path) -> dict:
+    """--stop / --unstop: write or remove the run's STOP marker (honoured before each chunk)."""
+    name = cfg.stop or cfg.unstop
+    d = _existing_run(exp_dir, name, "--stop" if cfg.stop else "--unstop")
+    if cfg.stop:
+        if is_done(d):
+            print(f"{name} has already finished; nothing to stop")
+        else:
+            write_text_atomic(f"stopped {time.strftime('%Y-%m-%d %H:%M:%S')}\n", d / "STOP")
+            print(f"{name} stops before its next chunk (marker {d / 'STOP'}); continue it with --unstop {name}")
+    else:
+        (d / "STOP").unlink(missing_ok=True)
+        print(f"{name} will continue at the next run of the experiment ({PROG} --name {cfg.name})")
+    return {"exp_dir": str(exp_dir), "run": name}
+
+
+def lock_holder(exp_dir: Path) -> str | None:
+    """Who runs the experiment now ("pid@host"), or None (no lock, or a dead process's)."""
+    try:
+        pid_text, _, host = (exp_dir / "LOCK").read_text(encoding="utf-8").strip().partition("@")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return f"{pid}@{host}"
+
+
+class ExperimentLock:
+    """One process trains an experiment at a time; a dead holder's lock is taken over."""
+
+    def __init__(self, exp_dir: Path) -> None:
+        self.path = exp_dir / "LOCK"
+
+    def __enter__(self) -> "ExperimentLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = lock_holder(self.path.parent)
+                if holder is not None:
+                    raise ConfigError(f"{self.path.parent} is being trained by process {holder}; control it with "
+                                      "--stop/--clone, or delete the LOCK file if that process is gone") from None
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}@{socket.gethostname()}\n")
+            return self
+        raise ConfigError(f"{self.path}: cannot take the experiment lock")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# scheduling
+
+
+def _chunk_line(res, chunk: int, chunks: int) -> str:
+    last = res.last
+    parts = [f"step {res.step}/{res.max_steps}"]
+    for key, label in (("train/loss", "train loss"), ("val/loss", "eval loss"), ("gen/rouge_l", "ROUGE-L@subset"),
+                       ("final/rouge_l", "ROUGE-L@test"), ("final/bleu", "BLEU@test")):
+        if key in last:
+            parts.append(f"{label} {last[key]:.3f}")
+    return f"[chunk {chunk + 1}/{chunks}] {res.name}: " + ", ".join(parts) + f" ({res.seconds:.1f} s)"
+
+
+def schedule(exp_dir: Path, chunks: int, ws: Workspace, sort_by: str) -> None:
+    """Train every registered run that is neither done nor stopped, chunk k of every run before
+    chunk k+1 of any; re-reads the directory each round (clones added meanwhile join in)."""
+    k, announced = 0, set()
+    while True:
+        pending = [r for r in registered_runs(exp_dir) if not is_done(exp_dir / r.name)]
+        chunk = min(k, chunks - 1)
+        progressed = False
+        for run in pending:
+            run_dir = exp_dir / run.name
+            if is_stopped(run_dir):  # checked before every chunk: --stop works on a running experiment
+                if run.name not in announced:
+                    print(f"{run.name}: stopped (continue it with --unstop {run.name})", flush=True)
+                    announced.add(run.name)
+                continue
+            _, max_steps = plan(run, ws)
+            until = chunk_boundaries(max_steps, chunks)[chunk]
+            if until < max_steps and read_status(run_dir).get("step", 0) >= until:
+                continue  # resumed past this boundary already
+            res = train_chunk(run, exp_dir, until, ws)
+            progressed = True
+            print(_chunk_line(res, chunk, chunks), flush=True)
+            report.write_tables(exp_dir, sort_by)
+        if not progressed and chunk == chunks - 1:
+            return
+        if progressed and chunk < chunks - 1:  # the last round's table is printed by the caller
+            print("\n" + report.build_table(exp_dir, sort_by).terminal + "\n", flush=True)
+        k += 1
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _tensorboard_line(exp_dir: Path) -> str:
+    return f"tensorboard --logdir {exp_dir}"
+
+
+def prepare_bases(runs: Sequence[RunConfig], ws: Workspace, cfg: ExperimentConfig) -> dict:
+    """Pretrain missing default bases (part 3), then describe every base the grid uses."""
+    out = {}
+    for run in runs:
+        name = run.knobs.base
+        if name in out:
+            continue
+        info = ensure_base(name, run.base_path, cfg.device, cfg.dtype, cfg.progress)
+        ckpt, _ = ws.base(run.base_path)
+        model, _ = build_model(ckpt, run.base_path)
+        info.update(parameters=model.num_params(), n_layer=model.config.n_layer, n_embd=model.config.n_embd)
+        secs = info["pretrain_seconds"]
+        print(f"base {name}: {run.base_path} ({info['parameters']:,} parameters, {model.config.n_layer} layers; "
+              f"{'pretrained now' if info['pretrained_now'] else 'reused'}, part-3 pretraining "
+              f"{'%.0f s' % secs if secs is not None else 'time unknown'})", flush=True)
+        out[name] = info
+    return out
+
+
+def _write_experiment_json(exp_dir: Path, cfg: ExperimentConfig, specs: list[GridSpec], bases: dict) -> None:
+    doc = {"name": cfg.name, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "chunks": cfg.chunks,
+           "settings": asdict(RunSettings.from_object(cfg)),
+           "grid": [{**asdict(s), "adapter": [a.spec() for a in s.adapter]} for s in specs], "bases": bases}
+    write_text_atomic(json.dumps(doc, indent=2) + "\n", exp_dir / "experiment.json")
+
+
+def run(cfg: ExperimentConfig) -> dict:
+    """Run (or continue) the experiment; returns ``{"exp_dir", "table", "plots", ...}``."""
+    check_config(cfg)
+    exp_dir = experiment_dir(cfg)
+    if cfg.stop or cfg.unstop:
+        return control(cfg, exp_dir)
+    new_runs: list[RunConfig] = []
+    if cfg.clone:
+        added = register_clone(exp_dir, cfg.clone, cfg.set)
+        holder = lock_holder(exp_dir)
+        if holder is not None:
+            print(f"the experiment is running in process {holder}: it trains {added.name} after its current chunk")
+            return {"exp_dir": str(exp_dir), "added": added.name}
+    else:
+        new_runs = resolve_runs(cfg)
+    with ExperimentLock(exp_dir):
+        return _run_locked(cfg, exp_dir, new_runs)
+
+
+def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig]) -> dict:
+    print(f"experiment {exp_dir}: follow it with\n  {_tensorboard_line(exp_dir)}", flush=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ws = Workspace(progress=cfg.progress)
+    t0 = time.perf_counter()
+    if new_runs:
+        check_registration(exp_dir, new_runs)
+        ws.data(new_runs[0].settings)  # every data problem surfaces before any model work
+        bases = prepare_bases(new_runs, ws, cfg)
+        added = register(exp_dir, new_runs)
+        _write_experiment_json(exp_dir, cfg, cfg.grid_specs(), bases)
+        skipped = [r.name for r in new_runs if is_done(exp_dir / r.name)]
+        print(f"{len(new_runs)} runs in the grid ({len(added)} new, {len(skipped)} already finished and skipped)",
+              flush=True)
+    schedule(exp_dir, cfg.chunks, ws, cfg.sort_by)
+    table, plots = report.write_report(exp_dir, cfg.sort_by, plots=cfg.plots)
+    print("\n" + table.terminal)
+    print(f"\nexperiment finished in {time.perf_counter() - t0:.0f} s (base pretraining not included); wrote:")
+    for p in [exp_dir / "results.csv", exp_dir / "results.md", *plots]:
+        print(f"  {p}")
+    print(f"compare the runs' curves with\n  {_tensorboard_line(exp_dir)}")
+    return {"exp_dir": str(exp_dir), "table": table, "plots": [str(p) for p in plots],
+            "seconds": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------------------------------------
+# command lines
+
+
+def parse_args(argv: Sequence[str] | None) -> ExperimentConfig:
+    """Flags from ExperimentConfig; ``--set`` may be repeated (and takes several items)."""
+    parser = build_parser(ExperimentConfig, PROG, __doc__.splitlines()[0])
+    parser.add_argument("--set", dest="set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="knob changes of --clone: prompt, adapter, method, lora_r, lora_alpha, lora_targets, "
+                             "lr, epochs, data, seed (repeatable)")
+    cfg = config_from_namespace(ExperimentConfig, parser.parse_args(argv))
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        parser.error(str(e))
+    return cfg
+
+
+@dataclass
+class ReportConfig:
+    """``python -m part4_sft.experiment report DIR``: the table and plots from a directory alone."""
+
+    dir: str = _f("", "experiment directory", cli=False)
+    sort_by: str = _f("eval_loss", "metric the table is sorted by", choices=report.SORT_CHOICES)
+    plots: bool = _f(True, "write the comparison plots too")
+
+    def problems(self) -> list[str]:
+        return [] if Path(self.dir).is_dir() else [f"DIR {self.dir}: no such experiment directory"]
+
+
+def report_main(argv: Sequence[str]) -> int:
+    prog = f"{PROG} report"
+    parser: OneLineParser = build_parser(ReportConfig, prog, ReportConfig.__doc__)
+    parser.add_argument("dir", metavar="DIR", help="experiment directory (e.g. checkpoints/experiments/grid)")
+    cfg = config_from_namespace(ReportConfig, parser.parse_args(argv))
+    try:
+        check_config(cfg)
+        table, plots = report.write_report(cfg.dir, cfg.sort_by, plots=cfg.plots)
+    except (ConfigError, report.ReportError) as e:
+        return fail(prog, str(e))
+    print(table.terminal)
+    print("wrote:")
+    for p in [Path(cfg.dir) / "results.csv", Path(cfg.dir) / "results.md", *plots]:
+        print(f"  {p}")
+    return 0
+
+
+USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError, GridError,
+               report.ReportError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
+    cfg = parse_args(argv)
+    try:
+        run(cfg)
+    except USER_ERRORS as e:
+        return fail(PROG, str(e))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every run keeps its last checkpoint; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

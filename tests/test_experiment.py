@@ -1,0 +1,313 @@
+"""End-to-end tests of ``python -m part4_sft.experiment`` on a tiny pretrained base and tiny data:
+a 2-run grid writes event files, configs and a table with the right rows; ``report DIR`` rebuilds
+the same table from the directory alone; chunked training equals unchunked training; reruns skip
+finished runs; an interrupted run resumes exactly; --stop is honoured; clones warm-start from the
+parent's weights; bad values exit 2 with one line."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from part3_pretrain import pretrain
+from part3_pretrain.checkpoint import load_checkpoint
+from part3_pretrain.trainer import Trainer
+from part4_sft import experiment as E
+from part4_sft import report as R
+from part4_sft import runner, synthetic
+from part4_sft.lora import apply_lora, merged_state_dict
+
+RUN_QA = "large-qa-lora4-c_attn-ep2"
+RUN_INSTR = "large-instruction-lora4-c_attn-ep2"
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Tiny models on a shared 2-core machine: a second OpenMP thread only waits for a busy core."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base")
+    with one_thread():
+        _pretrain_tiny(out)
+    return out / "model.pt"
+
+
+def _pretrain_tiny(out: Path) -> None:
+    pretrain.run(pretrain.PretrainConfig(out_dir=str(out), n_docs=300, vocab_size=400, n_layer=1, n_head=2,
+                                         n_embd=32, block_size=128, batch_size=8, max_steps=30, warmup_steps=0,
+                                         eval_every=0, eval_batches=2, checkpoint_every=0, progress=False))
+
+
+@pytest.fixture(scope="session")
+def make_cfg(tiny_base, tmp_path_factory):
+    data = tmp_path_factory.mktemp("data") / "sft_dataset.json"
+
+    def make(exp_root: Path, **kw) -> E.ExperimentConfig:
+        """The tiny experiment: 1-layer base, 40 training pairs, 16 test contexts, 2 epochs of 5 steps."""
+        base = dict(experiments_dir=str(exp_root), name="exp", large_base=str(tiny_base), small_base=str(tiny_base),
+                    bases=("large",), prompts=("qa", "instruction"), adapters=("r4:c_attn",), epochs=(2,),
+                    batch_size=8, n_pairs=200, n_high_quality=40, n_val=8, n_test=16, gen_subset=8,
+                    max_new_tokens=16, n_boot=20, dataset_path=str(data), dtype="float32", progress=False,
+                    plots=False)
+        base.update(kw)
+        return E.ExperimentConfig(**base)
+    return make
+
+
+@pytest.fixture(scope="module")
+def finished(make_cfg, tmp_path_factory):
+    """The 2-run grid (Q/A and instruction prompts), trained unchunked, with plots."""
+    cfg = make_cfg(tmp_path_factory.mktemp("finished"), plots=True)
+    result = E.run(cfg)
+    return cfg, Path(result["exp_dir"]), result
+
+
+def _weights(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "state.pt")["model"]
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def _series(run_dir: Path, tag: str) -> list:
+    return R.read_scalars(run_dir / "tb")[tag]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_grid_writes_events_configs_and_table(finished):
+    cfg, exp_dir, result = finished
+    for name in (RUN_QA, RUN_INSTR):
+        d = exp_dir / name
+        for f in ("config.json", "state.pt", "adapter.pt", "evaluation.json", "DONE"):
+            assert (d / f).is_file(), f
+        assert list((d / "tb").glob("events.out.tfevents.*"))
+        s = R.read_scalars(d / "tb")
+        for tag in ("train/loss", "train/token_acc", "train/lr", "train/grad_norm", "val/loss", "val/token_acc",
+                    "gen/rouge_l", "gen/bleu", "gen/eos_stop_rate", "final/rouge_l", "final/bleu",
+                    "final/eos_stop_rate", "final/ref_loss", "meta/trainable_params", "meta/wall_seconds"):
+            assert tag in s, tag
+        assert "final/rouge_l" in EventAccumulator(str(d / "tb")).Reload().Tags()["scalars"]  # TensorBoard reads it
+        steps = [st for st, _ in s["train/loss"]]
+        assert steps == list(range(1, steps[-1] + 1)) and steps[-1] == s["meta/max_steps"][0][1]
+        for tag in ("val/loss", "gen/rouge_l"):  # before training, after every epoch
+            assert [st for st, _ in s[tag]] == [0, steps[-1] // 2, steps[-1]], tag
+    rows = {r["run"]: r for r in result["table"].rows}
+    assert set(rows) == {RUN_QA, RUN_INSTR}
+    for r in rows.values():
+        assert r["status"] == "done" and r["gen_set"] == "test" and r["prompt"] in ("qa", "instruction")
+        assert r["trainable_params"] == 4 * 32 + 96 * 4  # A (4, 32) and B (96, 4) on the one c_attn
+        assert r["train_loss"] > 0 and r["eval_loss"] > 0 and 0 <= r["rouge_l"] <= 1 and r["wall_s"] > 0
+    assert sum(r["best"] for r in rows.values()) == 1
+    csv_lines = (exp_dir / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 3 and csv_lines[0].startswith("run,best,status")
+    assert all(p.endswith(".png") and Path(p).is_file() for p in result["plots"])
+    # evaluated on part 4's held-out test set
+    test = synthetic.generate_eval_set("test", cfg.n_test, seed=cfg.data_seed)
+    evaluation = (exp_dir / RUN_QA / "evaluation.json").read_text()
+    assert f'"test_rows": {cfg.n_test}' in evaluation and test[0]["context"][:40] in evaluation
+
+
+def test_report_rebuilds_the_same_table_from_the_directory(finished, tmp_path, capsys):
+    _, exp_dir, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(exp_dir, copy)
+    before = {f: (copy / f).read_text() for f in ("results.csv", "results.md")}
+    for f in before:
+        (copy / f).unlink()
+    assert E.main(["report", str(copy), "--no-plots"]) == 0
+    assert {f: (copy / f).read_text() for f in before} == before
+    assert RUN_QA in capsys.readouterr().out
+    assert E.main(["report", str(copy), "--sort-by", "rouge_l", "--no-plots"]) == 0
+
+
+def test_rerun_skips_finished_runs(finished, monkeypatch):
+    cfg, exp_dir, _ = finished
+    monkeypatch.setattr(E, "train_chunk", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    before = (exp_dir / "results.csv").read_text()
+    E.run(replace(cfg, plots=False))
+    assert (exp_dir / "results.csv").read_text() == before
+
+
+def test_chunked_equals_unchunked_and_interleaves(finished, make_cfg, tmp_path, capsys):
+    _, one_dir, _ = finished
+    result = E.run(make_cfg(tmp_path, chunks=2))
+    two_dir = Path(result["exp_dir"])
+    order = [line.split("] ")[1].split(":")[0] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("[chunk")]
+    assert order == [RUN_QA, RUN_INSTR, RUN_QA, RUN_INSTR]  # chunk 1 of every run before any chunk 2
+    for name in (RUN_QA, RUN_INSTR):
+        _assert_same_weights(_weights(one_dir / name), _weights(two_dir / name))
+        for tag in ("train/loss", "train/grad_norm", "val/loss", "gen/rouge_l", "final/rouge_l"):
+            assert _series(one_dir / name, tag) == _series(two_dir / name, tag), tag
+        assert len(list((two_dir / name / "tb").glob("events.*"))) == 2  # one event file per chunk
+
+
+def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypatch):
+    """A crash after the step-5 checkpoint (steps 6-7 logged, never saved), a Ctrl-C in a later
+    step and a crash in the final evaluation: each rerun continues from the checkpoint and ends
+    where the uninterrupted run ended."""
+    _, one_dir, _ = finished
+    cfg = make_cfg(tmp_path, prompts=("qa",))
+    real_step = Trainer.train_step
+    for fail_at, exc in ((8, RuntimeError("power cut")), (9, KeyboardInterrupt())):
+        def flaky(self, fail_at=fail_at, exc=exc):
+            if self.step + 1 == fail_at:
+                raise exc
+            return real_step(self)
+        monkeypatch.setattr(Trainer, "train_step", flaky)
+        with pytest.raises(type(exc)):
+            E.run(cfg)
+        monkeypatch.setattr(Trainer, "train_step", real_step)
+        step = load_checkpoint(tmp_path / "exp" / RUN_QA / "state.pt")["trainer"]["step"]
+        assert step == (5 if fail_at == 8 else 8)
+    real_finish = runner._finish
+    monkeypatch.setattr(runner, "_finish", lambda *a: (_ for _ in ()).throw(RuntimeError("killed in evaluation")))
+    with pytest.raises(RuntimeError):
+        E.run(cfg)  # trained to the end and checkpointed, but never evaluated
+    monkeypatch.setattr(runner, "_finish", real_finish)
+    run_dir = tmp_path / "exp" / RUN_QA
+    assert not (run_dir / "DONE").exists()
+    E.run(cfg)
+    _assert_same_weights(_weights(one_dir / RUN_QA), _weights(run_dir))
+    for tag in ("train/loss", "val/loss", "final/rouge_l"):
+        assert _series(one_dir / RUN_QA, tag) == _series(run_dir, tag), tag
+
+
+def test_stop_is_honoured_while_running_and_unstop_resumes(finished, make_cfg, tmp_path, monkeypatch):
+    _, one_dir, _ = finished
+    cfg = make_cfg(tmp_path, chunks=2)
+    real_chunk = E.train_chunk
+    calls = []
+
+    def chunk_then_stop(run, exp_dir, until, ws):
+        res = real_chunk(run, exp_dir, until, ws)
+        if not calls:  # as if typed in another terminal after the first chunk
+            assert E.main(["--experiments-dir", cfg.experiments_dir, "--name", cfg.name, "--stop", RUN_QA]) == 0
+        calls.append((run.name, until))
+        return res
+
+    monkeypatch.setattr(E, "train_chunk", chunk_then_stop)
+    result = E.run(cfg)
+    monkeypatch.setattr(E, "train_chunk", real_chunk)
+    assert calls == [(RUN_QA, 5), (RUN_INSTR, 5), (RUN_INSTR, 10)]
+    rows = {r["run"]: r for r in result["table"].rows}
+    assert rows[RUN_QA]["status"] == "stopped" and rows[RUN_QA]["step"] == 5
+    assert rows[RUN_INSTR]["status"] == "done"
+    assert E.main(["--experiments-dir", cfg.experiments_dir, "--name", cfg.name, "--unstop", RUN_QA]) == 0
+    result = E.run(cfg)
+    assert all(r["status"] == "done" for r in result["table"].rows)
+    _assert_same_weights(_weights(one_dir / RUN_QA), _weights(tmp_path / "exp" / RUN_QA))
+
+
+def test_clone_warm_starts_from_the_parent(finished, make_cfg, tmp_path):
+    cfg, exp_dir, _ = finished
+    exp = tmp_path / "exp"
+    shutil.copytree(exp_dir, exp)
+    cfg = make_cfg(tmp_path)
+    parent = _weights(exp / RUN_QA)
+    result = E.run(replace(cfg, clone=RUN_QA, set=("lr=1e-3", "epochs=1")))
+    name = RUN_QA + "+lr=1e-3+epochs=1"
+    run_cfg = runner.load_run_config(exp / name)
+    assert run_cfg.parent == RUN_QA and run_cfg.knobs.lr == 1e-3 and run_cfg.knobs.epochs == 1
+    assert run_cfg.knobs.prompt == "qa" and run_cfg.base_path == cfg.large_base
+    ws = runner.Workspace(progress=False)
+    _assert_same_weights(parent, runner.initial_model(run_cfg, exp, ws).state_dict())
+    state = load_checkpoint(exp / name / "state.pt")
+    assert state["trainer"]["step"] == 5  # one epoch, counted from 0: a fresh optimizer and schedule
+    assert {r["run"] for r in result["table"].rows} == {RUN_QA, RUN_INSTR, name}
+    # another adapter shape: starts from the parent's merged weights (same function at step 0)
+    E.run(replace(cfg, clone=RUN_QA, set=("lora_r=8", "epochs=1"), plots=False))
+    other = runner.load_run_config(exp / (RUN_QA + "+lora_r=8+epochs=1"))
+    init = runner.initial_model(other, exp, ws)
+    parent_model = runner.initial_model(runner.load_run_config(exp / RUN_QA), exp, ws)
+    parent_model.load_state_dict(parent)
+    _assert_same_weights(merged_state_dict(parent_model), merged_state_dict(init))
+    # the same changes again get a distinct name
+    E.register_clone(exp, RUN_QA, ["lr=1e-3", "epochs=1"])
+    assert (exp / (name + "+2") / "config.json").is_file()
+
+
+def test_full_finetuning_all_pairs_and_seeds(make_cfg, tmp_path):
+    """Full fine-tuning vs the filter's ablation (all pairs), two seeds each: mean/std rows."""
+    result = E.run(make_cfg(tmp_path, prompts=("qa",), adapters=("full",), data=("hq", "all"), epochs=(1,),
+                            seeds=2, evals_per_epoch=0))
+    exp = Path(result["exp_dir"])
+    table = result["table"]
+    assert table.aggregated and {r["run"] for r in table.rows} == {"large-qa-full-ep1", "large-qa-full-ep1-all"}
+    assert all(r["seeds"] == 2 and r["status"] == "done" for r in table.rows)
+    assert len((exp / "results_runs.csv").read_text().splitlines()) == 1 + 4
+    hq, everything = (R.read_scalars(exp / n / "tb") for n in ("large-qa-full-ep1", "large-qa-full-ep1-all"))
+    assert everything["meta/train_examples"][0][1] > hq["meta/train_examples"][0][1]
+    assert hq["meta/trainable_params"] == hq["meta/total_params"]
+    assert (exp / "large-qa-full-ep1-seed1" / "model.pt").is_file()
+    seed0, seed1 = (_weights(exp / n) for n in ("large-qa-full-ep1", "large-qa-full-ep1-seed1"))
+    assert any(not torch.equal(seed0[k], seed1[k]) for k in seed0)  # the seed changes the data order
+
+
+def _exit(argv, capsys) -> tuple[int, str]:
+    try:
+        code = E.main(argv)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--adapters", "r0:c_attn"], "r must be"),
+    (["--lrs", "-1"], "--lrs"),
+    (["--prompts", "nope"], "invalid choice"),
+    (["--set", "lr=1"], "--set needs --clone"),
+    (["--chunks", "0"], "--chunks"),
+    (["--large-base", "/nonexistent/model.pt"], "no such checkpoint"),
+    (["--stop", "no-such-run"], "no such run"),
+    (["--clone", RUN_QA, "--set", "base=small"], "keeps the parent's base"),
+    (["--clone", RUN_QA, "--set", "rank=4"], "unknown key"),
+])
+def test_bad_values_exit_2_with_one_line(finished, extra, match, capsys):
+    cfg, _, _ = finished
+    argv = ["--experiments-dir", cfg.experiments_dir, "--name", cfg.name, "--large-base", cfg.large_base] + extra
+    code, err = _exit(argv, capsys)
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_grid_file_and_report_dir_exit_2(tmp_path, capsys):
+    bad = tmp_path / "grid.json"
+    bad.write_text('{"adapter": ["r8:c_attn+"]}')
+    code, err = _exit(["--grid", str(bad)], capsys)
+    assert code == 2 and "targets" in err and len(err.strip().splitlines()) == 1, err
+    code, err = _exit(["report", str(tmp_path / "missing")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_default_adapter_targets_match_the_model(tiny_base):
+    """The default grid's targets exist on the part-3 model; c_proj means attn.c_proj and mlp.c_proj
+    (a suffix match, as peft matches GPT-2's c_proj)."""
+    from part3_pretrain.checkpoint import load_model
+    from part4_sft.grid import Adapter
+    model, _, _ = load_model(tiny_base)
+    wrapped = apply_lora(model, Adapter.parse("r32:c_attn+c_proj").lora_config())
+    assert any(n.endswith("attn.c_proj") for n in wrapped) and any(n.endswith("mlp.c_proj") for n in wrapped)

@@ -1,0 +1,193 @@
+"""Tests for part4_sft.grid and part4_sft.report without training: grid expansion, run names and
+their uniqueness, JSON grids, adapter specs, clone changes, chunk boundaries, reading event files
+(restart purges), and the table's sorting, best mark, seed aggregation and formats."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from part4_sft import grid as G
+from part4_sft import report as R
+from part4_sft.experiment import ExperimentConfig, parse_args
+from part4_sft.runner import chunk_boundaries
+
+
+def test_default_grid_is_eight_readable_unique_runs():
+    runs = G.expand_all([G.GridSpec()])
+    names = [k.name() for k in runs]
+    assert len(runs) == 8 and len(set(names)) == 8
+    assert names[:2] == ["large-qa-lora8-c_attn", "large-qa-lora32-c_attn+c_proj"]
+    assert "small-instruction-lora32-c_attn+c_proj" in names
+    assert {k.lr for k in runs} == {G.DEFAULT_LORA_LR}
+    r32 = runs[1].adapter
+    assert (r32.r, r32.alpha, r32.targets) == (32, 64.0, ("c_attn", "c_proj"))
+    assert all(G.valid_run_name(n) for n in names)
+
+
+def test_names_show_only_non_default_knobs_and_seeds_group():
+    spec = G.GridSpec(base=("small",), prompt=("qa",), adapter=(G.Adapter.full(), G.Adapter.parse("r16a8:c_fc")),
+                      lr=(3e-3,), epochs=(7,), data=("all",), seed=(0, 1))
+    runs = G.expand_all([spec])
+    names = [k.name() for k in runs]
+    assert names == ["small-qa-full-lr0.003-ep7-all", "small-qa-full-lr0.003-ep7-all-seed1",
+                     "small-qa-lora16a8-c_fc-lr0.003-ep7-all", "small-qa-lora16a8-c_fc-lr0.003-ep7-all-seed1"]
+    assert runs[1].config_id() == runs[0].name()
+    full_default = G.Knobs("small", "qa", G.Adapter.full(), G.DEFAULT_FULL_LR)
+    assert full_default.name() == "small-qa-full"  # each method's default LR is left out
+
+
+def test_duplicates_dropped_and_name_collisions_rejected():
+    spec = G.GridSpec(base=("large",), prompt=("qa", "qa"), adapter=(G.Adapter.parse("r8:c_attn"),))
+    assert len(G.expand_all([spec, spec])) == 1
+    clash = G.GridSpec(base=("large",), prompt=("qa",), adapter=(G.Adapter.parse("r8:c_attn"),),
+                       lr=(1e-3, 1.0000001e-3))  # "%g" writes both as 0.001
+    with pytest.raises(G.GridError, match="both be named"):
+        G.expand_all([clash])
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("r8:c_attn", ("lora", 8, 16.0, ("c_attn",))),
+    ("r32:c_attn+c_proj", ("lora", 32, 64.0, ("c_attn", "c_proj"))),
+    ("r16a8:c_fc", ("lora", 16, 8.0, ("c_fc",))),
+    ("full", ("full", 0, 0.0, ())),
+    ({"r": 4, "alpha": 4, "targets": ["c_attn", "c_fc"]}, ("lora", 4, 4.0, ("c_attn", "c_fc"))),
+    ({"method": "full"}, ("full", 0, 0.0, ())),
+])
+def test_adapter_specs(spec, expected):
+    a = G.Adapter.parse(spec)
+    assert (a.method, a.r, a.alpha, a.targets) == expected
+    assert G.Adapter.parse(a.spec()) == a
+
+
+@pytest.mark.parametrize("bad", ["r0:c_attn", "rank8", "r8:", "r8ax:c_attn", 8, {"r": "8"}, {"rank": 8}])
+def test_bad_adapter_specs(bad):
+    with pytest.raises(G.GridError):
+        G.Adapter.parse(bad)
+
+
+def test_grid_json_object_and_list(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({"base": "small", "adapter": ["full", {"r": 4, "targets": ["c_attn"]}],
+                                "lr": [1e-3, 3e-3], "epochs": 2, "data": ["hq", "all"], "seed": [0, 1]}))
+    specs = G.load_grid_file(path, G.GridSpec())
+    runs = G.expand_all(specs)
+    assert len(runs) == 1 * 2 * 2 * 2 * 1 * 2 * 2  # prompts come from the defaults
+    assert {k.prompt for k in runs} == {"qa", "instruction"}
+    path.write_text(json.dumps([{"base": ["small"], "prompt": ["qa"]}, {"base": ["large"], "prompt": ["chat"]}]))
+    runs = G.expand_all(G.load_grid_file(path, G.GridSpec()))
+    assert [(k.base, k.prompt) for k in runs] == [("small", "qa")] * 2 + [("large", "chat")] * 2
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "not valid JSON"),
+    ('{"learning_rate": [1e-3]}', "unknown keys"),
+    ('{"lr": ["fast"]}', "must be numbers"),
+    ('{"epochs": [1.5]}', "integers"),
+    ('{"base": []}', "empty list"),
+    ('{"base": ["huge"]}', "not one of"),
+    ('{"lr": [-1]}', "lr must be > 0"),
+    ('[]', "empty"),
+])
+def test_bad_grid_files(tmp_path, content, match):
+    path = tmp_path / "grid.json"
+    path.write_text(content)
+    with pytest.raises(G.GridError, match=match):
+        G.expand_all(G.load_grid_file(path, G.GridSpec()))
+
+
+def test_seeds_repeat_every_config_and_conflict_with_grid_seed(tmp_path):
+    cfg = ExperimentConfig(seeds=3)
+    assert len(G.expand_all(cfg.grid_specs())) == 24
+    path = tmp_path / "g.json"
+    path.write_text('{"seed": [0, 5]}')
+    assert ExperimentConfig(grid=str(path), seeds=3).problems()
+    assert not ExperimentConfig(grid=str(path)).problems()
+
+
+def test_clone_changes_and_names():
+    k = G.Knobs("large", "qa", G.Adapter.parse("r8:c_attn"), 2e-3)
+    c, changes = k.changed(["lr=1e-3", "lora_r=16"])
+    assert (c.lr, c.adapter.r, c.adapter.alpha) == (1e-3, 16, 32.0)  # alpha follows r when it was 2r
+    assert G.clone_name("p", changes, set()) == "p+lr=1e-3+lora_r=16"
+    assert G.clone_name("p", changes, {"p+lr=1e-3+lora_r=16"}) == "p+lr=1e-3+lora_r=16+2"
+    c, _ = k.changed(["lora_targets=c_attn+c_proj", "method=lora"])
+    assert c.adapter.targets == ("c_attn", "c_proj")
+    assert k.changed(["method=full"])[0].adapter == G.Adapter.full()
+    for bad, match in (("base=small", "keeps the parent's base"), ("rank=3", "unknown key"), ("lr", "key=value"),
+                       ("lr=2e-3", "changes nothing"), ("epochs=x", "epochs=x"), ("prompt=nope", "prompt")):
+        with pytest.raises(G.GridError, match=match):
+            k.changed([bad])
+
+
+def test_repeated_set_flags_accumulate():
+    cfg = parse_args(["--clone", "a", "--set", "lr=1e-3", "--set", "lora_r=16", "epochs=2"])
+    assert cfg.set == ("lr=1e-3", "lora_r=16", "epochs=2")
+
+
+def test_chunk_boundaries():
+    assert chunk_boundaries(10, 1) == [10]
+    assert chunk_boundaries(10, 3) == [3, 7, 10]
+    assert chunk_boundaries(2, 4) == [1, 1, 2, 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def test_read_scalars_applies_restart_purge(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+    w = SummaryWriter(log_dir=str(tmp_path))
+    for step in range(1, 7):  # a run that checkpointed at step 4, logged 5 and 6, then died
+        w.add_scalar("train/loss", 10.0 + step, step)
+    w.close()
+    w = SummaryWriter(log_dir=str(tmp_path), purge_step=5)  # resumed from the step-4 checkpoint
+    for step in range(5, 9):
+        w.add_scalar("train/loss", 20.0 + step, step)
+    w.close()
+    series = R.read_scalars(tmp_path)["train/loss"]
+    assert [s for s, _ in series] == list(range(1, 9))
+    assert [v for _, v in series] == [11, 12, 13, 14, 25, 26, 27, 28]
+
+
+def _row(run, status="done", **metrics):
+    base = {"run": run, "config_id": run.split("#")[0], "parent": "", "status": status, "step": 10, "max_steps": 10,
+            "base": "large", "prompt": "qa", "adapter": "r8:c_attn", "lr": 2e-3, "epochs": 3, "data": "hq",
+            "seed": int(run.split("#")[1]) if "#" in run else 0, "gen_set": "test"}
+    base.update({m: None for m in R.METRICS})
+    base.update(metrics)
+    return base
+
+
+def test_sort_marks_best_finished_and_puts_missing_last():
+    rows = [_row("a", eval_loss=2.0), _row("b", "partial", eval_loss=1.0), _row("c"), _row("d", eval_loss=1.5)]
+    out = R.sort_rows(rows, "eval_loss")
+    assert [r["run"] for r in out] == ["b", "d", "a", "c"]
+    assert [r["best"] for r in out] == [0, 1, 0, 0]  # b is better but has not finished
+    out = R.sort_rows([_row("a", rouge_l=0.2), _row("b", rouge_l=0.4)], "rouge_l")  # higher is better
+    assert [r["run"] for r in out] == ["b", "a"]
+    with pytest.raises(R.ReportError):
+        R.sort_rows(rows, "nope")
+
+
+def test_aggregate_mean_and_std_over_seeds():
+    rows = [_row("x#0", rouge_l=0.2, eval_loss=1.0), _row("x#1", rouge_l=0.4, eval_loss=3.0),
+            _row("y#0", "partial", rouge_l=0.5)]
+    agg = {r["run"]: r for r in R.aggregate(rows)}
+    assert agg["x"]["seeds"] == 2 and agg["x"]["status"] == "done"
+    assert agg["x"]["rouge_l"] == pytest.approx(0.3) and agg["x"]["rouge_l_std"] == pytest.approx(0.1414214)
+    assert agg["x"]["eval_loss_std"] == pytest.approx(1.4142136)
+    assert agg["y"]["status"] == "0/1 done"
+    header, body = R.table_cells(R.sort_rows(list(agg.values()), "rouge_l"), aggregated=True)
+    assert "seeds" in header
+    assert any("0.300 ± 0.141" in c for c in body[1])
+    md = R.format_markdown(header, body).splitlines()
+    assert len(md) == 2 + 2
+    csv_text = R.format_csv(R.sort_rows(list(agg.values()), "rouge_l"), aggregated=True)
+    assert "rouge_l_std" in csv_text.splitlines()[0]
+
+
+def test_unfinished_metrics_are_marked():
+    row = _row("a", "partial", rouge_l=0.25, gen_set="subset")
+    _, body = R.table_cells([dict(row, best=0)], aggregated=False)
+    assert "0.250~" in body[0]

@@ -1,8 +1,13 @@
 """Pretraining text for part 3: a synthetic retail customer-support corpus, or the user's files.
 
-``generate_corpus(n_docs, seed)`` returns documents of three kinds:
+``generate_corpus(n_docs, seed)`` returns documents of four kinds:
 
-* dialogues (~83%): 2-4 exchanges of ``Customer: ...`` / ``Agent: ...`` lines joined by "\\n",
+* tickets (~37%, ``generate_ticket``): one ``Customer:`` message that already states the intent
+  and the specifics (often the name, order number, product, sometimes a date, amount or
+  carrier) and one ``Agent:`` reply that resolves it, greeting the customer by name when given
+  and repeating every specific the customer stated (never another order number or product),
+  sometimes followed by a short thanks / goodbye. This teaches answering a one-shot message.
+* dialogues (~46%): 2-4 exchanges of ``Customer: ...`` / ``Agent: ...`` lines joined by "\\n",
   cycling through every intent in ``INTENTS``. The agent greets the customer by name once it
   is known, restates the specifics (order number, product, dates, amounts, carrier), gives a
   concrete next step and closes politely; customers sometimes write sloppily (typos, lowercase,
@@ -29,6 +34,7 @@ import json
 import os
 import random
 import re
+import string
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,9 +42,10 @@ from typing import Sequence
 
 from part3_pretrain.slots import product_category, slot_values
 
-# ~4 MB of text at ~520 bytes a document; generation takes well under a second on one core.
-DEFAULT_N_DOCS = 8000
+# ~4.3 MB of text at ~500 bytes a document; generation takes about half a second on one core.
+DEFAULT_N_DOCS = 8600
 POLICY_SHARE = 0.09   # fraction of documents that are policy snippets
+TICKET_SHARE = 0.37   # fraction that are single-message tickets (see generate_ticket)
 PRODUCT_SHARE = 0.08  # fraction that are product descriptions
 ROUGH_SHARE = 0.12    # fraction of customer lines written sloppily (typos, lowercase, ...)
 SUFFIXES = (".txt", ".jsonl")
@@ -912,12 +919,13 @@ _TYPOS = {"received": "recieved", "definitely": "definately", "address": "adress
 _WORD = re.compile(r"[A-Za-z']+")
 
 
-def _roughen(text: str, rng: random.Random) -> str:
+def _roughen(text: str, rng: random.Random, lower: bool = True) -> str:
     """Typos, lowercase, dropped punctuation: how real customers often type. Only whole known
-    words are replaced, so slot values (order numbers, amounts) are never altered."""
+    words are replaced, so slot values (order numbers, amounts) are never altered; ``lower=False``
+    keeps the case too (tickets, where the agent copies names and products exactly)."""
     text = _WORD.sub(lambda m: _TYPOS[m.group(0)] if m.group(0) in _TYPOS and rng.random() < 0.5
                      else m.group(0), text)
-    if rng.random() < 0.6:
+    if rng.random() < 0.6 and lower:
         text = text.lower()
     if rng.random() < 0.6:
         text = re.sub(r"[.,!?]+(?=\s|$)", "", text)  # keeps the "." inside "$23.99"
@@ -946,19 +954,32 @@ def _agree(text: str, product: str) -> str:
     return product.join(pieces)
 
 
-def _customer(template: str, ctx: dict[str, str], rng: random.Random) -> str:
+def _customer(template: str, ctx: dict[str, str], rng: random.Random, lower: bool = True) -> str:
     text = _agree(template.format(**ctx), ctx["product"])
-    return "Customer: " + (_roughen(text, rng) if rng.random() < ROUGH_SHARE else text)
+    return "Customer: " + (_roughen(text, rng, lower) if rng.random() < ROUGH_SHARE else text)
 
 
 def _agent(parts: Sequence[str], ctx: dict[str, str]) -> str:
     return "Agent: " + _agree(" ".join(p.format(**ctx) for p in parts if p), ctx["product"])
 
 
+# Sentences in which a customer states one specific; keyed by the template field they carry.
+# Dialogue openers add one of the order details; tickets add whichever specifics they state.
+_DETAILS: dict[str, tuple[str, ...]] = {
+    "order": ("My order number is #{order}.", "Order #{order}.", "The order number is {order}.",
+              "It's order #{order}.", "This is about order {order}.", "Order number: #{order}."),
+    "product": ("It's for the {product}.", "The item is the {product}.", "This is about the {product}.",
+                "I'm writing about the {product}."),
+    "product2": ("I got the {product2} instead.", "What came was the {product2}."),
+    "date": ("I placed the order on {date}.", "I ordered it on {date}, if that helps."),
+    "amount": ("I paid {amount} for it.", "The total was {amount}."),
+    "carrier": ("It was supposed to come with {carrier}.", "It was shipped with {carrier}."),
+    "email": ("My email is {email}.", "The account email is {email}.", "My account is under {email}."),
+    "street": ("The new address is {street}, {city}.", "Please send it to {street}, {city}."),
+    "last4": ("I used the card ending in {last4}.",),
+}
 # Details a customer may add after the opener when an order is involved (all true of the order).
-_CUSTOMER_DETAILS = ("I placed the order on {date}.", "I paid {amount} for it.", "The total was {amount}.",
-                     "It was supposed to come with {carrier}.", "I ordered it on {date}, if that helps.",
-                     "My email is {email}.", "I used the card ending in {last4}.")
+_CUSTOMER_DETAILS = tuple(d for key in ("date", "amount", "carrier", "email", "last4") for d in _DETAILS[key])
 
 
 def _opening(variant: _Variant, ctx: dict[str, str], rng: random.Random) -> tuple[str, str]:
@@ -999,18 +1020,32 @@ def _mentions_product(variant: _Variant) -> bool:
     return any("{product}" in t for t in variant.restates)
 
 
+def _extra(variant: _Variant, rng: random.Random, order_known: bool, p: float = 0.6) -> str:
+    """An optional confirmation line. It fits when something was done, not after a plain
+    question; the order one only when the order number is known."""
+    if rng.random() < p and order_known:
+        return rng.choice(_EXTRAS_ORDER)
+    if rng.random() < p and (variant.tone == "problem" or variant.ask != "none"):
+        return rng.choice(_EXTRAS_ANY)
+    return ""
+
+
 def _resolution(variant: _Variant, ctx: dict[str, str], rng: random.Random, asked: bool) -> str:
     """Acknowledge, restate the specifics, give a concrete next step, maybe offer more help."""
     opening = rng.choice(_AFTER_ASK) if asked else rng.choice(_ACKS[variant.tone])
     # One action only: two picked independently can repeat or contradict each other.
-    # A confirmation email fits when something was done, not after a plain question.
-    extra = ""
-    if rng.random() < 0.6 and _uses_order(variant):
-        extra = rng.choice(_EXTRAS_ORDER)
-    elif rng.random() < 0.6 and (variant.tone == "problem" or variant.ask != "none"):
-        extra = rng.choice(_EXTRAS_ANY)
+    extra = _extra(variant, rng, _uses_order(variant))
     offer = rng.choice(_OFFERS) if rng.random() < 0.3 else ""
     return _agent([opening, rng.choice(variant.restates), rng.choice(variant.actions), extra, offer], ctx)
+
+
+def _byes(variant: _Variant, rng: random.Random, product_known: bool, order_known: bool) -> tuple[str, ...]:
+    """The agent's closing lines that fit: "Enjoy your X!" reads wrong after a complaint."""
+    if variant.tone == "question" and product_known and rng.random() < 0.3:
+        return _AGENT_BYES_PRODUCT
+    if order_known and rng.random() < 0.4:
+        return _AGENT_BYES_ORDER
+    return _AGENT_BYES
 
 
 def _dialogue_lines(variant: _Variant, ctx: dict[str, str], rng: random.Random) -> list[str]:
@@ -1035,14 +1070,7 @@ def _dialogue_lines(variant: _Variant, ctx: dict[str, str], rng: random.Random) 
         question, answer = followups.pop()
         lines += [_customer(question, ctx, rng), _agent([answer], ctx)]
     if len(lines) < 2 * n_exchanges:
-        # "Enjoy your X!" reads wrong after a complaint, so only after questions.
-        product_bye = variant.tone == "question" and _mentions_product(variant) and rng.random() < 0.3
-        if product_bye:
-            byes = _AGENT_BYES_PRODUCT
-        elif _uses_order(variant) and rng.random() < 0.4:
-            byes = _AGENT_BYES_ORDER
-        else:
-            byes = _AGENT_BYES
+        byes = _byes(variant, rng, _mentions_product(variant), _uses_order(variant))
         lines += [_customer(rng.choice(_CUSTOMER_THANKS), ctx, rng), _agent([rng.choice(byes)], ctx)]
     return lines
 
@@ -1054,6 +1082,132 @@ def generate_dialogue(intent: str, rng: random.Random) -> str:
     variant = rng.choice(_INTENT_TABLE[intent])
     ctx = _context(variant, rng)
     return "\n".join(_dialogue_lines(variant, ctx, rng))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tickets: one customer message that already states everything (intent, name, order number,
+# product, ...) and one agent reply that resolves it and repeats every specific the customer
+# gave, so the model learns to copy the details of a single message into its answer.
+
+# Specifics the agent must repeat when the customer states them, and how a recap names each one.
+_RECAP_ITEMS: dict[str, str] = {
+    "order": "order #{order}", "product": "the {product}", "product2": "the {product2}",
+    "date": "the date {date}", "date2": "the date {date2}", "amount": "the amount of {amount}",
+    "amount2": "the price of {amount2}", "carrier": "{carrier} as the carrier", "promo": "the code {promo}",
+    "size": "size {size}", "size2": "size {size2}", "street": "{street}, {city}", "city": "{city}",
+    "email": "{email}", "friend": "the gift for {friend}", "last4": "the card ending in {last4}",
+}
+_RECAP_LEADS = ("Just to confirm, I have {items}.", "I've noted {items} on this ticket.",
+                "For reference, I have {items} on file.", "I've added {items} to the notes on your case.")
+_SIGNOFFS = ("- {name}", "Thanks, {name}", "Thank you! {name}", "Best, {name}", "Cheers, {name}",
+             "Thanks in advance, {name}")
+_TICKET_INTROS = _INTROS + ("Hi, it's {name}.", "{name} here.")
+_TICKET_GREETS = ("Hi {name}!", "Hello {name}!", "Hi {name}, thanks for the details.",
+                  "Hello {name}, thanks for writing in.", "Dear {name}, thank you for your message.")
+_TICKET_CLOSERS = _OFFERS + ("Have a great day{nm}!", "Thanks for your patience{nm}.",
+                             "Thank you for shopping with us{nm}.", "Have a wonderful day{nm}.")
+TICKET_CLOSING_SHARE = 0.35  # tickets followed by a short "Thanks!" / "You're welcome" exchange
+
+
+@lru_cache(maxsize=None)
+def _fields(template: str) -> frozenset[str]:
+    """The template fields of a ``str.format`` string."""
+    return frozenset(field for _, field, _, _ in string.Formatter().parse(template) if field)
+
+
+def _given_only(variant: _Variant) -> frozenset[str]:
+    """Specifics the agent may name only once the customer has stated them (else it would
+    invent an order number or product the customer never mentioned)."""
+    keys = {"order"} if _uses_order(variant) else set()
+    for key in ("product", "product2", "promo", "friend"):
+        if any(key in _fields(o) for o in variant.openers):
+            keys.add(key)
+    keys.update({"email": ("email",), "address": ("street", "city"), "product": ("product",)}.get(variant.ask, ()))
+    return frozenset(keys)
+
+
+def _pick_fitting(templates: Sequence[str], given: set[str], need: frozenset[str], rng: random.Random) -> str:
+    """A template that names no given-only specific the customer hasn't stated, if there is one;
+    usually one that repeats the most of what the customer stated (fewer recaps needed)."""
+    fitting = [t for t in templates if _fields(t) & need <= given] or list(templates)
+    if rng.random() < 0.7:
+        best = max(len(_fields(t) & given) for t in fitting)
+        fitting = [t for t in fitting if len(_fields(t) & given) == best]
+    return rng.choice(fitting)
+
+
+def _ticket_lines(variant: _Variant, ctx: dict[str, str], rng: random.Random) -> list[str]:
+    opener = rng.choice(variant.openers)
+    need = _given_only(variant)
+    given = set(_fields(opener))
+    details: list[str] = []
+
+    def state(key: str) -> None:
+        if key not in given and key in _DETAILS:
+            details.append(rng.choice(_DETAILS[key]))
+            given.update(_fields(details[-1]))
+
+    # Vary what the message states: the order and product usually, date/amount/carrier sometimes.
+    for key in ("order", "product"):
+        if key in need and rng.random() < 0.75:
+            state(key)
+    if variant.ask in ("email", "address"):
+        state("email" if variant.ask == "email" else "street")
+    if _uses_order(variant):
+        for key in ("date", "amount", "carrier"):
+            if rng.random() < 0.2 and not given & {"date", "amount", "carrier"}:
+                state(key)
+    restate = _pick_fitting(variant.restates, given, need, rng)
+    action = _pick_fitting(variant.actions, given, need, rng)
+    for key in sorted((_fields(restate) | _fields(action)) & need - given):
+        state(key)  # no template fits: the customer states what the reply needs
+    rng.shuffle(details)
+    if details and not opener.endswith((".", "!", "?")):
+        opener += "."  # sloppy openers ("cancel my order pls") lack the full stop
+    body = " ".join([opener] + details)
+
+    style = rng.random()
+    if style < 0.35:
+        _know_name(ctx)
+        message = rng.choice(_TICKET_INTROS) + " " + body
+    elif style < 0.6:
+        _know_name(ctx)
+        greeting = rng.choice(_GREETINGS)
+        message = (greeting + " " if greeting else "") + body + " " + rng.choice(_SIGNOFFS)
+    else:
+        greeting = rng.choice(_GREETINGS)
+        message = (greeting + " " if greeting else "") + body + (" Thanks!" if rng.random() < 0.3 else "")
+    lines = [_customer(message, ctx, rng, lower=False)]
+
+    ack = rng.choice(_ACKS[variant.tone])
+    if ctx["nm"] and rng.random() < 0.5:
+        ack = rng.choice(_TICKET_GREETS).format(name=ctx["name"]) + " " + ack.replace("{nm}", "")
+    # Every specific the customer stated that the restatement and the action don't repeat.
+    stated = _fields(message) | given
+    missing = [k for k in _RECAP_ITEMS if k in stated and k not in _fields(restate) | _fields(action)]
+    if "street" in missing and "city" in missing:
+        missing.remove("city")
+    recap = ""
+    if missing:
+        items = [_RECAP_ITEMS[k] for k in missing]
+        joined = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+        recap = rng.choice(_RECAP_LEADS).replace("{items}", joined)
+    extra = _extra(variant, rng, "order" in given, p=0.4)
+    lines.append(_agent([ack, restate, recap, action, extra, rng.choice(_TICKET_CLOSERS)], ctx))
+    if rng.random() < TICKET_CLOSING_SHARE:
+        byes = _byes(variant, rng, "product" in given, "order" in given)
+        lines += [_customer(rng.choice(_CUSTOMER_THANKS), ctx, rng), _agent([rng.choice(byes)], ctx)]
+    return lines
+
+
+def generate_ticket(intent: str, rng: random.Random) -> str:
+    """One ticket for ``intent``: a single ``Customer:`` message stating the specifics and a
+    resolving ``Agent:`` reply that repeats them, maybe followed by a short thanks / goodbye."""
+    if intent not in _INTENT_TABLE:
+        raise ValueError(f"unknown intent {intent!r}; expected one of {', '.join(INTENTS)}")
+    variant = rng.choice(_INTENT_TABLE[intent])
+    ctx = _context(variant, rng)
+    return "\n".join(_ticket_lines(variant, ctx, rng))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1284,13 +1438,17 @@ def generate_labeled_corpus(n_docs: int = DEFAULT_N_DOCS, seed: int = 0) -> list
         raise ValueError(f"n_docs must be an integer >= 1, got {n_docs!r}")
     rng = random.Random(seed)
     docs: list[tuple[str, str]] = []
-    n_dialogues = 0
+    n_dialogues = n_tickets = 0
     for _ in range(n_docs):
         r = rng.random()
         if r < POLICY_SHARE:
             docs.append(_policy_doc(rng))
         elif r < POLICY_SHARE + PRODUCT_SHARE:
             docs.append(_product_doc(rng))
+        elif r < POLICY_SHARE + PRODUCT_SHARE + TICKET_SHARE:
+            intent = INTENTS[n_tickets % len(INTENTS)]
+            n_tickets += 1
+            docs.append(("ticket:" + intent, generate_ticket(intent, rng)))
         else:
             intent = INTENTS[n_dialogues % len(INTENTS)]
             n_dialogues += 1

@@ -56,14 +56,15 @@ class PretrainConfig:
     dropout: float = _f(0.0, "dropout probability")
     batch_size: int = _f(16, "sequences per micro-batch (per process)")
     grad_accum: int = _f(1, "micro-batches per optimizer step")
-    max_steps: int = _f(1200, "optimizer steps")
+    max_steps: int = _f(900, "optimizer steps")
     lr: float = _f(2e-3, "peak learning rate")
     min_lr_ratio: float = _f(0.1, "final LR as a fraction of --lr (cosine decay)")
-    warmup_steps: int = _f(60, "linear warmup steps")
+    warmup_steps: int = _f(50, "linear warmup steps")
     weight_decay: float = _f(0.1, "AdamW weight decay (matrices only)")
     grad_clip: float = _f(1.0, "gradient-norm clip; 0 disables")
     optimizer: str = _f("adamw", "optimizer", choices=OPTIMIZERS)
     eval_every: int = _f(200, "steps between validation losses")
+    log_every: int = _f(10, "steps between train-loss records in metrics.jsonl")
     eval_batches: int = _f(8, "validation batches per evaluation")
     checkpoint_every: int = _f(200, "steps between checkpoints (also written at the end and on Ctrl-C)")
     device: str = _f("auto", "device", choices=DEVICES)
@@ -82,13 +83,14 @@ class PretrainConfig:
             max_steps=self.max_steps, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
             warmup_steps=self.warmup_steps, schedule="cosine", min_lr_ratio=self.min_lr_ratio,
             grad_clip=self.grad_clip, grad_accum=self.grad_accum, eval_every=self.eval_every,
+            log_every=self.log_every,
             checkpoint_every=self.checkpoint_every, device=self.device, dtype=self.dtype,
             compile=self.compile, progress=self.progress, desc="pretrain")
 
     def problems(self) -> list[str]:
         p = []
         positive = ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch_size",
-                    "grad_accum", "max_steps", "eval_batches")
+                    "grad_accum", "max_steps", "eval_batches", "log_every")
         p += [f"--{n.replace('_', '-')} must be >= 1 (got {getattr(self, n)})" for n in positive
               if getattr(self, n) < 1]
         p += [f"--{n.replace('_', '-')} must be >= 0 (got {getattr(self, n)})"

@@ -272,7 +272,7 @@ class Trainer:
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def train_step(self) -> StepStats:
+    def train_step(self, with_accuracy: bool = True) -> StepStats:
         """One optimizer step over ``grad_accum`` micro-batches.
 
         Each micro-batch contributes ``sum of token losses / N`` where N is the number of target
@@ -304,8 +304,9 @@ class Trainer:
                 # gradient of (global token-summed loss / global target count).
                 (loss * self.world / n_tgt).backward()
             loss_sum += loss.detach()
-            mask = b["labels"] != IGNORE_INDEX
-            correct += ((logits.detach().argmax(-1) == b["labels"]) & mask).sum()
+            if with_accuracy:  # an argmax over the vocabulary: only on steps that get logged
+                mask = b["labels"] != IGNORE_INDEX
+                correct += ((logits.detach().argmax(-1) == b["labels"]) & mask).sum()
             n_tokens += int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
         grad_norm = self._clip()
         self.optimizer.step()
@@ -368,9 +369,10 @@ class Trainer:
         t_last, tokens_since = time.perf_counter(), 0
         try:
             while self.step < end:
-                stats = self.train_step()
+                log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == end
+                stats = self.train_step(with_accuracy=log_now)
                 tokens_since += stats.n_tokens
-                if self.step % cfg.log_every == 0 or self.step == end:
+                if log_now:
                     now = time.perf_counter()
                     tps = tokens_since / max(now - t_last, 1e-9)
                     t_last, tokens_since = now, 0

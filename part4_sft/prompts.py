@@ -33,6 +33,7 @@ class PromptScheme:
 SCHEMES: dict[str, PromptScheme] = {
     "chat": PromptScheme("chat", USER + "{context}" + ASSISTANT),
     # The space belongs to the response: byte-level BPE glues a leading space to the next word.
+    "dialogue": PromptScheme("dialogue", "Customer: {context}\nAgent:", " "),
     "qa": PromptScheme("qa", "Question: {context}\nAnswer:", " "),
     "instruction": PromptScheme("instruction", "### Instruction:\n{context}\n### Response:\n"),
 }

@@ -72,7 +72,7 @@ class SFTConfig:
     optimizer: str = _f("adam", "optimizer", choices=OPTIMIZERS)
     schedule: str = _f("constant", "LR schedule after warmup", choices=SCHEDULES)
     warmup_steps: int = _f(0, "linear warmup steps")
-    batch_size: int = _f(4, "pairs per optimizer step (small: 5e-5 needs many steps to move the model)")
+    batch_size: int = _f(1, "pairs per optimizer step (small: at LR 5e-5 the model needs many Adam steps to move)")
     grad_accum: int = _f(1, "micro-batches per optimizer step")
     grad_clip: float = _f(1.0, "gradient-norm clip; 0 disables")
     max_new_tokens: int = _f(64, "longest generated reply")

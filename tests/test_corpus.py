@@ -19,6 +19,7 @@ from part3_pretrain.corpus import (
     generate_corpus,
     generate_dialogue,
     generate_labeled_corpus,
+    generate_ticket,
     load_corpus_files,
 )
 from part3_pretrain.slots import find_heldout_leaks, slot_values
@@ -86,10 +87,73 @@ def test_dialogues_are_customer_agent_lines(labeled: list[tuple[str, str]]) -> N
         if kind == "product" or kind.startswith("policy:"):
             continue
         lines = text.split("\n")
-        assert 4 <= len(lines) <= 8 and len(lines) % 2 == 0, text
+        if kind.startswith("ticket:"):
+            assert len(lines) in (2, 4), text  # one exchange, maybe a short thanks / goodbye
+        else:
+            assert 4 <= len(lines) <= 8 and len(lines) % 2 == 0, text
         for i, line in enumerate(lines):
             assert line.startswith("Customer: " if i % 2 == 0 else "Agent: "), text
             assert line.split(": ", 1)[1].strip(), text
+
+
+def test_tickets_cover_every_intent_and_share() -> None:
+    kinds = [kind for kind, _ in generate_labeled_corpus(300, seed=0)]
+    assert {"ticket:" + intent for intent in INTENTS} <= set(kinds)
+    big = [kind for kind, _ in generate_labeled_corpus(3000, seed=7)]
+    assert 0.33 <= sum(k.startswith("ticket:") for k in big) / len(big) <= 0.42
+
+
+def _pattern(values: tuple[str, ...]) -> re.Pattern[str]:
+    vals = sorted(values, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in vals) + r")(?!\w)")
+
+
+@pytest.fixture(scope="module")
+def slot_patterns() -> dict[str, re.Pattern[str]]:
+    train = slot_values("train")
+    return {slot: _pattern(train[slot]) for slot in ("customer", "product", "order_id", "amount", "carrier", "date")}
+
+
+def test_ticket_reply_repeats_every_specific_the_customer_states(
+        labeled: list[tuple[str, str]], slot_patterns: dict[str, re.Pattern[str]]) -> None:
+    tickets = [text for kind, text in labeled if kind.startswith("ticket:")]
+    assert len(tickets) > 500
+    stated = {slot: 0 for slot in slot_patterns}
+    for text in tickets:
+        customer, agent = text.split("\n")[:2]
+        assert customer.startswith("Customer: ") and agent.startswith("Agent: "), text
+        for slot, pattern in slot_patterns.items():
+            in_customer = set(pattern.findall(customer))
+            in_agent = set(pattern.findall(agent))
+            assert in_customer <= in_agent, (slot, text)  # every stated value is repeated
+            if in_customer and slot in ("order_id", "product", "customer"):
+                assert in_agent <= in_customer, (slot, text)  # and none is swapped for another
+            stated[slot] += bool(in_customer)
+    # The customer states these in a varying share of tickets: copying, not a fixed pattern.
+    for slot in ("customer", "product", "order_id"):
+        assert 0.2 * len(tickets) < stated[slot] < 0.95 * len(tickets), (slot, stated)
+    for slot in ("amount", "carrier", "date"):
+        assert stated[slot] > 20, (slot, stated)
+
+
+def test_ticket_agent_never_names_an_order_the_customer_did_not_give(
+        labeled: list[tuple[str, str]], slot_patterns: dict[str, re.Pattern[str]]) -> None:
+    for kind, text in labeled:
+        if kind.startswith("ticket:"):
+            customer, agent = text.split("\n")[:2]
+            if not slot_patterns["order_id"].search(customer):
+                assert not slot_patterns["order_id"].search(agent), text
+
+
+@pytest.mark.parametrize("intent", INTENTS)
+def test_generate_ticket_each_intent(intent: str) -> None:
+    rng = random.Random(0)
+    for _ in range(20):
+        lines = generate_ticket(intent, rng).split("\n")
+        assert lines[0].startswith("Customer: ") and lines[1].startswith("Agent: ")
+        assert "{" not in "".join(lines) and "}" not in "".join(lines)
+    with pytest.raises(ValueError, match="unknown intent"):
+        generate_ticket("teleport_order", rng)
 
 
 @pytest.mark.parametrize("intent", INTENTS)

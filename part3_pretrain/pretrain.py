@@ -56,7 +56,7 @@ class PretrainConfig:
     dropout: float = _f(0.0, "dropout probability")
     batch_size: int = _f(16, "sequences per micro-batch (per process)")
     grad_accum: int = _f(1, "micro-batches per optimizer step")
-    max_steps: int = _f(900, "optimizer steps")
+    max_steps: int = _f(860, "optimizer steps")
     lr: float = _f(2e-3, "peak learning rate")
     min_lr_ratio: float = _f(0.1, "final LR as a fraction of --lr (cosine decay)")
     warmup_steps: int = _f(50, "linear warmup steps")

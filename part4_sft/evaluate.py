@@ -65,7 +65,7 @@ def reference_loss(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows:
     """Teacher-forced loss / perplexity / token accuracy of the references (response + EOS only)."""
     pairs = [{"context": r["context"], "response": r["reference"]} for r in rows]
     examples, _ = build_examples(tok, scheme, pairs, model.config.block_size)
-    result = mean_loss(model, fixed_batches(examples, batch_size, tok.pad_id))
+    result = mean_loss(model, fixed_batches(examples, batch_size, tok.pad_id, model.config.block_size))
     return {"loss": result["loss"], "perplexity": math.exp(min(result["loss"], 50.0)),
             "token_accuracy": result["token_acc"]}
 

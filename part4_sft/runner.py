@@ -254,7 +254,7 @@ class Workspace:
             counts["audit"] = audit_labels(train, tok)
             val_pairs = [{"context": r["context"], "response": r["reference"]} for r in data.splits.val]
             val, _ = build_examples(tok, scheme, val_pairs, block)
-            self._examples[key] = (train, fixed_batches(val, 32, tok.pad_id), data.splits.test, counts)
+            self._examples[key] = (train, fixed_batches(val, 32, tok.pad_id, block), data.splits.test, counts)
         return self._examples[key]
 
 
@@ -473,7 +473,9 @@ def _open_trainer(run: RunConfig, exp_dir: Path, until: int, ws: Workspace, sink
     model = initial_model(run, exp_dir, ws) if state is None else _resumable_model(run, ws)
     evaluator = IntervalEval(run, tok, val_batches, test_rows[:run.settings.gen_subset], sink, max_steps)
     meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(), "run_config": run.to_dict()}
-    trainer = Trainer(model, SFTBatches(train, run.settings.batch_size, tok.pad_id, seed=run.knobs.seed),
+    source = SFTBatches(train, run.settings.batch_size, tok.pad_id, seed=run.knobs.seed,
+                        max_len=model.config.block_size)
+    trainer = Trainer(model, source,
                       _trainer_config(run, max_steps, spe, until, ws.progress), sink=sink, evaluate=evaluator,
                       checkpoint_path=exp_dir / run.name / "state.pt", checkpoint_meta=meta)
     evaluator.trainer = trainer

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,6 @@ from typing import Sequence
 
 import torch
 
-from part3_pretrain import pretrain as part3
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
 from part3_pretrain.cli import ConfigError, check_config, run_main
 from part3_pretrain.data import mean_loss
@@ -130,15 +130,23 @@ class SFTConfig:
 
 
 def ensure_pretrained(cfg: SFTConfig) -> Path:
-    """The part-3 checkpoint; the default one is created by running part 3 if it is missing."""
+    """The part-3 checkpoint; the default one is created by running part 3 if it is missing.
+
+    Part 3 runs as a child process: its corpus, tokenizer trainer and activations are freed when
+    it exits, so the peak memory of the whole job is the larger of the two stages, not their sum.
+    """
     path = Path(cfg.pretrained)
     if path.is_file():
         return path
     if cfg.pretrained != DEFAULT_PRETRAINED:
         raise CheckpointError(f"{path}: no such checkpoint file")
     print(f"no pretrained checkpoint at {path}: running part 3 pretraining first (defaults)", flush=True)
-    part3.run(part3.PretrainConfig(out_dir=str(path.parent), device=cfg.device, dtype=cfg.dtype,
-                                   progress=cfg.progress))
+    cmd = [sys.executable, "-m", "part3_pretrain.pretrain", "--out-dir", str(path.parent),
+           "--device", cfg.device, "--dtype", cfg.dtype, "--progress" if cfg.progress else "--no-progress"]
+    code = subprocess.run(cmd).returncode
+    if code != 0 or not path.is_file():
+        raise CheckpointError(f"{path}: part 3 pretraining failed (exit code {code}); run "
+                              f"python -m part3_pretrain.pretrain to see why")
     return path
 
 
@@ -172,9 +180,9 @@ def fine_tune(cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path,
     audit = audit_labels(examples, tok)
     val_examples, _ = build_examples(tok, scheme, [{"context": r["context"], "response": r["reference"]}
                                                     for r in splits.val], model.config.block_size)
-    val_batches = fixed_batches(val_examples, 32, tok.pad_id)
+    val_batches = fixed_batches(val_examples, 32, tok.pad_id, model.config.block_size)
     rank, world, _ = dist_info()
-    source = SFTBatches(examples, cfg.batch_size, tok.pad_id, cfg.seed, rank, world)
+    source = SFTBatches(examples, cfg.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
     steps_per_epoch = -(-source.steps_per_epoch // cfg.grad_accum)
     tcfg = cfg.trainer_config(cfg.epochs * steps_per_epoch, steps_per_epoch)
     ckpt_path = out / "sft_model.pt"

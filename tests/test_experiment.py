@@ -174,10 +174,10 @@ def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypat
     cfg = make_cfg(tmp_path, prompts=("qa",))
     real_step = Trainer.train_step
     for fail_at, exc in ((8, RuntimeError("power cut")), (9, KeyboardInterrupt())):
-        def flaky(self, fail_at=fail_at, exc=exc):
+        def flaky(self, with_accuracy=True, fail_at=fail_at, exc=exc):
             if self.step + 1 == fail_at:
                 raise exc
-            return real_step(self)
+            return real_step(self, with_accuracy)
         monkeypatch.setattr(Trainer, "train_step", flaky)
         with pytest.raises(type(exc)):
             E.run(cfg)

@@ -29,7 +29,7 @@ OUTPUTS = {"model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "sum
 STREAMS = {"train.bin", "val.bin"}  # the token streams the run reads through memmap
 
 TINY = dict(n_docs=120, vocab_size=280, n_layer=1, n_embd=32, n_head=2, block_size=128, batch_size=2,
-            max_steps=4, eval_every=2, eval_batches=2, warmup_steps=1, checkpoint_every=0,
+            max_steps=4, eval_every=2, eval_batches=2, warmup_steps=1, checkpoint_every=0, log_every=1,
             progress=False, device="cpu", dtype="float32")
 
 
@@ -212,10 +212,10 @@ def test_resume_equals_uninterrupted_run(finished_run, tmp_path: Path, monkeypat
     out = tmp_path / "run"
     original = trainer_mod.Trainer.train_step
 
-    def interrupted(self):
+    def interrupted(self, with_accuracy=True):
         if self.step == 3:
             raise KeyboardInterrupt if stop == "ctrl_c" else RuntimeError("simulated crash")
-        return original(self)
+        return original(self, with_accuracy)
 
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt if stop == "ctrl_c" else RuntimeError):

@@ -99,9 +99,12 @@ def test_collate_pads_to_batch_longest_with_ignore_labels(tok):
     a = _good(tok)
     b = build_example(tok, get_scheme("chat"), "Hi", "Yes.", 190)
     batch = collate([a, b], tok.pad_id)
-    assert batch["input_ids"].shape == (2, max(len(a.input_ids), len(b.input_ids)))
+    longest = max(len(a.input_ids), len(b.input_ids))
+    # this batch's own longest, rounded up to a multiple of 16 (bounded kernel-shape count)
+    assert batch["input_ids"].shape == (2, -(-longest // 16) * 16)
+    assert collate([a, b], tok.pad_id, max_len=longest)["input_ids"].shape == (2, longest)
     pad_cols = batch["input_ids"][1] == tok.pad_id
-    assert pad_cols.sum() == len(a.input_ids) - len(b.input_ids)
+    assert pad_cols.sum() == batch["input_ids"].shape[1] - len(b.input_ids)
     assert (batch["labels"][1][pad_cols] == IGNORE_INDEX).all()
     assert tok.pad_id not in batch["labels"][batch["labels"] != IGNORE_INDEX].tolist()
 

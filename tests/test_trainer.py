@@ -358,7 +358,7 @@ def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "part3_pretrain.pretrain", "--n-docs", "200", "--vocab-size", "300", "--n-layer", "1",
            "--n-embd", "32", "--n-head", "2", "--block-size", "64", "--batch-size", "4",
-           "--max-steps", "6", "--eval-every", "3", "--eval-batches", "2", "--warmup-steps", "1",
+           "--max-steps", "6", "--eval-every", "3", "--eval-batches", "2", "--warmup-steps", "1", "--log-every", "1",
            "--no-progress", "--device", "cpu", "--dtype", "float32", "--out-dir", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = _run_killing_group(cmd, timeout=120, cwd=tmp_path, env=env)

@@ -11,7 +11,7 @@ import argparse
 import sys
 import types
 import typing
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, Field, field, fields
 from typing import Any, Callable, Sequence, TypeVar
 
 C = TypeVar("C")
@@ -27,6 +27,11 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(2)
+
+
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """A config field with its ``--help`` text (and optional ``choices``/``metavar``/``cli``)."""
+    return field(default=default, metadata={"help": help, **meta})
 
 
 def flag(name: str) -> str:
@@ -99,9 +104,16 @@ def check_config(cfg: Any) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, description: str) -> C:
-    """Parse ``argv`` into a validated ``cls`` instance; exits 2 with one line on any problem."""
+def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,
+                 extra_args: Callable[[argparse.ArgumentParser], None] | None = None) -> C:
+    """Parse ``argv`` into a validated ``cls`` instance; exits 2 with one line on any problem.
+
+    ``extra_args`` may add flags that are not plain fields (e.g. a repeatable ``--set``); their
+    values land in the config's field of the same ``dest``.
+    """
     parser = build_parser(cls, prog, description)
+    if extra_args is not None:
+        extra_args(parser)
     cfg = config_from_namespace(cls, parser.parse_args(argv))
     try:
         check_config(cfg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +19,7 @@ import torch
 
 from . import corpus as corpus_mod
 from .checkpoint import CheckpointError, load_checkpoint, write_text_atomic
-from .cli import ConfigError, check_config, run_main
+from .cli import ConfigError, check_config, option, run_main
 from .data import (TokenWindows, encode_documents, mean_loss, read_tokens, sequential_batches,
                    split_documents, write_tokens)
 from .generate import generate
@@ -28,51 +28,47 @@ from .plot import plot_losses
 from .sink import MetricsSink, read_metrics
 from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
-from .trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, barrier,
+from .trainer import (DEVICES, DTYPES, OPTIMIZERS, Trainer, TrainerConfig, barrier,
                       dist_info)
 
 PROG = "python -m part3_pretrain.pretrain"
 SAMPLE_PROMPT = "Customer: Hi, my order #A1234 still hasn't arrived and it was due on Monday.\nAgent:"
 
 
-def _f(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
-
-
 @dataclass
 class PretrainConfig:
     """Everything ``python -m part3_pretrain.pretrain`` does; defaults finish in ~4 min on 2 CPU cores."""
 
-    out_dir: str = _f("checkpoints/pretrain", "directory for model.pt, tokenizer.json, metrics and plots")
-    corpus: tuple[str, ...] = _f((), "your own .txt/.jsonl files instead of the generated corpus", metavar="PATH")
-    n_docs: int = _f(corpus_mod.DEFAULT_N_DOCS, "documents in the generated corpus")
-    corpus_seed: int = _f(0, "seed of the generated corpus")
-    val_fraction: float = _f(0.02, "share of documents held out for validation loss")
-    vocab_size: int = _f(4096, "BPE vocabulary size, special tokens included")
-    block_size: int = _f(128, "context length in tokens")
-    n_layer: int = _f(4, "transformer blocks")
-    n_head: int = _f(4, "attention heads")
-    n_embd: int = _f(256, "embedding width")
-    dropout: float = _f(0.0, "dropout probability")
-    batch_size: int = _f(16, "sequences per micro-batch (per process)")
-    grad_accum: int = _f(1, "micro-batches per optimizer step")
-    max_steps: int = _f(860, "optimizer steps")
-    lr: float = _f(2e-3, "peak learning rate")
-    min_lr_ratio: float = _f(0.1, "final LR as a fraction of --lr (cosine decay)")
-    warmup_steps: int = _f(50, "linear warmup steps")
-    weight_decay: float = _f(0.1, "AdamW weight decay (matrices only)")
-    grad_clip: float = _f(1.0, "gradient-norm clip; 0 disables")
-    optimizer: str = _f("adamw", "optimizer", choices=OPTIMIZERS)
-    eval_every: int = _f(200, "steps between validation losses")
-    log_every: int = _f(10, "steps between train-loss records in metrics.jsonl")
-    eval_batches: int = _f(8, "validation batches per evaluation")
-    checkpoint_every: int = _f(200, "steps between checkpoints (also written at the end and on Ctrl-C)")
-    device: str = _f("auto", "device", choices=DEVICES)
-    dtype: str = _f("auto", "autocast dtype (auto: bf16 where the hardware has it)", choices=DTYPES)
-    compile: bool = _f(False, "torch.compile the model")
-    seed: int = _f(0, "seed for init and data order")
-    resume: bool = _f(False, "continue the run in --out-dir from its checkpoint")
-    progress: bool = _f(True, "show a progress bar")
+    out_dir: str = option("checkpoints/pretrain", "directory for model.pt, tokenizer.json, metrics and plots")
+    corpus: tuple[str, ...] = option((), "your own .txt/.jsonl files instead of the generated corpus", metavar="PATH")
+    n_docs: int = option(corpus_mod.DEFAULT_N_DOCS, "documents in the generated corpus")
+    corpus_seed: int = option(0, "seed of the generated corpus")
+    val_fraction: float = option(0.02, "share of documents held out for validation loss")
+    vocab_size: int = option(4096, "BPE vocabulary size, special tokens included")
+    block_size: int = option(128, "context length in tokens")
+    n_layer: int = option(4, "transformer blocks")
+    n_head: int = option(4, "attention heads")
+    n_embd: int = option(256, "embedding width")
+    dropout: float = option(0.0, "dropout probability")
+    batch_size: int = option(16, "sequences per micro-batch (per process)")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    max_steps: int = option(860, "optimizer steps")
+    lr: float = option(2e-3, "peak learning rate")
+    min_lr_ratio: float = option(0.1, "final LR as a fraction of --lr (cosine decay)")
+    warmup_steps: int = option(50, "linear warmup steps")
+    weight_decay: float = option(0.1, "AdamW weight decay (matrices only)")
+    grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
+    optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
+    eval_every: int = option(200, "steps between validation losses")
+    log_every: int = option(10, "steps between train-loss records in metrics.jsonl")
+    eval_batches: int = option(8, "validation batches per evaluation")
+    checkpoint_every: int = option(200, "steps between checkpoints (also written at the end and on Ctrl-C)")
+    device: str = option("auto", "device", choices=DEVICES)
+    dtype: str = option("auto", "autocast dtype (auto: bf16 where the hardware has it)", choices=DTYPES)
+    compile: bool = option(False, "torch.compile the model")
+    seed: int = option(0, "seed for init and data order")
+    resume: bool = option(False, "continue the run in --out-dir from its checkpoint")
+    progress: bool = option(True, "show a progress bar")
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,

@@ -46,14 +46,15 @@ import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from part3_pretrain.checkpoint import CheckpointError, build_model, write_text_atomic
-from part3_pretrain.cli import (ConfigError, OneLineParser, build_parser, check_config, config_from_namespace, fail)
+from part3_pretrain.cli import (ConfigError, OneLineParser, build_parser, check_config, config_from_namespace, fail,
+                                 option, parse_config)
 from part3_pretrain.tokenizer import TokenizerError
 from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES
 
@@ -71,66 +72,62 @@ PROG = "python -m part4_sft.experiment"
 DEFAULT_EXPERIMENTS_DIR = "checkpoints/experiments"
 
 
-def _f(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
-
-
 @dataclass
 class ExperimentConfig:
     """``python -m part4_sft.experiment``: the default 8-run grid finishes in < 15 min on 2 CPU cores."""
 
-    name: str = _f("grid", "experiment name: its directory is <experiments-dir>/<name>")
-    experiments_dir: str = _f(DEFAULT_EXPERIMENTS_DIR, "where experiment directories go")
+    name: str = option("grid", "experiment name: its directory is <experiments-dir>/<name>")
+    experiments_dir: str = option(DEFAULT_EXPERIMENTS_DIR, "where experiment directories go")
     # ---- the grid
-    grid: str | None = _f(None, "JSON grid file (an object or a list of objects with knob lists); "
+    grid: str | None = option(None, "JSON grid file (an object or a list of objects with knob lists); "
                                 "knobs it leaves out take the values below", metavar="PATH")
-    bases: tuple[str, ...] = _f(DEFAULT_BASES, "base models (part-3 checkpoints of two sizes)", choices=tuple(BASES))
-    prompts: tuple[str, ...] = _f(DEFAULT_PROMPTS, "prompt schemes", choices=tuple(SCHEMES))
-    adapters: tuple[str, ...] = _f(DEFAULT_ADAPTERS, "adapters: 'full' or r<R>[a<ALPHA>]:<target>[+<target>] "
+    bases: tuple[str, ...] = option(DEFAULT_BASES, "base models (part-3 checkpoints of two sizes)", choices=tuple(BASES))
+    prompts: tuple[str, ...] = option(DEFAULT_PROMPTS, "prompt schemes", choices=tuple(SCHEMES))
+    adapters: tuple[str, ...] = option(DEFAULT_ADAPTERS, "adapters: 'full' or r<R>[a<ALPHA>]:<target>[+<target>] "
                                                      "(alpha defaults to 2r)", metavar="SPEC")
-    lrs: tuple[float, ...] = _f((), "learning rates (default: --lora-lr for LoRA runs, --full-lr for full ones)")
-    epochs: tuple[int, ...] = _f((DEFAULT_EPOCHS,), "epochs over the training pairs")
-    data: tuple[str, ...] = _f(("hq",), "training data: hq = the 500 high-quality pairs, all = all 5,000",
+    lrs: tuple[float, ...] = option((), "learning rates (default: --lora-lr for LoRA runs, --full-lr for full ones)")
+    epochs: tuple[int, ...] = option((DEFAULT_EPOCHS,), "epochs over the training pairs")
+    data: tuple[str, ...] = option(("hq",), "training data: hq = the 500 high-quality pairs, all = all 5,000",
                                choices=DATA_CHOICES)
-    seeds: int = _f(1, "repeat every config with seeds 0..K-1 (the table shows mean and std)")
-    lora_lr: float = _f(DEFAULT_LORA_LR, "LR of LoRA runs when --lrs is not given")
-    full_lr: float = _f(DEFAULT_FULL_LR, "LR of full fine-tuning runs when --lrs is not given")
-    large_base: str = _f(BASES["large"].path, "checkpoint of base 'large' (the default is pretrained if missing)")
-    small_base: str = _f(BASES["small"].path, "checkpoint of base 'small' (the default is pretrained if missing)")
+    seeds: int = option(1, "repeat every config with seeds 0..K-1 (the table shows mean and std)")
+    lora_lr: float = option(DEFAULT_LORA_LR, "LR of LoRA runs when --lrs is not given")
+    full_lr: float = option(DEFAULT_FULL_LR, "LR of full fine-tuning runs when --lrs is not given")
+    large_base: str = option(BASES["large"].path, "checkpoint of base 'large' (the default is pretrained if missing)")
+    small_base: str = option(BASES["small"].path, "checkpoint of base 'small' (the default is pretrained if missing)")
     # ---- shared training and evaluation settings (runner.RunSettings)
-    batch_size: int = _f(16, "pairs per optimizer step")
-    optimizer: str = _f("adamw", "optimizer", choices=OPTIMIZERS)
-    weight_decay: float = _f(0.0, "weight decay (matrices only)")
-    warmup_ratio: float = _f(0.1, "share of a run's steps spent warming the LR up")
-    schedule: str = _f("cosine", "LR schedule after warmup", choices=SCHEDULES)
-    min_lr_ratio: float = _f(0.1, "final LR as a fraction of the run's LR (cosine)")
-    grad_clip: float = _f(1.0, "gradient-norm clip; 0 disables")
-    evals_per_epoch: int = _f(1, "validation + subset generation evaluations per epoch (and one at the end)")
-    gen_subset: int = _f(48, "test contexts generated at every interval evaluation (the first N, fixed)")
-    max_new_tokens: int = _f(64, "longest greedy reply (as part4_sft.sft)")
-    eval_batch_size: int = _f(64, "prompts generated at once")
-    n_boot: int = _f(1000, "bootstrap resamples for the final metrics' confidence intervals")
-    n_examples: int = _f(8, "replies kept in each run's evaluation.json")
-    dataset_path: str = _f("data/sft_dataset.json", "where the generated 5,000-pair dataset is written")
-    n_pairs: int = _f(5000, "synthetic pairs generated")
-    n_high_quality: int = _f(500, "synthetic pairs rated high quality")
-    n_val: int = _f(100, "synthetic validation contexts")
-    n_test: int = _f(250, "synthetic held-out test contexts")
-    data_seed: int = _f(0, "seed of the synthetic data (and of generation)")
-    device: str = _f("auto", "device", choices=DEVICES)
-    dtype: str = _f("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
+    batch_size: int = option(16, "pairs per optimizer step")
+    optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
+    weight_decay: float = option(0.0, "weight decay (matrices only)")
+    warmup_ratio: float = option(0.1, "share of a run's steps spent warming the LR up")
+    schedule: str = option("cosine", "LR schedule after warmup", choices=SCHEDULES)
+    min_lr_ratio: float = option(0.1, "final LR as a fraction of the run's LR (cosine)")
+    grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
+    evals_per_epoch: int = option(1, "validation + subset generation evaluations per epoch (and one at the end)")
+    gen_subset: int = option(48, "test contexts generated at every interval evaluation (the first N, fixed)")
+    max_new_tokens: int = option(64, "longest greedy reply (as part4_sft.sft)")
+    eval_batch_size: int = option(64, "prompts generated at once")
+    n_boot: int = option(1000, "bootstrap resamples for the final metrics' confidence intervals")
+    n_examples: int = option(8, "replies kept in each run's evaluation.json")
+    dataset_path: str = option("data/sft_dataset.json", "where the generated 5,000-pair dataset is written")
+    n_pairs: int = option(5000, "synthetic pairs generated")
+    n_high_quality: int = option(500, "synthetic pairs rated high quality")
+    n_val: int = option(100, "synthetic validation contexts")
+    n_test: int = option(250, "synthetic held-out test contexts")
+    data_seed: int = option(0, "seed of the synthetic data (and of generation)")
+    device: str = option("auto", "device", choices=DEVICES)
+    dtype: str = option("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
     # ---- scheduling and control
-    chunks: int = _f(1, "split every run into N chunks of steps; chunk k of every run trains before chunk "
+    chunks: int = option(1, "split every run into N chunks of steps; chunk k of every run trains before chunk "
                               "k+1 of any (the same result as unchunked)")
-    stop: str | None = _f(None, "stop RUN before its next chunk (works on a running experiment) and exit",
+    stop: str | None = option(None, "stop RUN before its next chunk (works on a running experiment) and exit",
                           metavar="RUN")
-    unstop: str | None = _f(None, "let a stopped RUN continue at the next (re)run and exit", metavar="RUN")
-    clone: str | None = _f(None, "add a run warm-started from RUN's weights with the --set changes", metavar="RUN")
-    set: tuple[str, ...] = _f((), "knob changes of --clone, e.g. --set lr=1e-3 --set lora_r=16", cli=False)
-    sort_by: str = _f("eval_loss", "metric the results table is sorted by", choices=report.SORT_CHOICES)
-    plots: bool = _f(True, "write comparison plots at the end")
-    threads: int = _f(0, "CPU threads for PyTorch (0: its default, one per core); 1 helps on a busy machine")
-    progress: bool = _f(True, "show progress bars")
+    unstop: str | None = option(None, "let a stopped RUN continue at the next (re)run and exit", metavar="RUN")
+    clone: str | None = option(None, "add a run warm-started from RUN's weights with the --set changes", metavar="RUN")
+    set: tuple[str, ...] = option((), "knob changes of --clone, e.g. --set lr=1e-3 --set lora_r=16", cli=False)
+    sort_by: str = option("eval_loss", "metric the results table is sorted by", choices=report.SORT_CHOICES)
+    plots: bool = option(True, "write comparison plots at the end")
+    threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 helps on a busy machine")
+    progress: bool = option(True, "show progress bars")
 
     def base_paths(self) -> dict[str, str]:
         return {"large": self.large_base, "small": self.small_base}
@@ -457,27 +454,24 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
 # command lines
 
 
-def parse_args(argv: Sequence[str] | None) -> ExperimentConfig:
-    """Flags from ExperimentConfig; ``--set`` may be repeated (and takes several items)."""
-    parser = build_parser(ExperimentConfig, PROG, __doc__.splitlines()[0])
+def _add_set(parser) -> None:
     parser.add_argument("--set", dest="set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="knob changes of --clone: prompt, adapter, method, lora_r, lora_alpha, lora_targets, "
                              "lr, epochs, data, seed (repeatable)")
-    cfg = config_from_namespace(ExperimentConfig, parser.parse_args(argv))
-    try:
-        check_config(cfg)
-    except ConfigError as e:
-        parser.error(str(e))
-    return cfg
+
+
+def parse_args(argv: Sequence[str] | None) -> ExperimentConfig:
+    """Flags from ExperimentConfig; ``--set`` may be repeated (and takes several items)."""
+    return parse_config(ExperimentConfig, argv, PROG, __doc__.splitlines()[0], extra_args=_add_set)
 
 
 @dataclass
 class ReportConfig:
     """``python -m part4_sft.experiment report DIR``: the table and plots from a directory alone."""
 
-    dir: str = _f("", "experiment directory", cli=False)
-    sort_by: str = _f("eval_loss", "metric the table is sorted by", choices=report.SORT_CHOICES)
-    plots: bool = _f(True, "write the comparison plots too")
+    dir: str = option("", "experiment directory", cli=False)
+    sort_by: str = option("eval_loss", "metric the table is sorted by", choices=report.SORT_CHOICES)
+    plots: bool = option(True, "write the comparison plots too")
 
     def problems(self) -> list[str]:
         return [] if Path(self.dir).is_dir() else [f"DIR {self.dir}: no such experiment directory"]
@@ -514,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as e:
         return fail(PROG, str(e))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every run keeps its last checkpoint; rerun the same command to resume",
+        print("\ninterrupted: every run keeps its last checkpoint; rerun the same command to resume",
               file=sys.stderr)
         return 130
     return 0

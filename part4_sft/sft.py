@@ -17,14 +17,14 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
-from part3_pretrain.cli import ConfigError, check_config, run_main
+from part3_pretrain.cli import ConfigError, check_config, option, run_main
 from part3_pretrain.data import mean_loss
 from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses
@@ -42,51 +42,47 @@ PROG = "python -m part4_sft.sft"
 DEFAULT_PRETRAINED = "checkpoints/pretrain/model.pt"
 
 
-def _f(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
-
-
 @dataclass
 class SFTConfig:
     """``python -m part4_sft.sft``; defaults fine-tune and evaluate in ~2 min on 2 CPU cores."""
 
-    pretrained: str = _f(DEFAULT_PRETRAINED, "part-3 checkpoint (the default one is pretrained first if missing)")
-    out_dir: str = _f("checkpoints/sft", "directory for sft_model.pt, loss_curve.png, evaluation.json")
-    dataset_path: str = _f("data/sft_dataset.json", "where the generated 5,000-pair dataset is written")
-    data: str | None = _f(None, "your own JSON/JSONL/CSV pairs instead of the synthetic data", metavar="PATH")
-    test_data: str | None = _f(None, "your own held-out test file (else a seeded split of --data)", metavar="PATH")
-    context_field: str | None = _f(None, "context field of --data (auto-detected if omitted)")
-    response_field: str | None = _f(None, "response field of --data (auto-detected if omitted)")
-    quality_field: str | None = _f(None, "quality/rating field of --data (auto-detected if omitted)")
-    min_quality: float = _f(4.0, "keep pairs whose quality/rating is >= this (0/1 labels: use 1)")
-    test_fraction: float = _f(0.1, "share of --data held out for testing when --test-data is absent")
-    val_fraction: float = _f(0.1, "share of --data (after the test split) used for validation loss")
-    n_pairs: int = _f(5000, "synthetic pairs generated")
-    n_high_quality: int = _f(500, "synthetic pairs rated high quality (kept for training)")
-    n_val: int = _f(100, "synthetic validation contexts")
-    n_test: int = _f(250, "synthetic held-out test contexts")
-    data_seed: int = _f(0, "seed of the synthetic data and of --data splits")
-    prompt_scheme: str = _f("chat", "prompt template", choices=tuple(SCHEMES))
-    epochs: int = _f(5, "passes over the training pairs")
-    lr: float = _f(5e-5, "learning rate")
-    optimizer: str = _f("adam", "optimizer", choices=OPTIMIZERS)
-    schedule: str = _f("constant", "LR schedule after warmup", choices=SCHEDULES)
-    warmup_steps: int = _f(0, "linear warmup steps")
-    batch_size: int = _f(1, "pairs per optimizer step (small: at LR 5e-5 the model needs many Adam steps to move)")
-    grad_accum: int = _f(1, "micro-batches per optimizer step")
-    grad_clip: float = _f(1.0, "gradient-norm clip; 0 disables")
-    max_new_tokens: int = _f(64, "longest generated reply")
-    temperature: float = _f(0.7, "sampling temperature of the sampled evaluation (greedy is always run)")
-    top_k: int = _f(0, "top-k for sampling (0: off)")
-    top_p: float = _f(1.0, "nucleus top-p for sampling (1: off)")
-    eval_batch_size: int = _f(64, "prompts generated at once")
-    n_boot: int = _f(1000, "bootstrap resamples for the confidence intervals")
-    n_examples: int = _f(12, "qualitative examples in evaluation.json")
-    device: str = _f("auto", "device", choices=DEVICES)
-    dtype: str = _f("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
-    seed: int = _f(0, "seed for data order and sampling")
-    resume: bool = _f(False, "continue an interrupted fine-tuning in --out-dir")
-    progress: bool = _f(True, "show progress bars")
+    pretrained: str = option(DEFAULT_PRETRAINED, "part-3 checkpoint (the default one is pretrained first if missing)")
+    out_dir: str = option("checkpoints/sft", "directory for sft_model.pt, loss_curve.png, evaluation.json")
+    dataset_path: str = option("data/sft_dataset.json", "where the generated 5,000-pair dataset is written")
+    data: str | None = option(None, "your own JSON/JSONL/CSV pairs instead of the synthetic data", metavar="PATH")
+    test_data: str | None = option(None, "your own held-out test file (else a seeded split of --data)", metavar="PATH")
+    context_field: str | None = option(None, "context field of --data (auto-detected if omitted)")
+    response_field: str | None = option(None, "response field of --data (auto-detected if omitted)")
+    quality_field: str | None = option(None, "quality/rating field of --data (auto-detected if omitted)")
+    min_quality: float = option(4.0, "keep pairs whose quality/rating is >= this (0/1 labels: use 1)")
+    test_fraction: float = option(0.1, "share of --data held out for testing when --test-data is absent")
+    val_fraction: float = option(0.1, "share of --data (after the test split) used for validation loss")
+    n_pairs: int = option(5000, "synthetic pairs generated")
+    n_high_quality: int = option(500, "synthetic pairs rated high quality (kept for training)")
+    n_val: int = option(100, "synthetic validation contexts")
+    n_test: int = option(250, "synthetic held-out test contexts")
+    data_seed: int = option(0, "seed of the synthetic data and of --data splits")
+    prompt_scheme: str = option("chat", "prompt template", choices=tuple(SCHEMES))
+    epochs: int = option(5, "passes over the training pairs")
+    lr: float = option(5e-5, "learning rate")
+    optimizer: str = option("adam", "optimizer", choices=OPTIMIZERS)
+    schedule: str = option("constant", "LR schedule after warmup", choices=SCHEDULES)
+    warmup_steps: int = option(0, "linear warmup steps")
+    batch_size: int = option(1, "pairs per optimizer step (small: at LR 5e-5 the model needs many Adam steps to move)")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
+    max_new_tokens: int = option(64, "longest generated reply")
+    temperature: float = option(0.7, "sampling temperature of the sampled evaluation (greedy is always run)")
+    top_k: int = option(0, "top-k for sampling (0: off)")
+    top_p: float = option(1.0, "nucleus top-p for sampling (1: off)")
+    eval_batch_size: int = option(64, "prompts generated at once")
+    n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")
+    n_examples: int = option(12, "qualitative examples in evaluation.json")
+    device: str = option("auto", "device", choices=DEVICES)
+    dtype: str = option("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
+    seed: int = option(0, "seed for data order and sampling")
+    resume: bool = option(False, "continue an interrupted fine-tuning in --out-dir")
+    progress: bool = option(True, "show progress bars")
 
     def problems(self) -> list[str]:
         p = [f"--{n.replace('_', '-')} must be >= 1 (got {getattr(self, n)})"
@@ -263,7 +259,6 @@ def _write_outputs(cfg: SFTConfig, out: Path, evaluation: dict, pretrained_path:
 
 
 def _print_headline(e: dict) -> None:
-    g_pre, g_sft = e["pretrained"]["greedy"], e["sft"]["greedy"]
     d = e["sft_minus_pretrained"]["greedy"]["rouge_l"]
     print(f"\nheld-out test set: {e['test_rows']} contexts (greedy decoding)")
     print(f"  {'':12s}{'ROUGE-L':>9s}{'BLEU':>8s}{'EOS stop':>10s}{'ref loss':>10s}")

@@ -97,6 +97,13 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
+def below(cfg: Any, names: Sequence[str], minimum: float, strict: bool = False) -> list[str]:
+    """Problems for the fields of ``cfg`` below ``minimum`` (or not above it, when ``strict``)."""
+    bad = [n for n in names if (getattr(cfg, n) <= minimum if strict else getattr(cfg, n) < minimum)]
+    op = ">" if strict else ">="
+    return [f"{flag(n)} must be {op} {minimum} (got {getattr(cfg, n)})" for n in bad]
+
+
 def check_config(cfg: Any) -> None:
     """Raise ConfigError with every problem of ``cfg`` (its ``problems()``) on one line."""
     problems = cfg.problems()

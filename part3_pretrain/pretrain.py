@@ -19,7 +19,7 @@ import torch
 
 from . import corpus as corpus_mod
 from .checkpoint import CheckpointError, load_checkpoint, write_text_atomic
-from .cli import ConfigError, check_config, option, run_main
+from .cli import ConfigError, below, check_config, option, run_main
 from .data import (TokenWindows, encode_documents, mean_loss, read_tokens, sequential_batches,
                    split_documents, write_tokens)
 from .generate import generate
@@ -84,16 +84,10 @@ class PretrainConfig:
             compile=self.compile, progress=self.progress, desc="pretrain")
 
     def problems(self) -> list[str]:
-        p = []
-        positive = ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch_size",
-                    "grad_accum", "max_steps", "eval_batches", "log_every")
-        p += [f"--{n.replace('_', '-')} must be >= 1 (got {getattr(self, n)})" for n in positive
-              if getattr(self, n) < 1]
-        p += [f"--{n.replace('_', '-')} must be >= 0 (got {getattr(self, n)})"
-              for n in ("warmup_steps", "weight_decay", "grad_clip", "eval_every", "checkpoint_every")
-              if getattr(self, n) < 0]
-        if not self.lr > 0:
-            p.append(f"--lr must be > 0 (got {self.lr})")
+        p = below(self, ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch_size",
+                         "grad_accum", "max_steps", "eval_batches", "log_every"), 1)
+        p += below(self, ("warmup_steps", "weight_decay", "grad_clip", "eval_every", "checkpoint_every"), 0)
+        p += below(self, ("lr",), 0, strict=True)
         if not 0 <= self.min_lr_ratio <= 1:
             p.append(f"--min-lr-ratio must be in [0, 1] (got {self.min_lr_ratio})")
         if not 0 < self.val_fraction < 0.5:
@@ -201,16 +195,16 @@ def run(cfg: PretrainConfig) -> dict:
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
     t_train = time.perf_counter()
-    history = trainer.fit()
+    trainer.fit()
     t_train = time.perf_counter() - t_train
     sink.close()
     if rank != 0:
         return {}
-    return _finish(cfg, out, model, tok, history, docs, source_desc, train_tokens, val_tokens,
+    return _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
                    t_data, t_train, time.perf_counter() - t0)
 
 
-def _finish(cfg, out, model, tok, history, docs, source_desc, train_tokens, val_tokens,
+def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
             t_data, t_train, t_total) -> dict:
     plot_losses([(out / "metrics.jsonl", "Pretraining", "validation loss")], out / "loss_curve.png")
     # The metrics file, not this process's history: after --resume it holds the whole run.

@@ -54,7 +54,7 @@ import torch
 
 from part3_pretrain.checkpoint import CheckpointError, build_model, write_text_atomic
 from part3_pretrain.cli import (ConfigError, OneLineParser, build_parser, check_config, config_from_namespace, fail,
-                                 option, parse_config)
+                                 below, option, parse_config)
 from part3_pretrain.tokenizer import TokenizerError
 from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES
 
@@ -145,16 +145,12 @@ class ExperimentConfig:
         return specs
 
     def problems(self) -> list[str]:
-        p = [f"--{n.replace('_', '-')} must be >= 1 (got {getattr(self, n)})"
-             for n in ("seeds", "batch_size", "gen_subset", "max_new_tokens", "eval_batch_size", "n_boot", "n_pairs",
-                       "n_high_quality", "n_val", "n_test", "chunks") if getattr(self, n) < 1]
-        p += [f"--{n.replace('_', '-')} must be >= 0 (got {getattr(self, n)})"
-              for n in ("weight_decay", "grad_clip", "evals_per_epoch", "n_examples", "data_seed", "threads")
-              if getattr(self, n) < 0]
+        p = below(self, ("seeds", "batch_size", "gen_subset", "max_new_tokens", "eval_batch_size", "n_boot",
+                         "n_pairs", "n_high_quality", "n_val", "n_test", "chunks"), 1)
+        p += below(self, ("weight_decay", "grad_clip", "evals_per_epoch", "n_examples", "data_seed", "threads"), 0)
         p += [f"--lrs must all be > 0 (got {list(self.lrs)})"] if any(not lr > 0 for lr in self.lrs) else []
         p += [f"--epochs must all be >= 1 (got {list(self.epochs)})"] if any(e < 1 for e in self.epochs) else []
-        p += [f"--{n.replace('_', '-')} must be > 0 (got {getattr(self, n)})"
-              for n in ("lora_lr", "full_lr") if not getattr(self, n) > 0]
+        p += below(self, ("lora_lr", "full_lr"), 0, strict=True)
         if not 0 <= self.warmup_ratio < 1:
             p.append(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
         if not 0 <= self.min_lr_ratio <= 1:

@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
-from part3_pretrain.cli import ConfigError, check_config, option, run_main
+from part3_pretrain.cli import ConfigError, below, check_config, option, run_main
 from part3_pretrain.data import mean_loss
 from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses
@@ -85,13 +85,10 @@ class SFTConfig:
     progress: bool = option(True, "show progress bars")
 
     def problems(self) -> list[str]:
-        p = [f"--{n.replace('_', '-')} must be >= 1 (got {getattr(self, n)})"
-             for n in ("n_pairs", "n_high_quality", "n_val", "n_test", "epochs", "batch_size", "grad_accum",
-                       "max_new_tokens", "eval_batch_size", "n_boot") if getattr(self, n) < 1]
-        p += [f"--{n.replace('_', '-')} must be >= 0 (got {getattr(self, n)})"
-              for n in ("warmup_steps", "grad_clip", "temperature", "top_k", "n_examples") if getattr(self, n) < 0]
-        if not self.lr > 0:
-            p.append(f"--lr must be > 0 (got {self.lr})")
+        p = below(self, ("n_pairs", "n_high_quality", "n_val", "n_test", "epochs", "batch_size", "grad_accum",
+                         "max_new_tokens", "eval_batch_size", "n_boot"), 1)
+        p += below(self, ("warmup_steps", "grad_clip", "temperature", "top_k", "n_examples"), 0)
+        p += below(self, ("lr",), 0, strict=True)
         if not 0 < self.top_p <= 1:
             p.append(f"--top-p must be in (0, 1] (got {self.top_p})")
         if self.n_high_quality > self.n_pairs:

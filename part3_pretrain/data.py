@@ -108,14 +108,13 @@ def sequential_batches(tokens: np.ndarray, block_size: int, batch_size: int,
 @torch.no_grad()
 def mean_loss(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Token-weighted mean loss and token accuracy of ``model`` over ``batches``."""
-    from .model import lm_loss
     device = next(model.parameters()).device
     total, count, correct = 0.0, 0, 0
     for b in batches:
         b = {k: v.to(device) for k, v in b.items()}
-        logits = model(b["input_ids"], attention_mask=b.get("attention_mask"))
-        total += lm_loss(logits, b["labels"], reduction="sum").item()
-        mask = b["labels"] != IGNORE_INDEX
-        count += int(mask.sum())
-        correct += int(((logits.argmax(-1) == b["labels"]) & mask).sum())
+        out = model(b["input_ids"], attention_mask=b.get("attention_mask"), targets=b["labels"],
+                    with_accuracy=True)
+        total += out.loss_sum.item()
+        count += int((b["labels"] != IGNORE_INDEX).sum())
+        correct += int(out.n_correct)
     return {"loss": total / max(count, 1), "token_acc": correct / max(count, 1)}

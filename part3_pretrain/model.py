@@ -3,8 +3,11 @@
 Layout and parameter names follow GPT-2 (learned positions, pre-LayerNorm blocks, tanh-GELU MLP,
 tied input/output embeddings, ``transformer.h.N.attn.c_attn`` ...), so the model can be checked
 against ``transformers.GPT2LMHeadModel`` weight for weight. Attention goes through
-``F.scaled_dot_product_attention``. The forward pass takes an optional attention mask and position
-ids (for left-padded batches) and an optional ``KVCache`` for incremental decoding.
+``F.scaled_dot_product_attention``; linear layers are ``nn.Linear`` whose CPU fp32 products run in
+oneDNN (``cpu_gemm``). The forward pass takes an optional attention mask and position ids (for
+left-padded batches) and an optional ``KVCache`` for incremental decoding. Given ``targets`` it
+returns the summed loss through the fused LM head + cross-entropy (``fused_loss``) instead of
+logits; ``lm_loss`` on the logits is the reference it is tested against.
 
 This file holds only ``nn.Module``s, the config dataclass and ``lm_loss``: no I/O, no tokenizer.
 """
@@ -12,12 +15,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100  # the one label value that is never a target (context, padding)
+from . import cpu_gemm
+from .fused_loss import IGNORE_INDEX, linear_cross_entropy
+
+
+class LMLoss(NamedTuple):
+    """What ``GPT.forward`` returns when given targets."""
+
+    loss_sum: torch.Tensor  # fp32 scalar: cross-entropy summed over the target tokens
+    n_correct: torch.Tensor | None  # targets equal to the argmax of their logits (with_accuracy)
 
 
 @dataclass
@@ -83,13 +95,20 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters, init and state dict) whose CPU fp32 products run in oneDNN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return cpu_gemm.linear(x, self.weight, self.bias)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.n_embd = config.n_embd
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # fused q, k, v
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # fused q, k, v
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.attn_dropout = config.dropout
 
@@ -104,27 +123,44 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)  # (B, nh, past+T, hs)
         dropout = self.attn_dropout if self.training else 0.0
-        out_dtype = q.dtype
         if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # PyTorch's CPU flash-attention backward is slower in bf16 than in fp32 (measured
-            # 18% of a bf16 training step); attention is a small share of the FLOPs, so run it
-            # in fp32 and keep bf16 for the matmuls where it pays.
-            q, k, v = q.float(), k.float(), v.float()
-        if attn_mask is None:
+            y = bmm_attention(q, k, v, attn_mask, dropout)
+        elif attn_mask is None:
             # No padding: plain causal attention, which lets SDPA pick its fused kernels.
             # A single new token with a cache attends to everything before it: no mask at all.
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
-        y = y.to(out_dtype).transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+
+def bmm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
+                  dropout_p: float = 0.0) -> torch.Tensor:
+    """Attention as two batched matmuls around an fp32 softmax; what CPU bf16 autocast uses.
+
+    In a bf16 training step at the default config, PyTorch's CPU flash-attention backward took
+    12 ms per layer (6 ms in an fp32 step), whether fed bf16 or upcast fp32 inputs. Two bf16
+    ``bmm``s on oneDNN around an fp32 softmax made the whole bf16 step 25% faster; in fp32 the
+    flash kernel stays ahead (10% faster than this), so only CPU bf16 comes here. q: (B, nh, T, hs); k, v: (B, nh, S, hs) with S >= T (the last
+    T keys are the queries' own positions); attn_mask as ``GPT._sdpa_mask`` builds it, or None
+    for plain causal attention.
+    """
+    T, S = q.size(-2), k.size(-2)
+    scores = (q @ k.transpose(-1, -2)).float().mul_(1.0 / math.sqrt(q.size(-1)))  # (B, nh, T, S)
+    if attn_mask is None and T > 1:  # query i sits at position S - T + i
+        attn_mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    if attn_mask is not None:
+        scores.masked_fill_(~attn_mask, float("-inf"))
+    probs = F.dropout(scores.softmax(-1), dropout_p) if dropout_p > 0 else scores.softmax(-1)
+    return probs.to(v.dtype) @ v  # (B, nh, T, hs)
 
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +196,7 @@ class GPT(nn.Module):
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
         ))
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying, as GPT-2
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer) so the residual stream's
@@ -184,14 +220,33 @@ class GPT(nn.Module):
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, kv_cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) for token ids ``idx`` (B, T).
+                position_ids: torch.Tensor | None = None, kv_cache: KVCache | None = None,
+                targets: torch.Tensor | None = None, with_accuracy: bool = False) -> torch.Tensor | LMLoss:
+        """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets``, an ``LMLoss``.
 
         attention_mask: (B, past+T) with 1 for real tokens and 0 for padding, covering the cached
             positions too. None means no padding anywhere.
         position_ids: (B, T); by default counted from the cache position, or, with a mask, from
             the first real token of each row (so left padding does not shift positions).
+        targets: (B, T) next-token ids, IGNORE_INDEX where nothing is predicted. The loss is
+            then computed chunk by chunk without materialising the logits (``fused_loss``);
+            equal to ``lm_loss(logits, targets, "sum")``. ``with_accuracy`` also counts argmax hits.
         """
+        h = self.hidden_states(idx, attention_mask, position_ids, kv_cache)  # (B, T, C)
+        if targets is None:
+            return self.lm_head(h)
+        if torch.compiler.is_compiling():  # let Inductor fuse the plain path its own way
+            logits = self.lm_head(h)
+            n_correct = None
+            if with_accuracy:
+                n_correct = ((logits.argmax(-1) == targets) & (targets != IGNORE_INDEX)).sum()
+            return LMLoss(lm_loss(logits, targets, reduction="sum"), n_correct)
+        return LMLoss(*linear_cross_entropy(h, self.lm_head.weight, targets, with_accuracy))
+
+    def hidden_states(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      position_ids: torch.Tensor | None = None,
+                      kv_cache: KVCache | None = None) -> torch.Tensor:
+        """The final LayerNorm's output (B, T, C): everything but the LM head (see ``forward``)."""
         B, T = idx.shape
         past = kv_cache.pos if kv_cache is not None else 0
         if past + T > self.config.block_size:
@@ -204,7 +259,7 @@ class GPT(nn.Module):
             x = block(x, attn_mask, kv_cache, i)
         if kv_cache is not None:
             kv_cache.pos = past + T
-        return self.lm_head(self.transformer.ln_f(x))
+        return self.transformer.ln_f(x)
 
     @staticmethod
     def _default_positions(B: int, T: int, past: int, attention_mask: torch.Tensor | None,

@@ -27,7 +27,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .checkpoint import FORMAT, save_atomic
-from .model import IGNORE_INDEX, lm_loss
+from .model import IGNORE_INDEX
 from .sink import MetricsSink
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -298,15 +298,16 @@ class Trainer:
             sync = contextlib.nullcontext() if (last or not self.distributed) else model.no_sync()
             with sync:
                 with autocast(self.device, self.dtype):
-                    logits = model(b["input_ids"], attention_mask=b.get("attention_mask"))
-                loss = lm_loss(logits, b["labels"], reduction="sum")
+                    # the fused LM head + cross-entropy: summed loss, no (N, V) logits in memory
+                    out = model(b["input_ids"], attention_mask=b.get("attention_mask"),
+                                targets=b["labels"], with_accuracy=with_accuracy)
+                loss = out.loss_sum
                 # DDP averages gradients over ranks; multiply by world so the result is the
                 # gradient of (global token-summed loss / global target count).
                 (loss * self.world / n_tgt).backward()
             loss_sum += loss.detach()
             if with_accuracy:  # an argmax over the vocabulary: only on steps that get logged
-                mask = b["labels"] != IGNORE_INDEX
-                correct += ((logits.detach().argmax(-1) == b["labels"]) & mask).sum()
+                correct += out.n_correct
             n_tokens += int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
         grad_norm = self._clip()
         self.optimizer.step()

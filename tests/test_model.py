@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, KVCache, lm_loss
+from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, KVCache, bmm_attention, lm_loss
 
 V, BLOCK, N_LAYER, N_HEAD, N_EMBD = 97, 32, 2, 4, 32
 
@@ -189,6 +189,42 @@ def test_kv_cache_overflow_and_block_size_are_errors() -> None:
         model(_random_ids(1, 4), kv_cache=cache)
         with pytest.raises(ValueError, match="overflow"):
             model(_random_ids(1, 1), kv_cache=cache)
+
+
+@pytest.mark.parametrize("T,S,padded", [(9, 9, False), (9, 9, True), (4, 9, False), (1, 9, False)])
+def test_bmm_attention_equals_sdpa(T: int, S: int, padded: bool) -> None:
+    """The CPU bf16 attention path, checked in fp32 against SDPA with the explicit mask it means:
+    causal, left-padded, queries after a cache (S > T: bottom-right aligned) and one new token."""
+    g = torch.Generator().manual_seed(7)
+    q = torch.randn(2, 3, T, 8, generator=g, requires_grad=True)
+    k = torch.randn(2, 3, S, 8, generator=g, requires_grad=True)
+    v = torch.randn(2, 3, S, 8, generator=g, requires_grad=True)
+    if padded:
+        mask = GPT._sdpa_mask(torch.tensor([[0, 0, 0] + [1] * (S - 3), [1] * S]), T, S - T)
+    else:
+        mask = None
+    explicit = mask if mask is not None else torch.ones(T, S, dtype=torch.bool).tril(S - T)
+    ours = bmm_attention(q, k, v, mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=explicit)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    go = torch.randn(ours.shape, generator=g)
+    for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(ref, (q, k, v), go)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_autocast_forward_is_close_to_fp32() -> None:
+    """CPU bf16 autocast (bmm attention, bf16 products) stays near the fp32 logits."""
+    model = tiny_model(seed=8)
+    idx = torch.randint(0, V, (2, BLOCK), generator=torch.Generator().manual_seed(8))
+    mask = torch.ones(2, BLOCK, dtype=torch.long)
+    mask[0, :5] = 0
+    with torch.no_grad():
+        ref = model(idx, attention_mask=mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(idx, attention_mask=mask)
+    assert low.dtype == torch.bfloat16
+    rel = (low.float() - ref).norm() / ref.norm()
+    assert rel < 0.02, rel
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

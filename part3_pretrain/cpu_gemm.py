@@ -1,0 +1,118 @@
+"""fp32 matrix products on the CPU through oneDNN, for the model's linear layers and LM head.
+
+Why: PyTorch sends a CPU fp32 ``F.linear``/``torch.mm`` to MKL's sgemm. On AMD CPUs, like the
+2-core EPYC we develop on, MKL uses its AVX2 code path. oneDNN ships in every x86 PyTorch build
+and has AVX-512 fp32 kernels: at the model's shapes it runs 2.2-2.4x MKL's speed
+(``bench/bench_pretrain.py`` measures both). The arithmetic is the same IEEE fp32, with no
+bf16/tf32 down-conversion. Only the order of the sums differs, so results agree with
+``F.linear`` to fp32 rounding.
+
+The oneDNN path is used only where it applies:
+- the CPU, fp32 input and weight;
+- no CPU autocast (under bf16 autocast ``F.linear`` already goes to oneDNN's bf16 kernels);
+- not under ``torch.compile`` (Inductor picks its own kernels);
+- only when this build of torch has the op.
+Everything else is plain ``F.linear`` / ``torch.mm``. ``torch_gemm()`` turns the oneDNN path off
+for a block; the benchmark and the tests use it to compare the two kernels.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+_enabled = [True]  # a one-element list, so ``torch_gemm`` can toggle it without ``global``
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """True when this torch build can run oneDNN's fp32 linear on plain (strided) CPU tensors."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        x, w = torch.ones(2, 3), torch.ones(4, 3)
+        return torch.equal(_onednn_linear(x, w, None), torch.full((2, 4), 3.0))
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+
+
+@contextlib.contextmanager
+def torch_gemm() -> Iterator[None]:
+    """Within this block every product goes through plain ``F.linear`` / ``torch.mm``."""
+    before = _enabled[0]
+    _enabled[0] = False
+    try:
+        yield
+    finally:
+        _enabled[0] = before
+
+
+def uses_onednn(*tensors: torch.Tensor) -> bool:
+    """Whether a product of these tensors, here and now, takes the oneDNN fp32 path."""
+    return (_enabled[0]
+            and torch.backends.mkldnn.enabled
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+            and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()
+            and all(t.numel() > 0 for t in tensors)
+            and onednn_available())
+
+
+def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+def matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` for a (..., K) and b (N, K), without autograd; oneDNN where it applies."""
+    return _onednn_linear(a, b, None) if uses_onednn(a, b) else a @ b.t()
+
+
+def matmul_nn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for a (..., K) and b (K, N), without autograd; oneDNN where it applies."""
+    return _onednn_linear(a, b.t(), None) if uses_onednn(a, b) else a @ b
+
+
+def matmul_tn(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``g.T @ x`` for g (M, N) and x (M, K): the (N, K) weight gradient of a linear layer."""
+    if not uses_onednn(g, x):
+        return g.t() @ x
+    # oneDNN is fastest here when the operand with fewer columns is the one it streams
+    # (measured 1.3-2.5x between the two orders at the model's shapes).
+    if g.size(1) <= x.size(1):
+        return _onednn_linear(g.t(), x.t(), None)
+    return _onednn_linear(x.t(), g.t(), None).t().contiguous()
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``x @ W.T + b`` with all three products of forward and backward in oneDNN."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_linear(x, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        g2 = grad.reshape(-1, grad.size(-1))  # (M, out)
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_linear(grad, weight.t(), None)  # (..., in)
+        if ctx.needs_input_grad[1]:
+            grad_w = matmul_tn(g2, x.reshape(-1, x.size(-1)))  # (out, in)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g2.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` whose CPU fp32 products (forward and backward) run in oneDNN."""
+    if x.size(-1) != weight.size(-1) or not uses_onednn(x, weight):  # torch words shape errors best
+        return F.linear(x, weight, bias)
+    return _OneDNNLinear.apply(x, weight, bias)

@@ -83,24 +83,27 @@ def _chunked(h: torch.Tensor, weight: torch.Tensor, t: torch.Tensor, rows: int, 
     loss = torch.zeros((), device=h.device, dtype=torch.float32)
     correct = torch.zeros((), device=h.device, dtype=torch.long)
     grad_h = torch.empty_like(h) if want_grad_h else None
-    grad_w = torch.zeros_like(weight) if want_grad_w else None
+    grad_w = torch.zeros_like(weight) if want_grad_w and h.size(0) == 0 else None
     with torch.autocast(h.device.type, enabled=False):
         hc_all, w = h.to(dtype), weight.to(dtype)
         for start in range(0, h.size(0), rows):
             hc, tc = hc_all[start:start + rows], t[start:start + rows]  # (n, C), (n,)
-            logits = cpu_gemm.matmul_nt(hc, w).float()  # (n, V)
-            lse = torch.logsumexp(logits, dim=-1)  # (n,)
-            loss += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            logp = torch.log_softmax(cpu_gemm.matmul_nt(hc, w).float(), dim=-1)  # (n, V)
+            loss -= logp.gather(1, tc[:, None]).sum()
             if with_accuracy:
-                correct += (logits.argmax(-1) == tc).sum()
-            if grad_h is None and grad_w is None:
+                correct += (logp.argmax(-1) == tc).sum()
+            if not (want_grad_h or want_grad_w):
                 continue
-            # d loss / d logits = softmax - one_hot(target), built in place over the logits
-            probs = logits.sub_(lse[:, None]).exp_()
+            # d loss / d logits = softmax - one_hot(target), built in place
+            probs = logp.exp_()
             probs.scatter_add_(1, tc[:, None], probs.new_full((tc.numel(), 1), -1.0))
             g = probs.to(dtype)
-            if grad_h is not None:
+            if want_grad_h:
                 grad_h[start:start + rows] = cpu_gemm.matmul_nn(g, w)  # (n, C)
-            if grad_w is not None:
-                grad_w += cpu_gemm.matmul_tn(g, hc)  # (V, C)
+            if want_grad_w:
+                part = cpu_gemm.matmul_tn(g, hc)  # (V, C), possibly a transposed view
+                # accumulate in the layout the product comes in; one copy at the end at most
+                grad_w = part.to(weight.dtype, copy=True) if grad_w is None else grad_w.add_(part)
+    if grad_w is not None:
+        grad_w = grad_w.contiguous()
     return loss, correct, grad_h, grad_w

@@ -2,7 +2,7 @@
 
 Why: PyTorch sends a CPU fp32 ``F.linear``/``torch.mm`` to MKL's sgemm. On AMD CPUs, like the
 2-core EPYC we develop on, MKL uses its AVX2 code path. oneDNN ships in every x86 PyTorch build
-and has AVX-512 fp32 kernels: at the model's shapes it runs 2.2-2.4x MKL's speed
+and has AVX-512 fp32 kernels: at the model's shapes it runs about 2x MKL's speed
 (``bench/bench_pretrain.py`` measures both). The arithmetic is the same IEEE fp32, with no
 bf16/tf32 down-conversion. Only the order of the sums differs, so results agree with
 ``F.linear`` to fp32 rounding.

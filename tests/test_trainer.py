@@ -117,8 +117,11 @@ def test_grad_accumulation_equals_one_big_batch(optimizer: str) -> None:
     for n in g_one:
         torch.testing.assert_close(g_acc[n], g_one[n], atol=1e-6, rtol=1e-5, msg=n)
     p_acc, p_one = params(acc.model), params(one.model)
+    # Adam's first step moves a weight by lr * g / (|g| + eps): for a gradient of ~1e-9 a
+    # rounding-level difference in g moves the result by ~1e-6. A wrong accumulation would be
+    # off by a sizeable part of lr (3e-3), so 1e-5 still catches it.
     for n in p_one:
-        torch.testing.assert_close(p_acc[n], p_one[n], atol=1e-6, rtol=0, msg=n)
+        torch.testing.assert_close(p_acc[n], p_one[n], atol=1e-5, rtol=0, msg=n)
     assert acc.stats.n_targets == one.stats.n_targets == 2 + 10 + 24
     assert acc.stats.loss == pytest.approx(one.stats.loss, abs=1e-6)
 

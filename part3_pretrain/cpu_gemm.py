@@ -11,7 +11,12 @@ The oneDNN path is used only where it applies:
 - the CPU, fp32 input and weight;
 - no CPU autocast (under bf16 autocast ``F.linear`` already goes to oneDNN's bf16 kernels);
 - not under ``torch.compile`` (Inductor picks its own kernels);
-- only when this build of torch has the op.
+- only when this build of torch has the op;
+- only for training, i.e. when autograd records the product. oneDNN keeps a compiled kernel of
+  about 2.5 MB for every distinct shape it has seen. Training shapes are few: fixed windows in
+  pretraining, and lengths rounded to 16 in SFT. Inference shapes are not: every prompt batch
+  has its own length. 240 prompt lengths grew the process by 3 GB on oneDNN and by 0.25 GB on
+  MKL, so inference stays on torch.
 Everything else is plain ``F.linear`` / ``torch.mm``. ``torch_gemm()`` turns the oneDNN path off
 for a block; the benchmark and the tests use it to compare the two kernels.
 """
@@ -51,8 +56,12 @@ def torch_gemm() -> Iterator[None]:
         _enabled[0] = before
 
 
-def uses_onednn(*tensors: torch.Tensor) -> bool:
-    """Whether a product of these tensors, here and now, takes the oneDNN fp32 path."""
+def onednn_applies(*tensors: torch.Tensor) -> bool:
+    """Whether oneDNN's fp32 kernel may run a product of these tensors here and now.
+
+    Callers decide whether they are training (see the module docstring); ``linear`` and
+    ``fused_loss`` pass the answer down as the ``onednn`` flag of the helpers below.
+    """
     return (_enabled[0]
             and torch.backends.mkldnn.enabled
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
@@ -66,22 +75,26 @@ def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> 
     return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
 
 
-def matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b.T`` for a (..., K) and b (N, K), without autograd; oneDNN where it applies."""
-    return _onednn_linear(a, b, None) if uses_onednn(a, b) else a @ b.t()
+# The three products of a linear layer, without autograd. ``onednn`` says which kernel runs
+# (decided by the caller with ``onednn_applies`` and whether it is training).
 
 
-def matmul_nn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for a (..., K) and b (K, N), without autograd; oneDNN where it applies."""
-    return _onednn_linear(a, b.t(), None) if uses_onednn(a, b) else a @ b
+def matmul_nt(a: torch.Tensor, b: torch.Tensor, onednn: bool) -> torch.Tensor:
+    """``a @ b.T`` for a (..., K) and b (N, K)."""
+    return _onednn_linear(a, b, None) if onednn else a @ b.t()
 
 
-def matmul_tn(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def matmul_nn(a: torch.Tensor, b: torch.Tensor, onednn: bool) -> torch.Tensor:
+    """``a @ b`` for a (..., K) and b (K, N)."""
+    return _onednn_linear(a, b.t(), None) if onednn else a @ b
+
+
+def matmul_tn(g: torch.Tensor, x: torch.Tensor, onednn: bool) -> torch.Tensor:
     """``g.T @ x`` for g (M, N) and x (M, K): the (N, K) weight gradient of a linear layer.
 
     May come back as a transposed view of a contiguous (K, N) result (copy it only if needed).
     """
-    if not uses_onednn(g, x):
+    if not onednn:
         return g.t() @ x
     # oneDNN is fastest here when the operand with fewer columns is the one it streams
     # (measured 1.3-2.5x between the two orders at the model's shapes).
@@ -106,16 +119,19 @@ class _OneDNNLinear(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         g2 = grad.reshape(-1, grad.size(-1))  # (M, out)
         if ctx.needs_input_grad[0]:
-            grad_x = _onednn_linear(grad, weight.t(), None)  # (..., in)
+            grad_x = matmul_nn(grad, weight, onednn=True)  # (..., in)
         if ctx.needs_input_grad[1]:
-            grad_w = matmul_tn(g2, x.reshape(-1, x.size(-1)))  # (out, in)
+            grad_w = matmul_tn(g2, x.reshape(-1, x.size(-1)), onednn=True)  # (out, in)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = g2.sum(0)
         return grad_x, grad_w, grad_b
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` whose CPU fp32 products (forward and backward) run in oneDNN."""
-    if x.size(-1) != weight.size(-1) or not uses_onednn(x, weight):  # torch words shape errors best
+    """``F.linear`` whose CPU fp32 training products (forward and backward) run in oneDNN."""
+    training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                            or (bias is not None and bias.requires_grad))
+    # a shape mismatch goes to F.linear too: torch words that error best
+    if not training or x.size(-1) != weight.size(-1) or not onednn_applies(x, weight):
         return F.linear(x, weight, bias)
     return _OneDNNLinear.apply(x, weight, bias)

@@ -61,10 +61,11 @@ def test_linear_takes_non_contiguous_input_and_frozen_weight():
 def test_matmul_helpers_match_torch(n, k):
     g = torch.Generator().manual_seed(3)
     a, b = torch.randn(50, n, generator=g), torch.randn(50, k, generator=g)
-    torch.testing.assert_close(cpu_gemm.matmul_tn(a, b), a.t() @ b, rtol=1e-5, atol=1e-5)
     w = torch.randn(k, n, generator=g)
-    torch.testing.assert_close(cpu_gemm.matmul_nt(a, w), a @ w.t(), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(cpu_gemm.matmul_nn(a, w.t()), a @ w.t(), rtol=1e-5, atol=1e-5)
+    for onednn in (True, False):
+        torch.testing.assert_close(cpu_gemm.matmul_tn(a, b, onednn), a.t() @ b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cpu_gemm.matmul_nt(a, w, onednn), a @ w.t(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cpu_gemm.matmul_nn(a, w.t(), onednn), a @ w.t(), rtol=1e-5, atol=1e-5)
 
 
 @needs_onednn
@@ -78,16 +79,21 @@ def test_linear_is_deterministic():
 
 def test_onednn_path_is_taken_only_where_it_applies():
     x = torch.randn(4, 8)
-    w = torch.randn(6, 8)
-    assert cpu_gemm.uses_onednn(x, w) == cpu_gemm.onednn_available()
-    assert not cpu_gemm.uses_onednn(x.double(), w.double())
-    assert not cpu_gemm.uses_onednn(x.bfloat16(), w.bfloat16())
-    assert not cpu_gemm.uses_onednn(x[:0], w)  # empty: plain torch
+    w = torch.randn(6, 8, requires_grad=True)
+    assert cpu_gemm.onednn_applies(x, w) == cpu_gemm.onednn_available()
+    assert not cpu_gemm.onednn_applies(x.double(), w.double())
+    assert not cpu_gemm.onednn_applies(x.bfloat16(), w.bfloat16())
+    assert not cpu_gemm.onednn_applies(x[:0], w)  # empty: plain torch
+    onednn = cpu_gemm.onednn_available()
+    assert ("OneDNN" in type(cpu_gemm.linear(x, w).grad_fn).__name__) == onednn  # training
+    with torch.no_grad():  # inference: every prompt length would be a new oneDNN kernel
+        assert torch.equal(cpu_gemm.linear(x, w), F.linear(x, w))
+    assert "OneDNN" not in type(cpu_gemm.linear(x, w.detach()).grad_fn).__name__  # nothing to train
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not cpu_gemm.uses_onednn(x, w)
+        assert not cpu_gemm.onednn_applies(x, w)
         assert cpu_gemm.linear(x, w).dtype == torch.bfloat16  # autocast's own bf16 linear
     with cpu_gemm.torch_gemm():
-        assert not cpu_gemm.uses_onednn(x, w)
+        assert not cpu_gemm.onednn_applies(x, w)
         assert torch.equal(cpu_gemm.linear(x, w), F.linear(x, w))
 
 

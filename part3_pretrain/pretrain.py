@@ -52,7 +52,7 @@ class PretrainConfig:
     dropout: float = option(0.0, "dropout probability")
     batch_size: int = option(16, "sequences per micro-batch (per process)")
     grad_accum: int = option(1, "micro-batches per optimizer step")
-    max_steps: int = option(1500, "optimizer steps")
+    max_steps: int = option(1400, "optimizer steps")
     lr: float = option(2e-3, "peak learning rate")
     min_lr_ratio: float = option(0.1, "final LR as a fraction of --lr (cosine decay)")
     warmup_steps: int = option(50, "linear warmup steps")

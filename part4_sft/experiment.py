@@ -426,10 +426,13 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
         torch.set_num_threads(cfg.threads)
     ws = Workspace(progress=cfg.progress)
     t0 = time.perf_counter()
+    base_seconds = 0.0  # pretraining base models that were missing
     if new_runs:
         check_registration(exp_dir, new_runs)
         ws.data(new_runs[0].settings)  # every data problem surfaces before any model work
+        t_bases = time.perf_counter()
         bases = prepare_bases(new_runs, ws, cfg)
+        base_seconds = time.perf_counter() - t_bases
         added = register(exp_dir, new_runs)
         _write_experiment_json(exp_dir, cfg, cfg.grid_specs(), bases)
         skipped = [r.name for r in new_runs if is_done(exp_dir / r.name)]
@@ -438,12 +441,14 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
     schedule(exp_dir, cfg.chunks, ws, cfg.sort_by)
     table, plots = report.write_report(exp_dir, cfg.sort_by, plots=cfg.plots)
     print("\n" + table.terminal)
-    print(f"\nexperiment finished in {time.perf_counter() - t0:.0f} s (base pretraining not included); wrote:")
+    seconds = time.perf_counter() - t0
+    of_which = f", of which {base_seconds:.0f} s preparing the base models" if base_seconds >= 1 else ""
+    print(f"\nexperiment finished in {seconds:.0f} s{of_which}; wrote:")
     for p in [exp_dir / "results.csv", exp_dir / "results.md", *plots]:
         print(f"  {p}")
     print(f"compare the runs' curves with\n  {_tensorboard_line(exp_dir)}")
     return {"exp_dir": str(exp_dir), "table": table, "plots": [str(p) for p in plots],
-            "seconds": time.perf_counter() - t0}
+            "seconds": seconds, "base_seconds": base_seconds}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Layout and parameter names follow GPT-2 (learned positions, pre-LayerNorm blocks, tanh-GELU MLP,
 tied input/output embeddings, ``transformer.h.N.attn.c_attn`` ...), so the model can be checked
 against ``transformers.GPT2LMHeadModel`` weight for weight. Attention goes through
-``F.scaled_dot_product_attention``; linear layers are ``nn.Linear`` whose CPU fp32 products run in
-oneDNN (``cpu_gemm``). The forward pass takes an optional attention mask and position ids (for
+``F.scaled_dot_product_attention``; linear layers are ``nn.Linear`` whose CPU fp32 training
+products run in oneDNN (``cpu_gemm``). The forward pass takes an optional attention mask and position ids (for
 left-padded batches) and an optional ``KVCache`` for incremental decoding. Given ``targets`` it
 returns the summed loss through the fused LM head + cross-entropy (``fused_loss``) instead of
 logits; ``lm_loss`` on the logits is the reference it is tested against.
@@ -96,7 +96,7 @@ class KVCache:
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters, init and state dict) whose CPU fp32 products run in oneDNN."""
+    """``nn.Linear`` (same parameters, init, state dict) whose CPU fp32 training products use oneDNN."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return cpu_gemm.linear(x, self.weight, self.bias)

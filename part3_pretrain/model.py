@@ -4,10 +4,11 @@ Layout and parameter names follow GPT-2 (learned positions, pre-LayerNorm blocks
 tied input/output embeddings, ``transformer.h.N.attn.c_attn`` ...), so the model can be checked
 against ``transformers.GPT2LMHeadModel`` weight for weight. Attention goes through
 ``F.scaled_dot_product_attention``; linear layers are ``nn.Linear`` whose CPU fp32 training
-products run in oneDNN (``cpu_gemm``). The forward pass takes an optional attention mask and position ids (for
-left-padded batches) and an optional ``KVCache`` for incremental decoding. Given ``targets`` it
-returns the summed loss through the fused LM head + cross-entropy (``fused_loss``) instead of
-logits; ``lm_loss`` on the logits is the reference it is tested against.
+products run in oneDNN (``cpu_gemm``). The forward pass takes an optional attention mask and
+position ids (for left-padded batches) and an optional ``KVCache`` for incremental decoding.
+Given ``targets`` it returns the summed loss through the fused LM head + cross-entropy
+(``fused_loss``) instead of logits; ``lm_loss`` on the logits is the reference it is tested
+against.
 
 This file holds only ``nn.Module``s, the config dataclass and ``lm_loss``: no I/O, no tokenizer.
 """
@@ -142,9 +143,10 @@ def bmm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: 
     In a bf16 training step at the default config, PyTorch's CPU flash-attention backward took
     12 ms per layer (6 ms in an fp32 step), whether fed bf16 or upcast fp32 inputs. Two bf16
     ``bmm``s on oneDNN around an fp32 softmax made the whole bf16 step 25% faster; in fp32 the
-    flash kernel stays ahead (10% faster than this), so only CPU bf16 comes here. q: (B, nh, T, hs); k, v: (B, nh, S, hs) with S >= T (the last
-    T keys are the queries' own positions); attn_mask as ``GPT._sdpa_mask`` builds it, or None
-    for plain causal attention.
+    flash kernel stays ahead (10% faster than this), so only CPU bf16 comes here.
+
+    q: (B, nh, T, hs); k, v: (B, nh, S, hs) with S >= T (the last T keys are the queries' own
+    positions); attn_mask as ``GPT._sdpa_mask`` builds it, or None for plain causal attention.
     """
     T, S = q.size(-2), k.size(-2)
     scores = (q @ k.transpose(-1, -2)).float().mul_(1.0 / math.sqrt(q.size(-1)))  # (B, nh, T, S)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -78,9 +79,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt zip, pickled objects, truncated file, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot load checkpoint ({first})") from None
+    except pickle.UnpicklingError:  # torch's message goes on to suggest weights_only=False: never
+        raise CheckpointError(f"{path}: refused: it holds Python objects that a weights-only load does not "
+                              f"run (not a retail-sft checkpoint, or tampered with)") from None
+    except Exception as e:  # corrupt zip, truncated file, ...
+        raise CheckpointError(f"{path}: cannot load checkpoint: the file is corrupt or truncated "
+                              f"({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a retail-sft checkpoint (format {FORMAT!r} expected)")
     return ckpt
@@ -107,7 +111,16 @@ def build_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> tuple[GPT
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
+    bad = non_finite_tensors(ckpt["model"])
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or inf (e.g. {bad[0]}): the run that "
+                              f"wrote it diverged; train it again with a lower --lr")
     return model, tokenizer
+
+
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors in ``state`` that hold NaN or inf."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[GPT, RetailTokenizer, dict]:

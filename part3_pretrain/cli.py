@@ -8,6 +8,7 @@ before any work is done: one line, naming the option, exit code 2.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import types
 import typing
@@ -104,9 +105,17 @@ def below(cfg: Any, names: Sequence[str], minimum: float, strict: bool = False) 
     return [f"{flag(n)} must be {op} {minimum} (got {getattr(cfg, n)})" for n in bad]
 
 
+def non_finite(cfg: Any) -> list[str]:
+    """Problems for float fields of ``cfg`` that are NaN or infinite (they pass every range test,
+    since any comparison with NaN is false, and would then train on NaN)."""
+    return [f"{flag(f.name)} must be a finite number (got {getattr(cfg, f.name)})" for f in fields(cfg)
+            if isinstance(getattr(cfg, f.name), float) and not math.isfinite(getattr(cfg, f.name))]
+
+
 def check_config(cfg: Any) -> None:
-    """Raise ConfigError with every problem of ``cfg`` (its ``problems()``) on one line."""
-    problems = cfg.problems()
+    """Raise ConfigError with every problem of ``cfg`` on one line: non-finite numbers first (range
+    checks are meaningless on them), else the config's own ``problems()``."""
+    problems = non_finite(cfg) or cfg.problems()
     if problems:
         raise ConfigError("; ".join(problems))
 

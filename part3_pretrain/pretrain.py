@@ -28,7 +28,7 @@ from .plot import plot_losses
 from .sink import MetricsSink, read_metrics
 from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
-from .trainer import (DEVICES, DTYPES, OPTIMIZERS, Trainer, TrainerConfig, barrier,
+from .trainer import (DEVICES, DTYPES, OPTIMIZERS, Trainer, TrainerConfig, TrainingDiverged, barrier,
                       dist_info)
 
 PROG = "python -m part3_pretrain.pretrain"
@@ -239,7 +239,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         print(f"  {out / name}")
 
 
-USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, corpus_mod.CorpusError)
+USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, corpus_mod.CorpusError, TrainingDiverged)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,10 +4,16 @@ The special tokens are added at training time, so they own the first ids and are
 or merged: PAD (``<|pad|>``), EOS (``<|endoftext|>``) and the two role markers of the chat prompt
 (``<|user|>``, ``<|assistant|>``). PAD is never EOS. Byte-level pre-tokenisation with no
 normaliser makes ``decode(encode(s)) == s`` for any Unicode string.
+
+Text never turns into special ids: ``encode`` reads a literal ``<|endoftext|>`` in a customer
+message or a corpus file as ordinary characters (a reply that quotes it must not teach EOS in
+the middle). Only code that means a special token puts its id in: ``special_id`` (used by the
+prompt templates) and the EOS appended after each training document or response.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -18,6 +24,14 @@ EOS = "<|endoftext|>"
 USER = "<|user|>"
 ASSISTANT = "<|assistant|>"
 SPECIAL_TOKENS = (PAD, EOS, USER, ASSISTANT)
+SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
+
+
+def _defuse(text: str) -> list[str]:
+    """``text`` cut inside every special-token literal (after its first character), so that no
+    piece contains one and the tokenizer's special-token matcher cannot fire on user text."""
+    cuts = [m.start() + 1 for m in SPECIAL_RE.finditer(text)]
+    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
 
 
 class TokenizerError(ValueError):
@@ -41,11 +55,24 @@ class RetailTokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
+    def special_id(self, token: str) -> int:
+        """The id of one of SPECIAL_TOKENS (for templates that mean the token itself)."""
+        if token not in SPECIAL_TOKENS:
+            raise ValueError(f"{token!r} is not a special token; expected one of {SPECIAL_TOKENS}")
+        return self._tok.token_to_id(token)
+
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
+        """Ids of ``text`` as ordinary text: special-token literals in it stay characters."""
+        if "<|" not in text:  # the fast path: no literal can be present
+            return self._tok.encode(text, add_special_tokens=False).ids
+        pieces = self._tok.encode_batch(_defuse(text), add_special_tokens=False)
+        return [i for piece in pieces for i in piece.ids]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+        texts = list(texts)
+        if not any("<|" in t for t in texts):
+            return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        return [self.encode(t) for t in texts]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)

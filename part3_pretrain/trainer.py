@@ -193,6 +193,10 @@ def make_optimizer(model: nn.Module, cfg: TrainerConfig, device: torch.device) -
 # the loop
 
 
+class TrainingDiverged(RuntimeError):
+    """A step whose loss or gradient norm is NaN or inf; raised before that step's update."""
+
+
 @dataclass
 class StepStats:
     loss: float
@@ -309,15 +313,27 @@ class Trainer:
             if with_accuracy:  # an argmax over the vocabulary: only on steps that get logged
                 correct += out.n_correct
             n_tokens += int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
+        loss_sum, correct = self._all_reduce(loss_sum), self._all_reduce(correct)
         grad_norm = self._clip()
+        self._check_finite(float(loss_sum / n_tgt), grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, correct = self._all_reduce(loss_sum), self._all_reduce(correct)
         self.step += 1
         self._step_start = None  # the step is complete: nothing to roll back any more
         return StepStats(loss=(loss_sum / n_tgt).item(), n_targets=int(n_tgt.item()),
                          n_tokens=n_tokens * self.world, correct=int(correct.item()),
                          grad_norm=grad_norm, lr=lr)
+
+    def _check_finite(self, loss: float, grad_norm: float) -> None:
+        """Stop before a non-finite update reaches the weights: the model and the last checkpoint
+        stay as they were after the previous step."""
+        if math.isfinite(loss) and math.isfinite(grad_norm):
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        self._step_start = None
+        kept = f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else "nothing saved"
+        raise TrainingDiverged(f"step {self.step + 1}: loss {loss} / gradient norm {grad_norm} is not finite; "
+                               f"stopped before the update ({kept}); lower --lr or check the data")
 
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]

@@ -44,7 +44,7 @@ def build_example(tok: RetailTokenizer, scheme: PromptScheme, context: str, resp
     A too-long prompt loses tokens from its left (the oldest context); the response is never cut,
     because a cut response would teach the model to stop without EOS.
     """
-    prompt_ids = tok.encode(scheme.prompt(context))
+    prompt_ids = scheme.encode_prompt(tok, context)
     target_ids = tok.encode(scheme.response(response)) + [tok.eos_id]
     budget = max_len + 1 - len(target_ids)  # ids = inputs + one final target
     if budget < 1:
@@ -76,10 +76,11 @@ def audit_labels(examples: Sequence[Example], tok: RetailTokenizer) -> dict:
 
     Rules: each example has trainable tokens; its last input's label is EOS (EOS is trained);
     no label falls on a prompt position; every label after the prompt is the next input token
-    (the response is trained exactly); PAD is never a label.
+    (the response is trained exactly); PAD is never a label; no special id (EOS, PAD, a role
+    token) is a label anywhere but the final EOS, so text in a response never trains a stop.
     """
     problems: list[str] = []
-    n_targets = n_eos = n_context_trained = n_pad_trained = 0
+    n_targets = n_eos = n_context_trained = n_pad_trained = n_special_inside = 0
     for i, ex in enumerate(examples):
         targets = [t for t in ex.labels if t != IGNORE_INDEX]
         n_targets += len(targets)
@@ -89,6 +90,7 @@ def audit_labels(examples: Sequence[Example], tok: RetailTokenizer) -> dict:
         n_eos += ex.labels[-1] == tok.eos_id
         n_context_trained += sum(t != IGNORE_INDEX for t in ex.labels[:ex.prompt_len - 1])
         n_pad_trained += sum(t == tok.pad_id for t in targets)
+        n_special_inside += sum(t in tok.special_ids for t in targets[:-1])
         expected = ex.input_ids[ex.prompt_len:] + [tok.eos_id]
         if ex.labels[ex.prompt_len - 1:] != expected or ex.labels[-1] != tok.eos_id:
             problems.append(f"example {i}: labels are not exactly response + EOS")
@@ -96,8 +98,11 @@ def audit_labels(examples: Sequence[Example], tok: RetailTokenizer) -> dict:
         problems.append(f"{n_context_trained} context tokens would be trained")
     if n_pad_trained:
         problems.append(f"{n_pad_trained} PAD tokens would be trained")
+    if n_special_inside:
+        problems.append(f"{n_special_inside} special tokens would be trained before the final EOS")
     counts = {"examples": len(examples), "trainable_tokens": n_targets, "eos_trained": n_eos,
               "context_tokens_trained": n_context_trained, "pad_tokens_trained": n_pad_trained,
+              "special_tokens_inside_targets": n_special_inside,
               "violations": len(problems)}
     if problems:
         raise LabelAuditError(f"label audit failed ({len(problems)} problems): " + "; ".join(problems[:5]))

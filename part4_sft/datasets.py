@@ -1,7 +1,8 @@
 """Train / validation / test splits for SFT, from the synthetic generator or the user's files.
 
-Synthetic: 5,000 rated pairs are written to ``data/sft_dataset.json``; the high-quality ones
-train; validation contexts use train slot values, test contexts held-out ones. User data:
+Synthetic: 5,000 pairs rated by the rubric are written to ``data/sft_dataset.json``; the 500
+best-rated train (or, for the filter ablation, a random 500 or all of them); validation contexts
+use train slot values, test contexts held-out ones, and a second test set also held-out phrasing. User data:
 ``--data`` filtered by its quality column, with ``--test-data`` or a seeded held-out split.
 Either way the test set is checked against the training data before anything trains.
 """
@@ -15,8 +16,11 @@ import torch
 from part3_pretrain.checkpoint import write_text_atomic
 
 from . import synthetic
-from .data import check_disjoint, normalise_context
+from .data import LeakError, check_disjoint, normalise_context
 from .loaders import DataError, filter_by_quality, load_pairs
+
+
+TRAIN_SETS = ("hq", "random", "all")  # the quality-filter ablation: best-rated, random, everything
 
 
 @dataclass
@@ -24,26 +28,52 @@ class DatasetSplits:
     train: list[dict]  # {"context", "response", ...}
     val: list[dict]  # {"context", "reference", ...}
     test: list[dict]  # {"context", "reference"[, "reference_2"], ...}
+    test_unseen: list[dict] = field(default_factory=list)  # unseen phrasing (synthetic data only)
     summary: dict = field(default_factory=dict)
+
+    def test_sets(self) -> dict[str, list[dict]]:
+        """The held-out test sets by name ("test"; "test_unseen" where there is one)."""
+        return {"test": self.test, **({"test_unseen": self.test_unseen} if self.test_unseen else {})}
+
+
+def choose_train(pairs: list[dict], train_set: str, n_keep: int, seed: int) -> list[dict]:
+    """The training pairs: the rubric's best-rated ("hq"), a seeded random sample of the same
+    size ("random"), or every generated pair ("all")."""
+    if train_set == "hq":
+        return [p for p in pairs if p["high_quality"] == 1]
+    if train_set == "random":
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+        return [pairs[i] for i in sorted(order[:n_keep])]
+    if train_set == "all":
+        return list(pairs)
+    raise ValueError(f"unknown train set {train_set!r}; choose from {TRAIN_SETS}")
 
 
 def synthetic_splits(cfg) -> DatasetSplits:
-    """Generate, write and filter the synthetic pairs; build val and test; check disjointness."""
+    """Generate, write and rate the synthetic pairs; choose the training pairs; build val and the
+    two test sets (unseen slot values; unseen values and phrasing); check disjointness."""
     pairs = synthetic.generate_pairs(cfg.n_pairs, cfg.n_high_quality, seed=cfg.data_seed)
     write_text_atomic(json.dumps(pairs, indent=1) + "\n", cfg.dataset_path)
     report = synthetic.filter_report(pairs)
-    train = [p for p in pairs if p["high_quality"] == 1]
-    print(f"quality filter: {report['total']} pairs -> {len(train)} high quality (rating >= 4.0); "
-          f"rejected by rule: " + ", ".join(f"{k} {v}" for k, v in report["rejected_rules"].items() if v),
-          flush=True)
+    train = choose_train(pairs, cfg.train_set, cfg.n_high_quality, cfg.data_seed)
+    print(f"quality filter: {report['total']} pairs rated by the rubric ({report['rated_at_least_4']} >= 4.0); "
+          f"the {report['high_quality']} best-rated kept (lowest kept {report['kept_min_rating']}); "
+          f"training on {cfg.train_set}: {len(train)} pairs", flush=True)
     all_contexts = [p["context"] for p in pairs]
     val = synthetic.generate_eval_set("val", cfg.n_val, seed=cfg.data_seed, exclude_contexts=all_contexts)
     test = synthetic.generate_eval_set("test", cfg.n_test, seed=cfg.data_seed)
+    unseen = synthetic.generate_eval_set("test_unseen", cfg.n_test, seed=cfg.data_seed)
     disjoint = {"test": check_disjoint(train, test, "test", check_heldout_values=True),
+                "test_unseen": check_disjoint(train, unseen, "test_unseen", check_heldout_values=True),
                 "validation": check_disjoint(train, val, "validation", check_heldout_values=False)}
-    summary = {"source": "synthetic", "path": str(cfg.dataset_path), "filter": report,
-               "train": len(train), "val": len(val), "test": len(test), "disjointness": disjoint}
-    return DatasetSplits(train, val, test, summary)
+    leaks = synthetic.template_leaks(p["context"] + "\n" + p["response"] for p in train)
+    if leaks:
+        raise LeakError(f"training pairs contain held-out phrasing reserved for test_unseen: {leaks[:3]}")
+    disjoint["test_unseen"]["heldout_templates_in_train"] = 0
+    summary = {"source": "synthetic", "path": str(cfg.dataset_path), "filter": report, "train_set": cfg.train_set,
+               "train": len(train), "val": len(val), "test": len(test), "test_unseen": len(unseen),
+               "disjointness": disjoint}
+    return DatasetSplits(train, val, test, unseen, summary)
 
 
 def _as_eval_rows(rows: list[dict]) -> list[dict]:
@@ -86,7 +116,7 @@ def user_splits(cfg) -> DatasetSplits:
                "train": len(train_rows), "val": len(val), "test": len(test), "disjointness": disjoint}
     print(f"data: {cfg.data}: {report['total']} pairs, {report['kept']} kept by quality; "
           f"{len(train_rows)} train, {len(val)} validation, {len(test)} test", flush=True)
-    return DatasetSplits(train_rows, val, test, summary)
+    return DatasetSplits(train_rows, val, test, summary=summary)
 
 
 def load_splits(cfg) -> DatasetSplits:

@@ -1,19 +1,27 @@
-"""Pretrained-vs-SFT evaluation on held-out contexts only.
+"""Model evaluation on held-out contexts: generate, then score the job and the text.
 
-For one model: generate replies to the test contexts (greedy is the headline, temperature
-sampling too, same prompts and seed for every model), score them against the references (BLEU,
-ROUGE-L with bootstrap CIs), count how generation stopped, and compute the teacher-forced loss,
-perplexity and token accuracy of the references. For two models: paired bootstrap CIs of the
-differences on the same rows. The oracle ceiling scores a second, independent reference against
-the first, so a score can be read against what the data allows.
+For one model (:func:`evaluate_model`): generate replies to the rows' contexts (greedy is the
+headline, temperature sampling too; same prompts and seed for every model), and score them:
+
+- job metrics (``job_metrics.py``): specifics recall, invented specifics, intent accuracy and the
+  rubric on every reply, with bootstrap CIs;
+- text metrics against *all* of a row's references (multi-reference BLEU, best-of ROUGE-L);
+- how generation stopped, and the teacher-forced loss of the first reference.
+
+For two models (:func:`compare`): paired bootstrap CIs of the differences on the same rows.
+:func:`inter_reference_agreement` scores the second reference against the first: how much two
+good replies agree, which is NOT a ceiling (a reply can be as good as a reference and share few
+words with it). :func:`generation_records` lays every reply of every model side by side for
+``generations.jsonl``; :func:`select_examples` picks wins, losses and ties for the report.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
 from part3_pretrain.data import mean_loss
@@ -21,9 +29,11 @@ from part3_pretrain.generate import generate
 from part3_pretrain.model import GPT
 from part3_pretrain.tokenizer import RetailTokenizer
 
-from . import metrics
+from . import job_metrics, metrics
 from .data import build_examples, fixed_batches
 from .prompts import PromptScheme
+
+MODES = ("greedy", "sampled")
 
 
 @dataclass
@@ -37,10 +47,15 @@ class EvalSettings:
     n_boot: int = 1000
 
 
+def references(rows: Sequence[Mapping]) -> list[list[str]]:
+    """Every row's references: "reference" and, where present, "reference_2"."""
+    return [[r["reference"]] + ([r["reference_2"]] if r.get("reference_2") else []) for r in rows]
+
+
 def encode_prompts(tok: RetailTokenizer, scheme: PromptScheme, contexts: Sequence[str],
                    max_prompt_len: int) -> list[list[int]]:
     """Prompt ids as in training (too-long prompts lose tokens from the left)."""
-    return [tok.encode(scheme.prompt(c))[-max_prompt_len:] for c in contexts]
+    return [scheme.encode_prompt(tok, c)[-max_prompt_len:] for c in contexts]
 
 
 def generate_replies(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, contexts: Sequence[str],
@@ -70,49 +85,114 @@ def reference_loss(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows:
             "token_accuracy": result["token_acc"]}
 
 
-def score(references: Sequence[str], replies: dict, n_boot: int, seed: int) -> dict:
-    return {**metrics.text_metrics(references, replies["texts"], n_boot=n_boot, seed=seed),
-            **metrics.stop_stats(replies["stopped_by_eos"], replies["lengths"])}
+def score(rows: Sequence[Mapping], replies: dict, n_boot: int, seed: int) -> tuple[dict, list[dict]]:
+    """(report, per-row judgements) of generated ``replies`` to ``rows``: job metrics, text
+    metrics against every reference, and stop statistics."""
+    judged = [job_metrics.judge_reply(text, row) for text, row in zip(replies["texts"], rows)]
+    report = {"job": job_metrics.job_metrics(rows, replies["texts"], n_boot, seed, judged=judged),
+              **metrics.text_metrics(references(rows), replies["texts"], n_boot=n_boot, seed=seed),
+              **metrics.stop_stats(replies["stopped_by_eos"], replies["lengths"])}
+    return report, judged
+
+
+def scalars(report: Mapping) -> dict[str, float | None]:
+    """The headline numbers of one :func:`score` report, flat (None where absent)."""
+    return {**job_metrics.headline(report["job"]), "rouge_l": report["rouge_l"], "bleu": report["bleu"],
+            "eos_stop_rate": report["eos_stop_rate"]}
 
 
 @torch.no_grad()
 def evaluate_model(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict],
                    settings: EvalSettings) -> tuple[dict, dict]:
-    """(metrics, outputs) of one model on the test rows: greedy, sampled and reference loss."""
+    """(report, outputs) of one model on the rows: greedy, sampled and reference loss.
+
+    ``outputs[mode]`` holds the replies, stop flags, lengths and per-row judgements.
+    """
     t0 = time.perf_counter()
     contexts = [r["context"] for r in rows]
-    refs = [r["reference"] for r in rows]
-    greedy = generate_replies(model, tok, scheme, contexts, settings, temperature=0.0)
-    sampled = generate_replies(model, tok, scheme, contexts, settings, temperature=settings.temperature)
-    report = {"greedy": score(refs, greedy, settings.n_boot, settings.seed),
-              "sampled": {"temperature": settings.temperature,
-                          **score(refs, sampled, settings.n_boot, settings.seed)},
-              "reference_loss": reference_loss(model, tok, scheme, rows),
-              "seconds": round(time.perf_counter() - t0, 1)}
-    return report, {"greedy": greedy["texts"], "sampled": sampled["texts"]}
+    report: dict = {"prompt_scheme": scheme.name}
+    outputs: dict = {}
+    for mode in MODES:
+        temperature = 0.0 if mode == "greedy" else settings.temperature
+        replies = generate_replies(model, tok, scheme, contexts, settings, temperature=temperature)
+        report[mode], replies["judged"] = score(rows, replies, settings.n_boot, settings.seed)
+        if mode == "sampled":
+            report[mode] = {"temperature": settings.temperature, **report[mode]}
+        outputs[mode] = replies
+    report["reference_loss"] = reference_loss(model, tok, scheme, rows)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report, outputs
 
 
 def compare(rows: Sequence[dict], base_out: dict, sft_out: dict, n_boot: int, seed: int) -> dict:
-    """SFT minus pretrained on the same rows, with paired bootstrap 95% CIs."""
-    refs = [r["reference"] for r in rows]
+    """SFT minus pretrained on the same rows, with paired bootstrap 95% CIs: every job metric
+    and the text metrics against all references."""
+    refs = references(rows)
     out = {}
-    for mode in ("greedy", "sampled"):
-        out[mode] = {m: metrics.paired_bootstrap_diff(refs, base_out[mode], sft_out[mode], m,
-                                                      n_boot=n_boot, seed=seed)
-                     for m in ("rouge_l", "bleu", "sentence_bleu")}
+    for mode in MODES:
+        out[mode] = {"job": job_metrics.paired_job_diff(rows, base_out[mode]["judged"], sft_out[mode]["judged"],
+                                                        n_boot=n_boot, seed=seed),
+                     **{m: metrics.paired_bootstrap_diff(refs, base_out[mode]["texts"], sft_out[mode]["texts"], m,
+                                                         n_boot=n_boot, seed=seed)
+                        for m in ("rouge_l", "bleu", "sentence_bleu")}}
     return out
 
 
-def oracle(rows: Sequence[dict], n_boot: int, seed: int) -> dict | None:
-    """Scores of an independent second high-quality reference (None when the data has none)."""
-    if not rows or any("reference_2" not in r for r in rows):
+def inter_reference_agreement(rows: Sequence[dict], n_boot: int, seed: int) -> dict | None:
+    """The second reference scored as a reply: text metrics against the first reference (how much
+    two good replies agree; not a ceiling) and its job metrics (what a good reply scores)."""
+    if not rows or any(not r.get("reference_2") for r in rows):
         return None
-    return metrics.text_metrics([r["reference"] for r in rows], [r["reference_2"] for r in rows],
-                                n_boot=n_boot, seed=seed)
+    second = [r["reference_2"] for r in rows]
+    return {"note": "reference_2 scored against reference: agreement between two good replies, not a ceiling",
+            **metrics.text_metrics([r["reference"] for r in rows], second, n_boot=n_boot, seed=seed),
+            "job": job_metrics.job_metrics(rows, second, n_boot, seed)}
 
 
-def qualitative(rows: Sequence[dict], base_out: dict, sft_out: dict, n: int) -> list[dict]:
-    """The first ``n`` test rows side by side (the order is the test set's, not cherry-picked)."""
-    return [{"context": r["context"], "reference": r["reference"],
-             "pretrained_greedy": base_out["greedy"][i], "sft_greedy": sft_out["greedy"][i],
-             "sft_sampled": sft_out["sampled"][i]} for i, r in enumerate(rows[:n])]
+def _row_score(judged: dict, text_score: float) -> float:
+    """One number per reply for picking examples: the rubric rating, else ROUGE-L."""
+    return judged["rating"] if judged["rating"] is not None else text_score
+
+
+def select_examples(rows: Sequence[dict], base_out: dict, sft_out: dict, n: int) -> list[dict]:
+    """About n/3 rows where SFT beats the pretrained model most, n/3 where it loses most and the
+    rest ties (greedy, by rubric rating or else ROUGE-L), each labelled; not the first rows."""
+    if n <= 0 or not rows:
+        return []
+    refs = references(rows)
+    b_text = metrics.rouge_l(refs, base_out["greedy"]["texts"])
+    s_text = metrics.rouge_l(refs, sft_out["greedy"]["texts"])
+    diff = np.array([_row_score(s, st) - _row_score(b, bt) for s, b, st, bt in
+                     zip(sft_out["greedy"]["judged"], base_out["greedy"]["judged"], s_text, b_text)])
+    order = np.argsort(-diff, kind="stable")
+    k = max(1, n // 3)
+    wins = [int(i) for i in order[:k] if diff[i] > 0]
+    losses = [int(i) for i in order[::-1][:k] if diff[i] < 0]
+    ties = [int(i) for i in np.flatnonzero(diff == 0)][: n - len(wins) - len(losses)]
+    picks = [(i, "sft_better") for i in wins] + [(i, "pretrained_better") for i in losses] + \
+            [(i, "tie") for i in ties]
+    return [{"row": i, "outcome": outcome, "context": rows[i]["context"], "reference": rows[i]["reference"],
+             "pretrained_greedy": base_out["greedy"]["texts"][i], "sft_greedy": sft_out["greedy"]["texts"][i],
+             "sft_sampled": sft_out["sampled"]["texts"][i],
+             "pretrained_rating": base_out["greedy"]["judged"][i]["rating"],
+             "sft_rating": sft_out["greedy"]["judged"][i]["rating"]} for i, outcome in picks]
+
+
+def generation_records(rows: Sequence[dict], outputs: Mapping[str, dict], split: str) -> list[dict]:
+    """One record per row: the context, its references and every model's greedy and sampled reply
+    with how it stopped and how it was judged (rating, failed rules, specifics hit, invented)."""
+    records = []
+    for i, row in enumerate(rows):
+        rec = {"split": split, "row": i, "context": row["context"], "references": references([row])[0],
+               "intent": row.get("intent"), "slots": row.get("slots")}
+        for name, out in outputs.items():
+            for mode in MODES:
+                j = out[mode]["judged"][i]
+                rec[f"{name}_{mode}"] = {"reply": out[mode]["texts"][i],
+                                         "stopped_by": "eos" if out[mode]["stopped_by_eos"][i] else "length",
+                                         "tokens": out[mode]["lengths"][i], "rating": j["rating"],
+                                         "failed_rules": j["rules"], "intent_ok": j["intent_ok"],
+                                         "specifics": j["specifics"], "specifics_hit": j["specifics_hit"],
+                                         "invented": j["invented"]}
+        records.append(rec)
+    return records

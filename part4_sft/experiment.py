@@ -10,13 +10,18 @@ pretrained on demand if missing and reused afterwards) x 2 prompt schemes (``qa`
 grids: ``--grid FILE.json`` or the list options (``--lrs``, ``--epochs``, ``--adapters`` with
 ranks/alphas/targets or ``full``, ``--data hq all``, ``--seeds K``); see ``part4_sft/grid.py``.
 
-Every run is evaluated like ``part4_sft.sft``: the same held-out test contexts (unseen slot
-values, checked), validation loss and token accuracy, greedy ROUGE-L / BLEU / EOS-stop rate on a
-fixed subset of 48 test contexts before training and after every epoch, and on the whole test set
-at the end. An experiment is its directory: runs registered there (by a grid or by ``--clone``)
-are trained until they are done or stopped. The
-results table (terminal, results.csv, results.md) is rebuilt from the event files after every
-chunk; plots go to ``plots/``.
+Every run is evaluated on part 4's splits, and model selection never touches the test set:
+validation loss and token accuracy before training and after every epoch, with greedy replies to
+a fixed subset of the VALIDATION rows (the first ``--val-gen-rows``, 48 of the 100) scored by the
+job metrics (specifics recall, invented share, intent accuracy, rubric pass rate and mean) and
+ROUGE-L / BLEU / EOS-stop rate (``val_gen/`` in TensorBoard). At the end, greedy replies to the
+whole validation split (``final_val/``) and, once, to the whole held-out test set (``final/``,
+unseen slot values, checked), both with bootstrap CIs in each run's evaluation.json. The best run
+is marked by a validation metric (``--select-by``, default the validation rubric pass rate;
+the validation loss when the data has no intents/slots); ``--sort-by`` only orders the rows.
+An experiment is its directory: runs registered there (by a grid or by ``--clone``) are trained
+until they are done or stopped. The results table (terminal, results.csv, results.md) is rebuilt
+from the event files after every chunk; plots go to ``plots/``.
 
 Why these defaults (measured on the two bases; the 8-run grid must finish in < 15 min on a 2-core
 CPU once the bases exist, i.e. at most ~90 s per run including evaluation):
@@ -30,8 +35,10 @@ CPU once the bases exist, i.e. at most ~90 s per run including evaluation):
   grid took 303 s (large base ~46 s a run, small ~28 s; final greedy evaluation ~6 s of that).
 - Full fine-tuning, when in a grid, defaults to 1e-3 (validation loss 0.91 vs 1.12 at 3e-4).
 - Greedy replies get up to 64 new tokens as in part 4 (references average ~52 tokens), and are
-  scored on all 250 held-out test contexts; a 48-context subset is generated before training
-  and after every epoch for the curves.
+  scored on all 100 validation rows and all 250 held-out test contexts at the end; the first 48
+  validation rows are generated before training and after every epoch for the curves. With the
+  whole-validation pass, one large-base run (qa, r8) took 44 s on the shared 2-core CPU, of which
+  the final evaluation (100 validation + 250 test replies, scored) took 7 s.
 
 Control: ``--chunks N`` trains every run on its k-th N-th of steps before any run starts the
 (k+1)-th (the same batches in the same order as unchunked training). Rerunning skips finished
@@ -102,8 +109,11 @@ class ExperimentConfig:
     schedule: str = option("cosine", "LR schedule after warmup", choices=SCHEDULES)
     min_lr_ratio: float = option(0.1, "final LR as a fraction of the run's LR (cosine)")
     grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
-    evals_per_epoch: int = option(1, "validation + subset generation evaluations per epoch (and one at the end)")
-    gen_subset: int = option(48, "test contexts generated at every interval evaluation (the first N, fixed)")
+    evals_per_epoch: int = option(1, "validation evaluations per epoch, each with greedy replies to the validation "
+                                     "subset (and one at the end)")
+    val_gen_rows: int = option(48, "validation rows (the first N, fixed) answered greedily at every interval "
+                                   "evaluation (val_gen/ curves); the whole validation split is scored at the end "
+                                   "(final_val/) and the test set only then (final/)")
     max_new_tokens: int = option(64, "longest greedy reply (as part4_sft.sft)")
     eval_batch_size: int = option(64, "prompts generated at once")
     n_boot: int = option(1000, "bootstrap resamples for the final metrics' confidence intervals")
@@ -124,7 +134,11 @@ class ExperimentConfig:
     unstop: str | None = option(None, "let a stopped RUN continue at the next (re)run and exit", metavar="RUN")
     clone: str | None = option(None, "add a run warm-started from RUN's weights with the --set changes", metavar="RUN")
     set: tuple[str, ...] = option((), "knob changes of --clone, e.g. --set lr=1e-3 --set lora_r=16", cli=False)
-    sort_by: str = option("eval_loss", "metric the results table is sorted by", choices=report.SORT_CHOICES)
+    select_by: str = option(report.DEFAULT_SELECT, "validation metric that marks the best run in the table "
+                            "(eval_loss when no run has it: data without intents/slots); never a test metric",
+                            choices=report.SELECT_CHOICES)
+    sort_by: str | None = option(None, "column the results table is sorted by, test ones included (it only orders "
+                                 "the rows); None: the --select-by metric", choices=report.SORT_CHOICES)
     plots: bool = option(True, "write comparison plots at the end")
     threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 helps on a busy machine")
     progress: bool = option(True, "show progress bars")
@@ -145,7 +159,7 @@ class ExperimentConfig:
         return specs
 
     def problems(self) -> list[str]:
-        p = below(self, ("seeds", "batch_size", "gen_subset", "max_new_tokens", "eval_batch_size", "n_boot",
+        p = below(self, ("seeds", "batch_size", "val_gen_rows", "max_new_tokens", "eval_batch_size", "n_boot",
                          "n_pairs", "n_high_quality", "n_val", "n_test", "chunks"), 1)
         p += below(self, ("weight_decay", "grad_clip", "evals_per_epoch", "n_examples", "data_seed", "threads"), 0)
         p += [f"--lrs must all be > 0 (got {list(self.lrs)})"] if any(not lr > 0 for lr in self.lrs) else []
@@ -331,14 +345,17 @@ class ExperimentLock:
 def _chunk_line(res, chunk: int, chunks: int) -> str:
     last = res.last
     parts = [f"step {res.step}/{res.max_steps}"]
-    for key, label in (("train/loss", "train loss"), ("val/loss", "eval loss"), ("gen/rouge_l", "ROUGE-L@subset"),
-                       ("final/rouge_l", "ROUGE-L@test"), ("final/bleu", "BLEU@test")):
+    for key, label in (("train/loss", "train loss"), ("val/loss", "eval loss"),
+                       ("val_gen/rubric_pass", "rubric pass@val subset"), ("val_gen/rouge_l", "ROUGE-L@val subset"),
+                       ("final_val/rubric_pass", "rubric pass@val"), ("final/rubric_pass", "rubric pass@test"),
+                       ("final/specifics_recall", "specifics@test"), ("final/rouge_l", "ROUGE-L@test")):
         if key in last:
             parts.append(f"{label} {last[key]:.3f}")
     return f"[chunk {chunk + 1}/{chunks}] {res.name}: " + ", ".join(parts) + f" ({res.seconds:.1f} s)"
 
 
-def schedule(exp_dir: Path, chunks: int, ws: Workspace, sort_by: str) -> None:
+def schedule(exp_dir: Path, chunks: int, ws: Workspace, sort_by: str | None,
+             select_by: str = report.DEFAULT_SELECT) -> None:
     """Train every registered run that is neither done nor stopped, chunk k of every run before
     chunk k+1 of any; re-reads the directory each round (clones added meanwhile join in)."""
     k, announced = 0, set()
@@ -360,11 +377,11 @@ def schedule(exp_dir: Path, chunks: int, ws: Workspace, sort_by: str) -> None:
             res = train_chunk(run, exp_dir, until, ws)
             progressed = True
             print(_chunk_line(res, chunk, chunks), flush=True)
-            report.write_tables(exp_dir, sort_by)
+            report.write_tables(exp_dir, sort_by, select_by)
         if not progressed and chunk == chunks - 1:
             return
         if progressed and chunk < chunks - 1:  # the last round's table is printed by the caller
-            print("\n" + report.build_table(exp_dir, sort_by).terminal + "\n", flush=True)
+            print("\n" + report.build_table(exp_dir, sort_by, select_by).terminal + "\n", flush=True)
         k += 1
 
 
@@ -438,8 +455,8 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
         skipped = [r.name for r in new_runs if is_done(exp_dir / r.name)]
         print(f"{len(new_runs)} runs in the grid ({len(added)} new, {len(skipped)} already finished and skipped)",
               flush=True)
-    schedule(exp_dir, cfg.chunks, ws, cfg.sort_by)
-    table, plots = report.write_report(exp_dir, cfg.sort_by, plots=cfg.plots)
+    schedule(exp_dir, cfg.chunks, ws, cfg.sort_by, cfg.select_by)
+    table, plots = report.write_report(exp_dir, cfg.sort_by, plots=cfg.plots, select_by=cfg.select_by)
     print("\n" + table.terminal)
     seconds = time.perf_counter() - t0
     of_which = f", of which {base_seconds:.0f} s preparing the base models" if base_seconds >= 1 else ""
@@ -471,7 +488,10 @@ class ReportConfig:
     """``python -m part4_sft.experiment report DIR``: the table and plots from a directory alone."""
 
     dir: str = option("", "experiment directory", cli=False)
-    sort_by: str = option("eval_loss", "metric the table is sorted by", choices=report.SORT_CHOICES)
+    select_by: str = option(report.DEFAULT_SELECT, "validation metric that marks the best run (eval_loss when no "
+                            "run has it); never a test metric", choices=report.SELECT_CHOICES)
+    sort_by: str | None = option(None, "column the table is sorted by, test ones included (it only orders the "
+                                 "rows); None: the --select-by metric", choices=report.SORT_CHOICES)
     plots: bool = option(True, "write the comparison plots too")
 
     def problems(self) -> list[str]:
@@ -485,7 +505,7 @@ def report_main(argv: Sequence[str]) -> int:
     cfg = config_from_namespace(ReportConfig, parser.parse_args(argv))
     try:
         check_config(cfg)
-        table, plots = report.write_report(cfg.dir, cfg.sort_by, plots=cfg.plots)
+        table, plots = report.write_report(cfg.dir, cfg.sort_by, plots=cfg.plots, select_by=cfg.select_by)
     except (ConfigError, report.ReportError) as e:
         return fail(prog, str(e))
     print(table.terminal)

@@ -66,8 +66,17 @@ class _Tokenizer:
 # ---------------------------------------------------------------------------- validation
 
 
-def _check_pairs(references: Sequence[str], hypotheses: Sequence[str]) -> None:
-    """Raise ValueError unless both are equally long, non-empty sequences of str."""
+References = Sequence["str | Sequence[str]"]  # one reference, or alternatives, per row
+
+
+def _ref_list(reference: str | Sequence[str]) -> list[str]:
+    """A row's references as a list (one string is one reference)."""
+    return [reference] if isinstance(reference, str) else list(reference)
+
+
+def _check_pairs(references: References, hypotheses: Sequence[str]) -> None:
+    """Raise ValueError unless both are equally long, non-empty sequences; each reference is a
+    str or a non-empty sequence of str (alternatives), each hypothesis a str."""
     if isinstance(references, str) or isinstance(hypotheses, str):
         raise ValueError("references and hypotheses must be sequences of strings, not a string")
     if len(references) != len(hypotheses):
@@ -77,10 +86,13 @@ def _check_pairs(references: Sequence[str], hypotheses: Sequence[str]) -> None:
         )
     if len(references) == 0:
         raise ValueError("references and hypotheses are empty")
-    for name, texts in (("references", references), ("hypotheses", hypotheses)):
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise ValueError(f"{name}[{i}] is {type(text).__name__}, expected str")
+    for i, text in enumerate(hypotheses):
+        if not isinstance(text, str):
+            raise ValueError(f"hypotheses[{i}] is {type(text).__name__}, expected str")
+    for i, ref in enumerate(references):
+        alts = [ref] if isinstance(ref, str) else ref
+        if not isinstance(alts, Sequence) or not alts or not all(isinstance(a, str) for a in alts):
+            raise ValueError(f"references[{i}] is {type(ref).__name__}, expected str or non-empty list of str")
 
 
 def _check_boot(n_boot: int, alpha: float = 0.05) -> None:
@@ -97,10 +109,10 @@ def _smoothing() -> nltk_bleu.SmoothingFunction:
     return nltk_bleu.SmoothingFunction()
 
 
-def corpus_bleu(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Corpus BLEU-4 (nltk, method1 smoothing), one reference per hypothesis."""
+def corpus_bleu(references: References, hypotheses: Sequence[str]) -> float:
+    """Corpus BLEU-4 (nltk, method1 smoothing); a row may have several references."""
     _check_pairs(references, hypotheses)
-    refs = [[tokenize(r)] for r in references]
+    refs = [[tokenize(r) for r in _ref_list(ref)] for ref in references]
     hyps = [tokenize(h) for h in hypotheses]
     score = nltk_bleu.corpus_bleu(
         refs, hyps, weights=BLEU_WEIGHTS, smoothing_function=_smoothing().method1
@@ -108,42 +120,55 @@ def corpus_bleu(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     return float(score)
 
 
-def sentence_bleu(references: Sequence[str], hypotheses: Sequence[str]) -> list[float]:
-    """Smoothed (method1) sentence BLEU-4 for each (reference, hypothesis) pair."""
+def sentence_bleu(references: References, hypotheses: Sequence[str]) -> list[float]:
+    """Smoothed (method1) sentence BLEU-4 for each (reference(s), hypothesis) pair."""
     _check_pairs(references, hypotheses)
     smooth = _smoothing().method1
     return [
         float(
             nltk_bleu.sentence_bleu(
-                [tokenize(r)], tokenize(h), weights=BLEU_WEIGHTS, smoothing_function=smooth
+                [tokenize(r) for r in _ref_list(ref)], tokenize(h), weights=BLEU_WEIGHTS,
+                smoothing_function=smooth,
             )
         )
-        for r, h in zip(references, hypotheses)
+        for ref, h in zip(references, hypotheses)
     ]
 
 
-def _row_bleu_stats(ref: list[str], hyp: list[str]) -> list[int]:
-    """[match_1..match_4, total_1..total_4, hyp_len, ref_len] for one pair, as nltk counts."""
+def _ngrams(tokens: list[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+def _row_bleu_stats(refs: list[list[str]], hyp: list[str]) -> list[int]:
+    """[match_1..match_4, total_1..total_4, hyp_len, ref_len] for one row, as nltk counts.
+
+    With several references an n-gram is clipped by its largest count in any one reference, and
+    the reference length is the one closest to the hypothesis length (the shorter on a tie).
+    """
     matches, totals = [], []
     for n in range(1, MAX_ORDER + 1):
-        hyp_counts = Counter(tuple(hyp[i : i + n]) for i in range(len(hyp) - n + 1))
-        ref_counts = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
-        matches.append(sum(min(c, ref_counts[g]) for g, c in hyp_counts.items()))
+        hyp_counts = _ngrams(hyp, n)
+        ref_max: Counter = Counter()
+        for ref in refs:
+            ref_max |= _ngrams(ref, n)  # element-wise max
+        matches.append(sum(min(c, ref_max[g]) for g, c in hyp_counts.items()))
         # nltk floors each row's denominator at 1 (even when the hypothesis has no n-grams
         # of this order), and corpus BLEU sums those floored denominators; so must we.
         totals.append(max(1, len(hyp) - n + 1))
-    return matches + totals + [len(hyp), len(ref)]
+    ref_len = min((len(r) for r in refs), key=lambda length: (abs(length - len(hyp)), length))
+    return matches + totals + [len(hyp), ref_len]
 
 
-def bleu_stats(references: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+def bleu_stats(references: References, hypotheses: Sequence[str]) -> np.ndarray:
     """Per-row sufficient statistics for corpus BLEU, shape (N, 2 * MAX_ORDER + 2).
 
     Columns: clipped n-gram matches for n=1..4, hypothesis n-gram counts (floored at 1) for
-    n=1..4, hypothesis length, reference length. Summing any subset of rows and passing the
-    sum to :func:`bleu_from_stats` gives that subset's corpus BLEU.
+    n=1..4, hypothesis length, (closest) reference length. Summing any subset of rows and
+    passing the sum to :func:`bleu_from_stats` gives that subset's corpus BLEU.
     """
     _check_pairs(references, hypotheses)
-    rows = [_row_bleu_stats(tokenize(r), tokenize(h)) for r, h in zip(references, hypotheses)]
+    rows = [_row_bleu_stats([tokenize(r) for r in _ref_list(ref)], tokenize(h))
+            for ref, h in zip(references, hypotheses)]
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -171,11 +196,13 @@ def bleu_from_stats(stats: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------- ROUGE
 
 
-def rouge_l(references: Sequence[str], hypotheses: Sequence[str]) -> list[float]:
-    """ROUGE-L F1 per pair, both sides tokenized by :func:`tokenize` (no stemming)."""
+def rouge_l(references: References, hypotheses: Sequence[str]) -> list[float]:
+    """ROUGE-L F1 per row, both sides tokenized by :func:`tokenize` (no stemming); with several
+    references, the best of them (rouge-score's ``score_multi``)."""
     _check_pairs(references, hypotheses)
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Tokenizer())
-    return [float(scorer.score(r, h)["rougeL"].fmeasure) for r, h in zip(references, hypotheses)]
+    return [float(scorer.score_multi(_ref_list(ref), h)["rougeL"].fmeasure)
+            for ref, h in zip(references, hypotheses)]
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -211,7 +238,7 @@ def bootstrap_ci(
 
 
 def bootstrap_corpus_bleu_ci(
-    references: Sequence[str],
+    references: References,
     hypotheses: Sequence[str],
     n_boot: int = 1000,
     seed: int = 0,
@@ -225,7 +252,7 @@ def bootstrap_corpus_bleu_ci(
 
 
 def paired_bootstrap_diff(
-    references: Sequence[str],
+    references: References,
     hyps_a: Sequence[str],
     hyps_b: Sequence[str],
     metric: str,
@@ -250,17 +277,61 @@ def paired_bootstrap_diff(
         samples = bleu_from_stats(counts @ stats_b) - bleu_from_stats(counts @ stats_a)
     else:
         score = rouge_l if metric == "rouge_l" else sentence_bleu
-        # Per-row differences: the mean of resampled differences is mean(B) - mean(A) on
-        # those rows, and identical systems give exactly 0 everywhere.
-        row_diff = np.asarray(score(references, hyps_b)) - np.asarray(score(references, hyps_a))
-        diff = float(row_diff.mean())
-        samples = counts @ row_diff / len(row_diff)
+        return paired_bootstrap_values(score(references, hyps_a), score(references, hyps_b),
+                                       n_boot=n_boot, seed=seed, alpha=alpha)
     lo, hi = _percentiles(samples, alpha)
     return {"diff": diff, "ci_low": lo, "ci_high": hi}
 
 
+def _ratio_samples(num: np.ndarray, den: np.ndarray | None, counts: np.ndarray) -> np.ndarray:
+    """sum(num) / sum(den) on each resample (den None: the mean of num)."""
+    if den is None:
+        return counts @ num / num.size
+    d = counts @ den
+    return np.divide(counts @ num, d, out=np.zeros_like(d), where=d > 0)
+
+
+def bootstrap_ratio_ci(
+    num: Sequence[float], den: Sequence[float] | None = None, n_boot: int = 1000, seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI, over rows, of ``sum(num) / sum(den)`` (den None: mean of num).
+
+    A micro-averaged rate such as "specifics restated / specifics in the messages" resamples
+    whole rows, so rows with many specifics weigh as much as they do in the point estimate.
+    """
+    _check_boot(n_boot, alpha)
+    a = np.asarray(num, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError("values must be a non-empty 1-D sequence of numbers")
+    b = None if den is None else np.asarray(den, dtype=np.float64)
+    if b is not None and b.shape != a.shape:
+        raise ValueError(f"numerators {a.shape} and denominators {b.shape} differ in shape")
+    return _percentiles(_ratio_samples(a, b, _resample_counts(a.size, n_boot, seed)), alpha)
+
+
+def paired_bootstrap_values(
+    values_a: Sequence[float], values_b: Sequence[float], den: Sequence[float] | None = None,
+    n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+) -> dict[str, float]:
+    """Paired bootstrap of ``rate(B) - rate(A)`` from per-row values of two systems on the same
+    rows, where rate is the mean (or ``sum(values) / sum(den)`` when ``den`` is given).
+
+    Returns {"diff": full-data difference, "ci_low", "ci_high"}; identical systems give exactly 0.
+    """
+    _check_boot(n_boot, alpha)
+    a, b = np.asarray(values_a, dtype=np.float64), np.asarray(values_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"need two equally long non-empty 1-D value lists, got {a.shape} and {b.shape}")
+    d = None if den is None else np.asarray(den, dtype=np.float64)
+    full = np.ones((1, a.size))
+    diff = float((_ratio_samples(b - a, d, full))[0])
+    lo, hi = _percentiles(_ratio_samples(b - a, d, _resample_counts(a.size, n_boot, seed)), alpha)
+    return {"diff": diff, "ci_low": lo, "ci_high": hi}
+
+
 def text_metrics(
-    references: Sequence[str], hypotheses: Sequence[str], n_boot: int = 1000, seed: int = 0
+    references: References, hypotheses: Sequence[str], n_boot: int = 1000, seed: int = 0
 ) -> dict[str, object]:
     """All text metrics for one system: corpus BLEU (+CI), mean sentence BLEU, ROUGE-L (+CI)."""
     _check_pairs(references, hypotheses)

@@ -12,9 +12,15 @@ sees exactly the prompt tokens training saw.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from part3_pretrain.tokenizer import ASSISTANT, USER
+from part3_pretrain.tokenizer import ASSISTANT, SPECIAL_RE, USER, RetailTokenizer
+
+
+def _split_specials(template_part: str) -> list[str]:
+    """A template fragment split into ordinary text and special-token pieces."""
+    return [p for p in re.split(f"({SPECIAL_RE.pattern})", template_part) if p]
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,23 @@ class PromptScheme:
 
     def prompt(self, context: str) -> str:
         return self.template.format(context=context)
+
+    def encode_prompt(self, tok: RetailTokenizer, context: str) -> list[int]:
+        """Prompt ids: the template's role tokens become their special ids; the context, and the
+        ordinary template text joined to it, is encoded as text (a literal ``<|assistant|>``
+        typed by a customer stays characters)."""
+        before, after = self.template.split("{context}")
+        ids: list[int] = []
+        text = ""
+        for piece in [*_split_specials(before), None, *_split_specials(after)]:
+            if piece is None:
+                text += context
+            elif SPECIAL_RE.fullmatch(piece):
+                ids += tok.encode(text) + [tok.special_id(piece)]
+                text = ""
+            else:
+                text += piece
+        return ids + tok.encode(text)
 
     def response(self, response: str) -> str:
         return self.response_prefix + response

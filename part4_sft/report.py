@@ -10,11 +10,23 @@ does (a resumed run's writer drops steps >= its purge step). ``EventAccumulator`
 directory would order the files by name instead, and two writers opened in the same second by
 one process sort by a counter compared as text ("10" < "9").
 
-Columns: the knobs, final train loss (mean over the last epoch's steps), eval loss and mean token
-accuracy on the validation pairs, the teacher-forced loss of the test references, ROUGE-L, BLEU
-and EOS-stop rate of greedy replies to the whole held-out test set, trainable parameters, wall
-time. A run that has not finished shows its latest interval values instead (ROUGE-L/BLEU/EOS on
-the fixed test subset, marked ``~``). With several seeds per config the table shows mean and std.
+Columns: the knobs; final train loss (mean over the last epoch's steps); on the VALIDATION
+split, eval loss and mean token accuracy of its pairs and the job/text metrics of greedy replies
+to all its rows (``final_val/``; CSV ``val_*``); on the held-out TEST set, scored once per run at
+the end (``final/``), the teacher-forced loss of the references, ROUGE-L, BLEU, EOS-stop rate and
+the job metrics (specifics recall, invented share, intent accuracy, rubric pass; CSV also rubric
+mean); trainable parameters, wall time. With several seeds per config the table shows mean and
+std.
+
+Selection: the best finished run (or config) is marked ``*`` by a VALIDATION metric only,
+``--select-by`` (default ``val_rubric_pass``, the validation rubric pass rate, ties going to the
+lower validation loss; when no run has it, e.g. user data without intents/slots, the validation
+loss ``eval_loss``). ``--sort-by`` may order the rows by any column, test ones included
+(default: the selection metric), but it never moves the ``*``. The table's legend says which
+metric picked, and so does the CSV's ``best_by`` column.
+
+A run that has not finished has no test values yet; its validation job/text columns show its
+latest interval values on the fixed validation subset (``val_gen/``), marked ``~``.
 """
 from __future__ import annotations
 
@@ -30,21 +42,53 @@ from typing import Sequence
 from part3_pretrain.checkpoint import write_text_atomic
 
 KNOB_COLUMNS = ("base", "prompt", "adapter", "lr", "epochs", "data", "seed")
+_RATE, _LOSS = "{:.1%}", "{:.3f}"
 # metric -> (higher is better, how it is shown)
 METRICS: dict[str, tuple[bool, str]] = {
-    "train_loss": (False, "{:.3f}"), "eval_loss": (False, "{:.3f}"), "token_acc": (True, "{:.3f}"),
-    "test_loss": (False, "{:.3f}"), "rouge_l": (True, "{:.3f}"), "bleu": (True, "{:.3f}"),
-    "eos_rate": (True, "{:.0%}"), "trainable_params": (False, "{:,.0f}"), "wall_s": (False, "{:.0f}"),
+    "train_loss": (False, _LOSS),
+    # validation split (val/ for the pairs' loss and accuracy; final_val/ or latest val_gen/ for the replies)
+    "eval_loss": (False, _LOSS), "token_acc": (True, _LOSS),
+    "val_specifics_recall": (True, _RATE), "val_invented_share": (False, _RATE),
+    "val_intent_accuracy": (True, _RATE), "val_rubric_pass": (True, _RATE), "val_rubric_mean": (True, "{:.2f}"),
+    "val_rouge_l": (True, _LOSS), "val_bleu": (True, _LOSS), "val_eos_rate": (True, "{:.0%}"),
+    # held-out test set, once per run at the end (final/)
+    "test_loss": (False, _LOSS), "rouge_l": (True, _LOSS), "bleu": (True, _LOSS), "eos_rate": (True, "{:.0%}"),
+    "test_specifics_recall": (True, _RATE), "test_invented_share": (False, _RATE),
+    "test_intent_accuracy": (True, _RATE), "test_rubric_pass": (True, _RATE), "test_rubric_mean": (True, "{:.2f}"),
+    "trainable_params": (False, "{:,.0f}"), "wall_s": (False, "{:.0f}"),
 }
 SORT_CHOICES = tuple(METRICS)
-CSV_COLUMNS = ("run", "best", "status", "step", "max_steps", *KNOB_COLUMNS, "parent", "train_loss", "eval_loss",
-               "token_acc", "test_loss", "rouge_l", "bleu", "eos_rate", "gen_set", "trainable_params", "wall_s")
-SHOWN = (("step", "step"), ("base", "base"), ("prompt", "prompt"), ("adapter", "adapter"), ("lr", "lr"),
-         ("epochs", "ep"), ("data", "data"), ("seed", "seed"), ("train_loss", "train loss"),
-         ("eval_loss", "eval loss"), ("token_acc", "token acc"), ("test_loss", "test loss"),
-         ("rouge_l", "ROUGE-L"), ("bleu", "BLEU"), ("eos_rate", "EOS stop"), ("trainable_params", "trainable"),
-         ("wall_s", "wall s"))
-GEN_METRICS = {"rouge_l": "rouge_l", "bleu": "bleu", "eos_rate": "eos_stop_rate"}
+# column -> scalar tag suffix of the reply metrics (under final_val/ or val_gen/, and final/)
+REPLY_TAGS = {"specifics_recall": "specifics_recall", "invented_share": "invented_share",
+              "intent_accuracy": "intent_accuracy", "rubric_pass": "rubric_pass", "rubric_mean": "rubric_mean",
+              "rouge_l": "rouge_l", "bleu": "bleu", "eos_rate": "eos_stop_rate"}
+VAL_METRICS = {f"val_{k}": t for k, t in REPLY_TAGS.items()}
+TEST_METRICS = {(k if k in ("rouge_l", "bleu", "eos_rate") else f"test_{k}"): t for k, t in REPLY_TAGS.items()}
+# what may mark the best run: validation metrics only
+SELECT_CHOICES = ("val_rubric_pass", "val_rubric_mean", "val_specifics_recall", "val_intent_accuracy",
+                  "val_invented_share", "val_rouge_l", "val_bleu", "val_eos_rate", "eval_loss", "token_acc")
+DEFAULT_SELECT = "val_rubric_pass"
+FALLBACK_SELECT = "eval_loss"  # when no run has the --select-by metric (data without intents/slots)
+CSV_COLUMNS = ("run", "best", "best_by", "status", "step", "max_steps", *KNOB_COLUMNS, "parent", "train_loss",
+               "eval_loss", "token_acc", *VAL_METRICS, "val_from", "test_loss", "rouge_l", "bleu", "eos_rate",
+               *(k for k in TEST_METRICS if k.startswith("test_")), "trainable_params", "wall_s")
+LABELS = {"step": "step", "base": "base", "prompt": "prompt", "adapter": "adapter", "lr": "lr", "epochs": "ep",
+          "data": "data", "seed": "seed", "train_loss": "train loss", "eval_loss": "eval loss",
+          "token_acc": "token acc", "test_loss": "test loss", "rouge_l": "ROUGE-L", "bleu": "BLEU",
+          "eos_rate": "EOS stop", "test_specifics_recall": "specifics", "test_invented_share": "invented",
+          "test_intent_accuracy": "intent", "test_rubric_pass": "rubric pass", "test_rubric_mean": "rubric mean",
+          "trainable_params": "trainable", "wall_s": "wall s",
+          "val_specifics_recall": "val specifics recall", "val_invented_share": "val invented share",
+          "val_intent_accuracy": "val intent accuracy", "val_rubric_pass": "val rubric pass",
+          "val_rubric_mean": "val rubric mean", "val_rouge_l": "val ROUGE-L", "val_bleu": "val BLEU",
+          "val_eos_rate": "val EOS stop"}
+# shown in the terminal and results.md (plus the selection and sort columns when not among them)
+SHOWN_KEYS = ("step", "base", "prompt", "adapter", "lr", "epochs", "data", "seed", "train_loss", "eval_loss",
+              "token_acc", "test_loss", "rouge_l", "bleu", "eos_rate", "test_specifics_recall",
+              "test_invented_share", "test_intent_accuracy", "test_rubric_pass", "trainable_params", "wall_s")
+SHOWN = tuple((k, LABELS[k]) for k in SHOWN_KEYS)
+TEST_SHOWN = ("test_loss", "rouge_l", "bleu", "eos_rate", "test_specifics_recall", "test_invented_share",
+              "test_intent_accuracy", "test_rubric_pass")
 
 
 class ReportError(ValueError):
@@ -134,10 +178,13 @@ def run_row(run_dir: Path) -> dict:
                eval_loss=_last(s, "val/loss"), token_acc=_last(s, "val/token_acc"),
                test_loss=_last(s, "final/ref_loss"), trainable_params=_int(_last(s, "meta/trainable_params")),
                wall_s=_last(s, "meta/wall_seconds"))
-    prefix = "final/" if finished else "gen/"
-    for col, tag in GEN_METRICS.items():
-        row[col] = _last(s, prefix + tag)
-    row["gen_set"] = "test" if finished else ("subset" if row["rouge_l"] is not None else "")
+    for col, tag in TEST_METRICS.items():  # the test set: only once the run has finished
+        row[col] = _last(s, "final/" + tag)
+    has_final_val = any(k.startswith("final_val/") for k in s)
+    for col, tag in VAL_METRICS.items():
+        row[col] = _last(s, ("final_val/" if has_final_val else "val_gen/") + tag)
+    has_val = any(row[c] is not None for c in VAL_METRICS)
+    row["val_from"] = ("final" if has_final_val else "interval") if has_val else ""
     if finished:
         row["status"] = "done"
     elif (run_dir / "STOP").is_file():
@@ -173,7 +220,8 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
                **{k: first[k] for k in KNOB_COLUMNS if k != "seed"},
                "seed": ",".join(str(m["seed"]) for m in members),
                "step": sum(m["step"] for m in members), "max_steps": sum(m["max_steps"] or 0 for m in members),
-               "gen_set": "test" if all(m["gen_set"] == "test" for m in members) else "subset"}
+               "val_from": "final" if all(m["val_from"] == "final" for m in members) else
+               ("interval" if any(m["val_from"] for m in members) else "")}
         n_done = sum(m["status"] == "done" for m in members)
         agg["status"] = "done" if n_done == len(members) else f"{n_done}/{len(members)} done"
         for m in METRICS:
@@ -191,16 +239,37 @@ def _std(vals: Sequence[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
 
 
-def sort_rows(rows: Sequence[dict], metric: str) -> list[dict]:
-    """Best first by ``metric``; rows without a value last; marks the best finished row."""
-    if metric not in METRICS:
-        raise ReportError(f"--sort-by must be one of {list(METRICS)} (got {metric!r})")
+def selection_metric(rows: Sequence[dict], select_by: str = DEFAULT_SELECT) -> str:
+    """The validation metric that marks the best run: ``select_by``, or ``eval_loss`` (validation
+    loss) when no row has a value for it (data without intents/slots has no rubric)."""
+    if select_by not in SELECT_CHOICES:
+        raise ReportError(f"--select-by must be a validation metric, one of {list(SELECT_CHOICES)} "
+                          f"(got {select_by!r})")
+    return select_by if any(r.get(select_by) is not None for r in rows) else FALLBACK_SELECT
+
+
+def _ordered(rows: Sequence[dict], metric: str) -> list[dict]:
+    """Best first by ``metric``; rows without a value last (stable)."""
     higher = METRICS[metric][0]
     valued = sorted((r for r in rows if r[metric] is not None), key=lambda r: -r[metric] if higher else r[metric])
-    ordered = [dict(r) for r in valued + [r for r in rows if r[metric] is None]]
-    done = [r for r in ordered if r["status"] == "done" and r[metric] is not None]
+    return valued + [r for r in rows if r[metric] is None]
+
+
+def sort_rows(rows: Sequence[dict], metric: str | None = None, select_by: str = DEFAULT_SELECT) -> list[dict]:
+    """Rows sorted best first by ``metric`` (any column; default: the selection metric), rows
+    without a value last, ties by the lower validation loss; marks the best finished row by the
+    VALIDATION metric :func:`selection_metric` gives (same tie rule), whatever the sort."""
+    chosen = selection_metric(rows, select_by)
+    metric = chosen if metric is None else metric
+    if metric not in METRICS:
+        raise ReportError(f"--sort-by must be one of {list(METRICS)} (got {metric!r})")
+    # ties (a rate on 100 validation rows ties often) go to the lower validation loss
+    by_loss = [dict(r) for r in _ordered(rows, FALLBACK_SELECT)]
+    ordered = _ordered(by_loss, metric)
+    done = [r for r in _ordered(by_loss, chosen) if r["status"] == "done" and r[chosen] is not None]
     for r in ordered:
         r["best"] = 1 if done and r is done[0] else 0
+        r["best_by"] = chosen
     return ordered
 
 
@@ -222,13 +291,31 @@ def _cell(row: dict, key: str, aggregated: bool) -> str:
     std = row.get(key + "_std")
     if aggregated and std is not None and row.get("seeds", 1) > 1 and key not in ("trainable_params",):
         text += " ± " + METRICS[key][1].format(std)
-    if key in GEN_METRICS and row.get("gen_set") == "subset":
+    if key in VAL_METRICS and row.get("val_from") == "interval":
         text += "~"
     return text
 
 
-def table_cells(rows: Sequence[dict], aggregated: bool) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "status"] + [label for _, label in SHOWN]
+def shown_columns(select_by: str = DEFAULT_SELECT, sort_by: str | None = None) -> list[tuple[str, str]]:
+    """SHOWN plus the selection column and the sort column where they are not among them: a
+    validation one after the token accuracy, another at the end of the test columns."""
+    cols = list(SHOWN)
+    for key in dict.fromkeys(k for k in (select_by, sort_by) if k):
+        if key in SHOWN_KEYS:
+            continue
+        after = "token_acc" if key in VAL_METRICS else "test_rubric_pass"
+        at = next(i for i, (k, _) in enumerate(cols) if k == after) + 1
+        while at < len(cols) and cols[at][0] in VAL_METRICS and key in VAL_METRICS:
+            at += 1  # after the validation columns already inserted
+        cols.insert(at, (key, LABELS[key]))
+    return cols
+
+
+def table_cells(rows: Sequence[dict], aggregated: bool,
+                columns: Sequence[tuple[str, str]] | None = None) -> tuple[list[str], list[list[str]]]:
+    columns = shown_columns(rows[0]["best_by"] if rows and rows[0].get("best_by") else DEFAULT_SELECT) \
+        if columns is None else columns
+    header = ["run", "status"] + [label for _, label in columns]
     if aggregated:
         header.insert(2, "seeds")
     body = []
@@ -236,7 +323,7 @@ def table_cells(rows: Sequence[dict], aggregated: bool) -> tuple[list[str], list
         cells = [("* " if r.get("best") else "") + r["run"], r["status"]]
         if aggregated:
             cells.append(str(r["seeds"]))
-        cells += [_cell(r, key, aggregated) for key, _ in SHOWN]
+        cells += [_cell(r, key, aggregated) for key, _ in columns]
         body.append(cells)
     return header, body
 
@@ -275,29 +362,48 @@ class Table:
     run_rows: list[dict]  # one per run, sorted
     aggregated: bool
     sort_by: str
+    select_by: str  # the validation metric that marked the best (after the eval_loss fallback)
     terminal: str
     markdown: str
     csv: str
 
 
-def build_table(exp_dir: str | os.PathLike, sort_by: str = "eval_loss") -> Table:
-    """The experiment's table from its directory alone."""
+def _metric_words(metric: str) -> str:
+    return f"{LABELS[metric]} ({metric}, {'higher' if METRICS[metric][0] else 'lower'} is better)"
+
+
+def build_table(exp_dir: str | os.PathLike, sort_by: str | None = None,
+                select_by: str = DEFAULT_SELECT) -> Table:
+    """The experiment's table from its directory alone: sorted by ``sort_by`` (default: the
+    selection metric), the best marked by the validation metric ``select_by``."""
     exp_dir = Path(exp_dir)
-    run_rows = sort_rows(collect(exp_dir), sort_by)
+    collected = collect(exp_dir)
+    chosen = selection_metric(collected, select_by)
+    sort_by = chosen if sort_by is None else sort_by
+    run_rows = sort_rows(collected, sort_by, chosen)
     aggregated = len({r["config_id"] for r in run_rows}) < len(run_rows)
-    rows = sort_rows(aggregate(run_rows), sort_by) if aggregated else run_rows
-    header, body = table_cells(rows, aggregated)
+    rows = sort_rows(aggregate(run_rows), sort_by, chosen) if aggregated else run_rows
+    header, body = table_cells(rows, aggregated, shown_columns(chosen, sort_by))
     best = next((r["run"] for r in rows if r.get("best")), None)
+    unit = "config" if aggregated else "run"
     direction = "higher" if METRICS[sort_by][0] else "lower"
-    notes = [f"sorted by {sort_by} ({direction} is better); * = best finished "
-             + ("config" if aggregated else "run") + (f": {best}" if best else " (none finished yet)")]
-    if any(r.get("gen_set") == "subset" and r["rouge_l"] is not None for r in rows):
-        notes.append("~ = run not finished: latest interval value on the fixed test subset")
+    notes = [f"* = best finished {unit} by the VALIDATION metric {_metric_words(chosen)}"
+             + ("" if chosen == FALLBACK_SELECT else f", ties to the lower {FALLBACK_SELECT}")
+             + (f": {best}" if best else " (none finished yet)") + "; test columns never pick the best"]
+    if chosen != select_by:
+        notes.append(f"no run has {select_by} (data without intents/slots): the best is picked by {chosen}")
+    notes.append(f"sorted by {sort_by} ({direction} is better)"
+                 + ("; a TEST column: the order is for reading, the * still comes from validation"
+                    if sort_by in TEST_SHOWN or sort_by in TEST_METRICS else ""))
+    notes.append("test columns (" + ", ".join(LABELS[k] for k in TEST_SHOWN) + "): greedy replies to the whole "
+                 "held-out test set, scored once per run at the end; validation columns: the validation split")
+    if any(r.get("val_from") == "interval" for r in rows):
+        notes.append("~ = run not finished: latest interval value on the fixed validation subset")
     if aggregated:
         notes.append("values are mean ± std over seeds")
     md = [f"# Experiment {_experiment_name(exp_dir)}", ""] + _bases_lines(exp_dir) + [format_markdown(header, body), ""]
     md += [f"- {n}" for n in notes]
-    return Table(rows, run_rows, aggregated, sort_by, format_terminal(header, body) + "\n" + "\n".join(notes),
+    return Table(rows, run_rows, aggregated, sort_by, chosen, format_terminal(header, body) + "\n" + "\n".join(notes),
                  "\n".join(md) + "\n", format_csv(rows, aggregated))
 
 
@@ -324,10 +430,11 @@ def _bases_lines(exp_dir: Path) -> list[str]:
     return lines + ([""] if lines else [])
 
 
-def write_tables(exp_dir: str | os.PathLike, sort_by: str = "eval_loss") -> Table:
+def write_tables(exp_dir: str | os.PathLike, sort_by: str | None = None,
+                 select_by: str = DEFAULT_SELECT) -> Table:
     """results.csv and results.md (plus results_runs.csv with several seeds), written atomically."""
     exp_dir = Path(exp_dir)
-    table = build_table(exp_dir, sort_by)
+    table = build_table(exp_dir, sort_by, select_by)
     write_text_atomic(table.csv, exp_dir / "results.csv")
     write_text_atomic(table.markdown, exp_dir / "results.md")
     if table.aggregated:
@@ -369,11 +476,16 @@ def _bars(rows: Sequence[dict], series: Sequence[tuple[str, str]], title: str, y
 
 
 def plot_curves(exp_dir: Path, path: Path) -> Path:
-    """Overlaid curves of every run against epochs: train loss, eval loss, token accuracy, ROUGE-L."""
+    """Overlaid curves of every run against epochs: train loss, and on the validation split eval
+    loss, token accuracy, and the rubric pass rate, specifics recall and ROUGE-L of greedy replies
+    to its fixed subset (the test set has no curves: it is scored once, at the end)."""
     import matplotlib.pyplot as plt
     panels = (("train/loss", "train loss (per step)"), ("val/loss", "eval loss (validation pairs)"),
-              ("val/token_acc", "mean token accuracy (validation)"), ("gen/rouge_l", "ROUGE-L (test subset, greedy)"))
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+              ("val/token_acc", "mean token accuracy (validation)"),
+              ("val_gen/rubric_pass", "rubric pass rate (validation subset, greedy)"),
+              ("val_gen/specifics_recall", "specifics recall (validation subset, greedy)"),
+              ("val_gen/rouge_l", "ROUGE-L (validation subset, greedy)"))
+    fig, axes = plt.subplots(2, 3, figsize=(18, 8.5))
     for d in run_dirs(exp_dir):
         s = read_scalars(d / "tb")
         spe = _last(s, "meta/steps_per_epoch") or 1.0
@@ -395,7 +507,7 @@ def plot_curves(exp_dir: Path, path: Path) -> Path:
 
 
 def write_plots(exp_dir: str | os.PathLike, table: Table) -> list[Path]:
-    """plots/final_loss.png, plots/rouge_bleu.png, plots/curves.png."""
+    """plots/final_loss.png, plots/rouge_bleu.png, plots/job_metrics.png, plots/curves.png."""
     import matplotlib
     matplotlib.use("Agg")  # headless
     exp_dir = Path(exp_dir)
@@ -405,11 +517,16 @@ def write_plots(exp_dir: str | os.PathLike, table: Table) -> list[Path]:
                   "Final train and eval loss per run", "cross-entropy (nats / target token)", out / "final_loss.png"),
             _bars(rows, (("rouge_l", "ROUGE-L"), ("bleu", "BLEU")),
                   "Held-out test set, greedy replies", "score", out / "rouge_bleu.png"),
+            _bars(rows, (("val_rubric_pass", "rubric pass (validation)"), ("test_rubric_pass", "rubric pass (test)"),
+                         ("test_specifics_recall", "specifics recall (test)"),
+                         ("test_intent_accuracy", "intent accuracy (test)")),
+                  f"Job metrics of greedy replies (the best run is picked by {table.select_by}, on validation)", "rate",
+                  out / "job_metrics.png"),
             plot_curves(exp_dir, out / "curves.png")]
 
 
-def write_report(exp_dir: str | os.PathLike, sort_by: str = "eval_loss",
-                 plots: bool = True) -> tuple[Table, list[Path]]:
+def write_report(exp_dir: str | os.PathLike, sort_by: str | None = None, plots: bool = True,
+                 select_by: str = DEFAULT_SELECT) -> tuple[Table, list[Path]]:
     """The tables, and the plots unless ``plots`` is False."""
-    table = write_tables(exp_dir, sort_by)
+    table = write_tables(exp_dir, sort_by, select_by)
     return table, write_plots(exp_dir, table) if plots else []

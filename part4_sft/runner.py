@@ -7,7 +7,7 @@ A run lives in its own directory::
                        metrics.jsonl   the same scalars as JSON lines
                        state.pt        resumable trainer checkpoint (model, optimizer, data position, RNG)
                        adapter.pt      LoRA runs: the adapters alone (full runs: model.pt)
-                       evaluation.json final held-out metrics and the first replies
+                       evaluation.json final test and validation reports and the first test replies
                        status.json     step / max_steps / wall seconds; DONE when finished, STOP when stopped
 
 Chunks: ``train_chunk(run, until)`` rebuilds the model, loads ``state.pt`` if there is one and
@@ -16,14 +16,28 @@ optimizer, data position and RNG exactly, so training in N chunks gives the same
 same order, the same weights and the same logged losses as one uninterrupted run (tested), and an
 interrupted run (Ctrl-C, a crash) continues exactly from its last checkpoint.
 
-Evaluation, as ``part4_sft.sft`` does it: the validation pairs' loss and token accuracy (``val/``)
-before training, every ``evals_per_epoch``-th of an epoch and at the end; greedy float32 replies
-to a fixed subset of the held-out test contexts at the same times (``gen/rouge_l``, ``gen/bleu``,
-``gen/eos_stop_rate``); at the end greedy replies to the whole held-out test set and the
-teacher-forced loss of its references (``final/``). The trainer logs ``train/loss``,
-``train/token_acc``, ``train/lr`` and ``train/grad_norm`` every step; ``meta/trainable_params``,
-``meta/max_steps``, ``meta/steps_per_epoch`` at step 0 and ``meta/wall_seconds`` after every chunk.
-Every scalar goes to TensorBoard and metrics.jsonl through the one ``MetricsSink``.
+Evaluation. Model selection never sees the test set:
+
+- ``val/loss``, ``val/token_acc``: the validation pairs' teacher-forced loss and token accuracy,
+  before training, every ``evals_per_epoch``-th of an epoch and at the end;
+- ``val_gen/<key>``: greedy float32 replies to a fixed subset of the VALIDATION rows (the first
+  ``val_gen_rows``) at the same times, scored by ``evaluate.score``; ``<key>`` is every
+  ``evaluate.scalars`` value the data supports (specifics_recall, invented_share,
+  intent_accuracy, rubric_pass, rubric_mean, rouge_l, bleu, eos_stop_rate) plus mean_length;
+- ``final_val/<key>``: once, at the end, greedy replies to the WHOLE validation split, the same
+  keys plus CIs (``<key>_ci_low``/``_ci_high``). This is what picks the best run (report.py);
+- ``final/<key>``: once, at the end, greedy replies to the whole held-out TEST set, the same keys
+  and CIs plus ``sentence_bleu``, ``ref_loss``/``ref_token_acc`` (teacher-forced loss of the first
+  references) and ``eval_seconds``. Reported, never used to choose anything.
+
+At the last step the subset's ``val_gen/`` values come from the whole-validation replies (same
+model, same decoding), so the subset is not generated twice. Job metrics a dataset cannot support
+(rows without ``intent``/``slots``) are absent, never logged as 0. ``evaluation.json`` keeps both
+full reports (job metrics with CIs, text metrics, stop statistics) and the first test replies.
+The trainer logs ``train/loss``, ``train/token_acc``, ``train/lr`` and ``train/grad_norm`` every
+step; ``meta/trainable_params``, ``meta/max_steps``, ``meta/steps_per_epoch`` at step 0 and
+``meta/wall_seconds`` after every chunk. Every scalar goes to TensorBoard and metrics.jsonl
+through the one ``MetricsSink``.
 """
 from __future__ import annotations
 
@@ -47,10 +61,10 @@ from part3_pretrain.tokenizer import RetailTokenizer
 from part3_pretrain.trainer import Trainer, TrainerConfig
 
 from . import evaluate as ev
-from . import metrics
 from .data import SFTBatches, audit_labels, build_examples, check_disjoint, fixed_batches
 from .datasets import DatasetSplits, load_splits
 from .grid import BASES, Knobs
+from .job_metrics import JOB_KEYS
 from .lora import apply_lora, count_parameters, merged_state_dict, save_adapter
 from .prompts import get_scheme
 from .sft import SFTConfig, load_baseline
@@ -71,7 +85,7 @@ class RunSettings:
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     evals_per_epoch: int = 1
-    gen_subset: int = 48
+    val_gen_rows: int = 48
     max_new_tokens: int = 64
     eval_batch_size: int = 64
     n_boot: int = 1000
@@ -142,8 +156,15 @@ def save_run_config(run: RunConfig, run_dir: Path, index: int = 0) -> None:
 
 def load_run_config(run_dir: Path) -> RunConfig:
     try:
-        return RunConfig.from_dict(json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        doc = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{run_dir / 'config.json'}: unreadable run config ({e})") from None
+    if isinstance(doc, dict) and "gen_subset" in (doc.get("settings") or {}):
+        raise CheckpointError(f"{run_dir}: this run comes from an older version that generated its interval "
+                              "replies on the test set (setting gen_subset); start a new experiment (--name)")
+    try:
+        return RunConfig.from_dict(doc)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{run_dir / 'config.json'}: unreadable run config ({e})") from None
 
 
@@ -318,35 +339,48 @@ def initial_model(run: RunConfig, exp_dir: Path, ws: Workspace) -> GPT:
 # evaluation
 
 
-GEN_KEYS = ("rouge_l", "bleu", "eos_stop_rate", "mean_length")
-
-
-def score_replies(rows: list[dict], replies: dict) -> dict:
-    """ROUGE-L (mean F1), corpus BLEU and stop statistics of replies against the rows' references."""
-    refs = [r["reference"] for r in rows]
-    return {"rouge_l": float(sum(metrics.rouge_l(refs, replies["texts"])) / len(refs)),
-            "bleu": metrics.corpus_bleu(refs, replies["texts"]),
-            **metrics.stop_stats(replies["stopped_by_eos"], replies["lengths"])}
-
-
-def generation_metrics(model: GPT, tok: RetailTokenizer, prompt: str, rows: list[dict],
-                       settings: RunSettings) -> tuple[dict, dict]:
+def greedy_replies(model: GPT, tok: RetailTokenizer, prompt: str, rows: list[dict], settings: RunSettings) -> dict:
     """Greedy replies to ``rows`` in float32 (as part4_sft.sft generates, even inside the trainer's
-    autocast) and their scores; returns (metrics without bootstrap, replies)."""
+    autocast): ``evaluate.generate_replies``'s dict (texts, stopped_by_eos, lengths)."""
     es = ev.EvalSettings(max_new_tokens=settings.max_new_tokens, seed=settings.data_seed,
                          batch_size=settings.eval_batch_size, n_boot=settings.n_boot)
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type=device_type, enabled=False):
-        replies = ev.generate_replies(model, tok, get_scheme(prompt), [r["context"] for r in rows], es,
-                                      temperature=0.0)
-    return score_replies(rows, replies), replies
+        return ev.generate_replies(model, tok, get_scheme(prompt), [r["context"] for r in rows], es, temperature=0.0)
+
+
+def score_replies(rows: list[dict], replies: dict, settings: RunSettings) -> dict:
+    """``evaluate.score``'s report of ``replies`` to ``rows``: job metrics (with CIs), text metrics
+    against every reference of a row, stop statistics."""
+    report, _ = ev.score(rows, replies, settings.n_boot, settings.data_seed)
+    return report
+
+
+def flat_scalars(report: dict, with_ci: bool = True) -> dict[str, float]:
+    """The scalars of one report that go to TensorBoard: every ``evaluate.scalars`` value the data
+    supports (absent job metrics are left out, never 0), mean_length, and with ``with_ci`` the
+    95% CI bounds of the job metrics, ROUGE-L and BLEU (``<key>_ci_low`` / ``<key>_ci_high``)."""
+    out = {k: float(v) for k, v in ev.scalars(report).items() if v is not None}
+    out["mean_length"] = float(report["mean_length"])
+    if with_ci:
+        cis = {k: (report["job"][k] or {}).get("ci") for k in JOB_KEYS}
+        cis.update(rouge_l=report["rouge_l_ci"], bleu=report["bleu_ci"])
+        for k, ci in cis.items():
+            if ci is not None:
+                out[f"{k}_ci_low"], out[f"{k}_ci_high"] = float(ci[0]), float(ci[1])
+    return out
+
+
+def _head(replies: dict, n: int) -> dict:
+    return {k: v[:n] for k, v in replies.items()}
 
 
 class IntervalEval:
     """The trainer's evaluate callback: validation loss/accuracy (returned, logged as ``val/``) and
-    greedy generation metrics on a fixed subset of test contexts (logged here as ``gen/``). At the
-    last step the subset's values come from the final full-test-set replies instead (same model,
-    same decoding), so the subset is not generated twice."""
+    greedy generation metrics on a fixed subset of the VALIDATION rows (logged here as
+    ``val_gen/``). The test set is never touched here. At the last step the subset's values come
+    from the final whole-validation replies instead (same model, same decoding), so the subset is
+    not generated twice."""
 
     def __init__(self, run: RunConfig, tok: RetailTokenizer, val_batches: list, subset: list[dict],
                  sink: MetricsSink, max_steps: int) -> None:
@@ -359,37 +393,46 @@ class IntervalEval:
         result = mean_loss(model, self.val_batches)
         step = self.trainer.step if self.trainer is not None else 0
         if step < self.max_steps:
-            gen, _ = generation_metrics(model, self.tok, self.run.knobs.prompt, self.subset, self.run.settings)
-            self.log_generation(gen, step)
+            replies = greedy_replies(model, self.tok, self.run.knobs.prompt, self.subset, self.run.settings)
+            self.log_generation(score_replies(self.subset, replies, self.run.settings), step)
         return result
 
-    def log_generation(self, gen: dict, step: int) -> None:
-        self.last = {f"gen/{k}": gen[k] for k in GEN_KEYS}
+    def log_generation(self, report: dict, step: int) -> None:
+        self.last = {f"val_gen/{k}": v for k, v in flat_scalars(report, with_ci=False).items()}
         self.sink.log(self.last, step)
 
 
 @torch.no_grad()
-def final_evaluation(model: GPT, tok: RetailTokenizer, run: RunConfig, test_rows: list[dict]) -> dict:
-    """Greedy on the whole held-out test set (scored with bootstrap CIs, as part4_sft.sft) plus the
-    teacher-forced reference loss; also the scores of the fixed subset (the first gen_subset rows)."""
+def final_evaluation(model: GPT, tok: RetailTokenizer, run: RunConfig, val_rows: list[dict],
+                     test_rows: list[dict]) -> dict:
+    """The end of a run, greedy: the WHOLE validation split (what selects runs; its first
+    ``val_gen_rows`` rows also give the last ``val_gen/`` point), then the whole held-out test
+    set, once (reported, never used to choose), with the teacher-forced loss of its references.
+    Both reports carry bootstrap CIs as part4_sft.sft's."""
     s = run.settings
     model.eval()
     t0 = time.perf_counter()
-    _, replies = generation_metrics(model, tok, run.knobs.prompt, test_rows, s)
-    refs = [r["reference"] for r in test_rows]
-    scored = ev.score(refs, replies, s.n_boot, s.data_seed)
+    val_replies = greedy_replies(model, tok, run.knobs.prompt, val_rows, s)
+    val_report = score_replies(val_rows, val_replies, s)
+    n = min(s.val_gen_rows, len(val_rows))
+    subset = score_replies(val_rows[:n], _head(val_replies, n), s)
+    replies = greedy_replies(model, tok, run.knobs.prompt, test_rows, s)
+    report, judged = ev.score(test_rows, replies, s.n_boot, s.data_seed)
     ref = ev.reference_loss(model, tok, get_scheme(run.knobs.prompt), test_rows)
-    scalars = {"rouge_l": scored["rouge_l"], "rouge_l_ci_low": scored["rouge_l_ci"][0],
-               "rouge_l_ci_high": scored["rouge_l_ci"][1], "bleu": scored["bleu"],
-               "bleu_ci_low": scored["bleu_ci"][0], "bleu_ci_high": scored["bleu_ci"][1],
-               "sentence_bleu": scored["sentence_bleu"], "eos_stop_rate": scored["eos_stop_rate"],
-               "mean_length": scored["mean_length"], "ref_loss": ref["loss"],
-               "ref_token_acc": ref["token_accuracy"], "eval_seconds": time.perf_counter() - t0}
-    n = min(s.gen_subset, len(test_rows))
-    subset = score_replies(test_rows[:n], {k: v[:n] for k, v in replies.items()})
-    examples = [{"context": r["context"], "reference": r["reference"], "greedy": replies["texts"][i]}
-                for i, r in enumerate(test_rows[:s.n_examples])]
-    return {"test_rows": len(test_rows), "greedy": scalars, "subset": subset, "examples": examples}
+    test_scalars = {**flat_scalars(report), "sentence_bleu": report["sentence_bleu"], "ref_loss": ref["loss"],
+                    "ref_token_acc": ref["token_accuracy"], "eval_seconds": time.perf_counter() - t0}
+    examples = [{"context": r["context"], "references": refs, "intent": r.get("intent"),
+                 "greedy": replies["texts"][i], "stopped_by": "eos" if replies["stopped_by_eos"][i] else "length",
+                 "rating": judged[i]["rating"], "failed_rules": judged[i]["rules"],
+                 "specifics": judged[i]["specifics"], "specifics_hit": judged[i]["specifics_hit"],
+                 "invented": judged[i]["invented"]}
+                for i, (r, refs) in enumerate(zip(test_rows[:s.n_examples], ev.references(test_rows[:s.n_examples])))]
+    return {"selection": "runs are compared and the best is picked on validation only (final_val/); "
+                         "the test set is scored once per run, here, and never used to choose",
+            "test_rows": len(test_rows), "val_rows": len(val_rows), "val_gen_rows": n,
+            "test": {"greedy": report, "reference_loss": ref, "scalars": test_scalars},
+            "validation": {"greedy": val_report, "scalars": flat_scalars(val_report)},
+            "val_subset": subset, "examples": examples}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +446,7 @@ class ChunkResult:
     max_steps: int
     done: bool
     seconds: float
-    last: dict  # the last train/val/gen/final scalars of this chunk
+    last: dict  # the last train/val/val_gen/final_val/final scalars of this chunk
 
 
 def _trainer_config(run: RunConfig, max_steps: int, spe: int, until: int, progress: bool) -> TrainerConfig:
@@ -426,7 +469,8 @@ def _start_fresh(run_dir: Path) -> None:
 
 def train_chunk(run: RunConfig, exp_dir: Path, until: int, ws: Workspace) -> ChunkResult:
     """Train ``run`` from its checkpoint (or from its initial weights) up to step ``until``; at the
-    last step, evaluate on the full test set, save adapters/weights and mark the run done."""
+    last step, evaluate on the whole validation split and the whole test set, save
+    adapters/weights and mark the run done."""
     t0 = time.perf_counter()
     run_dir = exp_dir / run.name
     state_path = run_dir / "state.pt"
@@ -451,7 +495,9 @@ def train_chunk(run: RunConfig, exp_dir: Path, until: int, ws: Workspace) -> Chu
         done = trainer.step >= max_steps
         if done:
             _, tok = ws.base(run.base_path)
-            last.update(_finish(run, run_dir, trainer.model, tok, ws.examples(run)[2], trainer.step, sink, evaluator))
+            splits = ws.data(run.settings).splits
+            last.update(_finish(run, run_dir, trainer.model, tok, splits.val, splits.test, trainer.step, sink,
+                                evaluator))
         last.update(evaluator.last)
         wall = prior_wall + time.perf_counter() - t0
         sink.log({"meta/wall_seconds": wall}, trainer.step)
@@ -468,10 +514,11 @@ def _open_trainer(run: RunConfig, exp_dir: Path, until: int, ws: Workspace, sink
     """The run's trainer, at its checkpoint (``state``) or, for a fresh run, at step 0 with the
     run's facts and a first evaluation logged."""
     spe, max_steps = plan(run, ws)
-    train, val_batches, test_rows, counts = ws.examples(run)
+    train, val_batches, _, counts = ws.examples(run)
+    val_rows = ws.data(run.settings).splits.val
     _, tok = ws.base(run.base_path)
     model = initial_model(run, exp_dir, ws) if state is None else _resumable_model(run, ws)
-    evaluator = IntervalEval(run, tok, val_batches, test_rows[:run.settings.gen_subset], sink, max_steps)
+    evaluator = IntervalEval(run, tok, val_batches, val_rows[:run.settings.val_gen_rows], sink, max_steps)
     meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(), "run_config": run.to_dict()}
     source = SFTBatches(train, run.settings.batch_size, tok.pad_id, seed=run.knobs.seed,
                         max_len=model.config.block_size)
@@ -499,19 +546,21 @@ def _resumable_model(run: RunConfig, ws: Workspace) -> GPT:
     return model
 
 
-def _finish(run: RunConfig, run_dir: Path, model: GPT, tok: RetailTokenizer, test_rows: list[dict], step: int,
-            sink: MetricsSink, evaluator: IntervalEval) -> dict:
-    """Final evaluation (logged as final/ and the subset's gen/), weights for clones and users,
-    evaluation.json."""
-    result = final_evaluation(model, tok, run, test_rows)
-    evaluator.log_generation(result["subset"], step)
-    final = {f"final/{k}": v for k, v in result["greedy"].items()}
+def _finish(run: RunConfig, run_dir: Path, model: GPT, tok: RetailTokenizer, val_rows: list[dict],
+            test_rows: list[dict], step: int, sink: MetricsSink, evaluator: IntervalEval) -> dict:
+    """Final evaluation (logged as final_val/, final/ and the subset's last val_gen/ point),
+    weights for clones and users, evaluation.json."""
+    result = final_evaluation(model, tok, run, val_rows, test_rows)
+    evaluator.log_generation(result["val_subset"], step)
+    final = {**{f"final_val/{k}": v for k, v in result["validation"]["scalars"].items()},
+             **{f"final/{k}": v for k, v in result["test"]["scalars"].items()}}
     sink.log(final, step)
     if run.knobs.adapter.method == "lora":
         save_adapter(model, run.knobs.adapter.lora_config(), run_dir / "adapter.pt")
     else:
         save_atomic(model_checkpoint(model, tok, run_config=run.to_dict()), run_dir / "model.pt")
-    write_text_atomic(json.dumps({"run": run.to_dict(), **result}, indent=2) + "\n", run_dir / "evaluation.json")
+    doc = {"run": run.to_dict(), **{k: v for k, v in result.items() if k != "val_subset"}}
+    write_text_atomic(json.dumps(doc, indent=2) + "\n", run_dir / "evaluation.json")
     return final
 
 

@@ -1,14 +1,17 @@
 """``python -m part4_sft.sft``: supervised fine-tuning on 500 high-quality pairs, honestly evaluated.
 
 1. data: 5,000 synthetic (context, response) pairs rated by a rubric (``data/sft_dataset.json``),
-   the 500 rated >= 4.0 kept; a validation split and a held-out test set whose contexts use slot
-   values that no training text contains (checked, not assumed). ``--data`` uses your own file.
+   the 500 best-rated kept; a validation split and two held-out test sets: contexts with slot
+   values that no training text contains, and contexts that also use phrasing no training text
+   contains (both checked, not assumed). ``--data`` uses your own file.
 2. model: the part-3 checkpoint (pretrained first if it is missing), loaded strictly; an
    untouched copy is kept as the baseline.
 3. training: prompt + response + EOS, context masked out of the loss (audited), 5 epochs of
    Adam at LR 5e-5 through the shared trainer.
-4. evaluation: both models on the same held-out prompts and seed -> ``evaluation.json``;
-   ``loss_curve.png``; ``sft_model.pt``.
+4. evaluation: the SFT model, and the pretrained one both in the fine-tuning prompt and in its
+   own corpus format, on the same held-out prompts and seed: job metrics (specifics recall,
+   invented specifics, intent accuracy, rubric) and text metrics -> ``evaluation.json``; every
+   reply -> ``generations.jsonl``; ``loss_curve.png``; ``sft_model.pt``.
 """
 from __future__ import annotations
 
@@ -30,11 +33,13 @@ from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses
 from part3_pretrain.sink import MetricsSink
 from part3_pretrain.tokenizer import TokenizerError
-from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, dist_info
+from part3_pretrain.trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, TrainingDiverged,
+                                    dist_info)
 
 from . import evaluate as ev
+from . import job_metrics
 from .data import LabelAuditError, LeakError, SFTBatches, audit_labels, build_examples, fixed_batches
-from .datasets import DatasetSplits, load_splits
+from .datasets import TRAIN_SETS, DatasetSplits, load_splits
 from .loaders import DataError
 from .prompts import SCHEMES, get_scheme
 
@@ -58,12 +63,15 @@ class SFTConfig:
     test_fraction: float = option(0.1, "share of --data held out for testing when --test-data is absent")
     val_fraction: float = option(0.1, "share of --data (after the test split) used for validation loss")
     n_pairs: int = option(5000, "synthetic pairs generated")
-    n_high_quality: int = option(500, "synthetic pairs rated high quality (kept for training)")
+    n_high_quality: int = option(500, "best-rated synthetic pairs kept for training")
+    train_set: str = option("hq", "synthetic training pairs: the best-rated (hq), as many at random, or all",
+                            choices=TRAIN_SETS)
     n_val: int = option(100, "synthetic validation contexts")
     n_test: int = option(250, "synthetic held-out test contexts")
     data_seed: int = option(0, "seed of the synthetic data and of --data splits")
     prompt_scheme: str = option("chat", "prompt template", choices=tuple(SCHEMES))
     epochs: int = option(5, "passes over the training pairs")
+    max_steps: int = option(0, "optimizer steps (0: --epochs passes; set it to compare data sets at equal steps)")
     lr: float = option(5e-5, "learning rate")
     optimizer: str = option("adam", "optimizer", choices=OPTIMIZERS)
     schedule: str = option("constant", "LR schedule after warmup", choices=SCHEDULES)
@@ -77,7 +85,7 @@ class SFTConfig:
     top_p: float = option(1.0, "nucleus top-p for sampling (1: off)")
     eval_batch_size: int = option(64, "prompts generated at once")
     n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")
-    n_examples: int = option(12, "qualitative examples in evaluation.json")
+    n_examples: int = option(12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)")
     device: str = option("auto", "device", choices=DEVICES)
     dtype: str = option("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
     seed: int = option(0, "seed for data order and sampling")
@@ -87,7 +95,7 @@ class SFTConfig:
     def problems(self) -> list[str]:
         p = below(self, ("n_pairs", "n_high_quality", "n_val", "n_test", "epochs", "batch_size", "grad_accum",
                          "max_new_tokens", "eval_batch_size", "n_boot"), 1)
-        p += below(self, ("warmup_steps", "grad_clip", "temperature", "top_k", "n_examples"), 0)
+        p += below(self, ("warmup_steps", "grad_clip", "temperature", "top_k", "n_examples", "max_steps"), 0)
         p += below(self, ("lr",), 0, strict=True)
         if not 0 < self.top_p <= 1:
             p.append(f"--top-p must be in (0, 1] (got {self.top_p})")
@@ -102,6 +110,8 @@ class SFTConfig:
                 p.append(f"--{name.replace('_', '-')} {path}: no such file")
         if self.test_data is not None and self.data is None:
             p.append("--test-data needs --data")
+        if self.data is not None and self.train_set != "hq":
+            p.append("--train-set applies to the synthetic data (use --min-quality with --data)")
         if self.pretrained != DEFAULT_PRETRAINED and not Path(self.pretrained).is_file():
             p.append(f"--pretrained {self.pretrained}: no such checkpoint file")
         return p
@@ -177,7 +187,7 @@ def fine_tune(cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path,
     rank, world, _ = dist_info()
     source = SFTBatches(examples, cfg.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
     steps_per_epoch = -(-source.steps_per_epoch // cfg.grad_accum)
-    tcfg = cfg.trainer_config(cfg.epochs * steps_per_epoch, steps_per_epoch)
+    tcfg = cfg.trainer_config(cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
     ckpt_path = out / "sft_model.pt"
     resume = load_checkpoint(ckpt_path) if cfg.resume else None
     sink = MetricsSink(out / "metrics.jsonl", enabled=rank == 0,
@@ -212,25 +222,71 @@ def run(cfg: SFTConfig) -> dict:
     assert_untouched(base, base_ckpt)
     model.cpu()
     t_eval = time.perf_counter()
-    evaluation = evaluate_both(cfg, base, model, tok, splits)
+    evaluation, records = evaluate_all(cfg, base, model, tok, splits)
     evaluation["timings_seconds"] = {"training": round(t_train, 1), "evaluation": round(time.perf_counter() - t_eval, 1),
                                      "total": round(time.perf_counter() - t0, 1)}
     evaluation.update(config=asdict(cfg), pretrained_checkpoint=str(pretrained_path),
                       dataset=splits.summary, training=_training_summary(history, train_counts),
                       max_abs_weight_change=weight_change(base, model))
-    return _write_outputs(cfg, out, evaluation, pretrained_path)
+    return _write_outputs(cfg, out, evaluation, records, pretrained_path)
 
 
-def evaluate_both(cfg: SFTConfig, base: GPT, tuned: GPT, tok, splits: DatasetSplits) -> dict:
-    scheme, settings = get_scheme(cfg.prompt_scheme), cfg.eval_settings()
-    rows = splits.test
-    base_report, base_out = ev.evaluate_model(base, tok, scheme, rows, settings)
-    sft_report, sft_out = ev.evaluate_model(tuned, tok, scheme, rows, settings)
-    return {"test_rows": len(rows),
-            "pretrained": base_report, "sft": sft_report,
-            "sft_minus_pretrained": ev.compare(rows, base_out, sft_out, cfg.n_boot, cfg.seed),
-            "oracle_ceiling": ev.oracle(rows, cfg.n_boot, cfg.seed),
-            "examples": ev.qualitative(rows, base_out, sft_out, cfg.n_examples)}
+BASELINE_SCHEME = "dialogue"  # the corpus's own "Customer: ...\nAgent:" format
+
+
+def eval_models(cfg: SFTConfig, base: GPT, tuned: GPT) -> dict[str, tuple[GPT, str]]:
+    """Name -> (model, prompt scheme): the pretrained model in the fine-tuning prompt and, as a
+    fairer baseline, in the format it was pretrained on; then the SFT model."""
+    models = {"pretrained": (base, cfg.prompt_scheme)}
+    if cfg.prompt_scheme != BASELINE_SCHEME:
+        models["pretrained_dialogue"] = (base, BASELINE_SCHEME)
+    models["sft"] = (tuned, cfg.prompt_scheme)
+    return models
+
+
+def _baseline_strength(report: dict) -> float:
+    """Greedy mean rubric rating (ROUGE-L where the data has no rubric inputs)."""
+    rubric = report["greedy"]["job"]["rubric_mean"]
+    return rubric["value"] if rubric else report["greedy"]["rouge_l"]
+
+
+def evaluate_test_set(cfg: SFTConfig, models: dict[str, tuple[GPT, str]], tok, rows: list[dict],
+                      split: str) -> tuple[dict, list[dict]]:
+    """Every model on one test set: reports, paired SFT-minus-baseline differences, the stronger
+    baseline, inter-reference agreement, the ignoring-the-message control, examples; plus one
+    generations record per row."""
+    settings = cfg.eval_settings()
+    reports, outputs = {}, {}
+    for name, (model, scheme) in models.items():
+        reports[name], outputs[name] = ev.evaluate_model(model, tok, get_scheme(scheme), rows, settings)
+    baselines = [n for n in models if n != "sft"]
+    best = max(baselines, key=lambda n: _baseline_strength(reports[n]))  # the harder comparison
+    result = {"test_rows": len(rows), **reports, "best_baseline": best}
+    for name in baselines:
+        suffix = "" if name == "pretrained" else name.removeprefix("pretrained")
+        result[f"sft_minus_pretrained{suffix}"] = ev.compare(rows, outputs[name], outputs["sft"], cfg.n_boot, cfg.seed)
+    result["inter_reference_agreement"] = ev.inter_reference_agreement(rows, cfg.n_boot, cfg.seed)
+    result["ignoring_the_message_control"] = {
+        "note": "SFT greedy replies judged against the next row's message: what replies that ignore "
+                "the message would score", **job_metrics.shuffled_control(rows, outputs["sft"]["greedy"]["texts"],
+                                                                         cfg.n_boot, cfg.seed)}
+    result["examples"] = ev.select_examples(rows, outputs[best], outputs["sft"], cfg.n_examples)
+    return result, ev.generation_records(rows, outputs, split)
+
+
+def evaluate_all(cfg: SFTConfig, base: GPT, tuned: GPT, tok, splits: DatasetSplits) -> tuple[dict, list[dict]]:
+    """The main test set's results at the top level, other test sets under their names."""
+    models = eval_models(cfg, base, tuned)
+    evaluation: dict = {}
+    records: list[dict] = []
+    for split, rows in splits.test_sets().items():
+        result, recs = evaluate_test_set(cfg, models, tok, rows, split)
+        records += recs
+        if split == "test":
+            evaluation.update(result)
+        else:
+            evaluation[split] = result
+    return evaluation, records
 
 
 def _training_summary(history: list[dict], counts: dict) -> dict:
@@ -241,35 +297,57 @@ def _training_summary(history: list[dict], counts: dict) -> dict:
             "final_train_loss": train[-1] if train else None, "val_per_epoch": val}
 
 
-def _write_outputs(cfg: SFTConfig, out: Path, evaluation: dict, pretrained_path: Path) -> dict:
+def _write_outputs(cfg: SFTConfig, out: Path, evaluation: dict, records: list[dict], pretrained_path: Path) -> dict:
+    write_text_atomic("".join(json.dumps(r) + "\n" for r in records), out / "generations.jsonl")
     write_text_atomic(json.dumps(evaluation, indent=2) + "\n", out / "evaluation.json")
     plot_losses([(out / "metrics.jsonl", "Supervised fine-tuning", "validation loss (per epoch)"),
                  (pretrained_path.parent / "metrics.jsonl", "Pretraining (part 3)", "validation loss")],
                 out / "loss_curve.png")
-    _print_headline(evaluation)
+    _print_headline(evaluation, "test", "unseen slot values")
+    if "test_unseen" in evaluation:
+        _print_headline(evaluation["test_unseen"], "test_unseen", "unseen slot values and phrasing")
     print("wrote:")
     for p in (Path(cfg.dataset_path) if cfg.data is None else None, out / "sft_model.pt",
-              out / "loss_curve.png", out / "evaluation.json", out / "metrics.jsonl"):
+              out / "loss_curve.png", out / "evaluation.json", out / "generations.jsonl", out / "metrics.jsonl"):
         if p is not None:
             print(f"  {p}")
     return evaluation
 
 
-def _print_headline(e: dict) -> None:
-    d = e["sft_minus_pretrained"]["greedy"]["rouge_l"]
-    print(f"\nheld-out test set: {e['test_rows']} contexts (greedy decoding)")
-    print(f"  {'':12s}{'ROUGE-L':>9s}{'BLEU':>8s}{'EOS stop':>10s}{'ref loss':>10s}")
-    for name, r in (("pretrained", e["pretrained"]), ("SFT", e["sft"])):
-        g = r["greedy"]
-        print(f"  {name:12s}{g['rouge_l']:9.3f}{g['bleu']:8.3f}{g['eos_stop_rate']:10.1%}"
-              f"{r['reference_loss']['loss']:10.3f}")
-    if e["oracle_ceiling"]:
-        o = e["oracle_ceiling"]
-        print(f"  {'oracle':12s}{o['rouge_l']:9.3f}{o['bleu']:8.3f}")
-    print(f"  SFT - pretrained ROUGE-L {d['diff']:+.3f} (95% CI {d['ci_low']:+.3f} .. {d['ci_high']:+.3f})")
+_HEAD = (("specifics_recall", "specifics", "%"), ("invented_share", "invented", "%"),
+         ("intent_accuracy", "intent", "%"), ("rubric_pass", "rubric>=4", "%"), ("rouge_l", "ROUGE-L", "f"),
+         ("eos_stop_rate", "EOS stop", "%"))
 
 
-USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError)
+def _cell(value: float | None, kind: str) -> str:
+    if value is None:
+        return f"{'-':>10s}"
+    return f"{value:10.1%}" if kind == "%" else f"{value:10.3f}"
+
+
+def _print_headline(e: dict, split: str, what: str) -> None:
+    """The job metrics (and ROUGE-L against both references) of every model, greedy decoding."""
+    print(f"\nheld-out {split}: {e['test_rows']} contexts with {what} (greedy decoding)")
+    print(f"  {'':22s}" + "".join(f"{label:>10s}" for _, label, _ in _HEAD))
+    rows = [(name, ev.scalars(e[name]["greedy"])) for name in ("pretrained", "pretrained_dialogue", "sft") if name in e]
+    if e.get("inter_reference_agreement"):
+        rows.append(("2nd reference", job_metrics.headline(e["inter_reference_agreement"]["job"])))
+    for name, sc in rows:
+        label = f"{name} ({e[name]['prompt_scheme']})" if name in e else name
+        print(f"  {label:22s}" + "".join(_cell(sc.get(key), kind) for key, _, kind in _HEAD))
+    best = e["best_baseline"]
+    diff = e["sft_minus_pretrained" + best.removeprefix("pretrained")]["greedy"]
+    print(f"  SFT - {best} (the stronger baseline), paired 95% CI:")
+    for key in ("specifics_recall", "intent_accuracy", "rubric_pass"):
+        d = diff["job"][key]
+        if d is not None:
+            print(f"    {key:18s}{d['diff']:+7.1%} ({d['ci_low']:+.1%} .. {d['ci_high']:+.1%})")
+    d = diff["rouge_l"]
+    print(f"    {'rouge_l':18s}{d['diff']:+7.3f} ({d['ci_low']:+.3f} .. {d['ci_high']:+.3f})")
+
+
+USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError,
+               TrainingDiverged)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

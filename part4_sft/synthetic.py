@@ -2,32 +2,37 @@
 
 A context is a customer message ("hi my order #A1234 arrived damaged ...") or a scenario line
 ("Customer Leila wants to return the Cedar Rain Jacket bought on March 3") for one of ``INTENTS``,
-with slot values from ``part3_pretrain.slots``. A response is either a good reply (acknowledge,
-restate the specifics, address the intent, give a next step, close politely) or a deliberately
-flawed one (generic, off-intent, curt, rude, truncated, ...).
+with slot values from ``part3_pretrain.slots``. Each response is drawn with independently varying
+traits (``_TRAITS``): acknowledgement, the customer's name, specifics restated (all / some / none),
+on- or off-intent, next step, polite close, tone, length (curt one-liner), boilerplate lines,
+truncation and repetition, each sampled on its own.
 
-The quality label never comes from the generator's intention: ``rate_response`` reads the response
-text and scores it, and ``high_quality`` is ``rating >= 4.0``. ``generate_pairs`` keeps drawing
-until the rubric has accepted exactly ``n_high_quality`` pairs and rejected the rest.
+The quality label never comes from the generator: nothing tells ``rate_response`` what was drawn.
+It reads the response text and scores it, and ``generate_pairs`` marks the ``n_high_quality``
+best-rated pairs as high quality (ties in a seeded random order); ``filter_report`` shows the
+rating histogram and how many reach ``HIGH_QUALITY_THRESHOLD``.
 
 ``generate_eval_set`` builds held-out evaluation contexts with two independently phrased
-high-quality references each ("test" from held-out slot values only, "val" from train values but
-never an exact training context). Everything is a pure function of the seed: only private
-``random.Random`` instances, no global RNG, no dependence on hash order.
+high-quality references each: "val" from train slot values but never an exact training context,
+"test" from held-out slot values, "test_unseen" from held-out slot values AND held-out phrasing
+templates (``_template_partition``; ``template_leaks`` finds held-out phrasing in any text). Training
+pairs, "val" and "test" only use the train side of the templates. Everything is a pure function of
+the seed: only private ``random.Random`` instances, no global RNG, no dependence on hash order.
 """
 from __future__ import annotations
 
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Callable, Collection, Mapping, Sequence
+from itertools import combinations
+from typing import Collection, Iterable, Mapping, Sequence
 
 from part3_pretrain.slots import PRODUCT_ITEMS, product_category, slot_values
 
 HIGH_QUALITY_THRESHOLD = 4.0
-EVAL_SPLITS = ("val", "test")
+EVAL_SPLITS = ("val", "test", "test_unseen")
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,13 +277,20 @@ _INTENT_SPECS: tuple[_Intent, ...] = (
         r"spec\w*|dimension\w*|measur\w*|colou?rs?|made (?:of|from)|material|comes in|available in",
         ("P",),
         ("dims|what are the dimensions of {ref}?", "dims|how big is {ref} exactly?",
+         "dims|can you tell me how large {ref} is?",
          "colors|does {ref} come in other colors?", "colors|what colors is {ref} available in?",
-         "material|what is {ref} made of?", "material|what material is {ref}?"),
-        ("dims|asks about the dimensions of {ref}", "colors|wants to know the colors of {ref}",
-         "material|asks what {ref} is made of"),
+         "colors|which colors can I get {ref} in?",
+         "material|what is {ref} made of?", "material|what material is {ref}?",
+         "material|I'd like to know what {ref} is made from."),
+        ("dims|asks about the dimensions of {ref}", "dims|wants to know how big {ref} is",
+         "colors|wants to know the colors of {ref}", "colors|asks which colors {ref} comes in",
+         "material|asks what {ref} is made of", "material|wants to know the material of {ref}"),
         ("dims|{ref} measures {dims}", "dims|the dimensions of {ref} are {dims}",
+         "dims|the measurements of {ref} are {dims}",
          "colors|{ref} comes in {colors}", "colors|{ref} is available in {colors}",
-         "material|{ref} is made of {material}", "material|the material of {ref} is {material}"),
+         "colors|the available colors for {ref} are {colors}",
+         "material|{ref} is made of {material}", "material|the material of {ref} is {material}",
+         "material|{ref} is made from {material}"),
         ("you can find the full spec sheet on the product page",
          "I've emailed you the spec sheet and care guide",
          "I'll send you a link to the size and care guide",
@@ -460,7 +472,8 @@ _CLOSES = ("Let me know if there's anything else I can do.", "Have a great day!"
 _COLORS = ("black", "navy", "sage", "sand", "charcoal", "forest green", "terracotta", "ivory", "slate")
 _MATERIALS = ("recycled aluminium", "organic cotton", "bamboo fibre", "stainless steel",
               "recycled polyester", "solid oak", "natural rubber", "merino wool")
-# Flawed-response material: each line triggers a rubric rule on purpose.
+# Material for the "boilerplate", "tone" and "length" traits (never held out: see the template
+# partition below).
 _BOILERPLATE = ("Thank you for contacting customer support.", "We value your business.",
                 "Your satisfaction is our top priority.", "We are looking into your request.",
                 "Our team will get back to you as soon as possible.",
@@ -483,7 +496,8 @@ RUBRIC_RULES: tuple[str, ...] = (
     "no_polite_close", "rude", "curt", "truncated", "repetitive", "generic",
 )
 # Penalties subtracted from 5.0. Any single "real" flaw drops a perfect reply below 4.0; the
-# mild ones (no_acknowledgement, no_name, no_polite_close) only do so in combination.
+# mild ones (no_acknowledgement, no_name, no_polite_close, and generic for stock lines padding an
+# otherwise specific reply) only do so in combination.
 _PENALTY = {
     "no_acknowledgement": 0.7, "no_name": 0.4, "off_intent": 2.0, "ignores_specifics": 1.2,
     "no_next_step": 1.2, "no_polite_close": 0.6, "rude": 2.5, "curt": 1.5, "truncated": 1.5,
@@ -525,7 +539,7 @@ _RUDE_RE = re.compile(
     r"|nonsense|pathetic|useless|not my job|tough luck|too bad|bother us)\b", re.I)
 _BOILERPLATE_RE = re.compile(
     r"we value your|satisfaction is our|looking into (?:your|this|it)|get back to you"
-    r"|any inconvenience|has been noted|committed to providing|top priority", re.I)
+    r"|any inconvenience|has been noted|committed to providing|top priority|contacting customer support", re.I)
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
 _WORD_RE = re.compile(r"[a-z0-9#$'-]+")
 
@@ -617,8 +631,10 @@ def _rule_hits(response: str, intent: str, slots: Mapping) -> dict[str, float]:
         hits["truncated"] = _PENALTY["truncated"]
     if _is_repetitive(response):
         hits["repetitive"] = _PENALTY["repetitive"]
+    # Generic: stock support lines anywhere (they pad even a specific reply), or a reply that
+    # neither restates a specific nor addresses the intent.
     no_specifics = bool(specifics) and len(missing) == len(specifics)
-    if no_specifics and (_BOILERPLATE_RE.search(response) or not on_intent):
+    if _BOILERPLATE_RE.search(response) or (no_specifics and not on_intent):
         hits["generic"] = _PENALTY["generic"]
     return hits
 
@@ -635,6 +651,245 @@ def rate_response(example: Mapping) -> tuple[float, list[str]]:
     hits = _rule_hits(response, intent, slots)
     rating = round(min(5.0, max(1.0, 5.0 - sum(hits.values()))), 1)
     return rating, [rule for rule in RUBRIC_RULES if rule in hits]
+
+
+# ---------------------------------------------------------------------------------------------
+# Template partition: phrasing held out for the "test_unseen" split.
+# ---------------------------------------------------------------------------------------------
+TEMPLATE_SIDES = ("train", "heldout")
+_PLACEHOLDER_RE = re.compile(r"\{[^{}]*\}")
+_PHRASE_STRIP_RE = re.compile(r"[.,!?;:'\"()]")
+_MIN_FRAGMENT_WORDS = 4
+
+
+def _norm_phrase(text: str) -> str:
+    """Lowercase, without the punctuation ``_casualize`` drops (and brackets), single-spaced."""
+    return re.sub(r"\s+", " ", _PHRASE_STRIP_RE.sub("", text.lower())).strip()
+
+
+def _pieces(template: str) -> list[str]:
+    """The fixed text of a template between its placeholders, normalised."""
+    return [_norm_phrase(p) for p in _PLACEHOLDER_RE.split(_topic_of(template)[1])]
+
+
+def _fragments(template: str) -> tuple[str, ...]:
+    """The fixed-text pieces of a template with >= 4 words: what ``template_leaks`` looks for."""
+    return tuple(p for p in _pieces(template) if len(p.split()) >= _MIN_FRAGMENT_WORDS)
+
+
+def _partition_lists() -> list[tuple[str, tuple[str, ...], int]]:
+    """(name, templates, smallest group size that is split) of every list with two sides.
+
+    Intent lists and the shared pools are split from 2 templates per group up; the short ref
+    phrasings (``_REFS``, ``_DATE_SUFFIXES``) only from 3 up. A group is a list's templates of one
+    "topic|" tag (the whole list when untagged).
+    """
+    lists: list[tuple[str, tuple[str, ...], int]] = []
+    for spec in _INTENT_SPECS:
+        for part in ("customer", "scenario", "body", "next"):
+            lists.append((f"{spec.name}.{part}", getattr(spec, part), 2))
+    pools = (("acks_apology", _ACKS_APOLOGY), ("acks_notice", _ACKS_NOTICE), ("acks_thanks", _ACKS_THANKS),
+             ("closes", _CLOSES), ("intros", _INTROS), ("signoffs", _SIGNOFFS),
+             ("extras_apology", _EXTRAS_APOLOGY), ("extras_neutral", _EXTRAS_NEUTRAL),
+             ("scenario_prefixes", _SCENARIO_PREFIXES))
+    lists += [(name, pool, 2) for name, pool in pools]
+    lists += [(f"refs.{voice}.{kind}", refs, 3) for voice, by_kind in _REFS.items() for kind, refs in by_kind.items()]
+    lists += [(f"date_suffixes.{voice}", suffixes, 3) for voice, suffixes in _DATE_SUFFIXES.items()]
+    return lists
+
+
+# Fragments of our templates that the part-3 pretraining corpus (``part3_pretrain.corpus``) also
+# contains (normalised as in ``_norm_phrase``): the base model has seen them, so templates with
+# them stay on the train side. The tests check the default corpus has no held-out fragment.
+_PRETRAINING_PHRASES = (
+    "and im sorry for", "can i still cancel", "can still be updated", "can you tell me the status of",
+    "for a different size", "have a great day", "how do i return", "i changed my mind", "i need to cancel",
+    "i ordered it by mistake", "i want to return", "id like to return", "is it too late to return",
+    "ive emailed you a prepaid return label", "thank you for your message", "thanks for getting in touch",
+    "thanks for reaching out", "thanks for shopping with us", "thanks for your patience",
+    "this is really frustrating", "what are my options",
+)
+
+
+def _always_train_texts() -> tuple[str, ...]:
+    """Text that every side uses, so a held-out template may not share a fragment with it."""
+    troubles = tuple(t for spec in _INTENT_SPECS for t in spec.trouble)
+    return (_GREETINGS + _GENERIC_REFS + _GENERIC_TROUBLE + troubles + _BOILERPLATE + _RUDE_OPENERS
+            + _RUDE_CLOSES + _CURT + _COLORS + _MATERIALS + _PRETRAINING_PHRASES)
+
+
+@lru_cache(maxsize=1)
+def _template_partition() -> dict[str, frozenset[int]]:
+    """List name -> indices of its held-out templates. A pure function of the template lists.
+
+    Per group of n templates (n >= the list's smallest split group), up to ``max(1, round(n / 4))``
+    are held out, smallest groups first, each in the order of a ``random.Random("template-partition")``
+    shuffle, keeping at least two on the train side (one for a group of two). The same string in
+    several lists (" ordered on {date}" in every voice) is one template, and templates that share a
+    >= 4-word fragment (e.g. "thanks for letting us know{nm}" inside "thanks for letting us
+    know{nm}, and sorry for {trouble}", or one intent's body inside another's scenario) are held
+    out together or not at all, never pushing a group past its share, and never when they share
+    one with text every side uses (``_always_train_texts``): a held-out fragment can then never
+    occur in train-side text.
+    """
+    lists = _partition_lists()
+    by_name = {name: items for name, items, _ in lists}
+    split_from = {name: size for name, _, size in lists}
+    groups: dict[tuple[str, str], list[int]] = {}
+    where: dict[str, list[tuple[str, int]]] = {}  # template text (topic stripped) -> its (list, index)
+    for name, items, _ in lists:
+        for i, t in enumerate(items):
+            groups.setdefault((name, _topic_of(t)[0]), []).append(i)
+            where.setdefault(_topic_of(t)[1], []).append((name, i))
+    pinned = set(_always_train_texts())
+    texts = sorted(where) + sorted(pinned - set(where))
+    joined = {t: " | ".join([""] + _pieces(t) + [""]) for t in texts}
+    parent = {t: t for t in texts}
+
+    def root(t: str) -> str:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for a in texts:  # union templates that share a fragment
+        for frag in _fragments(a):
+            for b in texts:
+                if b != a and f" {frag} " in joined[b]:
+                    parent[root(a)] = root(b)
+    members: dict[str, list[str]] = {}
+    for t in texts:
+        members.setdefault(root(t), []).append(t)
+    blocked = {root(t) for t in pinned}
+
+    def group_of(name: str, i: int) -> tuple[str, str]:
+        return name, _topic_of(by_name[name][i])[0]
+
+    def min_train(group: tuple[str, str]) -> int:
+        return 2 if len(groups[group]) >= 3 else 1
+
+    def target(group: tuple[str, str]) -> int:
+        return max(1, round(len(groups[group]) / 4))
+
+    rng = random.Random("template-partition")
+    held: set[str] = set()
+    n_held: Counter = Counter()
+    # Smallest groups first: they have the fewest choices that keep two templates on the train side.
+    for (name, topic), idxs in sorted(groups.items(), key=lambda item: len(item[1])):
+        size = len(idxs)
+        if size < split_from[name]:
+            continue
+        order = list(idxs)
+        rng.shuffle(order)
+        for i in order:
+            if n_held[(name, topic)] >= target((name, topic)):
+                break
+            comp = root(_topic_of(by_name[name][i])[1])
+            if comp in blocked or _topic_of(by_name[name][i])[1] in held:
+                continue
+            new = [t for t in members[comp] if t not in held]
+            add = Counter(group_of(ln, li) for t in new for ln, li in where[t])
+            if all(len(groups[g]) >= split_from[g[0]] and len(groups[g]) - n_held[g] - k >= min_train(g)
+                   and n_held[g] + k <= target(g) for g, k in add.items()):
+                held.update(new)
+                n_held.update(add)
+    return {name: frozenset(i for i, t in enumerate(items) if _topic_of(t)[1] in held) for name, items, _ in lists}
+
+
+def _template_partition_counts() -> dict[str, tuple[int, int]]:
+    """List name -> (templates on the train side only, held-out templates); (n, 0): shared."""
+    return {name: (len(items) - len(_template_partition()[name]), len(_template_partition()[name]))
+            for name, items, _ in _partition_lists()}
+
+
+@dataclass(frozen=True)
+class _Phrasing:
+    """The templates one side of the partition writes with."""
+    side: str
+    specs: dict[str, _Intent]
+    acks_apology: tuple[str, ...]
+    acks_notice: tuple[str, ...]
+    acks_thanks: tuple[str, ...]
+    closes: tuple[str, ...]
+    intros: tuple[str, ...]
+    signoffs: tuple[str, ...]
+    extras_apology: tuple[str, ...]
+    extras_neutral: tuple[str, ...]
+    scenario_prefixes: tuple[str, ...]
+    refs: dict[str, dict[str, tuple[str, ...]]]
+    date_suffixes: dict[str, tuple[str, ...]]
+
+
+@lru_cache(maxsize=2)
+def _phrasing(side: str) -> _Phrasing:
+    """Train side: every template not held out. Held-out side: only the held-out ones.
+
+    A group where nothing is held out (a ref list of two, a topic with one template) is used
+    whole by both sides; ``_template_partition_counts`` shows which lists those are.
+    """
+    if side not in TEMPLATE_SIDES:
+        raise ValueError(f"side must be one of {TEMPLATE_SIDES}, got {side!r}")
+    held = _template_partition()
+
+    def pick(name: str, items: tuple[str, ...]) -> tuple[str, ...]:
+        topics_held = {_topic_of(items[i])[0] for i in held[name]}
+        return tuple(t for i, t in enumerate(items)
+                     if _topic_of(t)[0] not in topics_held or (i in held[name]) == (side == "heldout"))
+
+    specs = {spec.name: replace(spec, **{part: pick(f"{spec.name}.{part}", getattr(spec, part))
+                                         for part in ("customer", "scenario", "body", "next")})
+             for spec in _INTENT_SPECS}
+    return _Phrasing(
+        side, specs, pick("acks_apology", _ACKS_APOLOGY), pick("acks_notice", _ACKS_NOTICE),
+        pick("acks_thanks", _ACKS_THANKS), pick("closes", _CLOSES), pick("intros", _INTROS),
+        pick("signoffs", _SIGNOFFS), pick("extras_apology", _EXTRAS_APOLOGY),
+        pick("extras_neutral", _EXTRAS_NEUTRAL), pick("scenario_prefixes", _SCENARIO_PREFIXES),
+        {voice: {kind: pick(f"refs.{voice}.{kind}", refs) for kind, refs in by_kind.items()}
+         for voice, by_kind in _REFS.items()},
+        {voice: pick(f"date_suffixes.{voice}", suffixes) for voice, suffixes in _DATE_SUFFIXES.items()},
+    )
+
+
+@lru_cache(maxsize=2)
+def _side_fragments(side: str) -> tuple[str, ...]:
+    """The fragments of the templates only ``side`` uses, longest first."""
+    held = _template_partition()
+    frags: set[str] = set()
+    for name, items, _ in _partition_lists():
+        topics_held = {_topic_of(items[i])[0] for i in held[name]}
+        for i, t in enumerate(items):
+            if _topic_of(t)[0] in topics_held and (i in held[name]) == (side == "heldout"):
+                frags.update(_fragments(t))
+    return tuple(sorted(frags, key=lambda f: (-len(f), f)))
+
+
+@lru_cache(maxsize=2)
+def _side_fragment_re(side: str) -> re.Pattern[str] | None:
+    frags = _side_fragments(side)
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, frags)) + r")(?!\w)") if frags else None
+
+
+def _find_fragments(texts: Iterable[str], side: str, limit: int) -> list[str]:
+    pattern, found = _side_fragment_re(side), []
+    if pattern is None:
+        return found
+    for text in texts:
+        for m in pattern.finditer(_norm_phrase(text)):
+            if m.group(0) not in found:
+                found.append(m.group(0))
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def template_leaks(texts: Iterable[str], limit: int = 20) -> list[str]:
+    """Held-out template phrases found in ``texts`` (at most ``limit`` distinct ones; empty: clean).
+
+    A phrase is a fixed-text piece of >= 4 words of a held-out template, between its slot
+    placeholders, compared lowercased and without punctuation (so casual, unpunctuated contexts
+    are checked too). Training pairs, "val" and "test" must have none; "test_unseen" is made of them.
+    """
+    return _find_fragments(texts, "heldout", limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -692,21 +947,26 @@ def _draw_slots(spec: _Intent, split: str, rng: random.Random) -> dict[str, str]
     return slots
 
 
-def _ref(slots: Mapping[str, str], voice: str, rng: random.Random, product_head: bool = False) -> str:
+def _ref(slots: Mapping[str, str], voice: str, rng: random.Random, product_head: bool = False,
+         ph: _Phrasing | None = None) -> str:
     """The order/product(/date) noun phrase in the customer's, a third person's or the agent's voice.
 
     With ``product_head`` the phrase is about the product ("your X from order #A1"), not the order
-    ("order #A1 with your X"), for intents where the order as a whole is not what arrived broken.
+    ("order #A1 with your X"), for intents where the order as a whole is not what arrived broken
+    (where the side has such a phrasing). ``ph``: the templates' side (default train).
     """
+    ph = ph or _phrasing("train")
     kind = ("O" if "order_id" in slots else "") + ("P" if "product" in slots else "")
-    templates = _REFS[voice][kind]
+    templates = ph.refs[voice][kind]
     if product_head and kind == "OP":
-        templates = tuple(t for t in templates if not re.match(r"(?:\w+ )?order", t))
-    template = rng.choice(templates)
-    if "date" in slots:
-        # Skip suffixes that would say "from" twice ("your X from order #A1 from May 3").
-        suffixes = [s for s in _DATE_SUFFIXES[voice] if s.split()[0] not in template.split()]
-        template += rng.choice(suffixes)
+        templates = tuple(t for t in templates if not re.match(r"(?:\w+ )?order", t)) or templates
+    if "date" not in slots:
+        return rng.choice(templates).format(**slots)
+    # Skip suffixes that would say "from" twice ("your X from order #A1 from May 3").
+    suffixes = ph.date_suffixes[voice]
+    fits = [t for t in templates if any(s.split()[0] not in t.split() for s in suffixes)] or list(templates)
+    template = rng.choice(fits)
+    template += rng.choice([s for s in suffixes if s.split()[0] not in template.split()] or list(suffixes))
     return template.format(**slots)
 
 
@@ -720,20 +980,21 @@ def _casualize(text: str, keep: Sequence[str]) -> str:
     return re.sub(r"\s+", " ", "".join(out)).strip()
 
 
-def _customer_message(spec: _Intent, slots: dict[str, str], rng: random.Random) -> tuple[str, str]:
+def _customer_message(spec: _Intent, slots: dict[str, str], rng: random.Random,
+                      ph: _Phrasing) -> tuple[str, str]:
     """A first-person message; returns (text, topic)."""
     topic, template = _topic_of(rng.choice(spec.customer))
-    fill = {**slots, "ref": _ref(slots, "customer", rng, spec.product_head)}
+    fill = {**slots, "ref": _ref(slots, "customer", rng, spec.product_head, ph)}
     parts = [rng.choice(_GREETINGS)]
     name = slots.get("customer")
     signoff = ""
     if name and rng.random() < 0.5:
-        parts.append(rng.choice(_INTROS).format(customer=name))
+        parts.append(rng.choice(ph.intros).format(customer=name))
     elif name:
-        signoff = rng.choice(_SIGNOFFS).format(customer=name)
+        signoff = rng.choice(ph.signoffs).format(customer=name)
     parts.append(template.format(**fill))
     if rng.random() < 0.5:
-        parts.append(rng.choice(_EXTRAS_APOLOGY if spec.apology else _EXTRAS_NEUTRAL))
+        parts.append(rng.choice(ph.extras_apology if spec.apology else ph.extras_neutral))
     parts.append(signoff)
     parts = [p for p in parts if p]
     # Sentence-case every part except the one after a "Hi," greeting ("Hi, this is ...").
@@ -743,56 +1004,106 @@ def _customer_message(spec: _Intent, slots: dict[str, str], rng: random.Random) 
     return text, topic
 
 
-def _scenario_line(spec: _Intent, slots: dict[str, str], rng: random.Random) -> tuple[str, str]:
+def _scenario_line(spec: _Intent, slots: dict[str, str], rng: random.Random,
+                   ph: _Phrasing) -> tuple[str, str]:
     """A third-person line for an agent ("Customer Leila wants to return ..."); (text, topic)."""
     topic, template = _topic_of(rng.choice(spec.scenario))
     name = slots.get("customer")
-    prefix = rng.choice(_SCENARIO_PREFIXES).format(nm=f" {name}" if name else "")
-    body = template.format(**{**slots, "ref": _ref(slots, "third", rng, spec.product_head)})
+    prefix = rng.choice(ph.scenario_prefixes).format(nm=f" {name}" if name else "")
+    body = template.format(**{**slots, "ref": _ref(slots, "third", rng, spec.product_head, ph)})
     return prefix + body + rng.choice((".", ".", "")), topic
 
 
-def _make_context(intent: str, split: str, rng: random.Random) -> _Context:
-    spec = _SPECS[intent]
+def _make_context(intent: str, split: str, rng: random.Random, ph: _Phrasing | None = None) -> _Context:
+    """A context for ``intent`` from ``split`` slot values, written with ``ph`` (default train side)."""
+    ph = ph or _phrasing("train")
+    spec = ph.specs[intent]
     slots = _draw_slots(spec, split, rng)
     maker = _customer_message if rng.random() < 0.7 else _scenario_line
-    text, topic = maker(spec, slots, rng)
+    text, topic = maker(spec, slots, rng, ph)
     return _Context(intent, text, slots, topic)
 
 
 # ---------------------------------------------------------------------------------------------
-# Responses.
+# Responses: every trait drawn on its own, then applied to the parts of a reply.
 # ---------------------------------------------------------------------------------------------
+# trait -> ((value, probability), ...); the first value is the one a careful agent would pick.
+# Each trait is sampled independently; the rubric alone decides what the combination is worth.
+# With these, generate_pairs() (seed 0) rates 1,223 of 5,000 pairs >= 4.0 (590 at 5.0) and spreads
+# the rest over every half point down to 1.0 (filter_report's "rating_histogram").
+_TRAITS: dict[str, tuple[tuple[object, float], ...]] = {
+    "acknowledgement": ((True, 0.7), (False, 0.3)),
+    "name": ((True, 0.7), (False, 0.3)),  # None where the context has no name
+    "specifics": (("all", 0.65), ("some", 0.2), ("none", 0.15)),
+    "intent": (("own", 0.88), ("other", 0.12)),
+    "next_step": ((True, 0.8), (False, 0.2)),
+    "close": ((True, 0.7), (False, 0.3)),
+    "tone": (("polite", 0.88), ("rude", 0.12)),
+    "length": (("normal", 0.94), ("curt", 0.06)),
+    "boilerplate": ((False, 0.8), (True, 0.2)),
+    "truncated": ((False, 0.9), (True, 0.1)),
+    "repetition": ((False, 0.9), (True, 0.1)),
+}
+_GOOD_TRAITS: dict[str, object] = {trait: options[0][0] for trait, options in _TRAITS.items()}
+# How a dropped extra slot reads in a body template: (pattern around the marker, replacement), in order.
+_MARK = "\x00"
+_GENERIC_EXTRAS = {
+    "amount": ((rf"\b(?:of|at) {_MARK}\s*", ""), (rf"\b(the|your) {_MARK}\s*", r"\1 "), (_MARK, "the amount")),
+    "carrier": ((rf"\ba {_MARK}", "a"), (_MARK, "the carrier"), (r"\bthe the carrier", "the carrier")),
+    "promo_code": ((rf"\bthe code {_MARK}", "the code"), (_MARK, "your code")),
+}
+
+
+def _draw_traits(rng: random.Random, has_name: bool) -> dict[str, object]:
+    """One value per trait, each from its own draw."""
+    traits: dict[str, object] = {}
+    for trait, options in _TRAITS.items():
+        r, total = rng.random(), 0.0
+        for value, p in options:
+            total += p
+            if r < total:
+                break
+        traits[trait] = value
+    if not has_name:
+        traits["name"] = None
+    return traits
+
+
 @dataclass
 class _Parts:
     ack: str | None
     body: str
     next: str | None
     close: str | None
+    greeting: str | None = None  # "Hi Leila": the name without an acknowledgement
 
 
-def _ack(spec: _Intent, name: str | None, rng: random.Random) -> str:
+def _ack(spec: _Intent, name: str | None, rng: random.Random, ph: _Phrasing) -> str:
     hi_prefix = bool(name) and rng.random() < 0.3
     nm = f", {name}" if name and not hi_prefix else ""
     if spec.apology and rng.random() < 0.8:
         trouble = rng.choice(spec.trouble + _GENERIC_TROUBLE)
-        ack = rng.choice(_ACKS_APOLOGY).format(trouble=trouble, nm=nm)
+        ack = rng.choice(ph.acks_apology).format(trouble=trouble, nm=nm)
     elif spec.apology:
-        ack = rng.choice(_ACKS_NOTICE).format(nm=nm)
+        ack = rng.choice(ph.acks_notice).format(nm=nm)
     else:
-        ack = rng.choice(_ACKS_THANKS).format(nm=nm)
+        ack = rng.choice(ph.acks_thanks).format(nm=nm)
     return f"Hi {name}, {ack}" if hi_prefix else ack
 
 
 def _body_fill(ctx: _Context, spec: _Intent, split: str, rng: random.Random,
-               ref: str | None) -> dict[str, str]:
-    """Values for body templates: the context's slots, a freshly phrased ref, response-only numbers."""
+               ref: str | None, ph: _Phrasing, drop: Collection[str] = ()) -> dict[str, str]:
+    """Values for body templates: the context's slots, a freshly phrased ref, response-only numbers.
+
+    Extra slots in ``drop`` get a marker that ``_generic_extras`` turns into generic words.
+    """
     values = slot_values(split)
     fill = {s: rng.choice(values[s]) for s in ("amount", "carrier", "promo_code")}
     fill.update(ctx.slots)
+    fill.update({s: _MARK for s in drop})
     a, b, c = sorted(rng.sample(range(8, 60), 3), reverse=True)
     fill.update(
-        ref=ref if ref is not None else _ref(ctx.slots, "agent", rng, spec.product_head),
+        ref=ref if ref is not None else _ref(ctx.slots, "agent", rng, spec.product_head, ph),
         dims=f"{a} x {b} x {c} cm",
         colors="{}, {} and {}".format(*rng.sample(_COLORS, 3)),
         material=rng.choice(_MATERIALS),
@@ -801,13 +1112,28 @@ def _body_fill(ctx: _Context, spec: _Intent, split: str, rng: random.Random,
     return fill
 
 
+def _generic_extras(body: str, dropped: Collection[str]) -> str:
+    """Replace the markers of dropped extra slots ("the $25.00 refund" -> "the refund")."""
+    for slot in dropped:
+        for pattern, repl in _GENERIC_EXTRAS[slot]:
+            body = re.sub(pattern, repl, body)
+    return re.sub(r"\s+", " ", body).strip()
+
+
 def _good_parts(ctx: _Context, split: str, rng: random.Random, intent: str | None = None,
-                ref: str | None = None) -> _Parts:
-    """Every part of a good reply to ``ctx`` (written for ``intent``, default the context's)."""
-    spec = _SPECS[intent or ctx.intent]
-    name = ctx.slots.get("customer")
-    body = _pick(rng, spec.body, ctx.topic).format(**_body_fill(ctx, spec, split, rng, ref))
-    return _Parts(_ack(spec, name, rng), body, rng.choice(spec.next), rng.choice(_CLOSES))
+                ref: str | None = None, ph: _Phrasing | None = None, name: str | None = "",
+                drop: Collection[str] = ()) -> _Parts:
+    """Every part of a good reply to ``ctx`` (written for ``intent``, default the context's).
+
+    ``name``: the name the acknowledgement uses ("" = the context's, None = none); ``ref`` and
+    ``drop``: a ref phrase to use instead of the full one, extra slots to leave generic.
+    """
+    ph = ph or _phrasing("train")
+    spec = ph.specs[intent or ctx.intent]
+    name = ctx.slots.get("customer") if name == "" else name
+    body = _pick(rng, spec.body, ctx.topic).format(**_body_fill(ctx, spec, split, rng, ref, ph, drop))
+    body = _generic_extras(body, [s for s in drop if s in _GENERIC_EXTRAS])
+    return _Parts(_ack(spec, name, rng, ph), body, rng.choice(spec.next), rng.choice(ph.closes))
 
 
 def _assemble(parts: _Parts, rng: random.Random) -> str:
@@ -818,6 +1144,8 @@ def _assemble(parts: _Parts, rng: random.Random) -> str:
         core = f"{parts.ack} - {core}"
     elif parts.ack:
         sentences.append(_cap(parts.ack) + rng.choice((".", ".", "!")))
+    elif parts.greeting:
+        core = f"{parts.greeting}, {core}"
     if parts.next and (sentences or rng.random() < 0.5):
         # ", and please ..." and "..., and I've ..., and ..." read badly; a semicolon always works.
         plain = not parts.next.startswith("please") and ", and" not in parts.next
@@ -832,54 +1160,55 @@ def _assemble(parts: _Parts, rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-def _good_response(ctx: _Context, split: str, rng: random.Random) -> str:
-    return _assemble(_good_parts(ctx, split, rng), rng)
+def _kept_specifics(ctx: _Context, level: object, rng: random.Random) -> frozenset[str]:
+    """The specific slots a reply restates: all, none, or a random proper non-empty subset.
+
+    "some" keeps a date only with an order id or product to hang it on; with a single specific
+    in the context there is no proper subset and "some" restates none.
+    """
+    present = [s for s in _SPECIFIC_SLOTS if ctx.slots.get(s)]
+    if level == "all":
+        return frozenset(present)
+    options = [c for k in range(1, len(present)) for c in combinations(present, k)
+               if "date" not in c or {"order_id", "product"} & set(c)] if level == "some" else []
+    return frozenset(rng.choice(options)) if options else frozenset()
 
 
-def _flaw_generic(ctx: _Context, split: str, rng: random.Random) -> str:
-    lines = rng.sample(_BOILERPLATE, rng.randint(2, 4))
-    return " ".join(lines + ([rng.choice(_CLOSES)] if rng.random() < 0.5 else []))
+def _specific_ref(ctx: _Context, keep: frozenset[str], spec: _Intent, rng: random.Random,
+                  ph: _Phrasing) -> str:
+    """The agent's ref phrase restating only the kept order id / product / date (else generic)."""
+    slots = {s: ctx.slots[s] for s in ("order_id", "product", "date") if s in keep}
+    if "order_id" not in slots and "product" not in slots:
+        return rng.choice(_GENERIC_REFS)
+    return _ref(slots, "agent", rng, spec.product_head, ph)
 
 
-def _flaw_off_intent(ctx: _Context, split: str, rng: random.Random) -> str:
-    """A good reply for another intent; redrawn until it really misses this intent's keywords."""
-    text = ""
+def _other_intent_parts(ctx: _Context, split: str, rng: random.Random, ph: _Phrasing,
+                        keep: frozenset[str], full: bool, name: str | None) -> _Parts:
+    """A reply written for another intent; redrawn until it really misses this intent's keywords."""
+    parts = None
     for _ in range(20):
         other = rng.choice([i for i in INTENTS if i != ctx.intent])
-        text = _assemble(_good_parts(ctx, split, rng, intent=other), rng)
+        ref = None if full else _specific_ref(ctx, keep, ph.specs[other], rng, ph)
+        drop = [s for s in _SPECIFIC_SLOTS if s in ctx.slots and s not in keep]
+        parts = _good_parts(ctx, split, rng, intent=other, ref=ref, ph=ph, name=name, drop=drop)
+        text = " ".join(p for p in (parts.ack, parts.body, parts.next, parts.close) if p)
         if not _addresses_intent(text, ctx.intent, ctx.slots):
             break
-    return text
+    return parts
 
 
-def _flaw_ignores_specifics(ctx: _Context, split: str, rng: random.Random) -> str:
-    return _assemble(_good_parts(ctx, split, rng, ref=rng.choice(_GENERIC_REFS)), rng)
-
-
-def _flaw_curt(ctx: _Context, split: str, rng: random.Random) -> str:
-    return _cap(rng.choice(_CURT).format(ref=_ref(ctx.slots, "agent", rng)))
-
-
-def _flaw_rude(ctx: _Context, split: str, rng: random.Random) -> str:
-    parts = _good_parts(ctx, split, rng)
-    if rng.random() < 0.6:
-        parts.ack = rng.choice(_RUDE_OPENERS)
-    else:
-        parts.close = rng.choice(_RUDE_CLOSES)
-    return _assemble(parts, rng)
-
-
-def _flaw_truncated(ctx: _Context, split: str, rng: random.Random) -> str:
-    """A good reply cut off mid-sentence, as a generation that hit its length limit."""
-    words = _good_response(ctx, split, rng).split()
+def _truncate(text: str, rng: random.Random) -> str:
+    """The reply cut off mid-sentence, as a generation that hit its length limit."""
+    words = text.split()
     cut = rng.randrange(max(3, int(0.4 * len(words))), max(4, int(0.85 * len(words))))
     return " ".join(words[:cut]).rstrip(".,;:!?- ")
 
 
-def _flaw_repetitive(ctx: _Context, split: str, rng: random.Random) -> str:
-    """A good reply with a sentence or a phrase looped, as a degenerate generation."""
-    sents = _sentences(_good_response(ctx, split, rng))
-    style = rng.randrange(3)
+def _repeat(text: str, rng: random.Random) -> str:
+    """The reply with a sentence or a phrase looped, as a degenerate generation."""
+    sents = _sentences(text)
+    style = rng.randrange(3) if len(sents[-1].split()) >= 2 else rng.randrange(2)
     if style == 0:
         i = rng.randrange(len(sents))
         sents.insert(i + 1, sents[i])
@@ -893,26 +1222,62 @@ def _flaw_repetitive(ctx: _Context, split: str, rng: random.Random) -> str:
     return " ".join(sents)
 
 
-def _flaw_no_next_step(ctx: _Context, split: str, rng: random.Random) -> str:
-    parts = _good_parts(ctx, split, rng)
-    parts.next = None
-    return _assemble(parts, rng)
+def _add_boilerplate(text: str, rng: random.Random) -> str:
+    """One or two generic support lines inserted anywhere in the reply."""
+    sents = _sentences(text)
+    for line in rng.sample(_BOILERPLATE, rng.randint(1, 2)):
+        sents.insert(rng.randint(0, len(sents)), line)
+    return " ".join(sents)
 
 
-def _flaw_bare(ctx: _Context, split: str, rng: random.Random) -> str:
-    """Specific and helpful, but no acknowledgement, no name and no close."""
-    parts = _good_parts(ctx, split, rng)
-    parts.ack, parts.close = None, None
-    return _assemble(parts, rng)
+def _response(ctx: _Context, traits: Mapping[str, object], split: str, rng: random.Random,
+              ph: _Phrasing | None = None) -> str:
+    """A reply to ``ctx`` with the given traits (see ``_TRAITS``), from ``ph`` templates.
+
+    A curt reply is a one-liner: acknowledgement, name, next step, close and boilerplate do not
+    apply to it, a rude tone prefixes it. A rude tone otherwise replaces the acknowledgement (or
+    the close) with a rude line. Repetition, then truncation, apply last, to the whole text.
+    """
+    ph = ph or _phrasing("train")
+    name = ctx.slots.get("customer") if traits["name"] else None
+    keep = _kept_specifics(ctx, traits["specifics"], rng)
+    full = keep == frozenset(s for s in _SPECIFIC_SLOTS if ctx.slots.get(s))
+    rude = traits["tone"] == "rude"
+    if traits["length"] == "curt":
+        spec = ph.specs[ctx.intent]
+        ref = _ref(ctx.slots, "agent", rng, spec.product_head, ph) if full else _specific_ref(ctx, keep, spec, rng, ph)
+        text = _cap(rng.choice(_CURT).format(ref=ref))
+        if rude:
+            text = f"{_cap(rng.choice(_RUDE_OPENERS))}. {text}"
+    else:
+        if traits["intent"] == "own":
+            ref = None if full else _specific_ref(ctx, keep, ph.specs[ctx.intent], rng, ph)
+            drop = [s for s in _SPECIFIC_SLOTS if s in ctx.slots and s not in keep]
+            parts = _good_parts(ctx, split, rng, ref=ref, ph=ph, name=name, drop=drop)
+        else:
+            parts = _other_intent_parts(ctx, split, rng, ph, keep, full, name)
+        if not traits["acknowledgement"]:
+            parts.ack, parts.greeting = None, (f"Hi {name}" if name else None)
+        if not traits["next_step"]:
+            parts.next = None
+        if not traits["close"]:
+            parts.close = None
+        if rude and rng.random() < 0.6:
+            parts.ack = rng.choice(_RUDE_OPENERS)
+        elif rude:
+            parts.close = rng.choice(_RUDE_CLOSES)
+        text = _assemble(parts, rng)
+        if traits["boilerplate"]:
+            text = _add_boilerplate(text, rng)
+    if traits["repetition"]:
+        text = _repeat(text, rng)
+    if traits["truncated"]:
+        text = _truncate(text, rng)
+    return text
 
 
-_FLAWS: dict[str, Callable[[_Context, str, random.Random], str]] = {
-    "generic": _flaw_generic, "off_intent": _flaw_off_intent,
-    "ignores_specifics": _flaw_ignores_specifics, "curt": _flaw_curt, "rude": _flaw_rude,
-    "truncated": _flaw_truncated, "repetitive": _flaw_repetitive,
-    "no_next_step": _flaw_no_next_step, "bare": _flaw_bare,
-}
-_FLAW_NAMES = tuple(_FLAWS)
+def _good_response(ctx: _Context, split: str, rng: random.Random, ph: _Phrasing | None = None) -> str:
+    return _response(ctx, _GOOD_TRAITS, split, rng, ph)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -927,58 +1292,54 @@ def _context_key(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s#$]", "", text.lower())).strip()
 
 
-def _pair(ctx: _Context, response: str) -> dict:
-    example = {"context": ctx.text, "response": response, "intent": ctx.intent, "slots": dict(ctx.slots)}
-    rating, rules = rate_response(example)
-    return {**example, "rating": rating, "rules": rules, "high_quality": int(rating >= HIGH_QUALITY_THRESHOLD)}
+def _select(pairs: Sequence[Mapping], n_high_quality: int, seed: object) -> list[int]:
+    """1 for the ``n_high_quality`` best-rated pairs, else 0, in the order of ``pairs``.
 
-
-def _draw_candidate(rng: random.Random, want_good: bool, n_good: int) -> tuple[dict, bool]:
-    """One (pair, generator-meant-it-good) candidate with a fresh training context."""
-    if want_good:  # cycle the intents so the kept pairs are balanced
-        ctx = _make_context(INTENTS[n_good % len(INTENTS)], "train", rng)
-        return _pair(ctx, _good_response(ctx, "train", rng)), True
-    ctx = _make_context(rng.choice(INTENTS), "train", rng)
-    flaw = _FLAWS[rng.choice(_FLAW_NAMES)]
-    return _pair(ctx, flaw(ctx, "train", rng)), False
+    Reads nothing but "rating": ties are broken by a random key per position from
+    ``random.Random(f"select-{seed}")``, so the choice is a pure function of the ratings and the seed.
+    """
+    tie = random.Random(f"select-{seed}")
+    keys = [tie.random() for _ in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: (-pairs[i]["rating"], keys[i]))
+    chosen = set(order[:n_high_quality])
+    return [int(i in chosen) for i in range(len(pairs))]
 
 
 def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> list[dict]:
-    """``n`` (context, response) pairs from train slot values, exactly ``n_high_quality`` rated >= 4.0.
+    """``n`` (context, response) pairs from train slot values and train-side templates, all rated.
 
-    Good and flawed candidates are drawn and placed by the rubric: a candidate rated >= 4.0 fills
-    the high-quality quota, one below 4.0 the low-quality quota. A flawed candidate the rubric
-    fails to catch (rated >= 4.0) is dropped rather than kept as "high quality", so a kept pair is
-    never a deliberately bad reply that slipped through. Contexts are all distinct, even ignoring
-    case, punctuation and whitespace.
+    Each context (intents in turn, then shuffled) gets one reply whose traits (``_TRAITS``) are
+    drawn independently; ``rate_response`` rates it, and the ``n_high_quality`` best-rated pairs
+    get ``high_quality = 1`` (ties in a seeded random order; ratings below ``HIGH_QUALITY_THRESHOLD``
+    are kept too if fewer than ``n_high_quality`` reach it). ``traits`` records the draw, for
+    analysis only: selection reads the ratings alone. Contexts are all distinct, even ignoring case,
+    punctuation and whitespace.
     """
     if n < 1 or not 0 <= n_high_quality <= n:
         raise ValueError(f"need n >= 1 and 0 <= n_high_quality <= n, got n={n}, n_high_quality={n_high_quality}")
     rng = random.Random(seed)
-    high: list[dict] = []
-    low: list[dict] = []
+    ph = _phrasing("train")
+    drawn: list[dict] = []
     seen: set[str] = set()
     for _ in range(50 * n + 1000):
-        need_high, need_low = n_high_quality - len(high), (n - n_high_quality) - len(low)
-        if need_high == 0 and need_low == 0:
+        if len(drawn) == n:
             break
-        want_good = need_high > 0 and (need_low == 0 or rng.random() < need_high / (need_high + need_low))
-        pair, meant_good = _draw_candidate(rng, want_good, len(high))
-        key = _context_key(pair["context"])
+        ctx = _make_context(INTENTS[len(drawn) % len(INTENTS)], "train", rng, ph)
+        key = _context_key(ctx.text)
         if key in seen:
             continue
-        if pair["high_quality"] and meant_good and need_high > 0:
-            high.append(pair)
-        elif not pair["high_quality"] and need_low > 0:
-            low.append(pair)
-        else:
-            continue
         seen.add(key)
-    else:
-        raise RuntimeError("could not fill the quotas; the rubric rejects too many candidates")
-    pairs = high + low
-    rng.shuffle(pairs)
-    return [{"id": i, **p} for i, p in enumerate(pairs)]
+        traits = _draw_traits(rng, "customer" in ctx.slots)
+        example = {"context": ctx.text, "response": _response(ctx, traits, "train", rng, ph),
+                   "intent": ctx.intent, "slots": dict(ctx.slots)}
+        rating, rules = rate_response(example)
+        drawn.append({**example, "rating": rating, "rules": rules, "traits": traits})
+    if len(drawn) < n:
+        raise RuntimeError(f"could only draw {len(drawn)} distinct contexts out of {n}")
+    rng.shuffle(drawn)
+    flags = _select(drawn, n_high_quality, seed)
+    return [{"id": i, **{k: v for k, v in p.items() if k != "traits"}, "high_quality": hq, "traits": p["traits"]}
+            for i, (p, hq) in enumerate(zip(drawn, flags))]
 
 
 @lru_cache(maxsize=1)
@@ -986,11 +1347,12 @@ def _default_training_contexts() -> frozenset[str]:
     return frozenset(_context_key(p["context"]) for p in generate_pairs())
 
 
-def _reference(ctx: _Context, split: str, rng: random.Random, avoid: str = "") -> str:
+def _reference(ctx: _Context, split: str, rng: random.Random, avoid: str = "",
+               ph: _Phrasing | None = None) -> str:
     """A good reply that the rubric rates >= 4.0 (and differs from ``avoid`` if possible)."""
     best = ""
     for _ in range(50):
-        text = _good_response(ctx, split, rng)
+        text = _good_response(ctx, split, rng, ph)
         ok = rate_response({"response": text, "intent": ctx.intent, "slots": ctx.slots})[0] >= HIGH_QUALITY_THRESHOLD
         if ok and text != avoid:
             return text
@@ -1005,18 +1367,23 @@ def generate_eval_set(split: str, n: int, seed: int,
                       exclude_contexts: Collection[str] | None = None) -> list[dict]:
     """``n`` evaluation rows with two independently phrased high-quality references each.
 
-    "test" uses held-out slot values only, so no context can occur in training data. "val" uses
-    train values from a separate RNG stream, and additionally skips any context that matches one in
+    "test" uses held-out slot values only, so no context can occur in training data.
+    "test_unseen" uses held-out slot values AND held-out templates (``template_leaks``): its
+    contexts and both references are phrased in ways no training pair uses (lists with nothing
+    held out, see ``_template_partition_counts``, are shared). "val" uses train values from a
+    separate RNG stream, and additionally skips any context that matches one in
     ``exclude_contexts`` ignoring case, punctuation and whitespace (default: the contexts of
     ``generate_pairs()`` with default arguments, regenerated once per process), so a val context
-    is never a training context. Contexts within the set are distinct in the same sense.
-    ``reference`` and ``reference_2`` come from two separate RNG streams (redrawn if identical).
+    is never a training context. "val" and "test" use train-side templates. Contexts within the
+    set are distinct in the same sense. ``reference`` and ``reference_2`` come from two separate
+    RNG streams (redrawn if identical).
     """
     if split not in EVAL_SPLITS:
         raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    slot_split = "heldout" if split == "test" else "train"
+    slot_split = "train" if split == "val" else "heldout"
+    ph = _phrasing("heldout" if split == "test_unseen" else "train")
     exclude = frozenset(map(_context_key, exclude_contexts)) if exclude_contexts is not None else (
         _default_training_contexts() if split == "val" else frozenset())
     rng = random.Random(f"eval-{split}-{seed}")
@@ -1024,28 +1391,31 @@ def generate_eval_set(split: str, n: int, seed: int,
     rows: list[dict] = []
     seen: set[str] = set()
     while len(rows) < n:
-        ctx = _make_context(INTENTS[len(rows) % len(INTENTS)], slot_split, rng)
+        ctx = _make_context(INTENTS[len(rows) % len(INTENTS)], slot_split, rng, ph)
         key = _context_key(ctx.text)
         if key in exclude or key in seen:
             continue
         seen.add(key)
-        ref = _reference(ctx, slot_split, rng)
+        ref = _reference(ctx, slot_split, rng, ph=ph)
         rows.append({"id": len(rows), "context": ctx.text, "intent": ctx.intent, "slots": dict(ctx.slots),
-                     "reference": ref, "reference_2": _reference(ctx, slot_split, rng_ref2, avoid=ref)})
+                     "reference": ref, "reference_2": _reference(ctx, slot_split, rng_ref2, avoid=ref, ph=ph)})
     return rows
 
 
 def filter_report(pairs: Sequence[Mapping]) -> dict:
-    """Counts for a list of pairs: kept vs rejected, rules among the rejected, intents among the kept."""
+    """Counts for a list of pairs: kept vs rejected, rules among the rejected, intents among the kept,
+    the rating histogram (ratings rounded to 0.5), the lowest kept rating and how many reach 4.0."""
+    required = ("context", "intent", "high_quality", "rules", "rating")
     for p in pairs:
-        if not isinstance(p, Mapping) or any(k not in p for k in ("context", "intent", "high_quality", "rules")):
-            raise ValueError("each pair needs 'context', 'intent', 'high_quality' and 'rules'")
+        if not isinstance(p, Mapping) or any(k not in p for k in required):
+            raise ValueError("each pair needs 'context', 'intent', 'high_quality', 'rules' and 'rating'")
         if p["high_quality"] not in (0, 1):
             raise ValueError(f"high_quality must be 0 or 1, got {p['high_quality']!r}")
     kept = [p for p in pairs if p["high_quality"] == 1]
     rejected = [p for p in pairs if p["high_quality"] == 0]
     rule_counts = Counter(r for p in rejected for r in p["rules"])
     intent_counts = Counter(p["intent"] for p in kept)
+    histogram = Counter(round(float(p["rating"]) * 2) / 2 for p in pairs)
     return {
         "total": len(pairs),
         "high_quality": len(kept),
@@ -1054,4 +1424,7 @@ def filter_report(pairs: Sequence[Mapping]) -> dict:
         "rejected_rules": {r: rule_counts[r] for r in RUBRIC_RULES},
         "kept_intents": {i: intent_counts[i] for i in INTENTS},
         "rejected_intents": dict(sorted(Counter(p["intent"] for p in rejected).items())),
+        "rating_histogram": {f"{v:.1f}": histogram[v] for v in sorted(histogram)},
+        "kept_min_rating": min((p["rating"] for p in kept), default=None),
+        "rated_at_least_4": sum(p["rating"] >= HIGH_QUALITY_THRESHOLD for p in pairs),
     }

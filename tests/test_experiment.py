@@ -1,11 +1,14 @@
 """End-to-end tests of ``python -m part4_sft.experiment`` on a tiny pretrained base and tiny data:
-a 2-run grid writes event files, configs and a table with the right rows; ``report DIR`` rebuilds
+a 2-run grid writes event files (job metrics included), configs and a table with the right rows;
+interval generation uses validation rows only and the test set is generated once per run, at
+the end; ``report DIR`` rebuilds
 the same table from the directory alone; chunked training equals unchunked training; reruns skip
 finished runs; an interrupted run resumes exactly; --stop is honoured; clones warm-start from the
 parent's weights; bad values exit 2 with one line."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +22,7 @@ from part3_pretrain.checkpoint import load_checkpoint
 from part3_pretrain.trainer import Trainer
 from part4_sft import experiment as E
 from part4_sft import report as R
+from part4_sft import evaluate as ev
 from part4_sft import runner, synthetic
 from part4_sft.lora import apply_lora, merged_state_dict
 
@@ -62,10 +66,12 @@ def make_cfg(tiny_base, tmp_path_factory):
     data = tmp_path_factory.mktemp("data") / "sft_dataset.json"
 
     def make(exp_root: Path, **kw) -> E.ExperimentConfig:
-        """The tiny experiment: 1-layer base, 40 training pairs, 16 test contexts, 2 epochs of 5 steps."""
+        """The tiny experiment: 1-layer base, 40 training pairs, 8 validation rows (the first 4 answered
+        at every interval evaluation), 16 test contexts, 2 epochs of about 5 steps (the exact count
+        depends on how many pairs fit the block: see ``_plan``)."""
         base = dict(experiments_dir=str(exp_root), name="exp", large_base=str(tiny_base), small_base=str(tiny_base),
                     bases=("large",), prompts=("qa", "instruction"), adapters=("r4:c_attn",), epochs=(2,),
-                    batch_size=8, n_pairs=200, n_high_quality=40, n_val=8, n_test=16, gen_subset=8,
+                    batch_size=8, n_pairs=200, n_high_quality=40, n_val=8, n_test=16, val_gen_rows=4,
                     max_new_tokens=16, n_boot=20, dataset_path=str(data), dtype="float32", progress=False,
                     plots=False)
         base.update(kw)
@@ -75,9 +81,29 @@ def make_cfg(tiny_base, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def finished(make_cfg, tmp_path_factory):
-    """The 2-run grid (Q/A and instruction prompts), trained unchunked, with plots."""
+    """The 2-run grid (Q/A and instruction prompts), trained unchunked, with plots. Every call of
+    ``evaluate.generate_replies`` is recorded in ``result["generate_calls"]``: its contexts, its
+    temperature and whether it ran inside ``runner.final_evaluation`` (the end of a run)."""
     cfg = make_cfg(tmp_path_factory.mktemp("finished"), plots=True)
-    result = E.run(cfg)
+    calls, in_final = [], []
+    real_generate, real_final = ev.generate_replies, runner.final_evaluation
+
+    def spy_generate(model, tok, scheme, contexts, settings, temperature):
+        calls.append({"contexts": list(contexts), "temperature": temperature, "final": bool(in_final)})
+        return real_generate(model, tok, scheme, contexts, settings, temperature)
+
+    def spy_final(*args, **kwargs):
+        in_final.append(True)
+        try:
+            return real_final(*args, **kwargs)
+        finally:
+            in_final.pop()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ev, "generate_replies", spy_generate)
+        mp.setattr(runner, "final_evaluation", spy_final)
+        result = E.run(cfg)
+    result["generate_calls"] = calls
     return cfg, Path(result["exp_dir"]), result
 
 
@@ -95,6 +121,12 @@ def _series(run_dir: Path, tag: str) -> list:
     return R.read_scalars(run_dir / "tb")[tag]
 
 
+def _plan(run_dir: Path) -> tuple[int, int]:
+    """(steps per epoch, max steps) of a finished run, from its event files."""
+    s = R.read_scalars(run_dir / "tb")
+    return int(s["meta/steps_per_epoch"][0][1]), int(s["meta/max_steps"][0][1])
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -107,28 +139,96 @@ def test_grid_writes_events_configs_and_table(finished):
         assert list((d / "tb").glob("events.out.tfevents.*"))
         s = R.read_scalars(d / "tb")
         for tag in ("train/loss", "train/token_acc", "train/lr", "train/grad_norm", "val/loss", "val/token_acc",
-                    "gen/rouge_l", "gen/bleu", "gen/eos_stop_rate", "final/rouge_l", "final/bleu",
+                    "val_gen/rouge_l", "val_gen/bleu", "val_gen/eos_stop_rate", "final/rouge_l", "final/bleu",
                     "final/eos_stop_rate", "final/ref_loss", "meta/trainable_params", "meta/wall_seconds"):
             assert tag in s, tag
+        assert not any(tag.startswith("gen/") for tag in s)  # the old test-subset curves are gone
         assert "final/rouge_l" in EventAccumulator(str(d / "tb")).Reload().Tags()["scalars"]  # TensorBoard reads it
         steps = [st for st, _ in s["train/loss"]]
         assert steps == list(range(1, steps[-1] + 1)) and steps[-1] == s["meta/max_steps"][0][1]
-        for tag in ("val/loss", "gen/rouge_l"):  # before training, after every epoch
+        for tag in ("val/loss", "val_gen/rouge_l", "val_gen/specifics_recall"):  # before training, after every epoch
             assert [st for st, _ in s[tag]] == [0, steps[-1] // 2, steps[-1]], tag
     rows = {r["run"]: r for r in result["table"].rows}
     assert set(rows) == {RUN_QA, RUN_INSTR}
     for r in rows.values():
-        assert r["status"] == "done" and r["gen_set"] == "test" and r["prompt"] in ("qa", "instruction")
+        assert r["status"] == "done" and r["val_from"] == "final" and r["prompt"] in ("qa", "instruction")
         assert r["trainable_params"] == 4 * 32 + 96 * 4  # A (4, 32) and B (96, 4) on the one c_attn
         assert r["train_loss"] > 0 and r["eval_loss"] > 0 and 0 <= r["rouge_l"] <= 1 and r["wall_s"] > 0
     assert sum(r["best"] for r in rows.values()) == 1
     csv_lines = (exp_dir / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 3 and csv_lines[0].startswith("run,best,status")
+    assert len(csv_lines) == 3 and csv_lines[0].startswith("run,best,best_by,status")
     assert all(p.endswith(".png") and Path(p).is_file() for p in result["plots"])
     # evaluated on part 4's held-out test set
     test = synthetic.generate_eval_set("test", cfg.n_test, seed=cfg.data_seed)
     evaluation = (exp_dir / RUN_QA / "evaluation.json").read_text()
     assert f'"test_rows": {cfg.n_test}' in evaluation and test[0]["context"][:40] in evaluation
+
+
+def test_interval_generation_uses_validation_rows_never_test_rows(finished):
+    """Model selection never touches the test set: during training only the first val_gen_rows
+    validation contexts are generated; at the end of each run the whole validation split, then
+    the test set, exactly once."""
+    cfg, _, result = finished
+    splits = runner.ExperimentData.load(runner.RunSettings.from_object(cfg)).splits
+    val, test = [r["context"] for r in splits.val], [r["context"] for r in splits.test]
+    assert len(val) == cfg.n_val and len(test) == cfg.n_test and not set(val) & set(test)
+    calls = result["generate_calls"]
+    assert calls and all(c["temperature"] == 0.0 for c in calls)  # greedy everywhere
+    during = [c["contexts"] for c in calls if not c["final"]]
+    at_end = [c["contexts"] for c in calls if c["final"]]
+    # per run: step 0 and the end of epoch 1 (the last step's subset values come from the final
+    # whole-validation replies)
+    assert during == [val[:cfg.val_gen_rows]] * 2 * 2
+    assert at_end == [val, test] * 2
+    assert sum(c["contexts"] == test for c in calls) == 2  # once per run
+    assert not any(set(c["contexts"]) & set(test) for c in calls if not c["final"])
+
+
+def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
+    cfg, exp_dir, result = finished
+    keys = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean", "rouge_l",
+            "bleu", "eos_stop_rate")
+    rows = {r["run"]: r for r in result["table"].rows}
+    for name in (RUN_QA, RUN_INSTR):
+        d = exp_dir / name
+        s = R.read_scalars(d / "tb")
+        last = s["meta/max_steps"][0][1]
+        for prefix in ("val_gen/", "final_val/", "final/"):
+            for k in keys:
+                assert prefix + k in s, prefix + k
+        for tag in ("final/specifics_recall", "final/rubric_pass", "final_val/rubric_pass"):
+            assert [st for st, _ in s[tag]] == [last], tag  # once, at the end
+        for split in ("final", "final_val"):
+            for k in ("specifics_recall", "rubric_pass", "rouge_l"):
+                lo, v, hi = (s[f"{split}/{k}{x}"][0][1] for x in ("_ci_low", "", "_ci_high"))
+                assert lo - 1e-6 <= v <= hi + 1e-6, (split, k)
+        tags = EventAccumulator(str(d / "tb")).Reload().Tags()["scalars"]  # TensorBoard reads them
+        assert "val_gen/specifics_recall" in tags and "final/specifics_recall" in tags
+        doc = json.loads((d / "evaluation.json").read_text())
+        assert doc["test_rows"] == cfg.n_test and doc["val_rows"] == cfg.n_val
+        for part in ("test", "validation"):
+            job = doc[part]["greedy"]["job"]
+            assert job["specifics_basis"] == "slots" and len(job["rubric_pass"]["ci"]) == 2
+            assert set(job["rubric_failed_rules"]) and "rouge_l_ci" in doc[part]["greedy"]
+        assert "reference_loss" in doc["test"]
+        assert doc["test"]["scalars"]["specifics_recall"] == pytest.approx(s["final/specifics_recall"][0][1])
+        assert doc["validation"]["scalars"]["rubric_pass"] == pytest.approx(s["final_val/rubric_pass"][0][1])
+        assert len(doc["examples"]) == cfg.n_examples and {"greedy", "rating", "references"} <= set(doc["examples"][0])
+        r = rows[name]
+        assert r["test_specifics_recall"] == pytest.approx(s["final/specifics_recall"][0][1])
+        assert r["test_rubric_pass"] == pytest.approx(s["final/rubric_pass"][0][1])
+        assert r["val_rubric_pass"] == pytest.approx(s["final_val/rubric_pass"][0][1])
+        assert r["best_by"] == "val_rubric_pass"
+    best = next(r for r in rows.values() if r["best"])
+    assert best["val_rubric_pass"] == max(r["val_rubric_pass"] for r in rows.values())
+    header = (exp_dir / "results.csv").read_text().splitlines()[0].split(",")
+    for col in ("test_specifics_recall", "test_invented_share", "test_intent_accuracy", "test_rubric_pass",
+                "val_rubric_pass", "rouge_l", "bleu", "eos_rate"):
+        assert col in header, col
+    md = (exp_dir / "results.md").read_text()
+    for label in ("specifics", "invented", "intent", "rubric pass", "val rubric pass", "ROUGE-L"):
+        assert f"| {label} |" in md, label
+    assert "VALIDATION metric" in md and "test columns never pick the best" in md
 
 
 def test_report_rebuilds_the_same_table_from_the_directory(finished, tmp_path, capsys):
@@ -161,19 +261,22 @@ def test_chunked_equals_unchunked_and_interleaves(finished, make_cfg, tmp_path, 
     assert order == [RUN_QA, RUN_INSTR, RUN_QA, RUN_INSTR]  # chunk 1 of every run before any chunk 2
     for name in (RUN_QA, RUN_INSTR):
         _assert_same_weights(_weights(one_dir / name), _weights(two_dir / name))
-        for tag in ("train/loss", "train/grad_norm", "val/loss", "gen/rouge_l", "final/rouge_l"):
+        for tag in ("train/loss", "train/grad_norm", "val/loss", "val_gen/rouge_l", "val_gen/rubric_pass",
+                    "final_val/rubric_pass", "final/rouge_l", "final/specifics_recall"):
             assert _series(one_dir / name, tag) == _series(two_dir / name, tag), tag
         assert len(list((two_dir / name / "tb").glob("events.*"))) == 2  # one event file per chunk
 
 
 def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypatch):
-    """A crash after the step-5 checkpoint (steps 6-7 logged, never saved), a Ctrl-C in a later
-    step and a crash in the final evaluation: each rerun continues from the checkpoint and ends
-    where the uninterrupted run ended."""
+    """A crash after the epoch-1 checkpoint (step spe; steps spe+1 and spe+2 logged, never saved),
+    a Ctrl-C in a later step and a crash in the final evaluation: each rerun continues from the
+    checkpoint and ends where the uninterrupted run ended."""
     _, one_dir, _ = finished
+    spe, max_steps = _plan(one_dir / RUN_QA)
+    assert max_steps == 2 * spe >= 8, "the tiny data must give at least 4 steps per epoch"
     cfg = make_cfg(tmp_path, prompts=("qa",))
     real_step = Trainer.train_step
-    for fail_at, exc in ((8, RuntimeError("power cut")), (9, KeyboardInterrupt())):
+    for fail_at, exc in ((spe + 3, RuntimeError("power cut")), (spe + 4, KeyboardInterrupt())):
         def flaky(self, with_accuracy=True, fail_at=fail_at, exc=exc):
             if self.step + 1 == fail_at:
                 raise exc
@@ -183,7 +286,7 @@ def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypat
             E.run(cfg)
         monkeypatch.setattr(Trainer, "train_step", real_step)
         step = load_checkpoint(tmp_path / "exp" / RUN_QA / "state.pt")["trainer"]["step"]
-        assert step == (5 if fail_at == 8 else 8)
+        assert step == (spe if fail_at == spe + 3 else spe + 3)  # Ctrl-C saves the last finished step
     real_finish = runner._finish
     monkeypatch.setattr(runner, "_finish", lambda *a: (_ for _ in ()).throw(RuntimeError("killed in evaluation")))
     with pytest.raises(RuntimeError):
@@ -193,12 +296,14 @@ def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypat
     assert not (run_dir / "DONE").exists()
     E.run(cfg)
     _assert_same_weights(_weights(one_dir / RUN_QA), _weights(run_dir))
-    for tag in ("train/loss", "val/loss", "final/rouge_l"):
+    for tag in ("train/loss", "val/loss", "val_gen/specifics_recall", "final_val/rubric_pass", "final/rouge_l",
+                "final/rubric_pass"):
         assert _series(one_dir / RUN_QA, tag) == _series(run_dir, tag), tag
 
 
 def test_stop_is_honoured_while_running_and_unstop_resumes(finished, make_cfg, tmp_path, monkeypatch):
     _, one_dir, _ = finished
+    spe, max_steps = _plan(one_dir / RUN_QA)
     cfg = make_cfg(tmp_path, chunks=2)
     real_chunk = E.train_chunk
     calls = []
@@ -213,9 +318,9 @@ def test_stop_is_honoured_while_running_and_unstop_resumes(finished, make_cfg, t
     monkeypatch.setattr(E, "train_chunk", chunk_then_stop)
     result = E.run(cfg)
     monkeypatch.setattr(E, "train_chunk", real_chunk)
-    assert calls == [(RUN_QA, 5), (RUN_INSTR, 5), (RUN_INSTR, 10)]
+    assert calls == [(RUN_QA, spe), (RUN_INSTR, spe), (RUN_INSTR, max_steps)]
     rows = {r["run"]: r for r in result["table"].rows}
-    assert rows[RUN_QA]["status"] == "stopped" and rows[RUN_QA]["step"] == 5
+    assert rows[RUN_QA]["status"] == "stopped" and rows[RUN_QA]["step"] == spe
     assert rows[RUN_INSTR]["status"] == "done"
     assert E.main(["--experiments-dir", cfg.experiments_dir, "--name", cfg.name, "--unstop", RUN_QA]) == 0
     result = E.run(cfg)
@@ -237,7 +342,7 @@ def test_clone_warm_starts_from_the_parent(finished, make_cfg, tmp_path):
     ws = runner.Workspace(progress=False)
     _assert_same_weights(parent, runner.initial_model(run_cfg, exp, ws).state_dict())
     state = load_checkpoint(exp / name / "state.pt")
-    assert state["trainer"]["step"] == 5  # one epoch, counted from 0: a fresh optimizer and schedule
+    assert state["trainer"]["step"] == _plan(exp / RUN_QA)[0]  # one epoch, from 0: a fresh optimizer and schedule
     assert {r["run"] for r in result["table"].rows} == {RUN_QA, RUN_INSTR, name}
     # another adapter shape: starts from the parent's merged weights (same function at step 0)
     E.run(replace(cfg, clone=RUN_QA, set=("lora_r=8", "epochs=1"), plots=False))

@@ -1,6 +1,7 @@
 """Tests for part4_sft.grid and part4_sft.report without training: grid expansion, run names and
 their uniqueness, JSON grids, adapter specs, clone changes, chunk boundaries, reading event files
-(restart purges), and the table's sorting, best mark, seed aggregation and formats."""
+(restart purges), and the table's sorting, best mark (by a validation metric only), seed
+aggregation, job-metric columns and formats."""
 from __future__ import annotations
 
 import json
@@ -153,7 +154,7 @@ def test_read_scalars_applies_restart_purge(tmp_path):
 def _row(run, status="done", **metrics):
     base = {"run": run, "config_id": run.split("#")[0], "parent": "", "status": status, "step": 10, "max_steps": 10,
             "base": "large", "prompt": "qa", "adapter": "r8:c_attn", "lr": 2e-3, "epochs": 3, "data": "hq",
-            "seed": int(run.split("#")[1]) if "#" in run else 0, "gen_set": "test"}
+            "seed": int(run.split("#")[1]) if "#" in run else 0, "val_from": "final"}
     base.update({m: None for m in R.METRICS})
     base.update(metrics)
     return base
@@ -188,6 +189,115 @@ def test_aggregate_mean_and_std_over_seeds():
 
 
 def test_unfinished_metrics_are_marked():
-    row = _row("a", "partial", rouge_l=0.25, gen_set="subset")
-    _, body = R.table_cells([dict(row, best=0)], aggregated=False)
-    assert "0.250~" in body[0]
+    """An unfinished run has no test values yet; its validation reply metrics are the latest
+    interval values on the validation subset, marked ~."""
+    row = _row("a", "partial", val_rubric_pass=0.25, eval_loss=1.5, val_from="interval")
+    header, body = R.table_cells([dict(row, best=0)], aggregated=False)
+    assert "25.0%~" in body[0]
+    assert body[0][header.index("ROUGE-L")] == "-" and body[0][header.index("rubric pass")] == "-"
+    assert body[0][header.index("eval loss")] == "1.500"  # validation loss: never marked
+
+
+def test_best_follows_the_validation_metric_not_the_test_columns():
+    # "a" wins every test column, "b" the validation rubric pass rate (the default --select-by)
+    rows = [_row("a", eval_loss=1.0, val_rubric_pass=0.30, test_rubric_pass=0.60, rouge_l=0.40,
+                 test_specifics_recall=0.9),
+            _row("b", eval_loss=1.2, val_rubric_pass=0.50, test_rubric_pass=0.40, rouge_l=0.30,
+                 test_specifics_recall=0.5),
+            _row("c", "partial", eval_loss=0.5, val_rubric_pass=0.90, val_from="interval")]
+    for sort_by in ("test_rubric_pass", "rouge_l", "test_specifics_recall", "eval_loss"):
+        out = R.sort_rows(rows, sort_by)
+        assert out[0]["run"] in ("a", "c")  # the sort follows the column...
+        assert [r["run"] for r in out if r["best"]] == ["b"]  # ...the * follows validation
+        assert all(r["best_by"] == "val_rubric_pass" for r in out)
+    assert [r["run"] for r in R.sort_rows(rows)] == ["c", "b", "a"]  # default: sorted by the selection metric
+    out = R.sort_rows(rows, "rouge_l", select_by="eval_loss")
+    assert [r["run"] for r in out if r["best"]] == ["a"]
+    with pytest.raises(R.ReportError, match="validation metric"):
+        R.sort_rows(rows, select_by="test_rubric_pass")
+    # a tie on the rate (frequent on 100 validation rows) goes to the lower validation loss
+    tied = [_row("x", eval_loss=1.3, val_rubric_pass=0.0, rouge_l=0.5), _row("y", eval_loss=1.1, val_rubric_pass=0.0)]
+    out = R.sort_rows(tied)
+    assert [r["run"] for r in out] == ["y", "x"] and out[0]["best"] == 1
+    assert [r["run"] for r in R.sort_rows(tied, "rouge_l") if r["best"]] == ["y"]
+    # data without intents/slots: no rubric anywhere, so the validation loss picks
+    plain = [_row("a", eval_loss=1.0, rouge_l=0.2), _row("b", eval_loss=0.8, rouge_l=0.1)]
+    assert R.selection_metric(plain) == "eval_loss"
+    out = R.sort_rows(plain, "rouge_l")
+    assert [r["run"] for r in out] == ["a", "b"] and [r["run"] for r in out if r["best"]] == ["b"]
+    assert out[0]["best_by"] == "eval_loss"
+
+
+def _fake_run(exp, name, index, scalars: dict, status_files=()):
+    """A run directory as the runner leaves it: config.json and event files with ``scalars``
+    ({tag: [(step, value), ...]}), without training anything."""
+    from torch.utils.tensorboard import SummaryWriter
+    d = exp / name
+    d.mkdir(parents=True)
+    knobs = {"base": "large", "prompt": "qa", "adapter": "r8:c_attn", "lr": 5e-3, "epochs": 1, "data": "hq",
+             "seed": 0}
+    (d / "config.json").write_text(json.dumps({"name": name, "config_id": name, "knobs": knobs, "index": index}))
+    w = SummaryWriter(log_dir=str(d / "tb"))
+    for tag, points in scalars.items():
+        for step, value in points:
+            w.add_scalar(tag, value, step)
+    w.close()
+    for f in status_files:
+        (d / f).write_text("x\n")
+
+
+def _finished_scalars(val_pass, test_pass, rouge, eval_loss):
+    job = {"specifics_recall": 0.8, "invented_share": 0.1, "intent_accuracy": 0.9, "rubric_mean": 3.5,
+           "bleu": 0.1, "eos_stop_rate": 0.95}
+    out = {"train/loss": [(1, 2.0), (2, 1.5)], "val/loss": [(0, 3.0), (2, eval_loss)],
+           "val/token_acc": [(0, 0.2), (2, 0.4)], "meta/steps_per_epoch": [(0, 2)], "meta/max_steps": [(0, 2)],
+           "final/ref_loss": [(2, 1.7)], "final/rouge_l": [(2, rouge)], "final/rubric_pass": [(2, test_pass)],
+           "final_val/rubric_pass": [(2, val_pass)], "final_val/rouge_l": [(2, 0.5)],
+           "val_gen/rubric_pass": [(0, 0.0), (2, 0.99)]}  # the subset: not what selects a finished run
+    out.update({f"final/{k}": [(2, v)] for k, v in job.items()})
+    out.update({f"final_val/{k}": [(2, v)] for k, v in job.items()})
+    return out
+
+
+def test_table_from_event_files_has_job_columns_and_marks_best_by_validation(tmp_path):
+    exp = tmp_path / "exp"
+    _fake_run(exp, "test-winner", 0, _finished_scalars(val_pass=0.2, test_pass=0.7, rouge=0.45, eval_loss=1.0))
+    _fake_run(exp, "val-winner", 1, _finished_scalars(val_pass=0.6, test_pass=0.3, rouge=0.35, eval_loss=1.1))
+    _fake_run(exp, "running", 2, {"train/loss": [(1, 2.0)], "val/loss": [(0, 3.0)], "meta/max_steps": [(0, 2)],
+                                  "val_gen/rubric_pass": [(0, 0.0), (1, 0.95)], "val_gen/rouge_l": [(1, 0.2)]})
+    table = R.write_tables(exp, sort_by="test_rubric_pass")
+    assert table.select_by == "val_rubric_pass"
+    rows = {r["run"]: r for r in table.rows}
+    assert [r["run"] for r in table.rows][:2] == ["test-winner", "val-winner"]  # sorted by the test column
+    assert rows["val-winner"]["best"] == 1 and rows["test-winner"]["best"] == 0 and rows["running"]["best"] == 0
+    assert rows["val-winner"]["val_rubric_pass"] == pytest.approx(0.6)  # final_val/, not the subset's 0.99
+    assert rows["test-winner"]["test_rubric_pass"] == pytest.approx(0.7)
+    assert rows["test-winner"]["test_intent_accuracy"] == pytest.approx(0.9)
+    assert rows["running"]["val_from"] == "interval" and rows["running"]["val_rubric_pass"] == pytest.approx(0.95)
+    assert rows["running"]["rouge_l"] is None and rows["running"]["test_rubric_pass"] is None
+    header = (exp / "results.csv").read_text().splitlines()[0].split(",")
+    for col in ("best_by", "val_rubric_pass", "val_specifics_recall", "val_from", "test_specifics_recall",
+                "test_invented_share", "test_intent_accuracy", "test_rubric_pass", "test_rubric_mean"):
+        assert col in header, col
+    md = (exp / "results.md").read_text()
+    assert "| * val-winner |" in md and "| test-winner |" in md
+    assert "best finished run by the VALIDATION metric val rubric pass (val_rubric_pass" in md
+    assert "sorted by test_rubric_pass" in md and "the * still comes from validation" in md
+    assert "95.0%~" in md  # the unfinished run's interval value on the validation subset
+    for label in ("specifics", "invented", "intent", "rubric pass", "val rubric pass"):
+        assert f" {label} |" in md, label
+    assert "* val-winner" in table.terminal
+    default = R.build_table(exp)  # default sort: the selection metric, best on top
+    assert default.sort_by == "val_rubric_pass" and default.rows[0]["run"] == "running"  # 95%~, not finished
+    assert [r["run"] for r in default.rows if r["best"]] == ["val-winner"]
+
+
+def test_table_falls_back_to_validation_loss_without_job_metrics(tmp_path):
+    exp = tmp_path / "exp"
+    for i, (name, loss, rouge) in enumerate((("low-loss", 0.9, 0.2), ("high-rouge", 1.3, 0.5))):
+        _fake_run(exp, name, i, {"train/loss": [(1, 2.0)], "val/loss": [(1, loss)], "meta/max_steps": [(0, 1)],
+                                 "final/rouge_l": [(1, rouge)], "final_val/rouge_l": [(1, rouge)]})
+    table = R.build_table(exp)
+    assert table.select_by == "eval_loss" and table.sort_by == "eval_loss"
+    assert [r["run"] for r in table.rows if r["best"]] == ["low-loss"]
+    assert "no run has val_rubric_pass" in table.markdown

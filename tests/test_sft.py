@@ -55,7 +55,7 @@ def test_labels_are_exactly_response_plus_eos(tok, scheme):
     s = get_scheme(scheme)
     context, response = "My order #A1234 is late.", "Sorry about order #A1234; it ships today."
     ex = build_example(tok, s, context, response, max_len=190)
-    prompt_ids = tok.encode(s.prompt(context))
+    prompt_ids = s.encode_prompt(tok, context)
     trained = [t for t in ex.labels if t != IGNORE_INDEX]
     assert trained == tok.encode(s.response(response)) + [tok.eos_id]
     assert ex.input_ids[:len(prompt_ids)] == prompt_ids
@@ -158,37 +158,82 @@ def test_fine_tuning_never_touches_the_baseline(pretrained, tmp_path):
     assert sft.weight_change(base, model) > 0  # and the tuned copy did move
 
 
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+@pytest.mark.parametrize("special", ["<|endoftext|>", "<|pad|>", "<|user|>", "<|assistant|>"])
+def test_special_token_text_in_user_data_stays_text(tok, scheme, special):
+    s = get_scheme(scheme)
+    context, response = f"my order {special} #A1234 is late", f"Sorry {special} it ships today."
+    ex = build_example(tok, s, context, response, max_len=190)
+    prompt = s.encode_prompt(tok, context)
+    template_specials = sum(i in tok.special_ids for i in s.encode_prompt(tok, "x"))
+    assert sum(i in tok.special_ids for i in prompt) == template_specials  # only the template's own
+    assert tok.decode(prompt) == s.prompt(context)
+    targets = [t for t in ex.labels if t != IGNORE_INDEX]
+    assert targets[-1] == tok.eos_id and not set(targets[:-1]) & tok.special_ids
+    assert audit_labels([ex], tok)["special_tokens_inside_targets"] == 0
+
+
+def test_audit_refuses_eos_inside_a_target(tok):
+    ex = build_example(tok, get_scheme("chat"), "where is my order?", "It ships today.", max_len=190)
+    i = ex.prompt_len + 1
+    bad = Example(ex.input_ids[:i] + [tok.eos_id] + ex.input_ids[i + 1:],
+                  ex.labels[:i - 1] + [tok.eos_id] + ex.labels[i:], ex.prompt_len)
+    with pytest.raises(LabelAuditError, match="special tokens would be trained"):
+        audit_labels([bad], tok)
+
+
 # -- the entry point -----------------------------------------------------------------------------
 
-EVAL_KEYS = {"test_rows", "pretrained", "sft", "sft_minus_pretrained", "oracle_ceiling", "examples",
-             "timings_seconds", "config", "dataset", "training", "max_abs_weight_change"}
+EVAL_KEYS = {"test_rows", "pretrained", "pretrained_dialogue", "sft", "sft_minus_pretrained",
+             "sft_minus_pretrained_dialogue", "best_baseline", "inter_reference_agreement",
+             "ignoring_the_message_control", "examples", "test_unseen", "timings_seconds", "config", "dataset",
+             "training", "max_abs_weight_change"}
+JOB_KEYS = {"specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean"}
 
 
 def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
     ev = sft.run(tiny_cfg(pretrained, tmp_path))
-    for name in ("sft_model.pt", "loss_curve.png", "evaluation.json", "sft_dataset.json", "metrics.jsonl"):
+    for name in ("sft_model.pt", "loss_curve.png", "evaluation.json", "generations.jsonl", "sft_dataset.json",
+                 "metrics.jsonl"):
         assert (tmp_path / name).is_file(), name
     on_disk = json.loads((tmp_path / "evaluation.json").read_text())
     assert EVAL_KEYS <= set(on_disk)
-    for model in ("pretrained", "sft"):
+    for model in ("pretrained", "pretrained_dialogue", "sft"):
         g = on_disk[model]["greedy"]
         assert {"bleu", "bleu_ci", "rouge_l", "rouge_l_ci", "eos_stop_rate", "length_limit_rate",
-                "mean_length"} <= set(g)
+                "mean_length", "job"} <= set(g)
+        assert JOB_KEYS <= set(g["job"]) and all(g["job"][k]["ci"] for k in JOB_KEYS)
+        assert JOB_KEYS <= set(on_disk[model]["sampled"]["job"])
         assert {"loss", "perplexity", "token_accuracy"} <= set(on_disk[model]["reference_loss"])
         assert "temperature" in on_disk[model]["sampled"]
     assert {"diff", "ci_low", "ci_high"} <= set(on_disk["sft_minus_pretrained"]["greedy"]["rouge_l"])
+    assert {"diff", "ci_low", "ci_high"} <= set(on_disk["sft_minus_pretrained"]["greedy"]["job"]["rubric_pass"])
+    assert on_disk["pretrained_dialogue"]["prompt_scheme"] == "dialogue"
+    assert on_disk["test_unseen"]["test_rows"] == 10 and JOB_KEYS <= set(on_disk["test_unseen"]["sft"]["greedy"]["job"])
+    records = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert len(records) == 20 and {r["split"] for r in records} == {"test", "test_unseen"}
+    for key in ("pretrained_greedy", "pretrained_sampled", "pretrained_dialogue_greedy", "sft_greedy", "sft_sampled"):
+        assert {"reply", "stopped_by", "rating", "failed_rules", "specifics_hit", "invented"} <= set(records[0][key])
+    from part4_sft.job_metrics import judge_reply
+    for r in records:  # every stored judgement is the one its reply earns
+        row = {"context": r["context"], "intent": r["intent"], "slots": r["slots"]}
+        assert judge_reply(r["sft_greedy"]["reply"], row)["rating"] == r["sft_greedy"]["rating"]
+    n_hit = sum(len(r["sft_greedy"]["specifics_hit"]) for r in records if r["split"] == "test")
+    assert on_disk["sft"]["greedy"]["job"]["specifics_restated"] == n_hit
     audit = on_disk["training"]["audit"]
     assert audit["violations"] == 0 and audit["eos_trained"] == audit["examples"] == 24
     assert on_disk["dataset"]["filter"]["high_quality"] == 24 and on_disk["dataset"]["test"] == 10
     assert on_disk["dataset"]["disjointness"]["test"]["heldout_values_in_train"] == 0
     assert len(on_disk["training"]["val_per_epoch"]) == 2
-    assert len(on_disk["examples"]) == 3 and on_disk["oracle_ceiling"]["n"] == 10
+    assert len(on_disk["examples"]) <= 3 and on_disk["inter_reference_agreement"]["n"] == 10
+    assert {e["outcome"] for e in on_disk["examples"]} <= {"sft_better", "pretrained_better", "tie"}
     tuned, _, ckpt = load_model(tmp_path / "sft_model.pt")  # a normal, weights_only checkpoint
     assert ckpt["prompt_scheme"] == "chat" and ev["max_abs_weight_change"] > 0
 
 
 def _metrics_only(e: dict) -> dict:
-    return {k: e[k] for k in ("pretrained", "sft", "sft_minus_pretrained", "oracle_ceiling", "examples")
+    return {k: e[k] for k in ("pretrained", "sft", "sft_minus_pretrained", "inter_reference_agreement", "examples",
+                              "test_unseen")
             if k != "seconds"} | {"val": e["training"]["val_per_epoch"]}
 
 
@@ -210,7 +255,10 @@ def test_own_data_jsonl_trains_and_evaluates(pretrained, tmp_path):
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     ev = sft.run(tiny_cfg(pretrained, tmp_path / "out", data=str(data), epochs=1))
-    assert ev["dataset"]["source"] == "user" and ev["oracle_ceiling"] is None
+    assert ev["dataset"]["source"] == "user" and ev["inter_reference_agreement"] is None
+    job = ev["sft"]["greedy"]["job"]
+    assert job["intent_accuracy"] is None and job["rubric_pass"] is None  # absent, not 0
+    assert job["specifics_basis"] == "detected" and job["specifics_recall"] is not None
     assert ev["dataset"]["filter"]["kept"] == sum(r["rating"] >= 4 for r in rows)
 
 

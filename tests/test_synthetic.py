@@ -1,8 +1,13 @@
-"""Tests for part4_sft.synthetic: the rubric on hand-written replies, quotas, determinism, splits."""
+"""Tests for part4_sft.synthetic: the rubric on hand-written replies, trait draws, top-rated
+selection, determinism, splits, and the held-out phrasing of "test_unseen"."""
 from __future__ import annotations
 
+import copy
+import itertools
 import json
+import math
 import random
+from collections import Counter
 
 import pytest
 
@@ -23,6 +28,11 @@ def test_set() -> list[dict]:
 @pytest.fixture(scope="module")
 def val_set(pairs: list[dict]) -> list[dict]:
     return syn.generate_eval_set("val", 200, seed=0, exclude_contexts={p["context"] for p in pairs})
+
+
+@pytest.fixture(scope="module")
+def unseen_set() -> list[dict]:
+    return syn.generate_eval_set("test_unseen", 200, seed=0)
 
 
 # ----------------------------------------------------------------------------- the rubric
@@ -69,6 +79,13 @@ def test_mild_omissions_lower_but_do_not_reject() -> None:
     assert rules == ["no_name"] and 4.0 <= rating < 5.0
 
 
+def test_boilerplate_padding_a_specific_reply_is_generic() -> None:
+    padded = GOOD.replace(" Have a great day!", " We value your business. Have a great day!")
+    assert _rate(padded) == (4.2, ["generic"])
+    padded = "Thank you for contacting customer support. " + GOOD
+    assert _rate(padded) == (4.2, ["generic"])
+
+
 def test_product_name_does_not_count_as_intent_keyword() -> None:
     slots = {"product": "Juniper Organic Cotton Tote"}
     reply = ("Thanks for asking! The Juniper Organic Cotton Tote ships today, and I've emailed you "
@@ -83,34 +100,115 @@ def test_rate_response_rejects_bad_input() -> None:
         syn.rate_response({"response": "hi", "intent": "order_status"})
 
 
-def test_generators_and_rubric_agree() -> None:
-    # The generator's intention is not the label, but it should almost never disagree.
+def test_rubric_recognises_every_template_on_both_sides() -> None:
+    # The held-out acknowledgements, next steps and closes must be as recognisable as the train ones.
+    for spec in syn._INTENT_SPECS:
+        for step in spec.next:
+            assert any(p.search(step) for p in syn._NEXT_RES), step
+    for close in syn._CLOSES:
+        assert syn._CLOSE_RE.search(close), close
+    for ack in syn._ACKS_APOLOGY + syn._ACKS_NOTICE + syn._ACKS_THANKS:
+        assert syn._ACK_RE.search(ack), ack
+
+
+# ----------------------------------------------------------------------------- traits
+REAL_FLAWS = {"specifics": ("some", "none"), "intent": ("other",), "next_step": (False,), "tone": ("rude",),
+              "length": ("curt",), "truncated": (True,), "repetition": (True,)}
+MILD_FLAWS = {"acknowledgement": (False,), "name": (False,), "close": (False,)}
+
+
+@pytest.mark.parametrize("side", syn.TEMPLATE_SIDES)
+def test_single_traits_and_the_rubric_agree(side: str) -> None:
+    # Nothing passes the traits to the rubric, but it should read each one off the text.
     rng = random.Random(123)
-    for i in range(300):
-        ctx = syn._make_context(syn.INTENTS[i % len(syn.INTENTS)], "train", rng)
+    ph = syn._phrasing(side)
+    slot_split = "train" if side == "train" else "heldout"
+    for i in range(150):
+        ctx = syn._make_context(syn.INTENTS[i % len(syn.INTENTS)], slot_split, rng, ph)
         example = {"intent": ctx.intent, "slots": ctx.slots}
-        assert syn.rate_response({**example, "response": syn._good_response(ctx, "train", rng)})[0] >= 4.0
-        for name, flaw in syn._FLAWS.items():
-            rating, _ = syn.rate_response({**example, "response": flaw(ctx, "train", rng)})
-            assert rating < 4.0, name
+
+        def rate(trait: str | None = None, value: object = None) -> tuple[float, list[str]]:
+            traits = {**syn._GOOD_TRAITS, **({trait: value} if trait else {})}
+            return syn.rate_response({**example, "response": syn._response(ctx, traits, slot_split, rng, ph)})
+
+        assert rate() == (5.0, [])
+        for trait, values in REAL_FLAWS.items():
+            for value in values:
+                assert rate(trait, value)[0] < 4.0, (trait, value)
+        for trait, values in MILD_FLAWS.items():
+            for value in values:
+                assert rate(trait, value)[0] >= 4.0, (trait, value)
+        assert "generic" in rate("boilerplate", True)[1]
+
+
+def test_traits_vary_independently(pairs: list[dict]) -> None:
+    traits = [p["traits"] for p in pairs]
+    assert all(set(t) == set(syn._TRAITS) for t in traits)
+    for trait, options in syn._TRAITS.items():
+        seen = Counter(t[trait] for t in traits)
+        assert {value for value, _ in options} <= set(seen), trait
+    assert all((t["name"] is None) == ("customer" not in p["slots"]) for t, p in zip(traits, pairs))
+    # Each pair of traits: "both off their careful value" about as often as independence predicts.
+    off = {k: [t[k] is not None and t[k] != syn._GOOD_TRAITS[k] for t in traits] for k in syn._TRAITS}
+    for a, b in itertools.combinations(syn._TRAITS, 2):
+        idx = [i for i, t in enumerate(traits) if t["name"] is not None or "name" not in (a, b)]
+        pa = sum(off[a][i] for i in idx) / len(idx)
+        pb = sum(off[b][i] for i in idx) / len(idx)
+        expected = pa * pb * len(idx)
+        observed = sum(off[a][i] and off[b][i] for i in idx)
+        assert abs(observed - expected) <= 4 * math.sqrt(expected) + 3, (a, b, observed, expected)
 
 
 # ----------------------------------------------------------------------------- training pairs
-def test_quota_and_labels(pairs: list[dict]) -> None:
+def test_top_rated_are_kept(pairs: list[dict]) -> None:
     assert len(pairs) == 5000
     assert sum(p["high_quality"] for p in pairs) == 500
     assert [p["id"] for p in pairs] == list(range(5000))
-    for p in pairs[:1000]:
-        assert p["high_quality"] == int(p["rating"] >= 4.0)
+    assert all(list(p) == ["id", "context", "response", "intent", "slots", "rating", "rules", "high_quality",
+                           "traits"] for p in pairs)
+    for p in pairs:
         assert (p["rating"], p["rules"]) == syn.rate_response(p)
     assert all(p["rules"] == [] for p in pairs if p["rating"] == 5.0)
+    kept = [p["rating"] for p in pairs if p["high_quality"]]
+    rejected = [p["rating"] for p in pairs if not p["high_quality"]]
+    assert min(kept) >= max(rejected)
+    # The rubric, not a quota, decides: comfortably more than 500 reach 4.0, and the rest spread out.
+    n_high = sum(p["rating"] >= syn.HIGH_QUALITY_THRESHOLD for p in pairs)
+    assert 800 <= n_high <= 1500
+    assert min(kept) >= syn.HIGH_QUALITY_THRESHOLD
+    assert len({round(p["rating"] * 2) / 2 for p in pairs}) == 9  # every half point from 1.0 to 5.0
     json.dumps(pairs)
+
+
+def test_selection_reads_only_the_ratings(pairs: list[dict]) -> None:
+    flags = [p["high_quality"] for p in pairs]
+    assert syn._select(pairs, 500, seed=0) == flags
+    shuffled = copy.deepcopy(pairs)
+    traits = [p["traits"] for p in shuffled]
+    random.Random(1).shuffle(traits)
+    for p, t in zip(shuffled, traits):
+        p["traits"] = t
+    assert syn._select(shuffled, 500, seed=0) == flags
+    bare = [{"rating": p["rating"]} for p in pairs]
+    assert syn._select(bare, 500, seed=0) == flags
+    # Ties are broken by the seed, not by position alone.
+    assert syn._select(bare, 500, seed=1) != flags
+
+
+def test_kept_may_fall_below_the_threshold() -> None:
+    few = syn.generate_pairs(200, 150, seed=7)
+    kept = [p["rating"] for p in few if p["high_quality"]]
+    assert len(kept) == 150 and min(kept) < syn.HIGH_QUALITY_THRESHOLD
+    assert min(kept) >= max(p["rating"] for p in few if not p["high_quality"])
+    assert sum(p["high_quality"] for p in syn.generate_pairs(50, 0, seed=7)) == 0
+    assert sum(p["high_quality"] for p in syn.generate_pairs(50, 50, seed=7)) == 50
 
 
 def test_intents_and_variety(pairs: list[dict]) -> None:
     assert len(syn.INTENTS) >= 20
-    kept = {p["intent"] for p in pairs if p["high_quality"]}
-    assert kept == set(syn.INTENTS)
+    kept = Counter(p["intent"] for p in pairs if p["high_quality"])
+    assert set(kept) == set(syn.INTENTS)
+    assert min(kept.values()) >= 10  # balanced enough, not forced
     assert len({p["context"] for p in pairs}) == len(pairs)
     assert len({p["response"] for p in pairs if p["high_quality"]}) == 500
     words = [len(p["response"].split()) for p in pairs if p["high_quality"]]
@@ -127,7 +225,10 @@ def test_contexts_mention_a_specific(pairs: list[dict]) -> None:
 def test_deterministic(pairs: list[dict]) -> None:
     assert syn.generate_pairs(200, 20, seed=7) == syn.generate_pairs(200, 20, seed=7)
     assert syn.generate_pairs(200, 20, seed=7) != syn.generate_pairs(200, 20, seed=8)
-    assert syn.generate_eval_set("test", 20, 3) == syn.generate_eval_set("test", 20, 3)
+    for split in syn.EVAL_SPLITS:
+        assert syn.generate_eval_set(split, 20, 3) == syn.generate_eval_set(split, 20, 3)
+        assert syn.generate_eval_set(split, 20, 3) != syn.generate_eval_set(split, 20, 4)
+    assert syn._template_partition.__wrapped__() == syn._template_partition()
 
 
 def test_generate_pairs_rejects_bad_quota() -> None:
@@ -141,26 +242,112 @@ def test_training_pairs_use_only_train_values(pairs: list[dict]) -> None:
     assert all(v in train[k] for p in pairs for k, v in p["slots"].items())
 
 
+# ----------------------------------------------------------------------------- template partition
+def test_template_partition_shape() -> None:
+    held = syn._template_partition()
+    for name, items, split_from in syn._partition_lists():
+        groups: dict[str, list[int]] = {}
+        for i, t in enumerate(items):
+            groups.setdefault(syn._topic_of(t)[0], []).append(i)
+        for topic, idxs in groups.items():
+            n_held = sum(i in held[name] for i in idxs)
+            n_train = len(idxs) - n_held
+            assert n_held <= max(1, round(len(idxs) / 4)), (name, topic)
+            assert n_train >= (2 if len(idxs) >= 3 else 1), (name, topic)
+        if name.split(".")[0] in syn.INTENTS:
+            # every intent list, and every topic of a topic-tagged list, has held-out phrasing
+            assert all(any(i in held[name] for i in idxs) for idxs in groups.values()), name
+        elif not name.startswith(("refs.", "date_suffixes.")):
+            assert held[name], name
+    refs = [name for name, items, _ in syn._partition_lists() if name.startswith(("refs.", "date_suffixes."))]
+    assert sum(bool(held[name]) for name in refs) >= 7
+    counts = syn._template_partition_counts()
+    assert counts["closes"] == (10, 4) and counts["product_question.body"] == (6, 3)
+
+
+def test_sides_use_disjoint_templates() -> None:
+    train, heldout = syn._phrasing("train"), syn._phrasing("heldout")
+    for intent in syn.INTENTS:
+        for part in ("customer", "scenario", "body", "next"):
+            a, b = getattr(train.specs[intent], part), getattr(heldout.specs[intent], part)
+            assert a and b and not set(a) & set(b), (intent, part)
+    assert not set(train.closes) & set(heldout.closes)
+    assert not set(train.acks_apology + train.acks_notice + train.acks_thanks) & set(
+        heldout.acks_apology + heldout.acks_notice + heldout.acks_thanks)
+    # no held-out fragment is part of any train-side template, or of text both sides use
+    train_text = [t for _, items, _ in syn._partition_lists() for t in items] + list(syn._always_train_texts())
+    held_texts = {syn._topic_of(items[i])[1] for name, items, _ in syn._partition_lists()
+                  for i in syn._template_partition()[name]}
+    train_only = [t for t in train_text if syn._topic_of(t)[1] not in held_texts]
+    assert syn.template_leaks(" | ".join(syn._pieces(t)) for t in train_only) == []
+    with pytest.raises(ValueError):
+        syn._phrasing("test")
+
+
+def test_template_leaks_finds_held_out_phrasing() -> None:
+    held = syn._side_fragments("heldout")
+    assert len(held) >= 50
+    phrase = held[0]
+    assert syn.template_leaks(["Hi. " + phrase.upper() + "!"]) == [phrase]
+    assert syn.template_leaks(["nothing to see here", "Your order #A1234 has shipped. Take care"]) == []
+    assert len(syn.template_leaks([" . ".join(held)], limit=5)) == 5
+
+
+def test_training_text_has_no_held_out_phrasing(pairs: list[dict], val_set: list[dict],
+                                                 test_set: list[dict]) -> None:
+    assert syn.template_leaks(p["context"] + "\n" + p["response"] for p in pairs) == []
+    for rows in (val_set, test_set):
+        assert syn.template_leaks(r[k] for r in rows for k in ("context", "reference", "reference_2")) == []
+
+
+def test_pretraining_corpus_has_no_held_out_phrasing() -> None:
+    # The base model's pretraining text counts as seen phrasing too (see _PRETRAINING_PHRASES).
+    corpus = pytest.importorskip("part3_pretrain.corpus")
+    assert syn.template_leaks(corpus.generate_corpus()) == []
+
+
 # ----------------------------------------------------------------------------- eval sets
-def test_test_set_uses_heldout_values(test_set: list[dict]) -> None:
+def test_eval_splits() -> None:
+    assert syn.EVAL_SPLITS == ("val", "test", "test_unseen")
+
+
+@pytest.mark.parametrize("split", ["test", "test_unseen"])
+def test_test_sets_use_heldout_values(split: str, request: pytest.FixtureRequest) -> None:
     held = slot_values("heldout")
-    for row in test_set:
+    for row in request.getfixturevalue("test_set" if split == "test" else "unseen_set"):
         assert find_heldout_leaks([row["context"]]) != []
         assert all(v in held[k] for k, v in row["slots"].items())
         assert "order_id" in row["slots"] or "product" in row["slots"]
 
 
-@pytest.mark.parametrize("split", ["test", "val"])
-def test_references_are_high_quality_and_independent(split: str, test_set: list[dict],
-                                                     val_set: list[dict]) -> None:
-    rows = test_set if split == "test" else val_set
+@pytest.mark.parametrize("split", syn.EVAL_SPLITS)
+def test_references_are_high_quality_and_independent(split: str, request: pytest.FixtureRequest) -> None:
+    rows = request.getfixturevalue({"test": "test_set", "val": "val_set", "test_unseen": "unseen_set"}[split])
     assert len(rows) == 200 and [r["id"] for r in rows] == list(range(200))
+    assert all(list(r) == ["id", "context", "intent", "slots", "reference", "reference_2"] for r in rows)
     for row in rows:
         for key in ("reference", "reference_2"):
             rating, _ = syn.rate_response({**row, "response": row[key]})
             assert rating >= 4.0
     assert sum(r["reference"] != r["reference_2"] for r in rows) >= 0.9 * len(rows)
     assert len({r["intent"] for r in rows}) == len(syn.INTENTS)
+    assert len({syn._context_key(r["context"]) for r in rows}) == len(rows)
+
+
+def test_unseen_split_is_phrased_with_held_out_templates(pairs: list[dict], unseen_set: list[dict],
+                                                         test_set: list[dict]) -> None:
+    contexts = [r["context"] for r in unseen_set]
+    with_held = sum(bool(syn.template_leaks([c])) for c in contexts)
+    assert with_held >= 0.6 * len(contexts)
+    refs = [r[k] for r in unseen_set for k in ("reference", "reference_2")]
+    assert sum(bool(syn.template_leaks([r])) for r in refs) >= 0.9 * len(refs)
+    assert len(syn.template_leaks(contexts + refs, limit=1000)) >= 40
+    # ... and none of the phrasing only the train side uses (a list with nothing held out is shared)
+    assert syn._find_fragments(contexts + refs, "train", 5) == []
+    # whereas the "test" split (train-side phrasing) is full of train-only fragments
+    assert syn._find_fragments([r["context"] for r in test_set], "train", 5) != []
+    train_keys = {syn._context_key(p["context"]) for p in pairs}
+    assert not train_keys & {syn._context_key(c) for c in contexts}
 
 
 def test_val_contexts_are_not_training_contexts(pairs: list[dict], val_set: list[dict]) -> None:
@@ -191,6 +378,15 @@ def test_filter_report_counts_add_up(pairs: list[dict]) -> None:
     rejected = [p for p in pairs if not p["high_quality"]]
     for rule, count in report["rejected_rules"].items():
         assert count == sum(rule in p["rules"] for p in rejected)
-    assert all(p["rules"] for p in rejected)
+    histogram = report["rating_histogram"]
+    assert sum(histogram.values()) == 5000
+    assert list(histogram) == sorted(histogram, key=float) and all(isinstance(k, str) for k in histogram)
+    assert set(histogram) <= {f"{x / 2:.1f}" for x in range(2, 11)}
+    assert histogram["5.0"] == sum(p["rating"] == 5.0 for p in pairs)
+    assert report["kept_min_rating"] == min(p["rating"] for p in pairs if p["high_quality"])
+    assert report["rated_at_least_4"] == sum(p["rating"] >= 4.0 for p in pairs) > 500
+    assert syn.filter_report([])["kept_min_rating"] is None
     with pytest.raises(ValueError):
         syn.filter_report([{"context": "x"}])
+    with pytest.raises(ValueError):
+        syn.filter_report([{**pairs[0], "high_quality": 2}])

@@ -70,12 +70,23 @@ def test_special_tokens_distinct_and_pad_is_not_eos(tok: RetailTokenizer) -> Non
 @pytest.mark.parametrize("special", SPECIAL_TOKENS)
 def test_special_tokens_are_single_ids(tok: RetailTokenizer, special: str) -> None:
     expected = {PAD: tok.pad_id, EOS: tok.eos_id, USER: tok.user_id, ASSISTANT: tok.assistant_id}[special]
-    assert tok.encode(special) == [expected]
+    assert tok.special_id(special) == expected
     assert tok.decode([expected]) == special
-    # inside text too, never split or merged with neighbours
-    ids = tok.encode(f"Thanks!{special}Bye")
-    assert ids.count(expected) == 1
-    assert tok.decode(ids, skip_special_tokens=True) == "Thanks!Bye"
+
+
+@pytest.mark.parametrize("special", SPECIAL_TOKENS)
+@pytest.mark.parametrize("where", ["{s}", "Thanks!{s}Bye", "a {s}{s} b", "<{s}>", "<|{s}|>"])
+def test_special_token_text_is_never_a_special_id(tok: RetailTokenizer, special: str, where: str) -> None:
+    text = where.format(s=special)
+    ids = tok.encode(text)
+    assert not set(ids) & tok.special_ids  # user text stays characters
+    assert tok.decode(ids) == text
+    assert tok.encode_batch([text, "plain"]) == [ids, tok.encode("plain")]
+
+
+def test_special_id_refuses_ordinary_text(tok: RetailTokenizer) -> None:
+    with pytest.raises(ValueError, match="not a special token"):
+        tok.special_id("hello")
 
 
 def test_ordinary_text_never_produces_special_ids(tok: RetailTokenizer) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -31,6 +32,30 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)
     return fd, tmp
+
+
+# mkstemp's names: prefix + 8 characters from this alphabet + suffix (CPython's tempfile)
+_TEMP_RANDOM = "[a-z0-9_]{8}"
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temp files an interrupted atomic write of ``path`` left beside it
+    (``.<name>.<8 random chars>.tmp``: a ``kill -9`` between ``mkstemp`` and ``os.replace``).
+
+    Call it where a run starts writing into its folder, before its first write of ``path``, and
+    only from the one process that writes there: a temp file of a save in progress looks the
+    same. Other files are never touched. Returns the removed paths."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    ours = re.compile(re.escape(f".{path.name}.") + _TEMP_RANDOM + re.escape(".tmp"))
+    removed = []
+    for p in path.parent.iterdir():
+        if ours.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 class CheckpointError(ValueError):

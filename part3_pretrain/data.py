@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .checkpoint import atomic_file
 from .model import IGNORE_INDEX
 from .tokenizer import RetailTokenizer
 
@@ -32,12 +33,10 @@ def encode_documents(docs: Sequence[str], tokenizer: RetailTokenizer) -> np.ndar
 
 
 def write_tokens(tokens: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write the stream to ``path`` atomically (temp file, then rename)."""
+    """Write the stream to ``path`` atomically (``checkpoint.atomic_file``: temp file, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tokens.astype(np.uint16).tofile(tmp)
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as f:
+        f.write(tokens.astype(np.uint16).tobytes())
     return path
 
 

@@ -9,16 +9,18 @@ Runs unchanged under ``torchrun --nproc_per_node=N``; only rank 0 writes.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from . import corpus as corpus_mod
-from .checkpoint import CheckpointError, load_checkpoint, write_text_atomic
+from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, write_text_atomic
 from .cli import ConfigError, below, check_config, option, run_main
 from .data import (TokenWindows, encode_documents, mean_loss, read_tokens, sequential_batches,
                    split_documents, write_tokens)
@@ -84,7 +86,9 @@ class PretrainConfig:
             compile=self.compile, progress=self.progress, desc="pretrain")
 
     def problems(self) -> list[str]:
-        p = below(self, ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch_size",
+        p = [] if self.corpus or self.n_docs != 1 else \
+            ["--n-docs 1: need at least 2 documents, one held out for validation; use --n-docs >= 2"]
+        p += below(self, ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch_size",
                          "grad_accum", "max_steps", "eval_batches", "log_every"), 1)
         p += below(self, ("warmup_steps", "weight_decay", "grad_clip", "eval_every", "checkpoint_every"), 0)
         p += below(self, ("lr",), 0, strict=True)
@@ -111,23 +115,105 @@ def load_documents(cfg: PretrainConfig) -> tuple[list[str], str]:
     return corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed), f"generated (seed {cfg.corpus_seed})"
 
 
-def prepare_tokenizer(cfg: PretrainConfig, train_docs: list[str], out: Path,
-                      resume_ckpt: dict | None) -> RetailTokenizer:
-    """Train the BPE on rank 0 (others wait and read it), or reuse the one a resumed run saved."""
-    if resume_ckpt is not None:
-        return RetailTokenizer.from_str(resume_ckpt["tokenizer"])
-    if dist_info()[0] == 0:
-        train_tokenizer(train_docs, cfg.vocab_size).save(out / "tokenizer.json")
-    barrier()
-    return RetailTokenizer.load(out / "tokenizer.json")
+# what a run writes into --out-dir (besides metrics.jsonl and loss_curve.png, written in place)
+ATOMIC_OUTPUTS = ("model.pt", "tokenizer.json", "summary.json", "train.bin", "val.bin")
 
 
-def prepare_streams(train_docs: list[str], val_docs: list[str], tok: RetailTokenizer, out: Path):
-    if dist_info()[0] == 0:
-        write_tokens(encode_documents(train_docs, tok), out / "train.bin")
-        write_tokens(encode_documents(val_docs, tok), out / "val.bin")
+def _source_name(cfg: PretrainConfig) -> str:
+    """Who to blame for a corpus too small: the files, or the option that sized it."""
+    return ", ".join(cfg.corpus) if cfg.corpus else f"--n-docs {cfg.n_docs}"
+
+
+def _corpus_too_small(cfg: PretrainConfig, problem: str, fix: str) -> ValueError:
+    if cfg.corpus:
+        return corpus_mod.CorpusError(_source_name(cfg), f"{problem}; {fix}")
+    return ConfigError(f"{_source_name(cfg)}: {problem}; {fix}")
+
+
+def split_for_validation(cfg: PretrainConfig, docs: list[str]) -> tuple[list[str], list[str]]:
+    """``split_documents``, with a one-line error naming the files or ``--n-docs`` when there are
+    too few documents to hold one out."""
+    if len(docs) < 2:
+        raise _corpus_too_small(cfg, f"holds {len(docs)} document; need at least 2, one held out for validation",
+                                "separate documents with a blank line (.txt) or give one {\"text\": ...} per line "
+                                "(.jsonl)" if cfg.corpus else "use --n-docs >= 2")
+    return split_documents(docs, cfg.val_fraction, cfg.seed)
+
+
+def check_streams(cfg: PretrainConfig, n_docs: int, train_tokens, val_tokens, world: int) -> None:
+    """Refuse token streams that cannot make one training batch or one validation window (the
+    corpus is too small for --block-size/--batch-size), BEFORE anything is written."""
+    block, need = cfg.block_size, cfg.batch_size * world
+    windows = (len(train_tokens) - 1) // block
+    problems = []
+    if windows < need:
+        procs = f" x {world} processes" if world > 1 else ""
+        problems.append(f"the training split has {len(train_tokens)} tokens = {windows} window(s) of --block-size "
+                        f"{block}, but one batch needs {need} (--batch-size {cfg.batch_size}{procs})")
+    if len(val_tokens) < block + 1:
+        problems.append(f"the validation split ({n_docs - _n_train(n_docs, cfg)} document(s), {len(val_tokens)} "
+                        f"tokens) is shorter than one --block-size window ({block} + 1 tokens)")
+    if not problems:
+        return
+    if cfg.corpus:
+        fix = "give more text, or a smaller --block-size" + ("/--batch-size" if windows < need else "") + \
+              ("" if len(val_tokens) >= block + 1 else " or a larger --val-fraction")
+    else:
+        n = _enough_docs(cfg, n_docs, len(train_tokens) + len(val_tokens), need, len(val_tokens) >= block + 1)
+        fix = f"use --n-docs >= {n} (about), or a smaller --block-size"
+    raise _corpus_too_small(cfg, "; ".join(problems), fix)
+
+
+def _n_train(n_docs: int, cfg: PretrainConfig) -> int:
+    """Documents ``split_documents`` leaves for training."""
+    return n_docs - min(n_docs - 1, max(1, round(n_docs * cfg.val_fraction)))
+
+
+def _enough_docs(cfg: PretrainConfig, n_docs: int, n_tokens: int, need: int, val_ok: bool) -> int:
+    """About how many generated documents make one training batch and one validation window,
+    from the tokens per document seen now (with a 20% margin)."""
+    per_doc = max(1.0, n_tokens / max(1, n_docs))
+    # documents wanted in the validation split: as many as now when they are enough
+    want_val = n_docs - _n_train(n_docs, cfg) if val_ok else math.ceil(1.2 * (cfg.block_size + 1) / per_doc)
+    want_train = 1.2 * (need * cfg.block_size + 1) / per_doc
+    n = max(n_docs + 1, 2)
+    while _n_train(n, cfg) < want_train or n - _n_train(n, cfg) < want_val:
+        n = max(n + 1, int(n * 1.05))
+    return n
+
+
+def prepare_data(cfg: PretrainConfig, train_docs: list[str], val_docs: list[str], out: Path,
+                 resume_ckpt: dict | None) -> tuple[RetailTokenizer, np.ndarray, np.ndarray]:
+    """Tokenizer and token streams. Rank 0 trains the BPE (or reuses the resumed run's), encodes
+    both splits and checks they are big enough, all in memory; only then does it create
+    ``out``, clear temp files a killed run left there and write tokenizer.json and the streams.
+    The other ranks wait and read them."""
+    rank, world, _ = dist_info()
+    resumed_tok = RetailTokenizer.from_str(resume_ckpt["tokenizer"]) if resume_ckpt is not None else None
+    if rank == 0:
+        tok = resumed_tok or train_tokenizer(train_docs, cfg.vocab_size)
+        train_tokens, val_tokens = encode_documents(train_docs, tok), encode_documents(val_docs, tok)
+        check_streams(cfg, len(train_docs) + len(val_docs), train_tokens, val_tokens, world)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ATOMIC_OUTPUTS:
+            remove_stale_temps(out / name)
+        if resumed_tok is None:
+            tok.save(out / "tokenizer.json")
+        write_tokens(train_tokens, out / "train.bin")
+        write_tokens(val_tokens, out / "val.bin")
+        del train_tokens, val_tokens  # read back through memmap below: never in RAM twice
     barrier()
-    return read_tokens(out / "train.bin"), read_tokens(out / "val.bin")
+    tok = resumed_tok or RetailTokenizer.load(out / "tokenizer.json")
+    return tok, read_tokens(out / "train.bin"), read_tokens(out / "val.bin")
+
+
+def check_metrics(path: Path) -> None:
+    """A resumed run rewrites metrics.jsonl from what it reads: refuse a damaged file first."""
+    try:
+        read_metrics(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot resume: {str(e).splitlines()[0] if str(e) else path}; "
+                          f"repair or delete {path}") from None
 
 
 def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
@@ -166,12 +252,12 @@ def run(cfg: PretrainConfig) -> dict:
     if cfg.resume:
         resume_ckpt = load_checkpoint(ckpt_path)
         check_resumable(cfg, resume_ckpt, ckpt_path)
+        check_metrics(out / "metrics.jsonl")
     rank = dist_info()[0]
     docs, source_desc = load_documents(cfg)
-    train_docs, val_docs = split_documents(docs, cfg.val_fraction, cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = prepare_tokenizer(cfg, train_docs, out, resume_ckpt)
-    train_tokens, val_tokens = prepare_streams(train_docs, val_docs, tok, out)
+    train_docs, val_docs = split_for_validation(cfg, docs)
+    # every check on the data is done before this writes the first file into --out-dir
+    tok, train_tokens, val_tokens = prepare_data(cfg, train_docs, val_docs, out, resume_ckpt)
     t_data = time.perf_counter() - t0
 
     torch.manual_seed(cfg.seed)

@@ -10,14 +10,28 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import write_text_atomic
+
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """All records of a metrics JSONL file (an absent file is an empty list)."""
+    """All records of a metrics JSONL file (an absent file is an empty list).
+
+    A torn LAST line (the process was killed mid-write) is dropped: that record was never
+    complete. A bad line anywhere else is damage, and raises ValueError naming the line.
+    """
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    lines = [(i, line) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+    records = []
+    for k, (i, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if k == len(lines) - 1:
+                break
+            raise ValueError(f"{path}:{i}: not a JSON record") from None
+    return records
 
 
 class MetricsSink:
@@ -33,11 +47,10 @@ class MetricsSink:
         self._writer = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if resume_step is None:
-                self.path.write_text("", encoding="utf-8")
-            else:
-                kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-                self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            # atomic: a kill -9 during the rewrite must not lose the records being kept
+            kept = [] if resume_step is None else [r for r in read_metrics(self.path)
+                                                   if r.get("step", 0) <= resume_step]
+            write_text_atomic("".join(json.dumps(r) + "\n" for r in kept), self.path)
         if tensorboard_dir is not None and enabled:
             from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported lazily
             # TensorBoard drops every event at or after purge_step; the resumed run continues

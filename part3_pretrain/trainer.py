@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .checkpoint import FORMAT, save_atomic
+from .checkpoint import FORMAT, non_finite_tensors, remove_stale_temps, save_atomic
 from .model import IGNORE_INDEX
 from .sink import MetricsSink
 
@@ -197,6 +197,12 @@ class TrainingDiverged(RuntimeError):
     """A step whose loss or gradient norm is NaN or inf; raised before that step's update."""
 
 
+def _non_finite_optimizer_state(state: dict) -> list[str]:
+    """``"<param index>.<key>"`` of an optimizer state dict's float tensors holding NaN or inf."""
+    return [f"{i}.{k}" for i, st in state["state"].items() for k, v in st.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 @dataclass
 class StepStats:
     loss: float
@@ -230,6 +236,9 @@ class Trainer:
         self.evaluate_fn = evaluate
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.checkpoint_meta = checkpoint_meta or {}
+        self.saved_step: int | None = None  # step of the checkpoint this run last wrote or resumed from
+        if self.checkpoint_path is not None and self.rank == 0:
+            remove_stale_temps(self.checkpoint_path)  # left by a kill -9 during a save
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.step = 0
         self.history: list[dict] = []  # every logged record, for callers and tests
@@ -262,14 +271,36 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.source.load_state_dict(state["source"])
         self.step = int(state["step"])
+        self.saved_step = self.step
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def save_checkpoint(self) -> Path | None:
-        if self.checkpoint_path is None or self.rank != 0:
+        """Write the resumable checkpoint atomically (rank 0). Weights or optimizer state that hold
+        NaN/inf are never written: ``TrainingDiverged`` instead, and the last checkpoint stays."""
+        if self.checkpoint_path is None:
             return None
-        return save_atomic(self.state_dict(), self.checkpoint_path)
+        state = self.state_dict()  # every rank checks (same weights under DDP): they all stop together
+        bad = non_finite_tensors(state["model"]) + \
+            [f"optimizer state {k}" for k in _non_finite_optimizer_state(state["trainer"]["optimizer"])]
+        if bad:
+            raise TrainingDiverged(f"step {self.step}: {len(bad)} weight/optimizer tensors are not finite (NaN or "
+                                   f"inf, e.g. {bad[0]}) after the update; not saved ({self._kept()}); "
+                                   f"lower --lr or check the data")
+        path = save_atomic(state, self.checkpoint_path) if self.rank == 0 else None
+        self.saved_step = self.step
+        return path
+
+    def _kept(self) -> str:
+        """What the last good checkpoint is, for messages about a step that went wrong."""
+        if self.checkpoint_path is None:
+            return "checkpoints are off: nothing saved"
+        if self.saved_step is not None:
+            return f"the last good checkpoint, step {self.saved_step}, is kept in {self.checkpoint_path}"
+        if self.checkpoint_path.exists():
+            return f"{self.checkpoint_path} is left as it was: this run saved no checkpoint"
+        return "no checkpoint was saved yet"
 
     # -- one optimizer step -----------------------------------------------------------------
 
@@ -331,9 +362,8 @@ class Trainer:
             return
         self.optimizer.zero_grad(set_to_none=True)
         self._step_start = None
-        kept = f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else "nothing saved"
         raise TrainingDiverged(f"step {self.step + 1}: loss {loss} / gradient norm {grad_norm} is not finite; "
-                               f"stopped before the update ({kept}); lower --lr or check the data")
+                               f"stopped before the update ({self._kept()}); lower --lr or check the data")
 
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]

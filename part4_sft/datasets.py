@@ -102,6 +102,9 @@ def user_splits(cfg) -> DatasetSplits:
                   quality_field=cfg.quality_field)
     rows = load_pairs(cfg.data, **fields)
     kept, report = filter_by_quality(rows, cfg.min_quality)
+    if not kept:
+        raise DataError(cfg.data, f"the quality filter kept 0 of {len(rows)} rows (--min-quality {cfg.min_quality}); "
+                                  + _quality_hint([r["quality"] for r in rows]))
     if cfg.test_data is not None:
         test_rows = load_pairs(cfg.test_data, context_field=cfg.context_field, response_field=cfg.response_field)
         train_rows = kept
@@ -117,6 +120,14 @@ def user_splits(cfg) -> DatasetSplits:
     print(f"data: {cfg.data}: {report['total']} pairs, {report['kept']} kept by quality; "
           f"{len(train_rows)} train, {len(val)} validation, {len(test)} test", flush=True)
     return DatasetSplits(train_rows, val, test, summary=summary)
+
+
+def _quality_hint(qualities: list) -> str:
+    """What --min-quality would keep rows, judged from the labels' range."""
+    values = sorted({q for q in qualities if q is not None})
+    if set(values) <= {0, 1}:
+        return "labels look like 0/1: use --min-quality 1"
+    return f"labels range {values[0]:g}..{values[-1]:g}: use a --min-quality in that range"
 
 
 def load_splits(cfg) -> DatasetSplits:

@@ -59,11 +59,11 @@ from typing import Sequence
 
 import torch
 
-from part3_pretrain.checkpoint import CheckpointError, build_model, write_text_atomic
+from part3_pretrain.checkpoint import CheckpointError, build_model, remove_stale_temps, write_text_atomic
 from part3_pretrain.cli import (ConfigError, OneLineParser, build_parser, check_config, config_from_namespace, fail,
                                  below, option, parse_config)
 from part3_pretrain.tokenizer import TokenizerError
-from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES
+from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, TrainingDiverged
 
 from . import report
 from .data import LabelAuditError, LeakError
@@ -437,11 +437,17 @@ def run(cfg: ExperimentConfig) -> dict:
         return _run_locked(cfg, exp_dir, new_runs)
 
 
+# what the experiment itself writes into its directory (atomically)
+EXPERIMENT_FILES = ("experiment.json", "results.csv", "results.md", "results_runs.csv")
+
+
 def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig]) -> dict:
     print(f"experiment {exp_dir}: follow it with\n  {_tensorboard_line(exp_dir)}", flush=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ws = Workspace(progress=cfg.progress)
+    for name in EXPERIMENT_FILES:  # temp files of a write a kill -9 interrupted; we hold the lock
+        remove_stale_temps(exp_dir / name)
     t0 = time.perf_counter()
     base_seconds = 0.0  # pretraining base models that were missing
     if new_runs:
@@ -455,6 +461,7 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
         skipped = [r.name for r in new_runs if is_done(exp_dir / r.name)]
         print(f"{len(new_runs)} runs in the grid ({len(added)} new, {len(skipped)} already finished and skipped)",
               flush=True)
+    warn_left_out(exp_dir)
     schedule(exp_dir, cfg.chunks, ws, cfg.sort_by, cfg.select_by)
     table, plots = report.write_report(exp_dir, cfg.sort_by, plots=cfg.plots, select_by=cfg.select_by)
     print("\n" + table.terminal)
@@ -512,11 +519,18 @@ def report_main(argv: Sequence[str]) -> int:
     print("wrote:")
     for p in [Path(cfg.dir) / "results.csv", Path(cfg.dir) / "results.md", *plots]:
         print(f"  {p}")
+    warn_left_out(Path(cfg.dir), prog)
     return 0
 
 
+def warn_left_out(exp_dir: Path, prog: str = PROG) -> None:
+    """One line on stderr per run folder that lost its config.json (the table leaves it out)."""
+    for d in report.orphan_run_dirs(exp_dir):
+        print(f"{prog}: warning: {report.orphan_warning(d)}", file=sys.stderr, flush=True)
+
+
 USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError, GridError,
-               report.ReportError)
+               report.ReportError, TrainingDiverged)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -148,23 +148,71 @@ def _last(scalars: dict, tag: str) -> float | None:
 # rows
 
 
+# what the table needs from a run's config.json ("knobs.<k>": a key of the "knobs" object)
+REPORT_KEYS = ("name", *(f"knobs.{k}" for k in KNOB_COLUMNS))
+# files and folders only a run writes: a folder with any of them and no config.json is a run that lost it
+RUN_MARKERS = ("state.pt", "status.json", "metrics.jsonl", "tb", "evaluation.json", "adapter.pt", "model.pt", "DONE",
+               "STOP")
+
+
+def missing_keys(doc: object, required: Sequence[str] = REPORT_KEYS) -> list[str]:
+    """The ``required`` keys (``"a.b"``: key b of the object under a) that ``doc`` lacks."""
+    missing = []
+    for key in required:
+        node = doc
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                missing.append(key)
+                break
+    return missing
+
+
+def read_run_config(run_dir: Path, required: Sequence[str] = REPORT_KEYS) -> dict:
+    """A run's config.json as a dict holding the ``required`` keys, or a one-line ReportError
+    naming the file and the keys it lacks."""
+    path = run_dir / "config.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: cannot read ({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    except ValueError:
+        raise ReportError(f"{path}: not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ReportError(f"{path}: not a run config (a JSON object expected)")
+    missing = missing_keys(doc, required)
+    if missing:
+        raise ReportError(f"{path}: run config lacks {', '.join(missing)}; restore the file (it is written when "
+                          f"the run is registered) or move {run_dir} out of the experiment")
+    return doc
+
+
 def run_dirs(exp_dir: Path) -> list[Path]:
     """Run directories in registration order (grid order, then clones)."""
     found = []
     for d in exp_dir.iterdir() if exp_dir.is_dir() else []:
-        cfg = d / "config.json"
-        if d.is_dir() and cfg.is_file():
-            try:
-                index = json.loads(cfg.read_text(encoding="utf-8")).get("index", 0)
-            except ValueError:
-                raise ReportError(f"{cfg}: not valid JSON") from None
-            found.append((index, d.name, d))
+        if d.is_dir() and (d / "config.json").is_file():
+            index = read_run_config(d, required=()).get("index", 0)
+            found.append((index if isinstance(index, int) else 0, d.name, d))
     return [d for _, _, d in sorted(found)]
+
+
+def orphan_run_dirs(exp_dir: Path) -> list[Path]:
+    """Folders that hold a run's files but no config.json (deleted by hand?): the table cannot
+    describe them, so they are left out of it, and the callers say so."""
+    if not Path(exp_dir).is_dir():
+        return []
+    return sorted(d for d in Path(exp_dir).iterdir() if d.is_dir() and not (d / "config.json").exists()
+                  and any((d / m).exists() for m in RUN_MARKERS))
+
+
+def orphan_warning(d: Path) -> str:
+    return f"{d}: run folder without config.json, left out of the table (restore its config.json to include it)"
 
 
 def run_row(run_dir: Path) -> dict:
     """One table row: knobs from config.json, every number from the event files."""
-    cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    cfg = read_run_config(run_dir)
     s = read_scalars(run_dir / "tb")
     knobs = cfg["knobs"]
     row: dict = {"run": cfg["name"], "config_id": cfg.get("config_id", cfg["name"]), "parent": cfg.get("parent") or "",
@@ -204,7 +252,10 @@ def collect(exp_dir: str | os.PathLike) -> list[dict]:
         raise ReportError(f"{exp_dir}: no such experiment directory")
     dirs = run_dirs(exp_dir)
     if not dirs:
-        raise ReportError(f"{exp_dir}: no runs (no <run>/config.json) in this directory")
+        orphans = orphan_run_dirs(exp_dir)
+        raise ReportError(f"{exp_dir}: no runs (no <run>/config.json) in this directory" +
+                          (f"; {len(orphans)} run folder(s) lack their config.json: "
+                           f"{', '.join(d.name for d in orphans[:5])}" if orphans else ""))
     return [run_row(d) for d in dirs]
 
 
@@ -366,6 +417,7 @@ class Table:
     terminal: str
     markdown: str
     csv: str
+    left_out: list[str] = field(default_factory=list)  # run folders without config.json
 
 
 def _metric_words(metric: str) -> str:
@@ -401,10 +453,13 @@ def build_table(exp_dir: str | os.PathLike, sort_by: str | None = None,
         notes.append("~ = run not finished: latest interval value on the fixed validation subset")
     if aggregated:
         notes.append("values are mean ± std over seeds")
+    left_out = [str(d) for d in orphan_run_dirs(exp_dir)]
+    if left_out:
+        notes.append("LEFT OUT (run folders without config.json): " + ", ".join(left_out))
     md = [f"# Experiment {_experiment_name(exp_dir)}", ""] + _bases_lines(exp_dir) + [format_markdown(header, body), ""]
     md += [f"- {n}" for n in notes]
     return Table(rows, run_rows, aggregated, sort_by, chosen, format_terminal(header, body) + "\n" + "\n".join(notes),
-                 "\n".join(md) + "\n", format_csv(rows, aggregated))
+                 "\n".join(md) + "\n", format_csv(rows, aggregated), left_out)
 
 
 def _experiment_json(exp_dir: Path) -> dict:

@@ -51,14 +51,14 @@ from pathlib import Path
 import torch
 
 from part3_pretrain import pretrain as part3
-from part3_pretrain.checkpoint import (CheckpointError, build_model, load_checkpoint, model_checkpoint, save_atomic,
-                                       write_text_atomic)
+from part3_pretrain.checkpoint import (CheckpointError, build_model, load_checkpoint, model_checkpoint,
+                                       remove_stale_temps, save_atomic, write_text_atomic)
 from part3_pretrain.cli import ConfigError
 from part3_pretrain.data import mean_loss
 from part3_pretrain.model import GPT
 from part3_pretrain.sink import MetricsSink
 from part3_pretrain.tokenizer import RetailTokenizer
-from part3_pretrain.trainer import Trainer, TrainerConfig
+from part3_pretrain.trainer import Trainer, TrainerConfig, TrainingDiverged
 
 from . import evaluate as ev
 from .data import SFTBatches, audit_labels, build_examples, check_disjoint, fixed_batches
@@ -67,6 +67,7 @@ from .grid import BASES, Knobs
 from .job_metrics import JOB_KEYS
 from .lora import apply_lora, count_parameters, merged_state_dict, save_adapter
 from .prompts import get_scheme
+from .report import KNOB_COLUMNS, missing_keys
 from .sft import SFTConfig, load_baseline
 
 # settings that decide the data every run of an experiment sees
@@ -154,6 +155,11 @@ def save_run_config(run: RunConfig, run_dir: Path, index: int = 0) -> None:
     write_text_atomic(json.dumps({**run.to_dict(), "index": index}, indent=2) + "\n", run_dir / "config.json")
 
 
+RUN_CONFIG_KEYS = ("name", "settings", "base_path", *(f"knobs.{k}" for k in KNOB_COLUMNS))
+# what train_chunk writes atomically into a run's folder (state.pt is the trainer's: it clears its own)
+RUN_FILES = ("adapter.pt", "model.pt", "evaluation.json", "status.json", "DONE")
+
+
 def load_run_config(run_dir: Path) -> RunConfig:
     try:
         doc = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -162,6 +168,10 @@ def load_run_config(run_dir: Path) -> RunConfig:
     if isinstance(doc, dict) and "gen_subset" in (doc.get("settings") or {}):
         raise CheckpointError(f"{run_dir}: this run comes from an older version that generated its interval "
                               "replies on the test set (setting gen_subset); start a new experiment (--name)")
+    missing = missing_keys(doc, RUN_CONFIG_KEYS)
+    if missing:
+        raise CheckpointError(f"{run_dir / 'config.json'}: run config lacks {', '.join(missing)}; restore the file "
+                              f"(it is written when the run is registered) or move {run_dir} out of the experiment")
     try:
         return RunConfig.from_dict(doc)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -473,6 +483,8 @@ def train_chunk(run: RunConfig, exp_dir: Path, until: int, ws: Workspace) -> Chu
     adapters/weights and mark the run done."""
     t0 = time.perf_counter()
     run_dir = exp_dir / run.name
+    for name in RUN_FILES:  # temp files of a write that a kill -9 interrupted
+        remove_stale_temps(run_dir / name)
     state_path = run_dir / "state.pt"
     state = load_checkpoint(state_path) if state_path.is_file() else None
     if state is None:
@@ -487,6 +499,9 @@ def train_chunk(run: RunConfig, exp_dir: Path, until: int, ws: Workspace) -> Chu
         except KeyboardInterrupt:  # the trainer has checkpointed this step: keep it and the wall time
             _write_status(run_dir, trainer.step, max_steps, prior_wall + time.perf_counter() - t0, done=False)
             raise
+        except TrainingDiverged as e:
+            raise TrainingDiverged(f"run {run.name}: {e} (the lr of this run is {run.knobs.lr:g}); leave the run "
+                                   f"out with --stop {run.name}") from None
         if state is not None and int(state["trainer"]["step"]) >= max_steps:
             # killed between the last checkpoint and the end of the run: fit() has nothing to do,
             # and the last validation may never have reached the event file

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +33,7 @@ from part3_pretrain.cli import ConfigError, below, check_config, option, run_mai
 from part3_pretrain.data import mean_loss
 from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses
-from part3_pretrain.sink import MetricsSink
+from part3_pretrain.sink import MetricsSink, read_metrics
 from part3_pretrain.tokenizer import TokenizerError
 from part3_pretrain.trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, TrainingDiverged,
                                     dist_info)
@@ -176,10 +178,30 @@ def weight_change(base: GPT, tuned: GPT) -> float:
     return max(float((t[k].float().cpu() - b[k].float().cpu()).abs().max()) for k in b)
 
 
-def fine_tune(cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path, scheme_name: str):
-    """Audit the examples, then train; returns (trainer history, audit/example counts, seconds)."""
+def _data_name(cfg: SFTConfig) -> str:
+    return cfg.data if cfg.data is not None else cfg.dataset_path
+
+
+def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int) -> None:
+    """Refuse training data that leaves less than one batch; warn when more than 1% is dropped."""
+    dropped, pairs = counts["dropped_response_too_long"], counts["pairs"]
+    why = f"the response and EOS do not fit the model's {block_size}-token context"
+    if counts["examples"] < cfg.batch_size * world:
+        raise DataError(_data_name(cfg), f"{counts['examples']} of {pairs} training pairs are usable, fewer than one "
+                                         f"batch of {cfg.batch_size * world}: {dropped} dropped because {why}; "
+                                         f"use shorter responses or a base with a longer --block-size")
+    if dropped > 0.01 * pairs:
+        print(f"warning: {dropped} of {pairs} training pairs dropped because {why}; "
+              f"fix: a base pretrained with a larger --block-size", flush=True)
+
+
+def fine_tune(cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path, scheme_name: str,
+              resume: dict | None = None):
+    """Audit the examples, then train in ``out``; returns (the run's whole metrics history, even
+    after a resume; audit/example counts; seconds)."""
     scheme = get_scheme(scheme_name)
     examples, ex_counts = build_examples(tok, scheme, splits.train, model.config.block_size)
+    check_examples(cfg, ex_counts, model.config.block_size, dist_info()[1])
     audit = audit_labels(examples, tok)
     val_examples, _ = build_examples(tok, scheme, [{"context": r["context"], "response": r["reference"]}
                                                     for r in splits.val], model.config.block_size)
@@ -189,7 +211,6 @@ def fine_tune(cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path,
     steps_per_epoch = -(-source.steps_per_epoch // cfg.grad_accum)
     tcfg = cfg.trainer_config(cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
     ckpt_path = out / "sft_model.pt"
-    resume = load_checkpoint(ckpt_path) if cfg.resume else None
     sink = MetricsSink(out / "metrics.jsonl", enabled=rank == 0,
                        resume_step=resume["trainer"]["step"] if resume else None)
     meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(), "prompt_scheme": scheme_name,
@@ -199,24 +220,98 @@ def fine_tune(cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path,
     if resume is not None:
         trainer.load_state_dict(resume)
     t0 = time.perf_counter()
-    history = trainer.fit()
+    trainer.fit()
     sink.close()
     counts = {**ex_counts, "audit": audit, "steps": tcfg.max_steps, "steps_per_epoch": steps_per_epoch}
-    return history, counts, time.perf_counter() - t0
+    return read_metrics(out / "metrics.jsonl"), counts, time.perf_counter() - t0
+
+
+STAGE = ".incomplete"  # a run lives in OUT/.incomplete until it succeeds, then replaces OUT's files
+OUTPUTS = ("sft_model.pt", "metrics.jsonl", "evaluation.json", "generations.jsonl", "loss_curve.png")
+# Settings that --resume may change: where and how it runs, and how the result is evaluated.
+# Everything else decides what is trained, and a change would make the resumed run another run.
+RESUME_FREE = frozenset({"out_dir", "dataset_path", "device", "dtype", "progress", "resume", "eval_batch_size",
+                         "n_boot", "n_examples", "max_new_tokens", "temperature", "top_k", "top_p"})
+
+
+def _resume_checkpoint(cfg: SFTConfig, out: Path) -> dict | None:
+    """The checkpoint --resume continues (an interrupted run's, else a finished one's), checked
+    to be the same run; None without --resume."""
+    if not cfg.resume:
+        return None
+    stage, final = out / STAGE / "sft_model.pt", out / "sft_model.pt"
+    path = stage if stage.is_file() else final
+    if not path.is_file():
+        raise ConfigError(f"--resume: nothing to resume in {out} (no {stage} or {final})")
+    ckpt = load_checkpoint(path)
+    saved = ckpt.get("sft_config") or {}
+    diff = [k for k, v in asdict(cfg).items() if k not in RESUME_FREE and k in saved and saved[k] != v]
+    if diff:
+        raise ConfigError(f"{path}: cannot resume with changed settings: " +
+                          ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {getattr(cfg, k)!r}" for k in diff))
+    return ckpt
+
+
+def check_against_base(cfg: SFTConfig, model: GPT, tok, path: Path, resume: dict | None) -> None:
+    """Limits that need the checkpoint, checked before anything is written."""
+    block = model.config.block_size
+    if cfg.max_new_tokens >= block:
+        raise ConfigError(f"--max-new-tokens {cfg.max_new_tokens} leaves no room for a prompt in the "
+                          f"{block}-token context of {path}; use at most {block // 2}")
+    if resume is not None and (resume.get("model_config") != model.config.to_dict()
+                               or resume.get("tokenizer") != tok.to_str()):
+        raise CheckpointError(f"--resume: the run in {cfg.out_dir} was fine-tuned from a different base than "
+                              f"{path} (model config or tokenizer differ); resume with the base it started from")
+
+
+def _prepare_stage(out: Path, resume: dict | None) -> Path:
+    """OUT/.incomplete, emptied for a new run; for --resume of a finished run, seeded with its files."""
+    stage = out / STAGE
+    if resume is None and stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    for name in ("sft_model.pt", "metrics.jsonl"):
+        if resume is not None and not (stage / name).exists() and (out / name).exists():
+            shutil.copy2(out / name, stage / name)
+    return stage
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Move the finished run's files over OUT's (each an atomic rename), then drop the stage."""
+    for name in OUTPUTS:
+        if (stage / name).exists():
+            os.replace(stage / name, out / name)
+    shutil.rmtree(stage)
+
+
+def _load_base(cfg: SFTConfig, resume: dict | None):
+    path = Path(cfg.pretrained)
+    base, tok, ckpt = load_baseline(path)
+    check_against_base(cfg, base, tok, path, resume)
+    return path, base, tok, ckpt
 
 
 def run(cfg: SFTConfig) -> dict:
-    """Fine-tune and evaluate as configured; returns the evaluation dict (also written to disk)."""
+    """Fine-tune and evaluate as configured; returns the evaluation dict (also written to disk).
+
+    Every check comes before any output is touched; the run trains and writes in OUT/.incomplete
+    and its files replace OUT's only when it has succeeded, so a failing run leaves the previous
+    run's model, metrics and evaluation as they were.
+    """
     check_config(cfg)
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
+    resume = _resume_checkpoint(cfg, out)
+    loaded = _load_base(cfg, resume) if Path(cfg.pretrained).is_file() else None
     splits = load_splits(cfg)  # every data problem surfaces here, before any model work
-    pretrained_path = ensure_pretrained(cfg)
-    base, tok, base_ckpt = load_baseline(pretrained_path)
+    if loaded is None:
+        ensure_pretrained(cfg)
+        loaded = _load_base(cfg, resume)
+    pretrained_path, base, tok, base_ckpt = loaded
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(base)  # the object we fine-tune; `base` is never handed to the trainer
-    out.mkdir(parents=True, exist_ok=True)
-    history, train_counts, t_train = fine_tune(cfg, model, tok, splits, out, cfg.prompt_scheme)
+    stage = _prepare_stage(out, resume)
+    history, train_counts, t_train = fine_tune(cfg, model, tok, splits, stage, cfg.prompt_scheme, resume)
     if dist_info()[0] != 0:
         return {}
     assert_untouched(base, base_ckpt)
@@ -228,7 +323,10 @@ def run(cfg: SFTConfig) -> dict:
     evaluation.update(config=asdict(cfg), pretrained_checkpoint=str(pretrained_path),
                       dataset=splits.summary, training=_training_summary(history, train_counts),
                       max_abs_weight_change=weight_change(base, model))
-    return _write_outputs(cfg, out, evaluation, records, pretrained_path)
+    _write_outputs(stage, evaluation, records, pretrained_path)
+    _publish(stage, out)
+    _print_report(cfg, out, evaluation)
+    return evaluation
 
 
 BASELINE_SCHEME = "dialogue"  # the corpus's own "Customer: ...\nAgent:" format
@@ -297,21 +395,22 @@ def _training_summary(history: list[dict], counts: dict) -> dict:
             "final_train_loss": train[-1] if train else None, "val_per_epoch": val}
 
 
-def _write_outputs(cfg: SFTConfig, out: Path, evaluation: dict, records: list[dict], pretrained_path: Path) -> dict:
-    write_text_atomic("".join(json.dumps(r) + "\n" for r in records), out / "generations.jsonl")
-    write_text_atomic(json.dumps(evaluation, indent=2) + "\n", out / "evaluation.json")
-    plot_losses([(out / "metrics.jsonl", "Supervised fine-tuning", "validation loss (per epoch)"),
+def _write_outputs(stage: Path, evaluation: dict, records: list[dict], pretrained_path: Path) -> None:
+    write_text_atomic("".join(json.dumps(r) + "\n" for r in records), stage / "generations.jsonl")
+    write_text_atomic(json.dumps(evaluation, indent=2) + "\n", stage / "evaluation.json")
+    plot_losses([(stage / "metrics.jsonl", "Supervised fine-tuning", "validation loss (per epoch)"),
                  (pretrained_path.parent / "metrics.jsonl", "Pretraining (part 3)", "validation loss")],
-                out / "loss_curve.png")
+                stage / "loss_curve.png")
+
+
+def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
     _print_headline(evaluation, "test", "unseen slot values")
     if "test_unseen" in evaluation:
         _print_headline(evaluation["test_unseen"], "test_unseen", "unseen slot values and phrasing")
     print("wrote:")
-    for p in (Path(cfg.dataset_path) if cfg.data is None else None, out / "sft_model.pt",
-              out / "loss_curve.png", out / "evaluation.json", out / "generations.jsonl", out / "metrics.jsonl"):
+    for p in (Path(cfg.dataset_path) if cfg.data is None else None, *(out / name for name in OUTPUTS)):
         if p is not None:
             print(f"  {p}")
-    return evaluation
 
 
 _HEAD = (("specifics_recall", "specifics", "%"), ("invented_share", "invented", "%"),
@@ -328,17 +427,20 @@ def _cell(value: float | None, kind: str) -> str:
 def _print_headline(e: dict, split: str, what: str) -> None:
     """The job metrics (and ROUGE-L against both references) of every model, greedy decoding."""
     print(f"\nheld-out {split}: {e['test_rows']} contexts with {what} (greedy decoding)")
-    print(f"  {'':22s}" + "".join(f"{label:>10s}" for _, label, _ in _HEAD))
-    rows = [(name, ev.scalars(e[name]["greedy"])) for name in ("pretrained", "pretrained_dialogue", "sft") if name in e]
-    if e.get("inter_reference_agreement"):
-        rows.append(("2nd reference", job_metrics.headline(e["inter_reference_agreement"]["job"])))
-    for name, sc in rows:
-        label = f"{name} ({e[name]['prompt_scheme']})" if name in e else name
-        print(f"  {label:22s}" + "".join(_cell(sc.get(key), kind) for key, _, kind in _HEAD))
+    print(f"  {'':28s}" + "".join(f"{label:>10s}" for _, label, _ in _HEAD))
+    rows = [(f"{name} ({e[name]['prompt_scheme']} prompt)", ev.scalars(e[name]["greedy"]))
+            for name in ("pretrained", "pretrained_dialogue", "sft") if name in e]
+    agreement = e.get("inter_reference_agreement")
+    if agreement:  # its ROUGE-L is against the first reference only: agreement, not a ceiling
+        rows.append(("2nd reference (vs 1st)", {**job_metrics.headline(agreement["job"]),
+                                                "rouge_l": agreement["rouge_l"]}))
+    for label, sc in rows:
+        print(f"  {label.replace('pretrained_dialogue', 'pretrained'):28s}"
+              + "".join(_cell(sc.get(key), kind) for key, _, kind in _HEAD))
     best = e["best_baseline"]
     diff = e["sft_minus_pretrained" + best.removeprefix("pretrained")]["greedy"]
     print(f"  SFT - {best} (the stronger baseline), paired 95% CI:")
-    for key in ("specifics_recall", "intent_accuracy", "rubric_pass"):
+    for key in ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass"):
         d = diff["job"][key]
         if d is not None:
             print(f"    {key:18s}{d['diff']:+7.1%} ({d['ci_low']:+.1%} .. {d['ci_high']:+.1%})")

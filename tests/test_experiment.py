@@ -18,7 +18,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from part3_pretrain import pretrain
-from part3_pretrain.checkpoint import load_checkpoint
+from part3_pretrain.checkpoint import load_checkpoint, non_finite_tensors
 from part3_pretrain.trainer import Trainer
 from part4_sft import experiment as E
 from part4_sft import report as R
@@ -416,3 +416,57 @@ def test_default_adapter_targets_match_the_model(tiny_base):
     model, _, _ = load_model(tiny_base)
     wrapped = apply_lora(model, Adapter.parse("r32:c_attn+c_proj").lora_config())
     assert any(n.endswith("attn.c_proj") for n in wrapped) and any(n.endswith("mlp.c_proj") for n in wrapped)
+
+
+def _argv(cfg: E.ExperimentConfig) -> list[str]:
+    """The command line that gives ``cfg``."""
+    import dataclasses
+    argv = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        name = "--" + f.name.replace("_", "-")
+        if not f.metadata.get("cli", True) or v is None:
+            continue
+        if isinstance(v, bool):
+            argv.append(name if v else f"--no-{name[2:]}")
+        elif isinstance(v, tuple):
+            if v:
+                argv += [name, *map(str, v)]
+        else:
+            argv += [name, str(v)]
+    return argv
+
+
+def test_a_diverging_run_is_one_line_naming_the_run(make_cfg, tmp_path, capsys):
+    """LoRA at lr 1e30: the trainer stops before a non-finite update; the experiment exits 2 with
+    one line naming the run, the step and --stop; no state.pt with NaN is left. Temp files a
+    killed write left in the run's folder are cleared when the run starts."""
+    cfg = make_cfg(tmp_path, prompts=("qa",), lrs=(1e30,), evals_per_epoch=0)
+    name = E.resolve_runs(cfg)[0].name
+    run_dir = tmp_path / "exp" / name
+    run_dir.mkdir(parents=True)
+    stale = [run_dir / ".status.json.k1ll3d00.tmp", run_dir / ".state.pt.k1ll3d00.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    code, err = _exit(_argv(cfg), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"run {name}: step " in err and "not finite" in err and f"--stop {name}" in err
+    assert "lr of this run is 1e+30" in err
+    state = run_dir / "state.pt"
+    assert not state.exists() or non_finite_tensors(load_checkpoint(state)["model"]) == []
+    assert not any(p.exists() for p in stale)
+
+
+def test_experiment_warns_about_a_run_folder_without_config(finished, make_cfg, tmp_path, capsys):
+    """A run whose config.json was deleted is not silently dropped: a warning names its folder,
+    and results.md says it is left out."""
+    _, exp_dir, _ = finished
+    shutil.copytree(exp_dir, tmp_path / "exp")
+    (tmp_path / "exp" / RUN_INSTR / "config.json").unlink()
+    capsys.readouterr()
+    result = E.run(make_cfg(tmp_path, prompts=("qa",)))  # finished: nothing to train
+    err = capsys.readouterr().err
+    assert f"warning: {tmp_path / 'exp' / RUN_INSTR}: run folder without config.json, left out of the table" in err
+    assert [r["run"] for r in result["table"].rows] == [RUN_QA]
+    assert f"LEFT OUT (run folders without config.json): {tmp_path / 'exp' / RUN_INSTR}" in \
+        (tmp_path / "exp" / "results.md").read_text()

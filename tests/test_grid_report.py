@@ -301,3 +301,54 @@ def test_table_falls_back_to_validation_loss_without_job_metrics(tmp_path):
     assert table.select_by == "eval_loss" and table.sort_by == "eval_loss"
     assert [r["run"] for r in table.rows if r["best"]] == ["low-loss"]
     assert "no run has val_rubric_pass" in table.markdown
+
+
+# ------------------------------------------------------------------------------ damaged experiment folders
+
+
+def _report(exp, capsys) -> tuple[int, str, str]:
+    from part4_sft.experiment import main
+    code = main(["report", str(exp), "--no-plots"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_report_names_the_config_file_and_the_keys_it_lacks(tmp_path, capsys):
+    from part3_pretrain.checkpoint import CheckpointError
+    from part4_sft.runner import load_run_config
+    exp = tmp_path / "exp"
+    _fake_run(exp, "good", 0, {"train/loss": [(1, 2.0)]})
+    _fake_run(exp, "broken", 1, {"train/loss": [(1, 2.0)]})
+    cfg_path = exp / "broken" / "config.json"
+    doc = json.loads(cfg_path.read_text())
+    del doc["name"], doc["knobs"]["lr"], doc["knobs"]["seed"]
+    cfg_path.write_text(json.dumps(doc))
+    code, _, err = _report(exp, capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{cfg_path}: run config lacks name, knobs.lr, knobs.seed" in err
+    assert not (exp / "results.csv").exists()  # no table without the run
+    with pytest.raises(CheckpointError, match="lacks name, settings, base_path, knobs.lr, knobs.seed"):
+        load_run_config(exp / "broken")  # the experiment's own reader: one line too
+    cfg_path.write_text(json.dumps([doc]))  # valid JSON, not an object
+    code, _, err = _report(exp, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and f"{cfg_path}: not a run config" in err, err
+
+
+def test_report_warns_about_a_run_folder_without_config_and_says_so_in_the_table(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    for i, name in enumerate(("kept", "lost")):
+        _fake_run(exp, name, i, _finished_scalars(val_pass=0.5, test_pass=0.5, rouge=0.4, eval_loss=1.0),
+                  status_files=("DONE",))
+    (exp / "plots").mkdir()  # not a run folder: no warning for it
+    (exp / "lost" / "config.json").unlink()
+    code, out, err = _report(exp, capsys)
+    assert code == 0
+    assert err.splitlines() == [f"python -m part4_sft.experiment report: warning: {exp / 'lost'}: run folder without "
+                                "config.json, left out of the table (restore its config.json to include it)"]
+    md = (exp / "results.md").read_text()
+    assert f"LEFT OUT (run folders without config.json): {exp / 'lost'}" in md and "LEFT OUT" in out
+    assert "| * kept |" in md and "| lost" not in md
+    assert [r.split(",")[0] for r in (exp / "results.csv").read_text().splitlines()[1:]] == ["kept"]
+    (exp / "kept" / "config.json").unlink()  # nothing left to report: one line that says why
+    code, _, err = _report(exp, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "2 run folder(s) lack their config.json: kept, lost" in err

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from part3_pretrain.checkpoint import load_model
+from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model
 from part3_pretrain.model import IGNORE_INDEX
 from part3_pretrain.pretrain import PretrainConfig
 from part3_pretrain.pretrain import run as pretrain_run
@@ -309,3 +309,113 @@ def test_label_audit_counts_reach_evaluation_json(pretrained, tmp_path):
     ev = sft.run(cfg)
     assert ev["training"]["audit"]["context_tokens_trained"] == 0
     assert ev["training"]["audit"]["pad_tokens_trained"] == 0
+
+
+# -- reliability: bad values stop at the door, a failing run destroys nothing ------------------------
+
+def _tiny_args(pretrained: Path, out: Path) -> list[str]:
+    return ["--pretrained", str(pretrained), "--out-dir", str(out), "--dataset-path", str(out.parent / "d.json"),
+            "--n-pairs", "120", "--n-high-quality", "24", "--n-val", "6", "--n-test", "10", "--epochs", "1",
+            "--batch-size", "4", "--lr", "1e-3", "--max-new-tokens", "12", "--n-boot", "20", "--n-examples", "3",
+            "--no-progress", "--device", "cpu", "--dtype", "float32"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(pretrained, tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """A finished tiny run and the bytes of its outputs."""
+    out = tmp_path_factory.mktemp("prev") / "out"
+    assert sft.main(_tiny_args(pretrained, out)) == 0
+    return out, _snapshot(out)
+
+
+def _exit_code(args: list[str]) -> int:
+    """``sft.main``'s exit code, whether it returns it or (a bad flag) exits with it."""
+    try:
+        return sft.main(args)
+    except SystemExit as e:
+        return e.code
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in sft.OUTPUTS}
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--lr", "nan"], "--lr must be a finite number"), (["--lr", "inf"], "--lr must be a finite number"),
+    (["--min-quality", "nan"], "--min-quality must be a finite number"),
+    (["--temperature", "nan"], "--temperature"),
+    (["--max-new-tokens", "200"], "--max-new-tokens 200 leaves no room"),  # needs the checkpoint's context
+    (["--lr", "1e9"], "is not finite"),  # passes the door, diverges in training
+])
+def test_failing_run_leaves_previous_outputs_byte_identical(finished_run, pretrained, extra, needle, capsys):
+    out, before = finished_run
+    capsys.readouterr()
+    assert _exit_code(_tiny_args(pretrained, out) + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+    assert _snapshot(out) == before
+
+
+def test_resume_refuses_changed_settings_and_other_base(finished_run, pretrained, tmp_path, capsys):
+    out, before = finished_run
+    capsys.readouterr()
+    assert _exit_code(_tiny_args(pretrained, out) + ["--resume", "--prompt-scheme", "qa"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot resume with changed settings: --prompt-scheme 'chat' -> 'qa'" in err
+    other = tmp_path / "other"
+    pretrain_run(PretrainConfig(out_dir=str(other), n_docs=300, vocab_size=300, block_size=192, n_layer=1, n_head=2,
+                                n_embd=32, batch_size=8, max_steps=2, eval_every=0, checkpoint_every=0,
+                                progress=False, device="cpu", dtype="float32"))
+    args = _tiny_args(pretrained, out)
+    args[args.index("--pretrained") + 1] = str(other / "model.pt")
+    # the base path is part of the run's identity; with it allowed to differ, the weights still are checked
+    with pytest.raises(CheckpointError, match="different base"):
+        sft.check_against_base(SFTConfig(pretrained=str(other / "model.pt"), out_dir=str(out), resume=True),
+                               *load_model(other / "model.pt")[:2], other / "model.pt",
+                               load_checkpoint(out / "sft_model.pt"))
+    assert _exit_code(args + ["--resume"]) == 2 and "--pretrained" in capsys.readouterr().err
+    assert _snapshot(out) == before
+
+
+def test_resume_after_interrupt_keeps_the_whole_history(pretrained, tmp_path, monkeypatch):
+    cfg = tiny_cfg(pretrained, tmp_path / "straight", n_boot=20)
+    straight = sft.run(cfg)
+    from part3_pretrain.trainer import Trainer
+    real_step = Trainer.train_step
+
+    def interrupt_at_step_4(self, *a, **k):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    broken = replace(cfg, out_dir=str(tmp_path / "broken"))
+    monkeypatch.setattr(Trainer, "train_step", interrupt_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        sft.run(broken)
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    stage = tmp_path / "broken" / sft.STAGE
+    assert (stage / "sft_model.pt").is_file() and not (tmp_path / "broken" / "evaluation.json").exists()
+    with open(stage / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "train/lo')  # killed mid-write: a torn last line
+    resumed = sft.run(replace(broken, resume=True))
+    assert resumed["training"]["first_train_loss"] == straight["training"]["first_train_loss"]
+    assert resumed["training"]["val_per_epoch"] == straight["training"]["val_per_epoch"]
+    assert resumed["sft"]["greedy"]["rouge_l"] == straight["sft"]["greedy"]["rouge_l"]
+    assert not stage.exists()
+
+
+def test_responses_longer_than_the_context_are_one_clear_error(pretrained, tmp_path, capsys):
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"context": f"q{i}", "response": "word " * 400}) + "\n" for i in range(12)))
+    assert _exit_code(_tiny_args(pretrained, tmp_path / "out") + ["--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "long.jsonl" in err and "context" in err and "--block-size" in err
+
+
+def test_quality_filter_that_keeps_nothing_names_the_fix(pretrained, tmp_path, capsys):
+    data = tmp_path / "labels.jsonl"
+    data.write_text("".join(json.dumps({"context": f"q{i}", "response": "ok.", "label": i % 2}) + "\n"
+                            for i in range(40)))
+    assert _exit_code(_tiny_args(pretrained, tmp_path / "out") + ["--data", str(data), "--quality-field", "label"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "kept 0 of 40 rows" in err and "use --min-quality 1" in err

@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from anywhere
 import torch  # noqa: E402
 
 from part3_pretrain import cpu_gemm  # noqa: E402
+from part3_pretrain.flops import flops_per_token  # noqa: E402
 from part3_pretrain.model import GPT, GPTConfig, lm_loss  # noqa: E402
 from part3_pretrain.pretrain import PretrainConfig  # noqa: E402
 
@@ -111,23 +112,6 @@ def model_config() -> GPTConfig:
     """The default pretraining model, with the vocabulary size the config asks for."""
     pc = PretrainConfig()
     return pc.model_config(pc.vocab_size)
-
-
-def flops_per_token(cfg: GPTConfig) -> dict:
-    """PaLM-style training FLOPs per token: 6 * N_matmul + 12 * L * C * T.
-
-    N_matmul counts the weights that take part in matmuls: per block 12 * C^2 (qkv 3C^2, attention
-    projection C^2, MLP 8C^2) plus the lm_head V * C (tied to wte, whose lookup costs no FLOPs).
-    Biases, LayerNorms and the position table are left out. 12 * L * C * T is attention
-    (QK^T and AV, forward and backward) counted over the full T x T square, as PaLM does, although
-    causal attention only needs half of it.
-    """
-    L, C, T, V = cfg.n_layer, cfg.n_embd, cfg.block_size, cfg.vocab_size
-    n_matmul = L * 12 * C * C + V * C
-    dense = 6 * n_matmul
-    attention = 12 * L * C * T
-    return {"n_matmul_params": n_matmul, "dense": dense, "attention": attention, "total": dense + attention,
-            "formula": "6 * (n_layer*12*n_embd^2 + vocab*n_embd) + 12 * n_layer * n_embd * block_size"}
 
 
 # ---------------------------------------------------------------------------------------------

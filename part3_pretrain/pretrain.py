@@ -30,6 +30,7 @@ from .plot import plot_losses
 from .sink import MetricsSink, read_metrics
 from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
+from .flops import FORMULA, flops_per_token, training_flops
 from .trainer import (DEVICES, DTYPES, OPTIMIZERS, Trainer, TrainerConfig, TrainingDiverged, barrier,
                       dist_info)
 
@@ -287,11 +288,11 @@ def run(cfg: PretrainConfig) -> dict:
     if rank != 0:
         return {}
     return _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
-                   t_data, t_train, time.perf_counter() - t0)
+                   t_data, t_train, time.perf_counter() - t0, trainer.tokens_seen)
 
 
 def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
-            t_data, t_train, t_total) -> dict:
+            t_data, t_train, t_total, tokens_seen) -> dict:
     plot_losses([(out / "metrics.jsonl", "Pretraining", "validation loss")], out / "loss_curve.png")
     # The metrics file, not this process's history: after --resume it holds the whole run.
     records = read_metrics(out / "metrics.jsonl")
@@ -305,6 +306,8 @@ def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
         "steps": records[-1]["step"] if records else 0,
         "final_train_loss": sum(train_losses[-20:]) / max(1, len(train_losses[-20:])) if train_losses else None,
         "final_val_loss": val_losses[-1] if val_losses else None,
+        "compute": {"training_tokens": tokens_seen, "flops_per_token": flops_per_token(model.config)["total"],
+                    "tflop": round(training_flops(model.config, tokens_seen) / 1e12, 3), "formula": FORMULA},
         "seconds": {"data_and_tokenizer": round(t_data, 1), "training": round(t_train, 1),
                     "total": round(t_total, 1)},
         "sample": {"prompt": SAMPLE_PROMPT, "greedy_reply": greedy_reply(model, tok)},
@@ -318,7 +321,8 @@ def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
 def _print_summary(summary: dict, out: Path) -> None:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"\ntrain loss (mean of last 20 steps) {fmt(summary['final_train_loss'])}, "
-          f"val loss {fmt(summary['final_val_loss'])}, {summary['seconds']['total']:.0f} s total")
+          f"val loss {fmt(summary['final_val_loss'])}, {summary['seconds']['total']:.0f} s total, "
+          f"{summary['compute']['tflop']:.1f} TFLOP of model compute")
     print(f"sample reply: {summary['sample']['greedy_reply']!r}")
     print("wrote:")
     for name in ("model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "summary.json"):

@@ -241,6 +241,7 @@ class Trainer:
             remove_stale_temps(self.checkpoint_path)  # left by a kill -9 during a save
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.step = 0
+        self.tokens_seen = 0  # tokens processed by training steps (padding included), all ranks
         self.history: list[dict] = []  # every logged record, for callers and tests
         self._step_start: tuple[dict, torch.Tensor] | None = None
         self.forward_model = self._wrap(self.model)
@@ -260,7 +261,7 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"format": FORMAT, "model": self.model.state_dict(),
-                "trainer": {"step": self.step, "optimizer": self.optimizer.state_dict(), "rng": rng,
+                "trainer": {"step": self.step, "tokens_seen": self.tokens_seen, "optimizer": self.optimizer.state_dict(), "rng": rng,
                             "source": self.source.state_dict(), "config": asdict(self.cfg)},
                 **self.checkpoint_meta}
 
@@ -271,6 +272,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.source.load_state_dict(state["source"])
         self.step = int(state["step"])
+        self.tokens_seen = int(state.get("tokens_seen", 0))
         self.saved_step = self.step
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
@@ -418,6 +420,7 @@ class Trainer:
             while self.step < end:
                 log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == end
                 stats = self.train_step(with_accuracy=log_now)
+                self.tokens_seen += stats.n_tokens
                 tokens_since += stats.n_tokens
                 if log_now:
                     now = time.perf_counter()

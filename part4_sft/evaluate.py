@@ -72,7 +72,8 @@ def generate_replies(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, con
                        batch_size=settings.batch_size)
     return {"texts": [tok.decode(r.tokens).strip() for r in results],
             "stopped_by_eos": [r.stopped_by_eos for r in results],
-            "lengths": [len(r.tokens) for r in results]}
+            "lengths": [len(r.tokens) for r in results],
+            "prompt_tokens": sum(len(p) for p in prompts)}
 
 
 def reference_loss(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict],
@@ -82,7 +83,7 @@ def reference_loss(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows:
     examples, _ = build_examples(tok, scheme, pairs, model.config.block_size)
     result = mean_loss(model, fixed_batches(examples, batch_size, tok.pad_id, model.config.block_size))
     return {"loss": result["loss"], "perplexity": math.exp(min(result["loss"], 50.0)),
-            "token_accuracy": result["token_acc"]}
+            "token_accuracy": result["token_acc"], "tokens": sum(len(e.input_ids) for e in examples)}
 
 
 def score(rows: Sequence[Mapping], replies: dict, n_boot: int, seed: int) -> tuple[dict, list[dict]]:
@@ -120,6 +121,9 @@ def evaluate_model(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows:
             report[mode] = {"temperature": settings.temperature, **report[mode]}
         outputs[mode] = replies
     report["reference_loss"] = reference_loss(model, tok, scheme, rows)
+    # every forward token: prompts, generated tokens (one cached step each), scored references
+    report["forward_tokens"] = report["reference_loss"]["tokens"] + sum(
+        outputs[m]["prompt_tokens"] + sum(outputs[m]["lengths"]) for m in MODES)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report, outputs
 

@@ -31,6 +31,7 @@ import torch
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
 from part3_pretrain.cli import ConfigError, below, check_config, option, run_main
 from part3_pretrain.data import mean_loss
+from part3_pretrain.flops import FORMULA, forward_flops, training_flops
 from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses
 from part3_pretrain.sink import MetricsSink, read_metrics
@@ -222,7 +223,8 @@ def fine_tune(cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path,
     t0 = time.perf_counter()
     trainer.fit()
     sink.close()
-    counts = {**ex_counts, "audit": audit, "steps": tcfg.max_steps, "steps_per_epoch": steps_per_epoch}
+    counts = {**ex_counts, "audit": audit, "steps": tcfg.max_steps, "steps_per_epoch": steps_per_epoch,
+              "tokens_processed": trainer.tokens_seen}
     return read_metrics(out / "metrics.jsonl"), counts, time.perf_counter() - t0
 
 
@@ -322,11 +324,29 @@ def run(cfg: SFTConfig) -> dict:
                                      "total": round(time.perf_counter() - t0, 1)}
     evaluation.update(config=asdict(cfg), pretrained_checkpoint=str(pretrained_path),
                       dataset=splits.summary, training=_training_summary(history, train_counts),
-                      max_abs_weight_change=weight_change(base, model))
+                      max_abs_weight_change=weight_change(base, model),
+                      compute=compute_budget(base.config, base_ckpt, train_counts["tokens_processed"], evaluation))
     _write_outputs(stage, evaluation, records, pretrained_path)
     _publish(stage, out)
     _print_report(cfg, out, evaluation)
     return evaluation
+
+
+def compute_budget(config, base_ckpt: dict, sft_tokens: int, evaluation: dict) -> dict:
+    """Model TFLOP of the whole job: pretraining (from the base checkpoint's token count; None
+    for a base written before tokens were counted), fine-tuning, and every forward pass of the
+    evaluation (prompts, generated tokens, scored references) of every model on every test set."""
+    pre_tokens = base_ckpt.get("trainer", {}).get("tokens_seen")
+    eval_tokens = sum(r["forward_tokens"] for split in (evaluation, evaluation.get("test_unseen") or {})
+                      for r in split.values() if isinstance(r, dict) and "forward_tokens" in r)
+    parts = {"pretraining": training_flops(config, pre_tokens) / 1e12 if pre_tokens else None,
+             "fine_tuning": training_flops(config, sft_tokens) / 1e12,
+             "evaluation": forward_flops(config, eval_tokens) / 1e12}
+    known = [v for v in parts.values() if v is not None]
+    return {**{f"{k}_tflop": (round(v, 3) if v is not None else None) for k, v in parts.items()},
+            "total_tflop": round(sum(known), 3) if parts["pretraining"] is not None else None,
+            "tokens": {"pretraining": pre_tokens, "fine_tuning": sft_tokens, "evaluation_forward": eval_tokens},
+            "formula": FORMULA}
 
 
 BASELINE_SCHEME = "dialogue"  # the corpus's own "Customer: ...\nAgent:" format
@@ -407,6 +427,11 @@ def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
     _print_headline(evaluation, "test", "unseen slot values")
     if "test_unseen" in evaluation:
         _print_headline(evaluation["test_unseen"], "test_unseen", "unseen slot values and phrasing")
+    c = evaluation["compute"]
+    pre = "unknown (base written before tokens were counted)" if c["pretraining_tflop"] is None \
+        else f"{c['pretraining_tflop']:.1f}"
+    print(f"\nmodel compute (TFLOP): pretraining {pre}, fine-tuning {c['fine_tuning_tflop']:.1f}, "
+          f"evaluation {c['evaluation_tflop']:.1f}" + ("" if c["total_tflop"] is None else f"; total {c['total_tflop']:.1f}"))
     print("wrote:")
     for p in (Path(cfg.dataset_path) if cfg.data is None else None, *(out / name for name in OUTPUTS)):
         if p is not None:

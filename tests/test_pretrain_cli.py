@@ -181,6 +181,13 @@ def test_summary_keys_and_values(finished_run) -> None:
     assert on_disk["model"]["n_embd"] == 32 and on_disk["model"]["parameters"] > 0
     assert isinstance(on_disk["sample"]["greedy_reply"], str)
     assert on_disk["config"] == json.loads(json.dumps(dataclasses.asdict(tiny_cfg(out))))
+    cfg = tiny_cfg(out)
+    tokens = 4 * cfg.batch_size * cfg.block_size  # steps x sequences x tokens, counted by the trainer
+    from part3_pretrain.flops import flops_per_token
+    from part3_pretrain.model import GPTConfig
+    fpt = flops_per_token(GPTConfig(**{k: on_disk["model"][k] for k in GPTConfig.__dataclass_fields__}))["total"]
+    assert on_disk["compute"]["training_tokens"] == tokens and on_disk["compute"]["flops_per_token"] == fpt
+    assert on_disk["compute"]["tflop"] == round(tokens * fpt / 1e12, 3)
 
 
 def test_metrics_one_record_per_step(finished_run) -> None:
@@ -230,6 +237,7 @@ def test_resume_equals_uninterrupted_run(finished_run, tmp_path: Path, monkeypat
     straight = torch.load(straight_out / "model.pt", weights_only=True)
     assert resumed["trainer"]["step"] == 4
     assert resumed["trainer"]["source"] == straight["trainer"]["source"]
+    assert resumed["trainer"]["tokens_seen"] == straight["trainer"]["tokens_seen"] > 0  # the FLOP count survives
     for k, v in straight["model"].items():
         assert torch.equal(resumed["model"][k], v), k
     assert without_timing(read_metrics(out / "metrics.jsonl")) == \

@@ -184,7 +184,7 @@ def test_audit_refuses_eos_inside_a_target(tok):
 
 # -- the entry point -----------------------------------------------------------------------------
 
-EVAL_KEYS = {"test_rows", "pretrained", "pretrained_dialogue", "sft", "sft_minus_pretrained",
+EVAL_KEYS = {"test_rows", "compute", "pretrained", "pretrained_dialogue", "sft", "sft_minus_pretrained",
              "sft_minus_pretrained_dialogue", "best_baseline", "inter_reference_agreement",
              "ignoring_the_message_control", "examples", "test_unseen", "timings_seconds", "config", "dataset",
              "training", "max_abs_weight_change"}
@@ -227,6 +227,12 @@ def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
     assert len(on_disk["training"]["val_per_epoch"]) == 2
     assert len(on_disk["examples"]) <= 3 and on_disk["inter_reference_agreement"]["n"] == 10
     assert {e["outcome"] for e in on_disk["examples"]} <= {"sft_better", "pretrained_better", "tie"}
+    from part3_pretrain.flops import flops_per_token
+    c, fpt = on_disk["compute"], flops_per_token(load_model(pretrained)[0].config)["total"]
+    assert c["fine_tuning_tflop"] == round(c["tokens"]["fine_tuning"] * fpt / 1e12, 3) and c["tokens"]["fine_tuning"] > 0
+    assert c["tokens"]["pretraining"] == 20 * 8 * 192  # the fixture's steps x batch x block
+    assert c["evaluation_tflop"] > 0 and c["total_tflop"] == pytest.approx(
+        c["pretraining_tflop"] + c["fine_tuning_tflop"] + c["evaluation_tflop"], abs=2e-3)
     tuned, _, ckpt = load_model(tmp_path / "sft_model.pt")  # a normal, weights_only checkpoint
     assert ckpt["prompt_scheme"] == "chat" and ev["max_abs_weight_change"] > 0
 

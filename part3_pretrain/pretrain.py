@@ -48,6 +48,7 @@ class PretrainConfig:
     corpus_seed: int = option(0, "seed of the generated corpus")
     val_fraction: float = option(0.02, "share of documents held out for validation loss")
     vocab_size: int = option(4096, "BPE vocabulary size, special tokens included")
+    split_digits: bool = option(False, "tokenize every digit on its own (ids and amounts copy digit by digit)")
     block_size: int = option(128, "context length in tokens")
     n_layer: int = option(4, "transformer blocks")
     n_head: int = option(4, "attention heads")
@@ -192,7 +193,7 @@ def prepare_data(cfg: PretrainConfig, train_docs: list[str], val_docs: list[str]
     rank, world, _ = dist_info()
     resumed_tok = RetailTokenizer.from_str(resume_ckpt["tokenizer"]) if resume_ckpt is not None else None
     if rank == 0:
-        tok = resumed_tok or train_tokenizer(train_docs, cfg.vocab_size)
+        tok = resumed_tok or train_tokenizer(train_docs, cfg.vocab_size, cfg.split_digits)
         train_tokens, val_tokens = encode_documents(train_docs, tok), encode_documents(val_docs, tok)
         check_streams(cfg, len(train_docs) + len(val_docs), train_tokens, val_tokens, world)
         out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +221,7 @@ def check_metrics(path: Path) -> None:
 def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
     """Refuse to resume with settings that would make the continued run a different run."""
     saved = ckpt.get("pretrain_config", {})
-    same = ("n_docs", "corpus", "corpus_seed", "val_fraction", "vocab_size", "block_size", "n_layer",
+    same = ("n_docs", "corpus", "corpus_seed", "val_fraction", "vocab_size", "split_digits", "block_size", "n_layer",
             "n_head", "n_embd", "batch_size", "grad_accum", "max_steps", "lr", "seed")
     diff = [k for k in same if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k))]
     if diff:

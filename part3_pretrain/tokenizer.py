@@ -99,13 +99,20 @@ class RetailTokenizer:
             raise TokenizerError(f"{path}: cannot read tokenizer ({str(e).splitlines()[0]})") from None
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> RetailTokenizer:
-    """Train a byte-level BPE of ``vocab_size`` tokens (special tokens included) on ``texts``."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int, split_digits: bool = False) -> RetailTokenizer:
+    """Train a byte-level BPE of ``vocab_size`` tokens (special tokens included) on ``texts``.
+
+    ``split_digits``: every digit is its own token, so "T1187" and "T1188" differ in one token
+    and a model copies an order number digit by digit, instead of meeting "1187" as one token
+    it may never have seen.
+    """
     n_min = 256 + len(SPECIAL_TOKENS)
     if vocab_size < n_min:
         raise ValueError(f"vocab_size must be >= {n_min} (256 bytes + special tokens), got {vocab_size}")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) \
+        if split_digits else byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

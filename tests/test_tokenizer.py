@@ -148,3 +148,14 @@ def test_load_tokenizer_without_special_tokens(tmp_path: Path) -> None:
 def test_saved_file_is_plain_json(tok: RetailTokenizer, tmp_path: Path) -> None:
     data = json.loads(tok.save(tmp_path / "t.json").read_text(encoding="utf-8"))
     assert {t["content"] for t in data["added_tokens"]} >= set(SPECIAL_TOKENS)
+
+
+def test_split_digits_gives_one_token_per_digit() -> None:
+    tok = train_tokenizer(LINES + ["order #A1234 for $23.99 on 2024-05-01"] * 20, VOCAB, split_digits=True)
+    pieces = [tok.decode([i]) for i in tok.encode("order #T1187 for $89.25")]
+    digits = [p for p in pieces if any(c.isdigit() for c in p)]
+    assert "".join(c for p in digits for c in p if c.isdigit()) == "118789" + "25"
+    assert all(sum(c.isdigit() for c in p) == 1 for p in digits)
+    for text in ROUND_TRIP:
+        assert tok.decode(tok.encode(text)) == text
+    assert RetailTokenizer.from_str(tok.to_str()).encode("A1234") == tok.encode("A1234")  # saved with it

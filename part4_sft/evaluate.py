@@ -73,7 +73,7 @@ def generate_replies(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, con
     return {"texts": [tok.decode(r.tokens).strip() for r in results],
             "stopped_by_eos": [r.stopped_by_eos for r in results],
             "lengths": [len(r.tokens) for r in results],
-            "prompt_tokens": sum(len(p) for p in prompts)}
+            "prompt_lengths": [len(p) for p in prompts]}
 
 
 def reference_loss(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict],
@@ -123,7 +123,7 @@ def evaluate_model(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows:
     report["reference_loss"] = reference_loss(model, tok, scheme, rows)
     # every forward token: prompts, generated tokens (one cached step each), scored references
     report["forward_tokens"] = report["reference_loss"]["tokens"] + sum(
-        outputs[m]["prompt_tokens"] + sum(outputs[m]["lengths"]) for m in MODES)
+        sum(outputs[m]["prompt_lengths"]) + sum(outputs[m]["lengths"]) for m in MODES)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report, outputs
 

@@ -7,7 +7,6 @@ finished runs; an interrupted run resumes exactly; --stop is honoured; clones wa
 parent's weights; bad values exit 2 with one line."""
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from dataclasses import replace
@@ -17,6 +16,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.tools import one_thread
 from part3_pretrain import pretrain
 from part3_pretrain.checkpoint import load_checkpoint, non_finite_tensors
 from part3_pretrain.trainer import Trainer
@@ -30,15 +30,6 @@ RUN_QA = "large-qa-lora4-c_attn-ep2"
 RUN_INSTR = "large-instruction-lora4-c_attn-ep2"
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models on a shared 2-core machine: a second OpenMP thread only waits for a busy core."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,7 +14,6 @@ past the door, no run destroys the last good checkpoint, no NaN is ever saved.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -29,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.tools import one_thread
 from part3_pretrain import trainer as trainer_mod
 from part3_pretrain.checkpoint import (CheckpointError, _temp_beside, load_model, model_checkpoint,
                                        non_finite_tensors, remove_stale_temps, save_atomic, write_text_atomic)
@@ -87,15 +87,6 @@ def without_timing(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "train/tokens_per_s"} for r in records]
 
 
-@contextlib.contextmanager
-def one_thread():
-    """As the subprocesses (OMP_NUM_THREADS=1): the same reduction order, bitwise-equal weights."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

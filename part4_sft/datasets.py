@@ -59,6 +59,7 @@ def synthetic_splits(cfg) -> DatasetSplits:
     print(f"quality filter: {report['total']} pairs rated by the rubric ({report['rated_at_least_4']} >= 4.0); "
           f"the {report['high_quality']} best-rated kept (lowest kept {report['kept_min_rating']}); "
           f"training on {cfg.train_set}: {len(train)} pairs", flush=True)
+    print("  ratings: " + ", ".join(f"{r}: {n}" for r, n in report["rating_histogram"].items()), flush=True)
     all_contexts = [p["context"] for p in pairs]
     val = synthetic.generate_eval_set("val", cfg.n_val, seed=cfg.data_seed, exclude_contexts=all_contexts)
     test = synthetic.generate_eval_set("test", cfg.n_test, seed=cfg.data_seed)

@@ -425,3 +425,32 @@ def test_quality_filter_that_keeps_nothing_names_the_fix(pretrained, tmp_path, c
     assert _exit_code(_tiny_args(pretrained, tmp_path / "out") + ["--data", str(data), "--quality-field", "label"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "kept 0 of 40 rows" in err and "use --min-quality 1" in err
+
+
+def test_tiny_run_scores_fixed_replies_as_computed_by_hand(pretrained, tmp_path, monkeypatch):
+    """The whole entry point, with the generator replaced by four fixed replies to one message: the
+    job metrics in evaluation.json and generations.jsonl are the values worked out by hand."""
+    from part4_sft import datasets as ds
+    from part4_sft import evaluate as ev
+    from tests.test_job_metrics import COPIES_ALL, EMPTY, INVENTS, OFF_INTENT, ROW
+
+    rows = [{**ROW, "context": ROW["context"] + " " * i, "reference": COPIES_ALL} for i in range(4)]
+    real_load = ds.load_splits
+    monkeypatch.setattr(sft, "load_splits", lambda cfg: replace(real_load(cfg), test=rows, test_unseen=[]))
+    fixed = [COPIES_ALL, INVENTS, OFF_INTENT, EMPTY]
+    monkeypatch.setattr(ev, "generate_replies", lambda model, tok, scheme, contexts, settings, temperature: {
+        "texts": fixed[:len(contexts)], "stopped_by_eos": [True, True, False, True][:len(contexts)],
+        "lengths": [30, 28, 12, 0][:len(contexts)], "prompt_lengths": [20] * len(contexts)})
+    result = sft.run(tiny_cfg(pretrained, tmp_path, epochs=1))
+    for model in ("pretrained", "pretrained_dialogue", "sft"):
+        job = result[model]["greedy"]["job"]
+        assert job["specifics_recall"]["value"] == pytest.approx(9 / 16)  # 4 + 1 + 4 + 0 of 4 x 4
+        assert job["invented_share"]["value"] == pytest.approx(1 / 4) and job["invented_count"] == 1
+        assert job["intent_accuracy"]["value"] == pytest.approx(2 / 4)
+        assert job["rubric_pass"]["value"] == pytest.approx(1 / 4)
+        assert result[model]["greedy"]["eos_stop_rate"] == pytest.approx(3 / 4)
+    assert result["sft_minus_pretrained"]["greedy"]["job"]["rubric_pass"]["diff"] == 0
+    records = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert [r["sft_greedy"]["invented"] for r in records] == [[], ["order_id:N8343", "product:maple running shoes"],
+                                                             [], []]
+    assert [r["sft_greedy"]["stopped_by"] for r in records] == ["eos", "eos", "length", "eos"]

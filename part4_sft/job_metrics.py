@@ -31,7 +31,7 @@ import numpy as np
 from part3_pretrain.slots import PRODUCT_ITEMS
 
 from . import metrics
-from .synthetic import HIGH_QUALITY_THRESHOLD, INTENTS, RUBRIC_RULES, rate_response
+from .synthetic import HIGH_QUALITY_THRESHOLD, INTENTS, RUBRIC_RULES, mentions, rate_response
 
 SPECIFIC_SLOTS = ("order_id", "product", "date", "amount", "carrier", "promo_code", "customer")
 JOB_KEYS = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean")
@@ -120,11 +120,6 @@ def invented_specifics(reply: str, message: str) -> list[str]:
                 continue
             out.append(f"{kind}:{value}")
     return out
-
-
-def mentions(text: str, value: str) -> bool:
-    """True if ``value`` occurs in ``text`` as a whole token sequence (case-insensitive)."""
-    return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.I) is not None
 
 
 def message_specifics(row: Mapping) -> tuple[list[str], str]:

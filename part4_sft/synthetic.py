@@ -544,7 +544,7 @@ _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
 _WORD_RE = re.compile(r"[a-z0-9#$'-]+")
 
 
-def _mentions(text: str, value: str) -> bool:
+def mentions(text: str, value: str) -> bool:
     """True if ``value`` occurs in ``text`` as a whole token sequence (case-insensitive)."""
     return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.I) is not None
 
@@ -607,15 +607,15 @@ def _rule_hits(response: str, intent: str, slots: Mapping) -> dict[str, float]:
     hits: dict[str, float] = {}
     sents = _sentences(response) or [""]
     name = slots.get("customer")
-    if not (_ACK_RE.search(sents[0]) or (name and _mentions(response, name))):
+    if not (_ACK_RE.search(sents[0]) or (name and mentions(response, name))):
         hits["no_acknowledgement"] = _PENALTY["no_acknowledgement"]
-    if name and not _mentions(response, name):
+    if name and not mentions(response, name):
         hits["no_name"] = _PENALTY["no_name"]
     on_intent = _addresses_intent(response, intent, slots)
     if not on_intent:
         hits["off_intent"] = _PENALTY["off_intent"]
     specifics = [str(slots[s]) for s in _SPECIFIC_SLOTS if slots.get(s)]
-    missing = [v for v in specifics if not _mentions(response, v)]
+    missing = [v for v in specifics if not mentions(response, v)]
     if missing:
         frac = len(missing) / len(specifics)
         hits["ignores_specifics"] = _PENALTY["ignores_specifics"] + _MISSING_SPECIFICS_EXTRA * frac

@@ -31,7 +31,7 @@ from .sink import MetricsSink, read_metrics
 from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
 from .flops import FORMULA, flops_per_token, training_flops
-from .trainer import (DEVICES, DTYPES, OPTIMIZERS, Trainer, TrainerConfig, TrainingDiverged, barrier,
+from .trainer import (DEVICES, DTYPES, OPTIMIZERS, Trainer, TrainerConfig, TrainingDiverged, barrier, close_distributed,
                       dist_info)
 
 PROG = "python -m part3_pretrain.pretrain"
@@ -286,10 +286,10 @@ def run(cfg: PretrainConfig) -> dict:
     trainer.fit()
     t_train = time.perf_counter() - t_train
     sink.close()
-    if rank != 0:
-        return {}
-    return _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
-                   t_data, t_train, time.perf_counter() - t0, trainer.tokens_seen)
+    summary = _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens, t_data, t_train,
+                      time.perf_counter() - t0, trainer.tokens_seen) if rank == 0 else {}
+    close_distributed()
+    return summary
 
 
 def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,

@@ -143,6 +143,15 @@ def is_main_process() -> bool:
     return dist_info()[0] == 0
 
 
+def close_distributed() -> None:
+    """Leave the torchrun process group together: every rank waits here, then the group is torn
+    down. A rank that simply exits while another still holds the group can abort in gloo's
+    threads ("terminate called without an active exception", seen once in CI)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every process. Under torchrun this joins the process group if nobody has yet:
     entry points synchronise on files (tokenizer, token streams) before any Trainer exists,

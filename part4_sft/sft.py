@@ -37,7 +37,7 @@ from part3_pretrain.plot import plot_losses
 from part3_pretrain.sink import MetricsSink, read_metrics
 from part3_pretrain.tokenizer import TokenizerError
 from part3_pretrain.trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, TrainingDiverged,
-                                    dist_info)
+                                    close_distributed, dist_info)
 
 from . import evaluate as ev
 from . import job_metrics
@@ -315,6 +315,7 @@ def run(cfg: SFTConfig) -> dict:
     stage = _prepare_stage(out, resume)
     history, train_counts, t_train = fine_tune(cfg, model, tok, splits, stage, cfg.prompt_scheme, resume)
     if dist_info()[0] != 0:
+        close_distributed()  # rank 0 evaluates and publishes alone, then leaves the group too
         return {}
     assert_untouched(base, base_ckpt)
     model.cpu()
@@ -329,6 +330,7 @@ def run(cfg: SFTConfig) -> dict:
     _write_outputs(stage, evaluation, records, pretrained_path)
     _publish(stage, out)
     _print_report(cfg, out, evaluation)
+    close_distributed()
     return evaluation
 
 

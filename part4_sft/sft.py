@@ -452,11 +452,14 @@ def _cell(value: float | None, kind: str) -> str:
 
 
 def _print_headline(e: dict, split: str, what: str) -> None:
-    """The job metrics (and ROUGE-L against both references) of every model, greedy decoding."""
-    print(f"\nheld-out {split}: {e['test_rows']} contexts with {what} (greedy decoding)")
+    """The job metrics (and ROUGE-L against both references) of every model, greedy decoding, and
+    of the sampled replies of the pretrained and SFT models."""
+    print(f"\nheld-out {split}: {e['test_rows']} contexts with {what} (greedy decoding unless sampled)")
     print(f"  {'':28s}" + "".join(f"{label:>10s}" for _, label, _ in _HEAD))
     rows = [(f"{name} ({e[name]['prompt_scheme']} prompt)", ev.scalars(e[name]["greedy"]))
             for name in ("pretrained", "pretrained_dialogue", "sft") if name in e]
+    rows += [(f"{name}, sampled T={e[name]['sampled']['temperature']:g}", ev.scalars(e[name]["sampled"]))
+             for name in ("pretrained", "sft")]
     agreement = e.get("inter_reference_agreement")
     if agreement:  # its ROUGE-L is against the first reference only: agreement, not a ceiling
         rows.append(("2nd reference (vs 1st)", {**job_metrics.headline(agreement["job"]),

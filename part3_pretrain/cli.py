@@ -105,6 +105,17 @@ def below(cfg: Any, names: Sequence[str], minimum: float, strict: bool = False) 
     return [f"{flag(n)} must be {op} {minimum} (got {getattr(cfg, n)})" for n in bad]
 
 
+def refuse_changed(path: Any, saved: dict, current: dict, keys: Sequence[str]) -> None:
+    """``--resume`` guard shared by the entry points: raise ConfigError with a one-line diff of the
+    ``keys`` whose ``current`` value differs from the one ``saved`` in the checkpoint at ``path``
+    (keys the checkpoint lacks are not compared; tuples and lists compare equal)."""
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    diff = [k for k in keys if k in saved and norm(saved[k]) != norm(current[k])]
+    if diff:
+        raise ConfigError(f"{path}: cannot resume with changed settings: " +
+                          ", ".join(f"{flag(k)} {saved[k]!r} -> {current[k]!r}" for k in diff))
+
+
 def non_finite(cfg: Any) -> list[str]:
     """Problems for float fields of ``cfg`` that are NaN or infinite (they pass every range test,
     since any comparison with NaN is false, and would then train on NaN)."""

@@ -21,7 +21,7 @@ import torch
 
 from . import corpus as corpus_mod
 from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, write_text_atomic
-from .cli import ConfigError, below, check_config, option, run_main
+from .cli import ConfigError, below, check_config, option, refuse_changed, run_main
 from .data import (TokenWindows, encode_documents, mean_loss, read_tokens, sequential_batches,
                    split_documents, write_tokens)
 from .generate import generate
@@ -223,10 +223,7 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
     saved = ckpt.get("pretrain_config", {})
     same = ("n_docs", "corpus", "corpus_seed", "val_fraction", "vocab_size", "split_digits", "block_size", "n_layer",
             "n_head", "n_embd", "batch_size", "grad_accum", "max_steps", "lr", "seed")
-    diff = [k for k in same if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k))]
-    if diff:
-        raise ConfigError(f"{path}: cannot resume with changed settings: " +
-                          ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {getattr(cfg, k)!r}" for k in diff))
+    refuse_changed(path, saved, asdict(cfg), same)
 
 
 def _norm(v):

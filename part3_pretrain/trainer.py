@@ -357,12 +357,13 @@ class Trainer:
             n_tokens += int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
         loss_sum, correct = self._all_reduce(loss_sum), self._all_reduce(correct)
         grad_norm = self._clip()
-        self._check_finite(float(loss_sum / n_tgt), grad_norm)
+        step_loss = (loss_sum / n_tgt).item()
+        self._check_finite(step_loss, grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self._step_start = None  # the step is complete: nothing to roll back any more
-        return StepStats(loss=(loss_sum / n_tgt).item(), n_targets=int(n_tgt.item()),
+        return StepStats(loss=step_loss, n_targets=int(n_tgt.item()),
                          n_tokens=n_tokens * self.world, correct=int(correct.item()),
                          grad_norm=grad_norm, lr=lr)
 

@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
-from part3_pretrain.cli import ConfigError, below, check_config, option, run_main
+from part3_pretrain.cli import ConfigError, below, check_config, option, refuse_changed, run_main
 from part3_pretrain.data import mean_loss
 from part3_pretrain.flops import FORMULA, forward_flops, training_flops
 from part3_pretrain.model import GPT
@@ -246,11 +246,8 @@ def _resume_checkpoint(cfg: SFTConfig, out: Path) -> dict | None:
     if not path.is_file():
         raise ConfigError(f"--resume: nothing to resume in {out} (no {stage} or {final})")
     ckpt = load_checkpoint(path)
-    saved = ckpt.get("sft_config") or {}
-    diff = [k for k, v in asdict(cfg).items() if k not in RESUME_FREE and k in saved and saved[k] != v]
-    if diff:
-        raise ConfigError(f"{path}: cannot resume with changed settings: " +
-                          ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {getattr(cfg, k)!r}" for k in diff))
+    current = asdict(cfg)
+    refuse_changed(path, ckpt.get("sft_config") or {}, current, [k for k in current if k not in RESUME_FREE])
     return ckpt
 
 

@@ -99,11 +99,18 @@ def quick_eval(base: str, out: str, n_test: int = 250) -> dict:
     tuned.eval()
     result = {"val_loss": [r["val/loss"] for r in history if "val/loss" in r][-1], "sft_seconds": round(secs, 1)}
     for name, rows in splits.test_sets().items():
-        with torch.no_grad():
-            replies = ev.generate_replies(tuned, tok, get_scheme("chat"), [r["context"] for r in rows],
-                                          cfg.eval_settings(), 0.0)
-        report, _ = ev.score(rows, replies, 200, 0)
-        result[name] = {k: (round(v, 3) if v is not None else None) for k, v in ev.scalars(report).items()}
+        for label, m, scheme in (("sft", tuned, "chat"), ("base_dialogue", model, "dialogue")):
+            if label != "sft" and name != "test":
+                continue
+            with torch.no_grad():
+                replies = ev.generate_replies(m, tok, get_scheme(scheme), [r["context"] for r in rows],
+                                              cfg.eval_settings(), 0.0)
+            report, judged = ev.score(rows, replies, 200, 0)
+            key = name if label == "sft" else f"{name}_{label}"
+            result[key] = {k: (round(v, 3) if v is not None else None) for k, v in ev.scalars(report).items()}
+            with open(Path(out) / f"{key}.jsonl", "w") as f:
+                for r, text in zip(rows, replies["texts"]):
+                    f.write(json.dumps({"context": r["context"], "reply": text, "ref": r.get("response")}) + "\n")
     print(json.dumps(result, indent=1))
     return result
 

@@ -31,8 +31,8 @@ from .sink import MetricsSink, read_metrics
 from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
 from .flops import FORMULA, flops_per_token, training_flops
-from .trainer import (DEVICES, DTYPES, OPTIMIZERS, Trainer, TrainerConfig, TrainingDiverged, barrier, close_distributed,
-                      dist_info)
+from .trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, TrainingDiverged, barrier,
+                      close_distributed, dist_info)
 
 PROG = "python -m part3_pretrain.pretrain"
 SAMPLE_PROMPT = "Customer: Hi, my order #A1234 still hasn't arrived and it was due on Monday.\nAgent:"
@@ -58,11 +58,16 @@ class PretrainConfig:
     grad_accum: int = option(1, "micro-batches per optimizer step")
     max_steps: int = option(1400, "optimizer steps")
     lr: float = option(2e-3, "peak learning rate")
-    min_lr_ratio: float = option(0.1, "final LR as a fraction of --lr (cosine decay)")
+    min_lr_ratio: float = option(0.1, "final LR as a fraction of --lr (cosine and wsd decay)")
+    schedule: str = option("cosine", "LR schedule after warmup (wsd: constant, then linear decay over the last "
+                           "--decay-fraction of the steps)", choices=SCHEDULES)
+    decay_fraction: float = option(0.2, "share of --max-steps at the end in which wsd decays to "
+                                        "--lr x --min-lr-ratio")
     warmup_steps: int = option(50, "linear warmup steps")
-    weight_decay: float = option(0.1, "AdamW weight decay (matrices only)")
+    weight_decay: float = option(0.1, "decoupled weight decay of AdamW and Muon (matrices only)")
     grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
-    optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
+    optimizer: str = option("adamw", "optimizer (muon: Muon for the blocks' weight matrices, AdamW for embeddings, "
+                                     "norms and biases, at the same --lr)", choices=OPTIMIZERS)
     eval_every: int = option(200, "steps between validation losses")
     log_every: int = option(10, "steps between train-loss records in metrics.jsonl")
     eval_batches: int = option(8, "validation batches per evaluation")
@@ -81,7 +86,8 @@ class PretrainConfig:
     def trainer_config(self) -> TrainerConfig:
         return TrainerConfig(
             max_steps=self.max_steps, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps, schedule="cosine", min_lr_ratio=self.min_lr_ratio,
+            warmup_steps=self.warmup_steps, schedule=self.schedule, min_lr_ratio=self.min_lr_ratio,
+            decay_fraction=self.decay_fraction,
             grad_clip=self.grad_clip, grad_accum=self.grad_accum, eval_every=self.eval_every,
             log_every=self.log_every,
             checkpoint_every=self.checkpoint_every, device=self.device, dtype=self.dtype,
@@ -96,6 +102,8 @@ class PretrainConfig:
         p += below(self, ("lr",), 0, strict=True)
         if not 0 <= self.min_lr_ratio <= 1:
             p.append(f"--min-lr-ratio must be in [0, 1] (got {self.min_lr_ratio})")
+        if not 0 < self.decay_fraction <= 1:
+            p.append(f"--decay-fraction must be in (0, 1] (got {self.decay_fraction})")
         if not 0 < self.val_fraction < 0.5:
             p.append(f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
         if self.n_head >= 1 and self.n_embd % self.n_head:
@@ -222,7 +230,8 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
     """Refuse to resume with settings that would make the continued run a different run."""
     saved = ckpt.get("pretrain_config", {})
     same = ("n_docs", "corpus", "corpus_seed", "val_fraction", "vocab_size", "split_digits", "block_size", "n_layer",
-            "n_head", "n_embd", "batch_size", "grad_accum", "max_steps", "lr", "seed")
+            "n_head", "n_embd", "batch_size", "grad_accum", "max_steps", "lr", "optimizer", "schedule", "seed")
+    same += ("decay_fraction",) if saved.get("schedule") == "wsd" else ()  # only wsd reads it
     refuse_changed(path, saved, asdict(cfg), same)
 
 

@@ -1,9 +1,11 @@
 """The one training loop that pretraining (part 3) and fine-tuning (part 4) share.
 
-What it does for every caller: device and dtype choice, Adam/AdamW, linear warmup then cosine
-(or constant) learning rate, gradient clipping, gradient accumulation with the loss normalised
-by the number of target tokens of the whole optimizer step (not per micro-batch), periodic
-evaluation, a tqdm bar with loss and tokens/s, the metrics sink, atomic checkpoints that
+What it does for every caller: device and dtype choice, the optimizer (Adam, AdamW, or Muon for
+the transformer blocks' weight matrices with AdamW for every other parameter), linear warmup then
+a cosine, constant or warmup-stable-decay ("wsd": constant, then a linear decay over the last
+``decay_fraction`` of the steps) learning rate, gradient clipping, gradient accumulation with the
+loss normalised by the number of target tokens of the whole optimizer step (not per micro-batch),
+periodic evaluation, a tqdm bar with loss and tokens/s, the metrics sink, atomic checkpoints that
 hold everything needed to resume exactly (model, optimizer, step, data position, RNG), and DDP
 under ``torchrun`` (gloo on CPU, nccl on GPU) where only rank 0 writes.
 
@@ -32,8 +34,9 @@ from .sink import MetricsSink
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("adam", "adamw", "muon")
+SCHEDULES = ("cosine", "constant", "wsd")
+MUON_MOMENTUM = 0.95  # torch.optim.Muon's default (and Keller Jordan's): Nesterov momentum on the matrices
 
 
 class BatchSource(Protocol):
@@ -53,8 +56,9 @@ class TrainerConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     warmup_steps: int = 0
-    schedule: str = "cosine"
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at max_steps
+    schedule: str = "cosine"  # one of SCHEDULES (see lr_at)
+    min_lr_ratio: float = 0.1  # cosine and wsd decay to lr * min_lr_ratio at max_steps
+    decay_fraction: float = 0.2  # wsd: the last decay_fraction of max_steps decays linearly
     grad_clip: float = 1.0  # 0 disables clipping (the norm is still logged)
     grad_accum: int = 1
     eval_every: int = 0  # 0: evaluate only at the end
@@ -169,20 +173,110 @@ def barrier() -> None:
 
 
 def lr_at(step: int, cfg: TrainerConfig) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine/constant."""
+    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then
+
+    - ``cosine``: a half cosine from ``lr`` after warmup to ``lr * min_lr_ratio`` at ``max_steps``;
+    - ``constant``: ``lr``;
+    - ``wsd`` (warmup-stable-decay): ``lr`` until the last ``decay_fraction`` of ``max_steps``, then a
+      linear decay to ``lr * min_lr_ratio`` at ``max_steps`` (never starting before warmup ends).
+    """
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    min_lr = cfg.lr * cfg.min_lr_ratio
     if cfg.schedule == "constant":
         return cfg.lr
+    if cfg.schedule == "wsd":
+        start = max(float(cfg.warmup_steps), cfg.max_steps * (1.0 - cfg.decay_fraction))
+        if step < start:
+            return cfg.lr
+        span = cfg.max_steps - start
+        progress = min(1.0, (step - start) / span) if span > 0 else 1.0
+        return cfg.lr - (cfg.lr - min_lr) * progress
+    if cfg.schedule != "cosine":
+        raise ValueError(f"schedule must be one of {SCHEDULES} (got {cfg.schedule!r})")
     span = max(1, cfg.max_steps - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / span)
-    min_lr = cfg.lr * cfg.min_lr_ratio
     return min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or AdamW over trainable parameters; weight decay only on matrices (not biases/norms)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def muon_split(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, nn.Parameter]]]:
+    """(Muon's, AdamW's) trainable ``(name, parameter)`` pairs for ``--optimizer muon``.
+
+    Muon gets the hidden weight matrices: 2-D parameters of the transformer blocks
+    (``transformer.h.*``: attention's fused q/k/v ``c_attn`` as one (3C, C) matrix, ``c_proj``,
+    the MLP's ``c_fc``/``c_proj``, and LoRA's A/B factors when they are the trainable ones).
+    AdamW gets everything else: the token embedding (which is also the tied ``lm_head``:
+    ``named_parameters`` yields a shared tensor once), the position table, norm gains and biases.
+    Frozen parameters (``requires_grad`` False, e.g. a LoRA run's base weights) go to neither.
+    """
+    hidden, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (hidden if name.startswith("transformer.h.") and p.ndim == 2 else rest).append((name, p))
+    return hidden, rest
+
+
+class MuonWithAdamW:
+    """Muon on the hidden matrices and AdamW on the rest (see ``muon_split``), behind the part of
+    the optimizer interface the trainer uses: ``param_groups`` (Muon's, then AdamW's: the same
+    dicts, so setting a group's ``lr`` reaches the optimizer that owns it), ``state``, ``step``,
+    ``zero_grad`` and ``state_dict``/``load_state_dict`` (``{"muon": ..., "adamw": ...}``).
+
+    Muon runs with ``adjust_lr_fn="match_rms_adamw"`` (Moonshot, "Muon is Scalable for LLM
+    Training"): its update of an A x B matrix is scaled by 0.2 * sqrt(max(A, B)), giving it about
+    the RMS of an AdamW update, so both groups share the one ``--lr`` (and its schedule) and the
+    one ``--weight-decay`` (decoupled in both: ``p *= 1 - lr * wd``).
+    """
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer) -> None:
+        self.optimizers = {"muon": muon, "adamw": adamw}
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.optimizers.values() for g in opt.param_groups]
+
+    @property
+    def state(self) -> dict:
+        """Per-parameter state of both (their parameters are disjoint)."""
+        return {p: st for opt in self.optimizers.values() for p, st in opt.state.items()}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for opt in self.optimizers.values():
+            opt.step()
+        return loss
+
+    def state_dict(self) -> dict:
+        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != set(self.optimizers):
+            raise ValueError(f"optimizer state has parts {sorted(state)}, expected {sorted(self.optimizers)} "
+                             f"(a checkpoint of another --optimizer)")
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state[name])
+
+
+def make_optimizer(model: nn.Module, cfg: TrainerConfig,
+                   device: torch.device) -> torch.optim.Optimizer | MuonWithAdamW:
+    """Adam, AdamW, or Muon + AdamW (``MuonWithAdamW``) over the trainable parameters; weight decay
+    only on matrices (not biases/norms)."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS} (got {cfg.optimizer!r})")
+    if cfg.optimizer == "muon":
+        hidden, rest = muon_split(model)
+        if not hidden:
+            raise ValueError("optimizer 'muon': the model has no trainable 2-D weights under transformer.h.")
+        params = [p for _, p in rest]
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
@@ -195,7 +289,14 @@ def make_optimizer(model: nn.Module, cfg: TrainerConfig, device: torch.device) -
     if cfg.optimizer == "adam":
         # Adam's weight_decay is L2 in the gradient; AdamW's is decoupled.
         return torch.optim.Adam(groups, **kwargs)
-    return torch.optim.AdamW(groups, **kwargs)
+    adamw = torch.optim.AdamW(groups, **kwargs)
+    if cfg.optimizer == "adamw":
+        return adamw
+    # Muon has no fused or foreach kernel (torch 2.13): one matrix at a time, each orthogonalised
+    # by 5 Newton-Schulz iterations in bf16 (deterministic on the CPU).
+    muon = torch.optim.Muon([p for _, p in hidden], lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            momentum=MUON_MOMENTUM, nesterov=True, adjust_lr_fn="match_rms_adamw")
+    return MuonWithAdamW(muon, adamw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,9 +307,13 @@ class TrainingDiverged(RuntimeError):
     """A step whose loss or gradient norm is NaN or inf; raised before that step's update."""
 
 
-def _non_finite_optimizer_state(state: dict) -> list[str]:
-    """``"<param index>.<key>"`` of an optimizer state dict's float tensors holding NaN or inf."""
-    return [f"{i}.{k}" for i, st in state["state"].items() for k, v in st.items()
+def _non_finite_optimizer_state(state: dict, prefix: str = "") -> list[str]:
+    """``"<param index>.<key>"`` of an optimizer state dict's float tensors holding NaN or inf
+    (``"muon.<param index>.<key>"`` and so on for ``MuonWithAdamW``'s state of two optimizers)."""
+    if "state" not in state:
+        return [bad for name, part in state.items()
+                for bad in _non_finite_optimizer_state(part, f"{prefix}{name}.")]
+    return [f"{prefix}{i}.{k}" for i, st in state["state"].items() for k, v in st.items()
             if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 

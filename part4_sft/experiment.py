@@ -107,7 +107,7 @@ class ExperimentConfig:
     weight_decay: float = option(0.0, "weight decay (matrices only)")
     warmup_ratio: float = option(0.1, "share of a run's steps spent warming the LR up")
     schedule: str = option("cosine", "LR schedule after warmup", choices=SCHEDULES)
-    min_lr_ratio: float = option(0.1, "final LR as a fraction of the run's LR (cosine)")
+    min_lr_ratio: float = option(0.1, "final LR as a fraction of the run's LR (cosine and wsd)")
     grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
     evals_per_epoch: int = option(1, "validation evaluations per epoch, each with greedy replies to the validation "
                                      "subset (and one at the end)")

@@ -105,6 +105,11 @@ def test_help_lists_every_field_with_its_default() -> None:
     (["--batch-size", "1.5"], "--batch-size"),
     (["--vocab-size", "100"], "--vocab-size"),
     (["--val-fraction", "0.9"], "--val-fraction"),
+    (["--decay-fraction", "0"], "--decay-fraction"),
+    (["--decay-fraction", "1.5"], "--decay-fraction"),
+    (["--decay-fraction", "-0.2", "--schedule", "wsd"], "--decay-fraction"),
+    (["--schedule", "linear"], "--schedule"),
+    (["--optimizer", "sgd"], "--optimizer"),
     (["--bogus-flag", "1"], "--bogus-flag"),
 ])
 def test_bad_values_exit_2_with_one_line(tmp_path: Path, capsys, argv: list[str], option: str) -> None:
@@ -244,16 +249,61 @@ def test_resume_equals_uninterrupted_run(finished_run, tmp_path: Path, monkeypat
         without_timing(read_metrics(straight_out / "metrics.jsonl"))
 
 
+def test_muon_wsd_run_resumes_exactly(tmp_path: Path, monkeypatch) -> None:
+    """--optimizer muon --schedule wsd: Ctrl-C before step 4, then --resume, ends exactly where
+    the uninterrupted run does, and the logged LR is wsd's (steady, then decaying)."""
+    kw = dict(optimizer="muon", schedule="wsd", decay_fraction=0.5, warmup_steps=1, checkpoint_every=2)
+    straight = run(tiny_cfg(tmp_path / "straight", **kw))
+    assert math.isfinite(straight["final_val_loss"])
+    lrs = [r["train/lr"] for r in read_metrics(tmp_path / "straight" / "metrics.jsonl") if "train/lr" in r]
+    lr = TINY.get("lr", PretrainConfig.lr)
+    assert lrs == pytest.approx([lr, lr, lr, lr - 0.9 * lr / 2])  # warmup 1, steady to step 2, decay from 2 to 4
+
+    out = tmp_path / "run"
+    original = trainer_mod.Trainer.train_step
+
+    def interrupted(self, with_accuracy=True):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return original(self, with_accuracy)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_cfg(out, **kw))
+    monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
+    run(tiny_cfg(out, **kw, resume=True))
+    resumed = torch.load(out / "model.pt", weights_only=True)
+    reference = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    assert set(resumed["trainer"]["optimizer"]) == {"muon", "adamw"}
+    for k, v in reference["model"].items():
+        assert torch.equal(resumed["model"][k], v), k
+    assert without_timing(read_metrics(out / "metrics.jsonl")) == \
+        without_timing(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
+    with pytest.raises(ConfigError, match="--decay-fraction 0.5 -> 0.3"):  # wsd reads it: part of the run
+        run(tiny_cfg(out, **{**kw, "decay_fraction": 0.3}, resume=True))
+
+
 def test_resume_with_changed_settings_is_refused(finished_run, capsys) -> None:
     out, _ = finished_run
     before = (out / "model.pt").read_bytes()
     with pytest.raises(ConfigError, match="--lr"):
         run(tiny_cfg(out, resume=True, lr=1e-2))
+    with pytest.raises(ConfigError, match="--optimizer 'adamw' -> 'muon'"):
+        run(tiny_cfg(out, resume=True, optimizer="muon"))
+    with pytest.raises(ConfigError, match="--schedule 'cosine' -> 'wsd'"):
+        run(tiny_cfg(out, resume=True, schedule="wsd"))
     argv = [f"--{k.replace('_', '-')}" if v is True else f"--no-{k.replace('_', '-')}" if v is False
             else f"--{k.replace('_', '-')}={v}" for k, v in {**TINY, "max_steps": 8}.items()]
     assert call_main(argv + ["--resume", "--out-dir", str(out)]) == 2
     assert "--max-steps" in one_error_line(capsys)
     assert (out / "model.pt").read_bytes() == before
+
+
+def test_resume_of_a_cosine_run_ignores_decay_fraction(finished_run, tmp_path: Path) -> None:
+    """Only wsd reads --decay-fraction: a cosine run resumes with another one."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run[0], out)
+    run(tiny_cfg(out, resume=True, decay_fraction=0.5))
 
 
 def test_small_block_size_run_finishes(tmp_path: Path) -> None:

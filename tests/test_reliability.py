@@ -137,22 +137,25 @@ def _tiny_trainer(tmp_path: Path, **kw) -> Trainer:
                    checkpoint_meta={"model_config": model.config.to_dict(), "tokenizer": tok.to_str()})
 
 
-@pytest.mark.parametrize("where", ["weights", "optimizer"])
+@pytest.mark.parametrize("where", ["weights", "optimizer", "muon"])
 def test_save_refuses_non_finite_state_and_keeps_the_last_checkpoint(tmp_path, where) -> None:
-    trainer = _tiny_trainer(tmp_path)
+    trainer = _tiny_trainer(tmp_path, **({"optimizer": "muon"} if where == "muon" else {}))
     trainer.fit()
     good = (tmp_path / "model.pt").read_bytes()
     with torch.no_grad():
         if where == "weights":
             trainer.model.transformer.h[0].mlp.c_fc.weight[0, 0] = float("nan")
-        else:
+        elif where == "optimizer":
             next(iter(trainer.optimizer.state.values()))["exp_avg_sq"].view(-1)[0] = float("inf")
+        else:  # a Muon momentum buffer (MuonWithAdamW's state dict holds two optimizers' states)
+            trainer.optimizer.state[trainer.model.transformer.h[0].mlp.c_fc.weight]["momentum_buffer"][0, 0] = \
+                float("inf")
     trainer.step += 1  # as after one more (bad) update
     with pytest.raises(TrainingDiverged) as err:
         trainer.save_checkpoint()
     msg = str(err.value)
     assert "\n" not in msg and "step 3:" in msg and "not finite" in msg
-    assert ("c_fc.weight" if where == "weights" else "optimizer") in msg
+    assert {"weights": "c_fc.weight", "optimizer": "optimizer", "muon": "optimizer state muon."}[where] in msg
     assert f"the last good checkpoint, step 2, is kept in {tmp_path / 'model.pt'}" in msg
     assert (tmp_path / "model.pt").read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

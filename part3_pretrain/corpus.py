@@ -1,6 +1,17 @@
 """Pretraining text for part 3: a synthetic retail customer-support corpus, or the user's files.
 
-``generate_corpus(n_docs, seed)`` returns documents of four kinds:
+``generate_corpus(n_docs, seed, kind)`` writes one of three corpora (``CORPUS_KINDS``):
+
+* "dialogue" (the default, ``DIALOGUE_N_DOCS`` documents): ``domain.dialogue_documents``, one
+  "Customer: <message>\nAgent: <good reply>" exchange each, in the SFT generator's own wording
+  (the shared retail world of ``part3_pretrain.domain``, train-side templates only) with slot
+  values from open-ended pools (``open_values``): pseudo-word names and brands, random order ids,
+  amounts and promo codes, so a model can only restate a specific by reading it.
+* "generic" (``DEFAULT_N_DOCS`` documents): this module's own generator, below.
+* "mixed": half of each, shuffled together.
+
+The "generic" corpus (``generate_labeled_corpus``) has documents of four kinds, over this
+module's own ``INTENTS`` (25, not the same list as ``domain.INTENTS``):
 
 * tickets (~37%, ``generate_ticket``): one ``Customer:`` message that already states the intent
   and the specifics (often the name, order number, product, sometimes a date, amount or
@@ -22,7 +33,9 @@ actions x follow-ups x closers) filled with slot values, and the slot values com
 pretraining text (``find_heldout_leaks`` checks this in the tests). No number that could be a
 held-out value (a dollar amount with cents, a "Month day" date, a letter + four digits) is
 ever computed or written outside the slot values. Generation uses one ``random.Random(seed)``
-and only ordered containers, so the output is identical in every process.
+and only ordered containers, so the output is identical in every process. The "dialogue"
+documents hold no held-out value either (the open pools exclude them) and no held-out phrasing
+(``domain.template_leaks``); the tests check both for every kind.
 
 ``load_corpus_files(paths)`` reads the user's own text instead (.txt: documents separated by
 blank lines; .jsonl: one ``{"text": ...}`` object per line), raising ``CorpusError`` with a
@@ -40,10 +53,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+from part3_pretrain.domain import dialogue_documents
 from part3_pretrain.slots import product_category, slot_values
 
-# ~4.3 MB of text at ~500 bytes a document; generation takes about half a second on one core.
+CORPUS_KINDS = ("dialogue", "generic", "mixed")
+# generic: ~4.3 MB of text at ~500 bytes a document; generation takes about half a second on one core.
 DEFAULT_N_DOCS = 8600
+# dialogue (and mixed): ~6.4 MB at ~320 bytes a document; about 3 seconds on one core.
+DIALOGUE_N_DOCS = 20000
 POLICY_SHARE = 0.09   # fraction of documents that are policy snippets
 TICKET_SHARE = 0.37   # fraction that are single-message tickets (see generate_ticket)
 PRODUCT_SHARE = 0.08  # fraction that are product descriptions
@@ -1456,9 +1473,27 @@ def generate_labeled_corpus(n_docs: int = DEFAULT_N_DOCS, seed: int = 0) -> list
     return docs
 
 
-def generate_corpus(n_docs: int = DEFAULT_N_DOCS, seed: int = 0) -> list[str]:
-    """``n_docs`` synthetic support documents; the same (n_docs, seed) gives the same list."""
-    return [text for _, text in generate_labeled_corpus(n_docs, seed)]
+def default_n_docs(kind: str) -> int:
+    """The documents a corpus of ``kind`` has by default."""
+    return DEFAULT_N_DOCS if kind == "generic" else DIALOGUE_N_DOCS
+
+
+def generate_corpus(n_docs: int | None = None, seed: int = 0, kind: str = "dialogue") -> list[str]:
+    """``n_docs`` (default: ``default_n_docs(kind)``) synthetic support documents of ``kind`` (see
+    ``CORPUS_KINDS`` and the module docstring); the same (n_docs, seed, kind) gives the same list.
+    "mixed" is ``n_docs - n_docs // 2`` generic and ``n_docs // 2`` dialogue documents, shuffled."""
+    if kind not in CORPUS_KINDS:
+        raise ValueError(f"kind must be one of {CORPUS_KINDS}, got {kind!r}")
+    n_docs = default_n_docs(kind) if n_docs is None else n_docs
+    if isinstance(n_docs, bool) or not isinstance(n_docs, int) or n_docs < 1:
+        raise ValueError(f"n_docs must be an integer >= 1, got {n_docs!r}")
+    if kind == "generic":
+        return [text for _, text in generate_labeled_corpus(n_docs, seed)]
+    if kind == "dialogue":
+        return dialogue_documents(n_docs, seed)
+    docs = generate_corpus(n_docs - n_docs // 2, seed, "generic") + dialogue_documents(n_docs // 2, seed)
+    random.Random(f"mixed-{seed}").shuffle(docs)
+    return docs
 
 
 _SENTENCE_SPLIT = re.compile(r"[.!?\n]+")

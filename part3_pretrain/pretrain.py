@@ -1,6 +1,8 @@
 """``python -m part3_pretrain.pretrain``: corpus -> tokenizer -> GPT -> pretrained checkpoint.
 
-Generates the retail corpus (or reads ``--corpus`` files), trains the byte-level BPE, writes the
+Generates the retail corpus (``--corpus-kind``: by default "dialogue", documents in the SFT
+generator's wording with open-ended slot values; see ``corpus``) or reads ``--corpus`` files,
+trains the byte-level BPE, writes the
 token streams, pretrains the hand-written GPT with the shared trainer and writes, into
 ``--out-dir``: ``model.pt`` (resumable checkpoint), ``tokenizer.json``, ``metrics.jsonl``,
 ``loss_curve.png`` and ``summary.json`` (corpus size, losses, wall time, a sample reply).
@@ -44,7 +46,11 @@ class PretrainConfig:
 
     out_dir: str = option("checkpoints/pretrain", "directory for model.pt, tokenizer.json, metrics and plots")
     corpus: tuple[str, ...] = option((), "your own .txt/.jsonl files instead of the generated corpus", metavar="PATH")
-    n_docs: int = option(corpus_mod.DEFAULT_N_DOCS, "documents in the generated corpus")
+    corpus_kind: str = option("dialogue", "generated corpus: dialogue (the SFT generator's wording, open-ended "
+                              "values), generic (corpus.py's own documents) or mixed (half each)",
+                              choices=corpus_mod.CORPUS_KINDS)
+    n_docs: int | None = option(None, f"documents in the generated corpus (None: {corpus_mod.DIALOGUE_N_DOCS} for "
+                                      f"dialogue and mixed, {corpus_mod.DEFAULT_N_DOCS} for generic)")
     corpus_seed: int = option(0, "seed of the generated corpus")
     val_fraction: float = option(0.02, "share of documents held out for validation loss")
     vocab_size: int = option(4096, "BPE vocabulary size, special tokens included")
@@ -79,6 +85,10 @@ class PretrainConfig:
     resume: bool = option(False, "continue the run in --out-dir from its checkpoint")
     progress: bool = option(True, "show a progress bar")
 
+    def __post_init__(self) -> None:
+        if self.n_docs is None and self.corpus_kind in corpus_mod.CORPUS_KINDS:
+            self.n_docs = corpus_mod.default_n_docs(self.corpus_kind)
+
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout)
@@ -94,6 +104,8 @@ class PretrainConfig:
             compile=self.compile, progress=self.progress, desc="pretrain")
 
     def problems(self) -> list[str]:
+        if self.corpus_kind not in corpus_mod.CORPUS_KINDS:
+            return [f"--corpus-kind must be one of {', '.join(corpus_mod.CORPUS_KINDS)} (got {self.corpus_kind!r})"]
         p = [] if self.corpus or self.n_docs != 1 else \
             ["--n-docs 1: need at least 2 documents, one held out for validation; use --n-docs >= 2"]
         p += below(self, ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch_size",
@@ -122,7 +134,8 @@ class PretrainConfig:
 def load_documents(cfg: PretrainConfig) -> tuple[list[str], str]:
     if cfg.corpus:
         return corpus_mod.load_corpus_files(cfg.corpus), "files: " + ", ".join(cfg.corpus)
-    return corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed), f"generated (seed {cfg.corpus_seed})"
+    return (corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed, kind=cfg.corpus_kind),
+            f"generated {cfg.corpus_kind} corpus (seed {cfg.corpus_seed})")
 
 
 # what a run writes into --out-dir (besides metrics.jsonl and loss_curve.png, written in place)
@@ -229,8 +242,9 @@ def check_metrics(path: Path) -> None:
 def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
     """Refuse to resume with settings that would make the continued run a different run."""
     saved = ckpt.get("pretrain_config", {})
-    same = ("n_docs", "corpus", "corpus_seed", "val_fraction", "vocab_size", "split_digits", "block_size", "n_layer",
-            "n_head", "n_embd", "batch_size", "grad_accum", "max_steps", "lr", "optimizer", "schedule", "seed")
+    same = ("n_docs", "corpus", "corpus_kind", "corpus_seed", "val_fraction", "vocab_size", "split_digits",
+            "block_size", "n_layer", "n_head", "n_embd", "batch_size", "grad_accum", "max_steps", "lr", "optimizer",
+            "schedule", "seed")
     same += ("decay_fraction",) if saved.get("schedule") == "wsd" else ()  # only wsd reads it
     refuse_changed(path, saved, asdict(cfg), same)
 
@@ -272,7 +286,7 @@ def run(cfg: PretrainConfig) -> dict:
     model = GPT(cfg.model_config(tok.vocab_size))
     if rank == 0:
         print(f"model: {model.num_params():,} parameters ({model.num_params(non_embedding=True):,} "
-              f"without position embeddings); corpus: {len(docs):,} docs, {len(train_tokens):,} train "
+              f"without position embeddings); corpus: {source_desc}, {len(docs):,} docs, {len(train_tokens):,} train "
               f"tokens, {len(val_tokens):,} val tokens", flush=True)
     world = dist_info()[1]
     source = TokenWindows(train_tokens, cfg.block_size, cfg.batch_size, cfg.seed, rank, world)
@@ -307,7 +321,8 @@ def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
     val_losses = [r["val/loss"] for r in records if "val/loss" in r]
     stats = corpus_mod.corpus_stats(docs)
     summary = {
-        "corpus": {"source": source_desc, **stats, "train_tokens": int(len(train_tokens)),
+        "corpus": {"source": source_desc, "kind": "files" if cfg.corpus else cfg.corpus_kind, **stats,
+                   "train_tokens": int(len(train_tokens)),
                    "val_tokens": int(len(val_tokens))},
         "model": {"parameters": model.num_params(), **model.config.to_dict()},
         "steps": records[-1]["step"] if records else 0,

@@ -1,8 +1,9 @@
 """Slot values (names, products, order numbers, ...) with a fixed train / held-out partition.
 
 One module serves every text generator in the project: the part-3 pretraining corpus and the
-part-4 SFT pairs draw only from the ``train`` side, and the part-4 test contexts only from the
-``heldout`` side. Evaluation is therefore on slot values the model has never seen, and
+part-4 SFT pairs draw only from the ``train`` side (the corpus's "dialogue" kind also from the
+open-ended pools of ``open_values``, which hold no held-out value), and the part-4 test contexts
+only from the ``heldout`` side. Generators take their values as a ``SlotPools`` (``split_pools``). Evaluation is therefore on slot values the model has never seen, and
 ``find_heldout_leaks`` lets any generator (or user data) be checked for that rather than trusting it.
 
 The partition is a pure function of the constants below (seeded ``random.Random``), so it is
@@ -13,7 +14,7 @@ from __future__ import annotations
 import random
 import re
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 SPLITS = ("train", "heldout")
 _PARTITION_SEED = 20261121
@@ -106,6 +107,43 @@ def slot_values(split: str) -> dict[str, tuple[str, ...]]:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return dict(_partition()[split])
+
+
+class SlotPools:
+    """Where a text generator draws its slot values from: slot -> candidate values (every slot of
+    ``SLOT_NAMES``), plus the products grouped by category (which products an intent can be about).
+
+    ``split_pools("train")`` / ``split_pools("heldout")`` are the two sides of the partition;
+    ``part3_pretrain.open_values.open_pools()`` is an open-ended source for pretraining text.
+    """
+
+    def __init__(self, values: Mapping[str, Sequence[str]]) -> None:
+        missing = [slot for slot in SLOT_NAMES if not values.get(slot)]
+        if missing:
+            raise ValueError(f"slot pools need values for every slot; none for {missing}")
+        self.values: dict[str, tuple[str, ...]] = {slot: tuple(values[slot]) for slot in SLOT_NAMES}
+        by_cat: dict[str, list[str]] = {}
+        for product in self.values["product"]:
+            by_cat.setdefault(product_category(product), []).append(product)
+        self.products_by_category: dict[str, tuple[str, ...]] = {cat: tuple(v) for cat, v in sorted(by_cat.items())}
+        self._products_in: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def products_in(self, categories: Sequence[str]) -> tuple[str, ...]:
+        """The products of ``categories``, category by category in the order given (memoised: a
+        generator draws from the same few category lists thousands of times)."""
+        key = tuple(categories)
+        if key not in self._products_in:
+            self._products_in[key] = tuple(p for c in key for p in self.products_by_category.get(c, ()))
+        return self._products_in[key]
+
+    def __getitem__(self, slot: str) -> tuple[str, ...]:
+        return self.values[slot]
+
+
+@lru_cache(maxsize=2)
+def split_pools(split: str) -> SlotPools:
+    """``SlotPools`` of one side of the partition (built once per process)."""
+    return SlotPools(slot_values(split))
 
 
 def product_category(product: str) -> str:

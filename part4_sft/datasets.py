@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from part3_pretrain.checkpoint import write_text_atomic
+from part3_pretrain.domain import template_leaks
 
 from . import synthetic
 from .data import LeakError, check_disjoint, normalise_context
@@ -67,7 +68,7 @@ def synthetic_splits(cfg) -> DatasetSplits:
     disjoint = {"test": check_disjoint(train, test, "test", check_heldout_values=True),
                 "test_unseen": check_disjoint(train, unseen, "test_unseen", check_heldout_values=True),
                 "validation": check_disjoint(train, val, "validation", check_heldout_values=False)}
-    leaks = synthetic.template_leaks(p["context"] + "\n" + p["response"] for p in train)
+    leaks = template_leaks(p["context"] + "\n" + p["response"] for p in train)
     if leaks:
         raise LeakError(f"training pairs contain held-out phrasing reserved for test_unseen: {leaks[:3]}")
     disjoint["test_unseen"]["heldout_templates_in_train"] = 0

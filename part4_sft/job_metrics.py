@@ -28,10 +28,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from part3_pretrain.domain import INTENTS, mentions
 from part3_pretrain.slots import PRODUCT_ITEMS
 
 from . import metrics
-from .synthetic import HIGH_QUALITY_THRESHOLD, INTENTS, RUBRIC_RULES, mentions, rate_response
+from .synthetic import HIGH_QUALITY_THRESHOLD, RUBRIC_RULES, rate_response
 
 SPECIFIC_SLOTS = ("order_id", "product", "date", "amount", "carrier", "promo_code", "customer")
 JOB_KEYS = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean")

@@ -1,4 +1,5 @@
-"""Tests for part3_pretrain/corpus.py: the synthetic support corpus and loading user text files."""
+"""Tests for part3_pretrain/corpus.py: the synthetic support corpus (every kind) and loading user
+text files. The "dialogue" documents themselves are tested in test_domain.py."""
 from __future__ import annotations
 
 import json
@@ -7,12 +8,15 @@ import re
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 from part3_pretrain.corpus import (
+    CORPUS_KINDS,
     DEFAULT_N_DOCS,
+    DIALOGUE_N_DOCS,
     INTENTS,
     CorpusError,
     corpus_stats,
@@ -22,6 +26,7 @@ from part3_pretrain.corpus import (
     generate_ticket,
     load_corpus_files,
 )
+from part3_pretrain.domain import dialogue_documents, template_leaks
 from part3_pretrain.slots import find_heldout_leaks, slot_values
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|user|>", "<|assistant|>")
@@ -33,20 +38,31 @@ def labeled() -> list[tuple[str, str]]:
     return generate_labeled_corpus(2000, seed=5)
 
 
+@lru_cache(maxsize=None)
+def default_corpus(kind: str) -> tuple[list[str], float]:
+    """The default corpus of ``kind`` and the seconds it took (generated once per test session)."""
+    start = time.perf_counter()
+    docs = generate_corpus(kind=kind)
+    return docs, time.perf_counter() - start
+
+
 # ---------------------------------------------------------------------------------------------
 # Generation
 
 
-def test_same_seed_same_corpus_different_seed_different() -> None:
-    assert generate_corpus(300, seed=1) == generate_corpus(300, seed=1)
-    assert generate_corpus(300, seed=1) != generate_corpus(300, seed=2)
-    assert generate_corpus(50, seed=1) == generate_corpus(300, seed=1)[:50]
+@pytest.mark.parametrize("kind", CORPUS_KINDS)
+def test_same_seed_same_corpus_different_seed_different(kind: str) -> None:
+    assert generate_corpus(300, seed=1, kind=kind) == generate_corpus(300, seed=1, kind=kind)
+    assert generate_corpus(300, seed=1, kind=kind) != generate_corpus(300, seed=2, kind=kind)
+    if kind != "mixed":  # "mixed" shuffles its two halves together
+        assert generate_corpus(50, seed=1, kind=kind) == generate_corpus(300, seed=1, kind=kind)[:50]
 
 
 def test_identical_across_processes_with_different_hash_seeds() -> None:
     # Set or dict iteration that depends on string hashing would differ between these runs.
-    code = ("import hashlib; from part3_pretrain.corpus import generate_corpus; "
-            "print(hashlib.sha256('\\x00'.join(generate_corpus(200, seed=3)).encode()).hexdigest())")
+    code = ("import hashlib; from part3_pretrain.corpus import CORPUS_KINDS, generate_corpus; "
+            "print([hashlib.sha256('\\x00'.join(generate_corpus(200, seed=3, kind=k)).encode()).hexdigest() "
+            "for k in CORPUS_KINDS])")
     digests = set()
     for hash_seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -55,18 +71,45 @@ def test_identical_across_processes_with_different_hash_seeds() -> None:
     assert len(digests) == 1
 
 
-def test_generation_does_not_touch_global_rng() -> None:
+@pytest.mark.parametrize("kind", CORPUS_KINDS)
+def test_generation_does_not_touch_global_rng(kind: str) -> None:
     random.seed(123)
     expected = random.random()
     random.seed(123)
-    generate_corpus(100, seed=0)
+    generate_corpus(100, seed=0, kind=kind)
     assert random.random() == expected
 
 
+@pytest.mark.parametrize("kind", CORPUS_KINDS)
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "10", True])
-def test_n_docs_is_validated(bad: object) -> None:
+def test_n_docs_is_validated(bad: object, kind: str) -> None:
     with pytest.raises(ValueError, match="n_docs"):
-        generate_corpus(bad)  # type: ignore[arg-type]
+        generate_corpus(bad, kind=kind)  # type: ignore[arg-type]
+
+
+def test_kind_is_validated() -> None:
+    with pytest.raises(ValueError, match="kind must be one of"):
+        generate_corpus(10, kind="tweets")
+
+
+def test_kinds() -> None:
+    assert CORPUS_KINDS == ("dialogue", "generic", "mixed")
+    assert generate_corpus(40, seed=2) == generate_corpus(40, seed=2, kind="dialogue") == dialogue_documents(40, 2)
+    assert generate_corpus(40, seed=2, kind="generic") == [text for _, text in generate_labeled_corpus(40, 2)]
+    # "mixed": half of each (the odd one generic), shuffled together
+    mixed = generate_corpus(41, seed=2, kind="mixed")
+    assert sorted(mixed) == sorted(generate_corpus(21, seed=2, kind="generic") + dialogue_documents(20, 2))
+    assert mixed != generate_corpus(21, seed=2, kind="generic") + dialogue_documents(20, 2)
+
+
+@pytest.mark.parametrize("kind", CORPUS_KINDS)
+def test_default_corpus_has_no_heldout_value_or_phrasing(kind: str) -> None:
+    # Part 4 evaluates on held-out slot values and (test_unseen) held-out phrasing: the base model
+    # must have seen neither, whichever corpus it was pretrained on.
+    docs, _ = default_corpus(kind)
+    assert len(docs) == (DEFAULT_N_DOCS if kind == "generic" else DIALOGUE_N_DOCS)
+    assert find_heldout_leaks(docs) == []
+    assert template_leaks(docs) == []
 
 
 def test_at_least_20_intents_and_all_appear_in_a_small_corpus() -> None:
@@ -207,15 +250,17 @@ def test_some_customer_text_is_sloppy(labeled: list[tuple[str, str]]) -> None:
 
 
 def test_default_corpus_size_speed_and_variety() -> None:
-    start = time.perf_counter()
-    docs = generate_corpus()
-    elapsed = time.perf_counter() - start
+    docs, elapsed = default_corpus("generic")
     stats = corpus_stats(docs)
     assert stats["n_docs"] == DEFAULT_N_DOCS
     assert 3_000_000 <= stats["bytes"] <= 5_000_000
     assert stats["distinct_sentences"] >= 30_000
     assert elapsed < 10
-    assert find_heldout_leaks(docs) == []
+    docs, elapsed = default_corpus("dialogue")
+    stats = corpus_stats(docs)
+    assert stats["n_docs"] == DIALOGUE_N_DOCS == len(set(docs))
+    assert 5_000_000 <= stats["bytes"] <= 8_000_000
+    assert elapsed < 30
 
 
 def test_corpus_stats_hand_computed() -> None:

@@ -94,6 +94,16 @@ def test_help_lists_every_field_with_its_default() -> None:
 # ------------------------------------------------------------------------------ bad flags
 
 
+def test_corpus_kind_and_its_default_size() -> None:
+    from part3_pretrain import corpus
+    assert PretrainConfig().corpus_kind == "dialogue"
+    assert PretrainConfig().n_docs == corpus.DIALOGUE_N_DOCS == PretrainConfig(corpus_kind="mixed").n_docs
+    assert PretrainConfig(corpus_kind="generic").n_docs == corpus.DEFAULT_N_DOCS
+    assert PretrainConfig(corpus_kind="generic", n_docs=300).n_docs == 300
+    with pytest.raises(ConfigError, match="--corpus-kind"):
+        run(PretrainConfig(corpus_kind="tweets"))
+
+
 @pytest.mark.parametrize("argv, option", [
     (["--lr", "-0.1"], "--lr"),
     (["--lr", "0"], "--lr"),
@@ -110,6 +120,7 @@ def test_help_lists_every_field_with_its_default() -> None:
     (["--decay-fraction", "-0.2", "--schedule", "wsd"], "--decay-fraction"),
     (["--schedule", "linear"], "--schedule"),
     (["--optimizer", "sgd"], "--optimizer"),
+    (["--corpus-kind", "tweets"], "--corpus-kind"),
     (["--bogus-flag", "1"], "--bogus-flag"),
 ])
 def test_bad_values_exit_2_with_one_line(tmp_path: Path, capsys, argv: list[str], option: str) -> None:
@@ -182,6 +193,8 @@ def test_summary_keys_and_values(finished_run) -> None:
     assert on_disk["steps"] == 4
     assert math.isfinite(on_disk["final_train_loss"]) and math.isfinite(on_disk["final_val_loss"])
     assert on_disk["corpus"]["n_docs"] == 120
+    assert on_disk["corpus"]["kind"] == "dialogue"
+    assert on_disk["corpus"]["source"] == "generated dialogue corpus (seed 0)"
     assert on_disk["corpus"]["train_tokens"] > 0 and on_disk["corpus"]["val_tokens"] > 0
     assert on_disk["model"]["n_embd"] == 32 and on_disk["model"]["parameters"] > 0
     assert isinstance(on_disk["sample"]["greedy_reply"], str)
@@ -292,6 +305,8 @@ def test_resume_with_changed_settings_is_refused(finished_run, capsys) -> None:
         run(tiny_cfg(out, resume=True, optimizer="muon"))
     with pytest.raises(ConfigError, match="--schedule 'cosine' -> 'wsd'"):
         run(tiny_cfg(out, resume=True, schedule="wsd"))
+    with pytest.raises(ConfigError, match="--corpus-kind 'dialogue' -> 'generic'"):
+        run(tiny_cfg(out, resume=True, corpus_kind="generic"))
     argv = [f"--{k.replace('_', '-')}" if v is True else f"--no-{k.replace('_', '-')}" if v is False
             else f"--{k.replace('_', '-')}={v}" for k, v in {**TINY, "max_steps": 8}.items()]
     assert call_main(argv + ["--resume", "--out-dir", str(out)]) == 2

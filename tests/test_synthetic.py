@@ -1,5 +1,6 @@
 """Tests for part4_sft.synthetic: the rubric on hand-written replies, trait draws, top-rated
-selection, determinism, splits, and the held-out phrasing of "test_unseen"."""
+selection, determinism, splits, and the held-out phrasing of "test_unseen". The retail world it
+writes with (intents, template partition, contexts, good replies) is tested in test_domain.py."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,9 @@ from collections import Counter
 
 import pytest
 
-from part3_pretrain.slots import find_heldout_leaks, slot_values
+from part3_pretrain import domain
+from part3_pretrain.domain import template_leaks
+from part3_pretrain.slots import find_heldout_leaks, slot_values, split_pools
 from part4_sft import synthetic as syn
 
 
@@ -102,12 +105,12 @@ def test_rate_response_rejects_bad_input() -> None:
 
 def test_rubric_recognises_every_template_on_both_sides() -> None:
     # The held-out acknowledgements, next steps and closes must be as recognisable as the train ones.
-    for spec in syn._INTENT_SPECS:
+    for spec in domain.INTENT_SPECS:
         for step in spec.next:
             assert any(p.search(step) for p in syn._NEXT_RES), step
-    for close in syn._CLOSES:
+    for close in domain._CLOSES:
         assert syn._CLOSE_RE.search(close), close
-    for ack in syn._ACKS_APOLOGY + syn._ACKS_NOTICE + syn._ACKS_THANKS:
+    for ack in domain._ACKS_APOLOGY + domain._ACKS_NOTICE + domain._ACKS_THANKS:
         assert syn._ACK_RE.search(ack), ack
 
 
@@ -117,19 +120,19 @@ REAL_FLAWS = {"specifics": ("some", "none"), "intent": ("other",), "next_step": 
 MILD_FLAWS = {"acknowledgement": (False,), "name": (False,), "close": (False,)}
 
 
-@pytest.mark.parametrize("side", syn.TEMPLATE_SIDES)
+@pytest.mark.parametrize("side", domain.TEMPLATE_SIDES)
 def test_single_traits_and_the_rubric_agree(side: str) -> None:
     # Nothing passes the traits to the rubric, but it should read each one off the text.
     rng = random.Random(123)
-    ph = syn._phrasing(side)
-    slot_split = "train" if side == "train" else "heldout"
+    ph = domain.phrasing(side)
+    pools = split_pools("train" if side == "train" else "heldout")
     for i in range(150):
-        ctx = syn._make_context(syn.INTENTS[i % len(syn.INTENTS)], slot_split, rng, ph)
+        ctx = domain.make_context(syn.INTENTS[i % len(syn.INTENTS)], pools, rng, ph)
         example = {"intent": ctx.intent, "slots": ctx.slots}
 
         def rate(trait: str | None = None, value: object = None) -> tuple[float, list[str]]:
             traits = {**syn._GOOD_TRAITS, **({trait: value} if trait else {})}
-            return syn.rate_response({**example, "response": syn._response(ctx, traits, slot_split, rng, ph)})
+            return syn.rate_response({**example, "response": syn._response(ctx, traits, pools, rng, ph)})
 
         assert rate() == (5.0, [])
         for trait, values in REAL_FLAWS.items():
@@ -139,6 +142,18 @@ def test_single_traits_and_the_rubric_agree(side: str) -> None:
             for value in values:
                 assert rate(trait, value)[0] >= 4.0, (trait, value)
         assert "generic" in rate("boilerplate", True)[1]
+
+
+@pytest.mark.parametrize("side", domain.TEMPLATE_SIDES)
+def test_good_traits_write_the_domains_good_reply(side: str) -> None:
+    # A reply with every careful trait is domain.good_reply, draw for draw.
+    ph, values = domain.phrasing(side), split_pools("train" if side == "train" else "heldout")
+    rng = random.Random(5)
+    for i in range(100):
+        ctx = domain.make_context(syn.INTENTS[i % len(syn.INTENTS)], values, rng, ph)
+        a, b = random.Random(i), random.Random(i)
+        assert syn._response(ctx, syn._GOOD_TRAITS, values, a, ph) == domain.good_reply(ctx, values, b, ph)
+        assert a.random() == b.random()
 
 
 def test_traits_vary_independently(pairs: list[dict]) -> None:
@@ -228,7 +243,6 @@ def test_deterministic(pairs: list[dict]) -> None:
     for split in syn.EVAL_SPLITS:
         assert syn.generate_eval_set(split, 20, 3) == syn.generate_eval_set(split, 20, 3)
         assert syn.generate_eval_set(split, 20, 3) != syn.generate_eval_set(split, 20, 4)
-    assert syn._template_partition.__wrapped__() == syn._template_partition()
 
 
 def test_generate_pairs_rejects_bad_quota() -> None:
@@ -242,68 +256,12 @@ def test_training_pairs_use_only_train_values(pairs: list[dict]) -> None:
     assert all(v in train[k] for p in pairs for k, v in p["slots"].items())
 
 
-# ----------------------------------------------------------------------------- template partition
-def test_template_partition_shape() -> None:
-    held = syn._template_partition()
-    for name, items, split_from in syn._partition_lists():
-        groups: dict[str, list[int]] = {}
-        for i, t in enumerate(items):
-            groups.setdefault(syn._topic_of(t)[0], []).append(i)
-        for topic, idxs in groups.items():
-            n_held = sum(i in held[name] for i in idxs)
-            n_train = len(idxs) - n_held
-            assert n_held <= max(1, round(len(idxs) / 4)), (name, topic)
-            assert n_train >= (2 if len(idxs) >= 3 else 1), (name, topic)
-        if name.split(".")[0] in syn.INTENTS:
-            # every intent list, and every topic of a topic-tagged list, has held-out phrasing
-            assert all(any(i in held[name] for i in idxs) for idxs in groups.values()), name
-        elif not name.startswith(("refs.", "date_suffixes.")):
-            assert held[name], name
-    refs = [name for name, items, _ in syn._partition_lists() if name.startswith(("refs.", "date_suffixes."))]
-    assert sum(bool(held[name]) for name in refs) >= 7
-    counts = syn._template_partition_counts()
-    assert counts["closes"] == (10, 4) and counts["product_question.body"] == (6, 3)
-
-
-def test_sides_use_disjoint_templates() -> None:
-    train, heldout = syn._phrasing("train"), syn._phrasing("heldout")
-    for intent in syn.INTENTS:
-        for part in ("customer", "scenario", "body", "next"):
-            a, b = getattr(train.specs[intent], part), getattr(heldout.specs[intent], part)
-            assert a and b and not set(a) & set(b), (intent, part)
-    assert not set(train.closes) & set(heldout.closes)
-    assert not set(train.acks_apology + train.acks_notice + train.acks_thanks) & set(
-        heldout.acks_apology + heldout.acks_notice + heldout.acks_thanks)
-    # no held-out fragment is part of any train-side template, or of text both sides use
-    train_text = [t for _, items, _ in syn._partition_lists() for t in items] + list(syn._always_train_texts())
-    held_texts = {syn._topic_of(items[i])[1] for name, items, _ in syn._partition_lists()
-                  for i in syn._template_partition()[name]}
-    train_only = [t for t in train_text if syn._topic_of(t)[1] not in held_texts]
-    assert syn.template_leaks(" | ".join(syn._pieces(t)) for t in train_only) == []
-    with pytest.raises(ValueError):
-        syn._phrasing("test")
-
-
-def test_template_leaks_finds_held_out_phrasing() -> None:
-    held = syn._side_fragments("heldout")
-    assert len(held) >= 50
-    phrase = held[0]
-    assert syn.template_leaks(["Hi. " + phrase.upper() + "!"]) == [phrase]
-    assert syn.template_leaks(["nothing to see here", "Your order #A1234 has shipped. Take care"]) == []
-    assert len(syn.template_leaks([" . ".join(held)], limit=5)) == 5
-
-
+# ----------------------------------------------------------------------------- held-out phrasing
 def test_training_text_has_no_held_out_phrasing(pairs: list[dict], val_set: list[dict],
                                                  test_set: list[dict]) -> None:
-    assert syn.template_leaks(p["context"] + "\n" + p["response"] for p in pairs) == []
+    assert template_leaks(p["context"] + "\n" + p["response"] for p in pairs) == []
     for rows in (val_set, test_set):
-        assert syn.template_leaks(r[k] for r in rows for k in ("context", "reference", "reference_2")) == []
-
-
-def test_pretraining_corpus_has_no_held_out_phrasing() -> None:
-    # The base model's pretraining text counts as seen phrasing too (see _PRETRAINING_PHRASES).
-    corpus = pytest.importorskip("part3_pretrain.corpus")
-    assert syn.template_leaks(corpus.generate_corpus()) == []
+        assert template_leaks(r[k] for r in rows for k in ("context", "reference", "reference_2")) == []
 
 
 # ----------------------------------------------------------------------------- eval sets
@@ -337,15 +295,15 @@ def test_references_are_high_quality_and_independent(split: str, request: pytest
 def test_unseen_split_is_phrased_with_held_out_templates(pairs: list[dict], unseen_set: list[dict],
                                                          test_set: list[dict]) -> None:
     contexts = [r["context"] for r in unseen_set]
-    with_held = sum(bool(syn.template_leaks([c])) for c in contexts)
+    with_held = sum(bool(template_leaks([c])) for c in contexts)
     assert with_held >= 0.6 * len(contexts)
     refs = [r[k] for r in unseen_set for k in ("reference", "reference_2")]
-    assert sum(bool(syn.template_leaks([r])) for r in refs) >= 0.9 * len(refs)
-    assert len(syn.template_leaks(contexts + refs, limit=1000)) >= 40
+    assert sum(bool(template_leaks([r])) for r in refs) >= 0.9 * len(refs)
+    assert len(template_leaks(contexts + refs, limit=1000)) >= 40
     # ... and none of the phrasing only the train side uses (a list with nothing held out is shared)
-    assert syn._find_fragments(contexts + refs, "train", 5) == []
+    assert domain._find_fragments(contexts + refs, "train", 5) == []
     # whereas the "test" split (train-side phrasing) is full of train-only fragments
-    assert syn._find_fragments([r["context"] for r in test_set], "train", 5) != []
+    assert domain._find_fragments([r["context"] for r in test_set], "train", 5) != []
     train_keys = {syn._context_key(p["context"]) for p in pairs}
     assert not train_keys & {syn._context_key(c) for c in contexts}
 

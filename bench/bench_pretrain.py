@@ -274,25 +274,37 @@ def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
     return trainer_optimizer(model, tc, torch.device("cpu"))
 
 
-# Our model as the trainer runs it, then two ablations of it in fp32: torch's own GEMM instead of
-# oneDNN (a plain nanoGPT-style model), and the unfused loss (full logits + F.cross_entropy).
-OURS = (("ours_fp32", ours_loss, torch.float32), ("ours_bf16", ours_loss, torch.bfloat16),
-        ("ours_fp32_torch_gemm", ours_torch_gemm_loss, torch.float32),
-        ("ours_fp32_unfused", ours_unfused_loss, torch.float32))
+def ours_plain_loss(model, x, y, dtype):
+    with cpu_gemm.torch_gemm():  # every speed path off: torch's GEMM and the unfused loss
+        return ours_unfused_loss(model, x, y, dtype)
+
+
+# Our model as the trainer runs it (the default config: smeared keys on), then ablations of it in
+# fp32: torch's own GEMM instead of oneDNN, the unfused loss (full logits + F.cross_entropy), and
+# the same function as GPT2LMHeadModel (smeared keys off: "gpt2"), fast and with every speed path
+# off ("plain": a nanoGPT-style model). The smear-off variants hold the very weights HF gets.
+OURS = (("ours_fp32", ours_loss, torch.float32, True), ("ours_bf16", ours_loss, torch.bfloat16, True),
+        ("ours_fp32_torch_gemm", ours_torch_gemm_loss, torch.float32, True),
+        ("ours_fp32_unfused", ours_unfused_loss, torch.float32, True),
+        ("ours_fp32_gpt2", ours_loss, torch.float32, False),
+        ("ours_fp32_gpt2_plain", ours_plain_loss, torch.float32, False))
 
 
 def make_variants(cfg: GPTConfig) -> tuple[list[Variant], dict]:
     torch.manual_seed(0)
     reference = GPT(cfg)
+    plain_cfg = replace(cfg, smear_keys=False)
+    plain_sd = {k: v for k, v in reference.state_dict().items() if not k.endswith("attn.smear")}
     variants, info = [], {}
-    for name, loss_fn, dt in OURS:
-        ours = GPT(cfg)
-        ours.load_state_dict(reference.state_dict())
+    for name, loss_fn, dt, smear in OURS:
+        ours = GPT(cfg if smear else plain_cfg)
+        ours.load_state_dict(reference.state_dict() if smear else plain_sd)
         variants.append(Variant(name, ours.train(), make_optimizer(ours), loss_fn, dt))
+    reference = variants[-1].model  # smeared keys off: the weights HF can hold
     for dt in (torch.float32, torch.bfloat16):
-        hf = build_hf(cfg, reference)
+        hf = build_hf(plain_cfg, reference)
         variants.append(Variant(f"hf_{dtype_name(dt)}", hf, make_optimizer(hf), hf_loss, dt))
-    hf = build_hf(cfg, reference)
+    hf = build_hf(plain_cfg, reference)
     variants.append(Variant("hf_labels_fp32", hf, make_optimizer(hf), hf_labels_loss, torch.float32))
     info["hf_attn_implementation"] = hf.config._attn_implementation
     info["hf_activation"] = hf.config.activation_function
@@ -300,11 +312,13 @@ def make_variants(cfg: GPTConfig) -> tuple[list[Variant], dict]:
 
 
 def parity(variants: list[Variant], x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Initial fp32 loss of every variant on the batch: equal weights must give equal losses."""
+    """Initial fp32 loss of every variant on the batch: equal weights must give equal losses (HF
+    against our smear-off twin, which computes the same function)."""
     with torch.no_grad():
         losses = {v.name: float(v.loss_fn(v.model, x, y, v.dtype)) for v in variants}
-    ref = losses["ours_fp32"]
+    ref = losses["ours_fp32_gpt2"]
     return {"initial_loss": losses,
+            "plain_abs_diff": abs(losses["ours_fp32_gpt2_plain"] - ref),
             "hf_fp32_abs_diff": abs(losses["hf_fp32"] - ref),
             "hf_labels_fp32_abs_diff": abs(losses["hf_labels_fp32"] - ref)}
 
@@ -331,6 +345,9 @@ def bench_throughput(bc: BenchConfig, cfg: GPTConfig, batch_size: int) -> dict:
             "tokens_per_s": tps, "best_tokens_per_s": {name: max(s) for name, s in samples.items()},
             "samples": samples,
             "ratios": {"ours_fp32_over_hf_fp32": tps["ours_fp32"] / tps["hf_fp32"],
+                       "ours_fp32_over_plain": tps["ours_fp32"] / tps["ours_fp32_gpt2_plain"],
+                       "gpt2_over_hf_fp32": tps["ours_fp32_gpt2"] / tps["hf_fp32"],
+                       "smear_cost": tps["ours_fp32_gpt2"] / tps["ours_fp32"],
                        "ours_bf16_over_hf_bf16": tps["ours_bf16"] / tps["hf_bf16"],
                        "ours_bf16_over_ours_fp32": tps["ours_bf16"] / tps["ours_fp32"],
                        "hf_labels_over_hf_fp32": tps["hf_labels_fp32"] / tps["hf_fp32"],

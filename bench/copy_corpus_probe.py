@@ -40,7 +40,7 @@ def sft_style_docs(n: int, seed: int) -> list[str]:
     return docs
 
 
-def quick_eval(base: str, out: str, n_test: int = 250) -> dict:
+def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64) -> dict:
     """Default fine-tuning of ``base``, then greedy SFT replies on both test sets: job metrics."""
     import copy
 
@@ -52,7 +52,7 @@ def quick_eval(base: str, out: str, n_test: int = 250) -> dict:
     from part4_sft.prompts import get_scheme
 
     cfg = sft.SFTConfig(pretrained=base, out_dir=out, dataset_path=f"{out}/d.json", n_test=n_test,
-                        progress=False, n_boot=200)
+                        progress=False, n_boot=200, max_new_tokens=max_new_tokens)
     splits = load_splits(cfg)
     model, tok, _ = sft.load_baseline(Path(base))
     torch.manual_seed(cfg.seed)
@@ -84,10 +84,11 @@ def main() -> None:
     p.add_argument("--n-corpus-docs", type=int, default=corpus_mod.DEFAULT_N_DOCS,
                    help="documents of the generic generated corpus mixed in (0: none)")
     p.add_argument("--out", default="/tmp/probe")
+    p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--evaluate", metavar="BASE", help="fine-tune BASE (model.pt) and print job metrics")
     args = p.parse_args()
     if args.evaluate:
-        quick_eval(args.evaluate, args.out)
+        quick_eval(args.evaluate, args.out, max_new_tokens=args.max_new_tokens)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,9 @@
   "Customer: <message>\nAgent: <good reply>" exchange each, in the SFT generator's own wording
   (the shared retail world of ``part3_pretrain.domain``, train-side templates only) with slot
   values from open-ended pools (``open_values``): pseudo-word names and brands, random order ids,
-  amounts and promo codes, so a model can only restate a specific by reading it.
+  amounts and promo codes, so a model can only restate a specific by reading it. A third of
+  the documents are ``domain.reference_drills``: a customer lists 1-4 ids, names, products,
+  amounts or codes and the agent repeats them verbatim, dense practice at copying.
 * "generic" (``DEFAULT_N_DOCS`` documents): this module's own generator, below.
 * "mixed": half of each, shuffled together.
 
@@ -53,14 +55,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from part3_pretrain.domain import dialogue_documents
+from part3_pretrain.domain import dialogue_documents, reference_drills
 from part3_pretrain.slots import product_category, slot_values
 
 CORPUS_KINDS = ("dialogue", "generic", "mixed")
 # generic: ~4.3 MB of text at ~500 bytes a document; generation takes about half a second on one core.
 DEFAULT_N_DOCS = 8600
 # dialogue (and mixed): ~6.4 MB at ~320 bytes a document; about 3 seconds on one core.
-DIALOGUE_N_DOCS = 20000
+DIALOGUE_N_DOCS = 30000
 POLICY_SHARE = 0.09   # fraction of documents that are policy snippets
 TICKET_SHARE = 0.37   # fraction that are single-message tickets (see generate_ticket)
 PRODUCT_SHARE = 0.08  # fraction that are product descriptions
@@ -1473,6 +1475,13 @@ def generate_labeled_corpus(n_docs: int = DEFAULT_N_DOCS, seed: int = 0) -> list
     return docs
 
 
+def _dialogue_corpus(n_docs: int, seed: int) -> list[str]:
+    """Two thirds exchanges in the SFT generator's wording, one third reference drills, shuffled."""
+    docs = dialogue_documents(n_docs - n_docs // 3, seed) + reference_drills(n_docs // 3, seed)
+    random.Random(f"dialogue-corpus-{seed}").shuffle(docs)
+    return docs
+
+
 def default_n_docs(kind: str) -> int:
     """The documents a corpus of ``kind`` has by default."""
     return DEFAULT_N_DOCS if kind == "generic" else DIALOGUE_N_DOCS
@@ -1490,8 +1499,8 @@ def generate_corpus(n_docs: int | None = None, seed: int = 0, kind: str = "dialo
     if kind == "generic":
         return [text for _, text in generate_labeled_corpus(n_docs, seed)]
     if kind == "dialogue":
-        return dialogue_documents(n_docs, seed)
-    docs = generate_corpus(n_docs - n_docs // 2, seed, "generic") + dialogue_documents(n_docs // 2, seed)
+        return _dialogue_corpus(n_docs, seed)
+    docs = generate_corpus(n_docs - n_docs // 2, seed, "generic") + _dialogue_corpus(n_docs // 2, seed)
     random.Random(f"mixed-{seed}").shuffle(docs)
     return docs
 

@@ -991,3 +991,38 @@ def dialogue_documents(n: int, seed: int = 0, values: SlotPools | None = None) -
         ctx = make_context(INTENTS[i % len(INTENTS)], values, rng, ph)
         docs.append(f"Customer: {ctx.text}\nAgent: {good_reply(ctx, values, rng, ph)}")
     return docs
+
+
+# Reference drills: short exchanges whose whole job is to restate what the customer listed.
+_DRILL_KINDS = ("order_id", "order_id", "customer", "product", "amount", "promo_code")
+_DRILL_ASKS = ("Please confirm these details: {items}.", "Can you check {items} for me?",
+               "My references are {items}.", "I have {items} on my account.", "Details: {items}",
+               "Could you look up {items}?", "Writing about {items}.")
+_DRILL_ANSWERS = ("Confirmed: {items}.", "I've checked {items} for you.", "Here they are again: {items}.",
+                  "Noted - {items}.", "Thanks, I have {items} on file.", "Got it: {items}.")
+
+
+def _drill_value(values: SlotPools, rng: random.Random) -> str:
+    kind = rng.choice(_DRILL_KINDS)
+    value = rng.choice(values[kind])
+    return "#" + value if kind == "order_id" and rng.random() < 0.7 else value
+
+
+def reference_drills(n: int, seed: int = 0, values: SlotPools | None = None) -> list[str]:
+    """``n`` exchanges "Customer: <asks about 1-4 values>\nAgent: <restates them verbatim>".
+
+    Order ids, names, products, amounts and promo codes from the open pools, listed and repeated
+    back: dense examples of copying what the message says. In the copy ablation (README) they
+    were what made a 4-layer model copy every digit of an order id at the FLOP budget. A pure
+    function of (n, seed, values).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    values = values if values is not None else open_pools()
+    rng = random.Random(f"drill-{seed}")
+    docs = []
+    for _ in range(n):
+        items = ", ".join(_drill_value(values, rng) for _ in range(rng.randint(1, 4)))
+        docs.append(f"Customer: {rng.choice(_DRILL_ASKS).format(items=items)}\n"
+                    f"Agent: {rng.choice(_DRILL_ANSWERS).format(items=items)}")
+    return docs

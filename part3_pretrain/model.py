@@ -2,7 +2,10 @@
 
 Layout and parameter names follow GPT-2 (learned positions, pre-LayerNorm blocks, tanh-GELU MLP,
 tied input/output embeddings, ``transformer.h.N.attn.c_attn`` ...), so the model can be checked
-against ``transformers.GPT2LMHeadModel`` weight for weight. Attention goes through
+against ``transformers.GPT2LMHeadModel`` weight for weight. One addition, on by default in
+pretraining: smeared keys (``smear_keys``, a gate per head that mixes each key with its
+predecessor's), which lets the model learn to copy the message's ids and names within the CPU
+budget; with the gates fully open it is GPT-2 again, and the reference test checks both. Attention goes through
 ``F.scaled_dot_product_attention``; linear layers are ``nn.Linear`` whose CPU fp32 training
 products run in oneDNN (``cpu_gemm``). The forward pass takes an optional attention mask and
 position ids (for left-padded batches) and an optional ``KVCache`` for incremental decoding.
@@ -45,6 +48,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     layer_norm_epsilon: float = 1e-5
+    smear_keys: bool = False  # each key mixes in the previous position's key (CausalSelfAttention._smear)
 
     def problems(self) -> list[str]:
         """Human-readable problems with this config (empty when valid)."""
@@ -84,6 +88,8 @@ class KVCache:
         shape = (config.n_layer, batch_size, config.n_head, max_len, hs)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # smear_keys: each layer's key of the last stored position, before mixing (B, nh, 1, hs)
+        self.last_k = torch.zeros(shape[:3] + (1, hs), device=device, dtype=dtype) if config.smear_keys else None
         self.pos = 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,15 +118,22 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.attn_dropout = config.dropout
+        # smeared keys: a gate logit per head; sigmoid(0) = an even mix of a key and its predecessor's
+        self.smear = nn.Parameter(torch.zeros(config.n_head)) if config.smear_keys else None
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+                kv_cache: KVCache | None = None, layer: int = 0,
+                prev_real: torch.Tensor | None = None) -> torch.Tensor:
+        """``prev_real``: whether each position's predecessor is a real token (``GPT._prev_real``);
+        used by smeared keys only."""
         B, T, C = x.shape
         hs = C // self.n_head
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)
+        if self.smear is not None:
+            k = self._smear(k, prev_real, kv_cache, layer)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)  # (B, nh, past+T, hs)
         dropout = self.attn_dropout if self.training else 0.0
@@ -134,6 +147,27 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def _smear(self, k: torch.Tensor, prev_real: torch.Tensor, kv_cache: KVCache | None,
+               layer: int) -> torch.Tensor:
+        """Smeared keys (Olsson et al., 2022): ``k_t = g * k_t + (1 - g) * k_{t-1}``, g a learned
+        sigmoid gate per head.
+
+        A key then also says which token came just before it, so one attention layer can find
+        "the token that followed the earlier occurrence of the current token" and copy it: an
+        induction head, without the two-layer circuit that a small model takes far more tokens
+        to form (README: the copy ablation). The predecessor of a first token, or of a token after
+        padding, counts as zero (``prev_real``), so left-padded rows and incremental decoding (the
+        cache keeps the last unmixed key) equal the plain forward pass.
+        """
+        B, nh, T, hs = k.shape
+        cached = kv_cache is not None and kv_cache.pos > 0
+        first = kv_cache.last_k[layer] if cached else k.new_zeros(B, nh, 1, hs)
+        prev = torch.cat([first, k[:, :, :-1]], dim=2) * prev_real.to(k.dtype)
+        if kv_cache is not None:  # after the cat: ``first`` is a view of this slot
+            kv_cache.last_k[layer] = k[:, :, -1:]
+        gate = torch.sigmoid(self.smear).to(k.dtype).view(1, nh, 1, 1)
+        return gate * k + (1 - gate) * prev
 
 
 def bmm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
@@ -179,8 +213,9 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), attn_mask, kv_cache, layer)
+                kv_cache: KVCache | None = None, layer: int = 0,
+                prev_real: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), attn_mask, kv_cache, layer, prev_real)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -257,11 +292,21 @@ class GPT(nn.Module):
             position_ids = self._default_positions(B, T, past, attention_mask, idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(position_ids))
         attn_mask = None if attention_mask is None else self._sdpa_mask(attention_mask, T, past)
+        prev_real = self._prev_real(T, past, attention_mask, idx.device) if self.config.smear_keys else None
         for i, block in enumerate(self.transformer.h):
-            x = block(x, attn_mask, kv_cache, i)
+            x = block(x, attn_mask, kv_cache, i, prev_real)
         if kv_cache is not None:
             kv_cache.pos = past + T
         return self.transformer.ln_f(x)
+
+    @staticmethod
+    def _prev_real(T: int, past: int, attention_mask: torch.Tensor | None, device) -> torch.Tensor:
+        """(B or 1, 1, T, 1): whether the position before each of this call's is a real token."""
+        if attention_mask is None:
+            return (torch.arange(past, past + T, device=device) > 0).view(1, 1, T, 1)
+        real = attention_mask.bool()  # (B, past+T)
+        before = torch.cat([torch.zeros_like(real[:, :1]), real[:, :-1]], dim=1)[:, past:]
+        return before.view(real.size(0), 1, T, 1)
 
     @staticmethod
     def _default_positions(B: int, T: int, past: int, attention_mask: torch.Tensor | None,

@@ -53,17 +53,19 @@ class PretrainConfig:
                                       f"dialogue and mixed, {corpus_mod.DEFAULT_N_DOCS} for generic)")
     corpus_seed: int = option(0, "seed of the generated corpus")
     val_fraction: float = option(0.02, "share of documents held out for validation loss")
-    vocab_size: int = option(4096, "BPE vocabulary size, special tokens included")
-    split_digits: bool = option(False, "tokenize every digit on its own (ids and amounts copy digit by digit)")
-    block_size: int = option(128, "context length in tokens")
+    vocab_size: int = option(2048, "BPE vocabulary size, special tokens included")
+    split_digits: bool = option(True, "tokenize every digit on its own (ids and amounts copy digit by digit)")
+    block_size: int = option(160, "context length in tokens")
     n_layer: int = option(4, "transformer blocks")
     n_head: int = option(4, "attention heads")
-    n_embd: int = option(256, "embedding width")
+    n_embd: int = option(128, "embedding width")
+    smear_keys: bool = option(True, "smeared keys: each attention key mixes in its predecessor's, so one layer "
+                              "can copy what followed a token earlier in the message (model.py)")
     dropout: float = option(0.0, "dropout probability")
-    batch_size: int = option(16, "sequences per micro-batch (per process)")
+    batch_size: int = option(6, "sequences per micro-batch (per process)")
     grad_accum: int = option(1, "micro-batches per optimizer step")
-    max_steps: int = option(1400, "optimizer steps")
-    lr: float = option(2e-3, "peak learning rate")
+    max_steps: int = option(4296, "optimizer steps")
+    lr: float = option(5e-3, "peak learning rate")
     min_lr_ratio: float = option(0.1, "final LR as a fraction of --lr (cosine and wsd decay)")
     schedule: str = option("cosine", "LR schedule after warmup (wsd: constant, then linear decay over the last "
                            "--decay-fraction of the steps)", choices=SCHEDULES)
@@ -91,7 +93,8 @@ class PretrainConfig:
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout)
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
+                         smear_keys=self.smear_keys)
 
     def trainer_config(self) -> TrainerConfig:
         return TrainerConfig(
@@ -243,8 +246,8 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
     """Refuse to resume with settings that would make the continued run a different run."""
     saved = ckpt.get("pretrain_config", {})
     same = ("n_docs", "corpus", "corpus_kind", "corpus_seed", "val_fraction", "vocab_size", "split_digits",
-            "block_size", "n_layer", "n_head", "n_embd", "batch_size", "grad_accum", "max_steps", "lr", "optimizer",
-            "schedule", "seed")
+            "block_size", "n_layer", "n_head", "n_embd", "smear_keys", "batch_size", "grad_accum", "max_steps", "lr",
+            "optimizer", "schedule", "seed")
     same += ("decay_fraction",) if saved.get("schedule") == "wsd" else ()  # only wsd reads it
     refuse_changed(path, saved, asdict(cfg), same)
 

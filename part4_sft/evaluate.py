@@ -38,7 +38,7 @@ MODES = ("greedy", "sampled")
 
 @dataclass
 class EvalSettings:
-    max_new_tokens: int = 64
+    max_new_tokens: int = 90
     temperature: float = 0.7  # the sampled run; greedy (0.0) is always run too
     top_k: int = 0
     top_p: float = 1.0

@@ -114,7 +114,7 @@ class ExperimentConfig:
     val_gen_rows: int = option(48, "validation rows (the first N, fixed) answered greedily at every interval "
                                    "evaluation (val_gen/ curves); the whole validation split is scored at the end "
                                    "(final_val/) and the test set only then (final/)")
-    max_new_tokens: int = option(64, "longest greedy reply (as part4_sft.sft)")
+    max_new_tokens: int = option(90, "longest greedy reply (as part4_sft.sft)")
     eval_batch_size: int = option(64, "prompts generated at once")
     n_boot: int = option(1000, "bootstrap resamples for the final metrics' confidence intervals")
     n_examples: int = option(8, "replies kept in each run's evaluation.json")

@@ -87,7 +87,7 @@ class RunSettings:
     grad_clip: float = 1.0
     evals_per_epoch: int = 1
     val_gen_rows: int = 48
-    max_new_tokens: int = 64
+    max_new_tokens: int = 90
     eval_batch_size: int = 64
     n_boot: int = 1000
     n_examples: int = 8

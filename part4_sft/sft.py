@@ -82,7 +82,7 @@ class SFTConfig:
     batch_size: int = option(1, "pairs per optimizer step (small: at LR 5e-5 the model needs many Adam steps to move)")
     grad_accum: int = option(1, "micro-batches per optimizer step")
     grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
-    max_new_tokens: int = option(64, "longest generated reply")
+    max_new_tokens: int = option(90, "longest generated reply")
     temperature: float = option(0.7, "sampling temperature of the sampled evaluation (greedy is always run)")
     top_k: int = option(0, "top-k for sampling (0: off)")
     top_p: float = option(1.0, "nucleus top-p for sampling (1: off)")

@@ -26,7 +26,7 @@ from part3_pretrain.corpus import (
     generate_ticket,
     load_corpus_files,
 )
-from part3_pretrain.domain import dialogue_documents, template_leaks
+from part3_pretrain.domain import dialogue_documents, reference_drills, template_leaks
 from part3_pretrain.slots import find_heldout_leaks, slot_values
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|user|>", "<|assistant|>")
@@ -54,7 +54,7 @@ def default_corpus(kind: str) -> tuple[list[str], float]:
 def test_same_seed_same_corpus_different_seed_different(kind: str) -> None:
     assert generate_corpus(300, seed=1, kind=kind) == generate_corpus(300, seed=1, kind=kind)
     assert generate_corpus(300, seed=1, kind=kind) != generate_corpus(300, seed=2, kind=kind)
-    if kind != "mixed":  # "mixed" shuffles its two halves together
+    if kind == "generic":  # "dialogue" and "mixed" shuffle their parts together
         assert generate_corpus(50, seed=1, kind=kind) == generate_corpus(300, seed=1, kind=kind)[:50]
 
 
@@ -94,12 +94,14 @@ def test_kind_is_validated() -> None:
 
 def test_kinds() -> None:
     assert CORPUS_KINDS == ("dialogue", "generic", "mixed")
-    assert generate_corpus(40, seed=2) == generate_corpus(40, seed=2, kind="dialogue") == dialogue_documents(40, 2)
+    # "dialogue": two thirds exchanges in the SFT generator's wording, one third reference drills
+    dialogue = generate_corpus(40, seed=2, kind="dialogue")
+    assert generate_corpus(40, seed=2) == dialogue
+    assert sorted(dialogue) == sorted(dialogue_documents(27, 2) + reference_drills(13, 2))
     assert generate_corpus(40, seed=2, kind="generic") == [text for _, text in generate_labeled_corpus(40, 2)]
     # "mixed": half of each (the odd one generic), shuffled together
     mixed = generate_corpus(41, seed=2, kind="mixed")
-    assert sorted(mixed) == sorted(generate_corpus(21, seed=2, kind="generic") + dialogue_documents(20, 2))
-    assert mixed != generate_corpus(21, seed=2, kind="generic") + dialogue_documents(20, 2)
+    assert sorted(mixed) == sorted(generate_corpus(21, seed=2, kind="generic") + generate_corpus(20, seed=2))
 
 
 @pytest.mark.parametrize("kind", CORPUS_KINDS)

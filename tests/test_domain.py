@@ -188,3 +188,18 @@ def test_dialogue_documents_cycle_intents_and_are_deterministic(docs: list[str])
     train_docs = domain.dialogue_documents(40, seed=0, values=split_pools("train"))
     train_ids = set(slot_values("train")["order_id"])
     assert all(i in train_ids for d in train_docs for i in ORDER_ID.findall(d))
+
+
+def test_reference_drills_repeat_the_listed_values_verbatim() -> None:
+    drills = domain.reference_drills(300, seed=4)
+    assert drills == domain.reference_drills(300, seed=4) != domain.reference_drills(300, seed=5)
+    value = re.compile(r"#?[A-Z][0-9]{4}|\$[0-9]+\.[0-9]{2}|[A-Z][A-Z]+[0-9]+|(?<!^)\b[A-Z][a-z]+(?: [A-Z][a-z-]+)*")
+    listed = 0
+    for doc in drills:
+        customer, agent = doc.removeprefix("Customer: ").split("\nAgent: ")
+        found = value.findall(customer)
+        assert found, doc
+        assert all(v in agent for v in found), doc
+        listed += len(found)
+    assert listed > 1.5 * len(drills)  # 1-4 values each
+    assert not find_heldout_leaks(drills) and not domain.template_leaks(drills)

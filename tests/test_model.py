@@ -64,7 +64,8 @@ def hf_twin(model: GPT):
         # HF's Conv1D stores (in, out); nn.Linear stores (out, in).
         new[name] = w.t() if name.endswith(conv1d) else w
         assert new[name].shape == p.shape, name
-    missing = set(ours) - set(new)
+    # smeared keys with every gate fully open (sigmoid = 1) are GPT-2's keys: nothing to copy
+    missing = {n for n in set(ours) - set(new) if not (n.endswith("attn.smear") and bool((ours[n] > 40).all()))}
     assert not missing, f"our parameters without an HF counterpart: {sorted(missing)}"
     hf.load_state_dict(new, strict=False)
     assert torch.equal(hf.lm_head.weight, model.lm_head.weight)
@@ -112,9 +113,10 @@ def test_left_padded_batch_equals_transformers_with_mask_and_positions() -> None
     torch.testing.assert_close(ours[real], ref[real], atol=1e-5, rtol=0)
 
 
-def test_left_padding_does_not_change_real_rows() -> None:
+@pytest.mark.parametrize("smear", [False, True])
+def test_left_padding_does_not_change_real_rows(smear: bool) -> None:
     """A padded row's real positions give the same logits as the row alone, unpadded."""
-    model = scrambled_model(seed=4)
+    model = scrambled_model(seed=4, smear_keys=smear)
     T = 10
     idx, mask = _left_padded([10, 4], T)
     with torch.no_grad():
@@ -123,12 +125,40 @@ def test_left_padding_does_not_change_real_rows() -> None:
     torch.testing.assert_close(batch[1, T - 4:], alone[0], atol=1e-5, rtol=0)
 
 
+def test_smeared_keys_with_open_gates_are_gpt2_and_closed_gates_change_the_logits() -> None:
+    model = scrambled_model(seed=7, smear_keys=True)
+    idx = _random_ids(2, BLOCK)
+    with torch.no_grad():
+        mixed = model(idx)
+        for block in model.transformer.h:
+            block.attn.smear.fill_(50.0)  # sigmoid(50) == 1 in fp32: each key is its own
+        hf = hf_twin(model)
+        torch.testing.assert_close(model(idx), hf(idx).logits, atol=1e-5, rtol=0)
+    assert not torch.allclose(mixed, hf(idx).logits, atol=1e-3)
+
+
+def test_smeared_key_is_the_gated_mix_of_a_key_and_its_predecessor() -> None:
+    """One layer, one head: the attention layer's keys are g * k_t + (1 - g) * k_{t-1}, k_{-1} = 0."""
+    model = tiny_model(smear_keys=True, n_layer=1, n_head=1)
+    attn = model.transformer.h[0].attn
+    assert torch.equal(attn.smear, torch.zeros(1))  # init: an even mix
+    x = torch.randn(1, 5, N_EMBD)
+    k = attn.c_attn(x).split(N_EMBD, dim=2)[1].view(1, 5, 1, N_EMBD).transpose(1, 2)
+    with torch.no_grad():
+        attn.smear.fill_(0.7)
+        got = attn._smear(k, GPT._prev_real(5, 0, None, "cpu"), None, 0)
+    g = torch.sigmoid(torch.tensor(0.7))
+    want = g * k + (1 - g) * torch.cat([torch.zeros_like(k[:, :, :1]), k[:, :, :-1]], dim=2)
+    torch.testing.assert_close(got, want)
+
+
 # ------------------------------------------------------------------------------ properties
 
 
+@pytest.mark.parametrize("smear", [False, True])
 @pytest.mark.parametrize("t", [0, 5, BLOCK - 2])
-def test_causality_future_token_does_not_change_past_logits(t: int) -> None:
-    model = scrambled_model()
+def test_causality_future_token_does_not_change_past_logits(t: int, smear: bool) -> None:
+    model = scrambled_model(smear_keys=smear)
     idx = _random_ids(2, BLOCK)
     changed = idx.clone()
     changed[:, t + 1] = (changed[:, t + 1] + 7) % V
@@ -138,8 +168,9 @@ def test_causality_future_token_does_not_change_past_logits(t: int) -> None:
     assert not torch.allclose(a[:, t + 1], b[:, t + 1])  # the change itself is visible
 
 
-def test_causality_with_attention_mask() -> None:
-    model = scrambled_model()
+@pytest.mark.parametrize("smear", [False, True])
+def test_causality_with_attention_mask(smear: bool) -> None:
+    model = scrambled_model(smear_keys=smear)
     idx, mask = _left_padded([16, 9], 16)
     changed = idx.clone()
     changed[:, 12] = (changed[:, 12] + 5) % V
@@ -148,8 +179,9 @@ def test_causality_with_attention_mask() -> None:
     torch.testing.assert_close(a[:, :12], b[:, :12], atol=1e-6, rtol=0)
 
 
-def test_kv_cache_decoding_equals_full_forward() -> None:
-    model = scrambled_model(seed=5)
+@pytest.mark.parametrize("smear", [False, True])
+def test_kv_cache_decoding_equals_full_forward(smear: bool) -> None:
+    model = scrambled_model(seed=5, smear_keys=smear)
     idx = _random_ids(2, 20)
     prefill = 8
     with torch.no_grad():
@@ -162,8 +194,9 @@ def test_kv_cache_decoding_equals_full_forward() -> None:
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
 
 
-def test_kv_cache_decoding_left_padded_batch() -> None:
-    model = scrambled_model(seed=6)
+@pytest.mark.parametrize("smear", [False, True])
+def test_kv_cache_decoding_left_padded_batch(smear: bool) -> None:
+    model = scrambled_model(seed=6, smear_keys=smear)
     T, prefill = 16, 6
     idx, mask = _left_padded([16, 11, 4], T)  # row 2 is all padding during the prefill
     with torch.no_grad():

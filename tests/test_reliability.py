@@ -223,7 +223,7 @@ def _corpus(tmp_path: Path, kind: str) -> list[str]:
 # (argv, what the line must name, what else it must say)
 SMALL = {
     "n_docs_1": (["--n-docs", "1"], "--n-docs 1", "use --n-docs >= 2"),
-    "n_docs_3": (["--n-docs", "3"], "--n-docs 3", "one batch needs 16"),  # the default batch and block
+    "n_docs_3": (["--n-docs", "3"], "--n-docs 3", "one batch needs 6"),  # the default batch and block
     "n_docs_46": (["--n-docs", "46"], "--n-docs 46", "validation split"),  # one validation doc of < 129 tokens
     "one_txt": ("one_txt", "one.txt", "holds 1 document; need at least 2"),
     "one_jsonl": ("one_jsonl", "one.jsonl", "holds 1 document; need at least 2"),

@@ -72,7 +72,8 @@ class SFTConfig:
     n_val: int = option(100, "synthetic validation contexts")
     n_test: int = option(250, "synthetic held-out test contexts")
     data_seed: int = option(0, "seed of the synthetic data and of --data splits")
-    prompt_scheme: str = option("chat", "prompt template", choices=tuple(SCHEMES))
+    prompt_scheme: str = option("dialogue", "prompt template (dialogue: the pretraining corpus's own "
+                                "Customer:/Agent: format)", choices=tuple(SCHEMES))
     epochs: int = option(5, "passes over the training pairs")
     max_steps: int = option(0, "optimizer steps (0: --epochs passes; set it to compare data sets at equal steps)")
     lr: float = option(5e-5, "learning rate")

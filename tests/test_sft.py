@@ -42,7 +42,8 @@ def tok(pretrained):
 def tiny_cfg(pretrained: Path, out: Path, **kw) -> SFTConfig:
     base = dict(pretrained=str(pretrained), out_dir=str(out), dataset_path=str(out / "sft_dataset.json"),
                 n_pairs=120, n_high_quality=24, n_val=6, n_test=10, epochs=2, batch_size=4, lr=1e-3,
-                max_new_tokens=12, n_boot=50, n_examples=3, progress=False, device="cpu", dtype="float32")
+                max_new_tokens=12, n_boot=50, n_examples=3, progress=False, device="cpu", dtype="float32",
+                prompt_scheme="chat")  # the role-token scheme, evaluated beside the dialogue baseline
     base.update(kw)
     return SFTConfig(**base)
 
@@ -367,7 +368,7 @@ def test_resume_refuses_changed_settings_and_other_base(finished_run, pretrained
     capsys.readouterr()
     assert _exit_code(_tiny_args(pretrained, out) + ["--resume", "--prompt-scheme", "qa"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot resume with changed settings: --prompt-scheme 'chat' -> 'qa'" in err
+    assert err.count("\n") == 1 and "cannot resume with changed settings: --prompt-scheme 'dialogue' -> 'qa'" in err
     other = tmp_path / "other"
     pretrain_run(PretrainConfig(out_dir=str(other), n_docs=300, vocab_size=300, block_size=192, n_layer=1, n_head=2,
                                 n_embd=32, batch_size=8, max_steps=2, eval_every=0, checkpoint_every=0,

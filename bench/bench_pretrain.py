@@ -228,6 +228,11 @@ def ours_torch_gemm_loss(model, x, y, dtype):
         return ours_loss(model, x, y, dtype)
 
 
+def ours_onednn_loss(model, x, y, dtype):
+    with cpu_gemm.onednn_gemm():  # oneDNN's fp32 products whatever the CPU rule says
+        return ours_loss(model, x, y, dtype)
+
+
 def ours_unfused_loss(model, x, y, dtype):
     with autocast(dtype):
         logits = model(x)
@@ -256,10 +261,9 @@ class Variant:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         loss = self.loss_fn(self.model, x, y, self.dtype)
-        if self.loss_fn is ours_torch_gemm_loss:
-            with cpu_gemm.torch_gemm():  # the backward products too
-                loss.backward()
-        else:
+        backward_ctx = {ours_torch_gemm_loss: cpu_gemm.torch_gemm, ours_plain_loss: cpu_gemm.torch_gemm,
+                        ours_onednn_loss: cpu_gemm.onednn_gemm}.get(self.loss_fn, contextlib.nullcontext)
+        with backward_ctx():  # the backward products on the same kernel as the forward ones
             loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -285,6 +289,7 @@ def ours_plain_loss(model, x, y, dtype):
 # off ("plain": a nanoGPT-style model). The smear-off variants hold the very weights HF gets.
 OURS = (("ours_fp32", ours_loss, torch.float32, True), ("ours_bf16", ours_loss, torch.bfloat16, True),
         ("ours_fp32_torch_gemm", ours_torch_gemm_loss, torch.float32, True),
+        ("ours_fp32_onednn", ours_onednn_loss, torch.float32, True),
         ("ours_fp32_unfused", ours_unfused_loss, torch.float32, True),
         ("ours_fp32_gpt2", ours_loss, torch.float32, False),
         ("ours_fp32_gpt2_plain", ours_plain_loss, torch.float32, False))
@@ -352,6 +357,7 @@ def bench_throughput(bc: BenchConfig, cfg: GPTConfig, batch_size: int) -> dict:
                        "ours_bf16_over_ours_fp32": tps["ours_bf16"] / tps["ours_fp32"],
                        "hf_labels_over_hf_fp32": tps["hf_labels_fp32"] / tps["hf_fp32"],
                        "ours_fp32_over_torch_gemm": tps["ours_fp32"] / tps["ours_fp32_torch_gemm"],
+                       "onednn_over_torch_gemm": tps["ours_fp32_onednn"] / tps["ours_fp32_torch_gemm"],
                        "ours_fp32_over_unfused": tps["ours_fp32"] / tps["ours_fp32_unfused"],
                        "torch_gemm_over_hf_fp32": tps["ours_fp32_torch_gemm"] / tps["hf_fp32"]},
             "_variants": variants, "_batch": (x, y)}

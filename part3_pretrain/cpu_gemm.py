@@ -7,7 +7,11 @@ and has AVX-512 fp32 kernels: at the model's shapes it runs about 2x MKL's speed
 bf16/tf32 down-conversion. Only the order of the sums differs, so results agree with
 ``F.linear`` to fp32 rounding.
 
-The oneDNN path is used only where it applies:
+The oneDNN path is used only where it is measured faster and where it applies:
+- a CPU where MKL does not use AVX-512 although the CPU has it: an AVX-512 CPU that is not
+  Intel's (``onednn_preferred``). Measured at the default model's shapes: 2x MKL on a 2-core
+  AMD EPYC with AVX-512, but 6% slower than MKL on an AVX2-only AMD Zen 3 and 13% slower on an
+  AVX-512 Intel Xeon (``bench/README.md``), where MKL has its own AVX-512 kernels;
 - the CPU, fp32 input and weight;
 - no CPU autocast (under bf16 autocast ``F.linear`` already goes to oneDNN's bf16 kernels);
 - not under ``torch.compile`` (Inductor picks its own kernels);
@@ -18,19 +22,21 @@ The oneDNN path is used only where it applies:
   has its own length. 240 prompt lengths grew the process by 3 GB on oneDNN and by 0.25 GB on
   MKL, so inference stays on torch.
 Everything else is plain ``F.linear`` / ``torch.mm``. ``torch_gemm()`` turns the oneDNN path off
-for a block; the benchmark and the tests use it to compare the two kernels.
+for a block and ``onednn_gemm()`` on (where oneDNN exists), whatever the CPU; the benchmark and
+the tests use them to compare the two kernels.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-_enabled = [True]  # a one-element list, so ``torch_gemm`` can toggle it without ``global``
+_enabled: list[bool | None] = [None]  # None: the CPU rule decides; True / False: forced on / off
 
 
 @functools.cache
@@ -45,15 +51,43 @@ def onednn_available() -> bool:
         return False
 
 
+def _cpu_vendor() -> str:
+    """``vendor_id`` of /proc/cpuinfo ("GenuineIntel", "AuthenticAMD", ...), else platform's guess."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+@functools.cache
+def onednn_preferred() -> bool:
+    """Whether oneDNN's fp32 kernels beat torch's default GEMM on this CPU (module docstring)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability.startswith("AVX512") and _cpu_vendor() != "GenuineIntel"
+
+
 @contextlib.contextmanager
-def torch_gemm() -> Iterator[None]:
-    """Within this block every product goes through plain ``F.linear`` / ``torch.mm``."""
+def _forced(value: bool) -> Iterator[None]:
     before = _enabled[0]
-    _enabled[0] = False
+    _enabled[0] = value
     try:
         yield
     finally:
         _enabled[0] = before
+
+
+def torch_gemm() -> contextlib.AbstractContextManager:
+    """Within this block every product goes through plain ``F.linear`` / ``torch.mm``."""
+    return _forced(False)
+
+
+def onednn_gemm() -> contextlib.AbstractContextManager:
+    """Within this block training products use oneDNN wherever it exists, whatever the CPU."""
+    return _forced(True)
 
 
 def onednn_applies(*tensors: torch.Tensor) -> bool:
@@ -62,7 +96,8 @@ def onednn_applies(*tensors: torch.Tensor) -> bool:
     Callers decide whether they are training (see the module docstring); ``linear`` and
     ``fused_loss`` pass the answer down as the ``onednn`` flag of the helpers below.
     """
-    return (_enabled[0]
+    wanted = onednn_preferred() if _enabled[0] is None else _enabled[0]
+    return (wanted
             and torch.backends.mkldnn.enabled
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
             and not torch.is_autocast_enabled("cpu")

@@ -14,6 +14,35 @@ needs_onednn = pytest.mark.skipif(not cpu_gemm.onednn_available(),
                                   reason="this torch build has no oneDNN fp32 linear")
 
 
+@pytest.fixture(autouse=True)
+def _onednn_on():
+    """These tests are about the oneDNN path: take it wherever it exists, whatever the CPU's rule."""
+    with cpu_gemm.onednn_gemm():
+        yield
+
+
+@pytest.mark.parametrize("vendor, capability, preferred", [
+    ("AuthenticAMD", "AVX512", True), ("AuthenticAMD", "AVX2", False),
+    ("GenuineIntel", "AVX512", False), ("GenuineIntel", "AVX2", False)])
+def test_onednn_is_preferred_only_on_non_intel_avx512(monkeypatch, vendor, capability, preferred):
+    cpu_gemm.onednn_preferred.cache_clear()
+    monkeypatch.setattr(cpu_gemm, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    try:
+        assert cpu_gemm.onednn_preferred() is preferred
+    finally:
+        cpu_gemm.onednn_preferred.cache_clear()
+
+
+def test_the_rule_decides_outside_the_switches():
+    cpu_gemm._enabled[0] = None  # as in a run: neither torch_gemm() nor onednn_gemm()
+    try:
+        x, w = torch.randn(4, 8), torch.randn(6, 8, requires_grad=True)
+        assert cpu_gemm.onednn_applies(x, w) == (cpu_gemm.onednn_available() and cpu_gemm.onednn_preferred())
+    finally:
+        cpu_gemm._enabled[0] = True
+
+
 def _inputs(shape_x, n_out, bias=True, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(*shape_x, generator=g, requires_grad=True)

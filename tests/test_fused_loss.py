@@ -36,7 +36,7 @@ def test_loss_grads_and_accuracy_equal_the_reference(chunk_rows, onednn):
     h, w, t = _case()
     ref_loss, ref_correct = _reference(h, w, t)
     ref_gh, ref_gw = torch.autograd.grad(ref_loss, (h, w))
-    ctx = cpu_gemm.torch_gemm() if not onednn else torch.enable_grad()
+    ctx = cpu_gemm.torch_gemm() if not onednn else cpu_gemm.onednn_gemm()
     with ctx:
         loss, correct = linear_cross_entropy(h, w, t, with_accuracy=True, chunk_rows=chunk_rows)
         gh, gw = torch.autograd.grad(loss, (h, w))

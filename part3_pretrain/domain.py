@@ -994,7 +994,7 @@ def dialogue_documents(n: int, seed: int = 0, values: SlotPools | None = None) -
 
 
 # Reference drills: short exchanges whose whole job is to restate what the customer listed.
-_DRILL_KINDS = ("order_id", "order_id", "customer", "product", "amount", "promo_code")
+_DRILL_KINDS = ("order_id", "order_id", "customer", "customer", "product", "amount", "promo_code", "carrier")
 _DRILL_ASKS = ("Please confirm these details: {items}.", "Can you check {items} for me?",
                "My references are {items}.", "I have {items} on my account.", "Details: {items}",
                "Could you look up {items}?", "Writing about {items}.")
@@ -1020,9 +1020,9 @@ def reference_drills(n: int, seed: int = 0, values: SlotPools | None = None) -> 
         raise ValueError(f"n must be an integer >= 0, got {n!r}")
     values = values if values is not None else open_pools()
     rng = random.Random(f"drill-{seed}")
-    docs = []
-    for _ in range(n):
+    docs: dict[str, None] = {}  # insertion-ordered set: no drill twice
+    while len(docs) < n:
         items = ", ".join(_drill_value(values, rng) for _ in range(rng.randint(1, 4)))
-        docs.append(f"Customer: {rng.choice(_DRILL_ASKS).format(items=items)}\n"
-                    f"Agent: {rng.choice(_DRILL_ANSWERS).format(items=items)}")
-    return docs
+        docs[f"Customer: {rng.choice(_DRILL_ASKS).format(items=items)}\n"
+             f"Agent: {rng.choice(_DRILL_ANSWERS).format(items=items)}"] = None
+    return list(docs)

@@ -2,7 +2,8 @@
 
 ``open_pools()`` gives pseudo-word customer names and brand words (random consonant-vowel
 syllables: "Bakoru", "Tilven"), random order ids, dollar amounts and promo codes, tens of
-thousands of each, plus the train side's own values (names, products, dates, carriers). A model
+thousands of each (carriers: two thousand pseudo-word couriers, "Bakoru Express"), plus the train
+side's own values (names, products, dates, carriers). A model
 pretrained on text written with them cannot guess a specific from its prior and has to copy it
 from the message. Every value is checked against ``slots.heldout_values()``, and brand words
 never equal a product line of either side, so no product can be a held-out one.
@@ -16,6 +17,7 @@ from typing import Callable
 from part3_pretrain.slots import PRODUCT_ITEMS, SlotPools, heldout_values, slot_values
 
 _CONSONANTS, _VOWELS = "bcdfghjklmnprstvz", "aeiou"
+_CARRIER_WORDS = ("Express", "Post", "Freight", "Couriers", "Logistics", "Parcel")
 
 
 def _word(rng: random.Random, syllables: int) -> str:
@@ -43,6 +45,7 @@ def open_pools(seed: int = 1, size: int = 20000) -> SlotPools:
 
     names = fill(lambda: _word(rng, rng.choice((2, 2, 3))), size)
     brands = [b for b in fill(lambda: _word(rng, 2), 4000) if b not in lines]
+    couriers = [c for c in fill(lambda: _word(rng, 2), 2000) if c not in lines]
     items = list(PRODUCT_ITEMS)
     return SlotPools({
         "customer": names + train["customer"],
@@ -50,6 +53,7 @@ def open_pools(seed: int = 1, size: int = 20000) -> SlotPools:
         "product": fill(lambda: f"{rng.choice(brands)} {rng.choice(items)}", size) + train["product"],
         "date": train["date"],
         "amount": fill(lambda: f"${rng.randrange(5, 900)}.{rng.randrange(100):02d}", size),
-        "carrier": train["carrier"],
+        "carrier": fill(lambda: f"{rng.choice(couriers)} {rng.choice(_CARRIER_WORDS)}", size // 10)
+        + train["carrier"],
         "promo_code": fill(lambda: f"{_word(rng, 2).upper()}{rng.choice((5, 10, 15, 20, 25, 30))}", size),
     })

@@ -5,9 +5,9 @@ tied input/output embeddings, ``transformer.h.N.attn.c_attn`` ...), so the model
 against ``transformers.GPT2LMHeadModel`` weight for weight. One addition, on by default in
 pretraining: smeared keys (``smear_keys``, a gate per head that mixes each key with its
 predecessor's), which lets the model learn to copy the message's ids and names within the CPU
-budget; with the gates fully open it is GPT-2 again, and the reference test checks both. Attention goes through
-``F.scaled_dot_product_attention``; linear layers are ``nn.Linear`` whose CPU fp32 training
-products run in oneDNN (``cpu_gemm``). The forward pass takes an optional attention mask and
+budget; with the gates fully open it is GPT-2 again, and the reference test checks both.
+Attention goes through ``F.scaled_dot_product_attention``; linear layers are ``nn.Linear`` whose
+CPU fp32 training products run in oneDNN where that is faster (``cpu_gemm``). The forward pass takes an optional attention mask and
 position ids (for left-padded batches) and an optional ``KVCache`` for incremental decoding.
 Given ``targets`` it returns the summed loss through the fused LM head + cross-entropy
 (``fused_loss``) instead of logits; ``lm_loss`` on the logits is the reference it is tested

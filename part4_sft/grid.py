@@ -50,15 +50,15 @@ class BaseModel:
     description: str = ""
 
 
-# The large base IS part 3's default model (4 layers x 256, ~4.2M parameters), so
+# The large base IS part 3's default model (4 layers x 128, ~1.08M parameters), so
 # `python -m part3_pretrain.pretrain` and `python -m part4_sft.sft` share it. The small one is
 # built like distilgpt2 next to gpt2: half the depth, same width, vocabulary, corpus and recipe.
-SMALL_PRETRAIN = {"n_layer": 2, "n_head": 4, "n_embd": 256}
+SMALL_PRETRAIN = {"n_layer": 2}
 BASES: dict[str, BaseModel] = {
     "large": BaseModel("large", "checkpoints/pretrain/model.pt", {},
-                       "part-3 default: 4 layers, 4 heads, 256 wide (~4.2M parameters)"),
+                       "part-3 default: 4 layers, 4 heads, 128 wide (~1.08M parameters)"),
     "small": BaseModel("small", "checkpoints/pretrain_small/model.pt", dict(SMALL_PRETRAIN),
-                       "distilgpt2-style: 2 layers, 4 heads, 256 wide (~2.7M parameters)"),
+                       "distilgpt2-style: 2 layers, 4 heads, 128 wide (~0.68M parameters)"),
 }
 
 # ---------------------------------------------------------------------------------------------

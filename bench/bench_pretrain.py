@@ -223,16 +223,6 @@ def ours_loss(model, x, y, dtype):
         return model(x, targets=y).loss_sum / y.numel()
 
 
-def ours_torch_gemm_loss(model, x, y, dtype):
-    with cpu_gemm.torch_gemm():  # every product through torch's own (MKL) fp32 GEMM
-        return ours_loss(model, x, y, dtype)
-
-
-def ours_onednn_loss(model, x, y, dtype):
-    with cpu_gemm.onednn_gemm():  # oneDNN's fp32 products whatever the CPU rule says
-        return ours_loss(model, x, y, dtype)
-
-
 def ours_unfused_loss(model, x, y, dtype):
     with autocast(dtype):
         logits = model(x)
@@ -258,12 +248,16 @@ class Variant:
     optimizer: torch.optim.Optimizer
     loss_fn: Callable
     dtype: torch.dtype
+    # fp32 products: the CPU rule (nullcontext), cpu_gemm.torch_gemm or cpu_gemm.onednn_gemm
+    kernel: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with self.kernel():
+            return self.loss_fn(self.model, x, y, self.dtype)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        loss = self.loss_fn(self.model, x, y, self.dtype)
-        backward_ctx = {ours_torch_gemm_loss: cpu_gemm.torch_gemm, ours_plain_loss: cpu_gemm.torch_gemm,
-                        ours_onednn_loss: cpu_gemm.onednn_gemm}.get(self.loss_fn, contextlib.nullcontext)
-        with backward_ctx():  # the backward products on the same kernel as the forward ones
+        with self.kernel():  # the backward products on the forward's kernel
+            loss = self.loss(x, y)
             loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -278,21 +272,19 @@ def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
     return trainer_optimizer(model, tc, torch.device("cpu"))
 
 
-def ours_plain_loss(model, x, y, dtype):
-    with cpu_gemm.torch_gemm():  # every speed path off: torch's GEMM and the unfused loss
-        return ours_unfused_loss(model, x, y, dtype)
-
-
 # Our model as the trainer runs it (the default config: smeared keys on), then ablations of it in
-# fp32: torch's own GEMM instead of oneDNN, the unfused loss (full logits + F.cross_entropy), and
+# fp32: torch's own GEMM, oneDNN forced on, the unfused loss (full logits + F.cross_entropy), and
 # the same function as GPT2LMHeadModel (smeared keys off: "gpt2"), fast and with every speed path
-# off ("plain": a nanoGPT-style model). The smear-off variants hold the very weights HF gets.
-OURS = (("ours_fp32", ours_loss, torch.float32, True), ("ours_bf16", ours_loss, torch.bfloat16, True),
-        ("ours_fp32_torch_gemm", ours_torch_gemm_loss, torch.float32, True),
-        ("ours_fp32_onednn", ours_onednn_loss, torch.float32, True),
-        ("ours_fp32_unfused", ours_unfused_loss, torch.float32, True),
-        ("ours_fp32_gpt2", ours_loss, torch.float32, False),
-        ("ours_fp32_gpt2_plain", ours_plain_loss, torch.float32, False))
+# off ("plain": torch's GEMM and the unfused loss, a nanoGPT-style model). The smear-off variants
+# hold the very weights HF gets. (name, loss, dtype, smeared keys, kernel)
+_RULE, _TORCH, _ONEDNN = contextlib.nullcontext, cpu_gemm.torch_gemm, cpu_gemm.onednn_gemm
+OURS = (("ours_fp32", ours_loss, torch.float32, True, _RULE),
+        ("ours_bf16", ours_loss, torch.bfloat16, True, _RULE),
+        ("ours_fp32_torch_gemm", ours_loss, torch.float32, True, _TORCH),
+        ("ours_fp32_onednn", ours_loss, torch.float32, True, _ONEDNN),
+        ("ours_fp32_unfused", ours_unfused_loss, torch.float32, True, _RULE),
+        ("ours_fp32_gpt2", ours_loss, torch.float32, False, _RULE),
+        ("ours_fp32_gpt2_plain", ours_unfused_loss, torch.float32, False, _TORCH))
 
 
 def make_variants(cfg: GPTConfig) -> tuple[list[Variant], dict]:
@@ -301,10 +293,10 @@ def make_variants(cfg: GPTConfig) -> tuple[list[Variant], dict]:
     plain_cfg = replace(cfg, smear_keys=False)
     plain_sd = {k: v for k, v in reference.state_dict().items() if not k.endswith("attn.smear")}
     variants, info = [], {}
-    for name, loss_fn, dt, smear in OURS:
+    for name, loss_fn, dt, smear, kernel in OURS:
         ours = GPT(cfg if smear else plain_cfg)
         ours.load_state_dict(reference.state_dict() if smear else plain_sd)
-        variants.append(Variant(name, ours.train(), make_optimizer(ours), loss_fn, dt))
+        variants.append(Variant(name, ours.train(), make_optimizer(ours), loss_fn, dt, kernel))
     reference = variants[-1].model  # smeared keys off: the weights HF can hold
     for dt in (torch.float32, torch.bfloat16):
         hf = build_hf(plain_cfg, reference)
@@ -320,7 +312,7 @@ def parity(variants: list[Variant], x: torch.Tensor, y: torch.Tensor) -> dict:
     """Initial fp32 loss of every variant on the batch: equal weights must give equal losses (HF
     against our smear-off twin, which computes the same function)."""
     with torch.no_grad():
-        losses = {v.name: float(v.loss_fn(v.model, x, y, v.dtype)) for v in variants}
+        losses = {v.name: float(v.loss(x, y)) for v in variants}
     ref = losses["ours_fp32_gpt2"]
     return {"initial_loss": losses,
             "plain_abs_diff": abs(losses["ours_fp32_gpt2_plain"] - ref),

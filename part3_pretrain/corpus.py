@@ -5,10 +5,11 @@
 * "dialogue" (the default, ``DIALOGUE_N_DOCS`` documents): ``domain.dialogue_documents``, one
   "Customer: <message>\nAgent: <good reply>" exchange each, in the SFT generator's own wording
   (the shared retail world of ``part3_pretrain.domain``, train-side templates only) with slot
-  values from open-ended pools (``open_values``): pseudo-word names and brands, random order ids,
-  amounts and promo codes, so a model can only restate a specific by reading it. A third of
-  the documents are ``domain.reference_drills``: a customer lists 1-4 ids, names, products,
-  amounts or codes and the agent repeats them verbatim, dense practice at copying.
+  values from open-ended pools (``open_values``): pseudo-word names, brands and couriers, random
+  order ids, amounts and promo codes, so a model can only restate a specific by reading it. A
+  third of the documents are ``domain.reference_drills``: a customer lists 1-4 ids, names,
+  products, carriers, amounts or codes and the agent repeats them verbatim, dense practice at
+  copying.
 * "generic" (``DEFAULT_N_DOCS`` documents): this module's own generator, below.
 * "mixed": half of each, shuffled together.
 
@@ -61,7 +62,7 @@ from part3_pretrain.slots import product_category, slot_values
 CORPUS_KINDS = ("dialogue", "generic", "mixed")
 # generic: ~4.3 MB of text at ~500 bytes a document; generation takes about half a second on one core.
 DEFAULT_N_DOCS = 8600
-# dialogue (and mixed): ~6.4 MB at ~320 bytes a document; about 3 seconds on one core.
+# dialogue (and mixed): ~7.5 MB at ~250 bytes a document; a few seconds on one core.
 DIALOGUE_N_DOCS = 30000
 POLICY_SHARE = 0.09   # fraction of documents that are policy snippets
 TICKET_SHARE = 0.37   # fraction that are single-message tickets (see generate_ticket)

@@ -10,7 +10,7 @@ bf16/tf32 down-conversion. Only the order of the sums differs, so results agree 
 The oneDNN path is used only where it is measured faster and where it applies:
 - a CPU where MKL does not use AVX-512 although the CPU has it: an AVX-512 CPU that is not
   Intel's (``onednn_preferred``). Measured at the default model's shapes: 2x MKL on a 2-core
-  AMD EPYC with AVX-512, but 6% slower than MKL on an AVX2-only AMD Zen 3 and 13% slower on an
+  AMD EPYC with AVX-512, but 6% slower than MKL on an AVX2-only AMD Zen 3 and 11-13% slower on an
   AVX-512 Intel Xeon (``bench/README.md``), where MKL has its own AVX-512 kernels;
 - the CPU, fp32 input and weight;
 - no CPU autocast (under bf16 autocast ``F.linear`` already goes to oneDNN's bf16 kernels);

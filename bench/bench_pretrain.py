@@ -21,6 +21,7 @@ width, batch size), on the CPU, in one process, side by side:
 
 Numbers go to a table on stdout and to a JSON file; bench/README.md says what each one means.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
@@ -84,9 +85,18 @@ class BenchConfig:
     out: str = "bench/results.json"
 
     @classmethod
-    def quick_config(cls, **overrides) -> "BenchConfig":
-        base = cls(quick=True, repeats=3, steps_per_repeat=2, warmup_steps=1, mm_min_seconds=0.1,
-                   curve_steps=40, curve_docs=1000, memory_steps=5, memory_n_docs=1000)
+    def quick_config(cls, **overrides) -> BenchConfig:
+        base = cls(
+            quick=True,
+            repeats=3,
+            steps_per_repeat=2,
+            warmup_steps=1,
+            mm_min_seconds=0.1,
+            curve_steps=40,
+            curve_docs=1000,
+            memory_steps=5,
+            memory_n_docs=1000,
+        )
         return replace(base, **overrides)
 
 
@@ -121,8 +131,13 @@ def model_config() -> GPTConfig:
 def matmul_shapes(cfg: GPTConfig, batch_size: int) -> dict[str, tuple[int, int, int]]:
     """(M, K, N) of the model's forward GEMMs for one batch, plus a big square."""
     bt, c = batch_size * cfg.block_size, cfg.n_embd
-    return {"qkv": (bt, c, 3 * c), "mlp_fc": (bt, c, 4 * c), "mlp_proj": (bt, 4 * c, c),
-            "lm_head": (bt, c, cfg.vocab_size), "square": (SQUARE, SQUARE, SQUARE)}
+    return {
+        "qkv": (bt, c, 3 * c),
+        "mlp_fc": (bt, c, 4 * c),
+        "mlp_proj": (bt, 4 * c, c),
+        "lm_head": (bt, c, cfg.vocab_size),
+        "square": (SQUARE, SQUARE, SQUARE),
+    }
 
 
 # The GEMM kernels timed: torch.mm (MKL for fp32, oneDNN for bf16) and, in fp32, oneDNN as the
@@ -171,14 +186,15 @@ def bench_matmul(bc: BenchConfig, cfg: GPTConfig, batch_size: int) -> dict:
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in ops}
     keys = list(ops)
     for r in range(bc.repeats):  # interleaved: every shape and kernel once per repeat, rotated
-        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
             samples[key].append(time_mm(key[1], *ops[key], bc.mm_min_seconds))
-    result = {"threads": torch.get_num_threads(), "kernels": kernels, "shapes": {}, "peak_tflops": {},
-              "peak_shape": {}}
+    result = {"threads": torch.get_num_threads(), "kernels": kernels, "shapes": {}, "peak_tflops": {}, "peak_shape": {}}
     for name, (m, k, n) in shapes.items():
-        result["shapes"][name] = {"mkn": [m, k, n],
-                                  **{f"{kern}_tflops": median(samples[(name, kern)]) for kern in kernels},
-                                  **{f"{kern}_samples": samples[(name, kern)] for kern in kernels}}
+        result["shapes"][name] = {
+            "mkn": [m, k, n],
+            **{f"{kern}_tflops": median(samples[(name, kern)]) for kern in kernels},
+            **{f"{kern}_samples": samples[(name, kern)] for kern in kernels},
+        }
     for kern in kernels:
         best = max(shapes, key=lambda s: result["shapes"][s][f"{kern}_tflops"])
         result["peak_tflops"][kern] = result["shapes"][best][f"{kern}_tflops"]
@@ -197,17 +213,27 @@ def build_hf(cfg: GPTConfig, ours: GPT):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     transformers.logging.set_verbosity_error()
-    hcfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
-                      n_layer=cfg.n_layer, n_head=cfg.n_head, activation_function="gelu_new",
-                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                      layer_norm_epsilon=cfg.layer_norm_epsilon, tie_word_embeddings=True,
-                      bos_token_id=None, eos_token_id=None, loss_type="ForCausalLM")
+    hcfg = GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.block_size,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        layer_norm_epsilon=cfg.layer_norm_epsilon,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=None,
+        loss_type="ForCausalLM",
+    )
     try:
         hf = GPT2LMHeadModel._from_config(hcfg, attn_implementation="sdpa")
     except (ValueError, ImportError):
         hf = GPT2LMHeadModel._from_config(hcfg, attn_implementation="eager")
-    sd = {k: (v.t().contiguous() if k.endswith(CONV1D_SUFFIXES) else v.clone())
-          for k, v in ours.state_dict().items()}
+    sd = {k: (v.t().contiguous() if k.endswith(CONV1D_SUFFIXES) else v.clone()) for k, v in ours.state_dict().items()}
     missing, unexpected = hf.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != "lm_head.weight" and not k.endswith(("attn.bias", "masked_bias"))]
     if missing or unexpected:
@@ -278,13 +304,15 @@ def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
 # off ("plain": torch's GEMM and the unfused loss, a nanoGPT-style model). The smear-off variants
 # hold the very weights HF gets. (name, loss, dtype, smeared keys, kernel)
 _RULE, _TORCH, _ONEDNN = contextlib.nullcontext, cpu_gemm.torch_gemm, cpu_gemm.onednn_gemm
-OURS = (("ours_fp32", ours_loss, torch.float32, True, _RULE),
-        ("ours_bf16", ours_loss, torch.bfloat16, True, _RULE),
-        ("ours_fp32_torch_gemm", ours_loss, torch.float32, True, _TORCH),
-        ("ours_fp32_onednn", ours_loss, torch.float32, True, _ONEDNN),
-        ("ours_fp32_unfused", ours_unfused_loss, torch.float32, True, _RULE),
-        ("ours_fp32_gpt2", ours_loss, torch.float32, False, _RULE),
-        ("ours_fp32_gpt2_plain", ours_unfused_loss, torch.float32, False, _TORCH))
+OURS = (
+    ("ours_fp32", ours_loss, torch.float32, True, _RULE),
+    ("ours_bf16", ours_loss, torch.bfloat16, True, _RULE),
+    ("ours_fp32_torch_gemm", ours_loss, torch.float32, True, _TORCH),
+    ("ours_fp32_onednn", ours_loss, torch.float32, True, _ONEDNN),
+    ("ours_fp32_unfused", ours_unfused_loss, torch.float32, True, _RULE),
+    ("ours_fp32_gpt2", ours_loss, torch.float32, False, _RULE),
+    ("ours_fp32_gpt2_plain", ours_unfused_loss, torch.float32, False, _TORCH),
+)
 
 
 def make_variants(cfg: GPTConfig) -> tuple[list[Variant], dict]:
@@ -314,10 +342,12 @@ def parity(variants: list[Variant], x: torch.Tensor, y: torch.Tensor) -> dict:
     with torch.no_grad():
         losses = {v.name: float(v.loss(x, y)) for v in variants}
     ref = losses["ours_fp32_gpt2"]
-    return {"initial_loss": losses,
-            "plain_abs_diff": abs(losses["ours_fp32_gpt2_plain"] - ref),
-            "hf_fp32_abs_diff": abs(losses["hf_fp32"] - ref),
-            "hf_labels_fp32_abs_diff": abs(losses["hf_labels_fp32"] - ref)}
+    return {
+        "initial_loss": losses,
+        "plain_abs_diff": abs(losses["ours_fp32_gpt2_plain"] - ref),
+        "hf_fp32_abs_diff": abs(losses["hf_fp32"] - ref),
+        "hf_labels_fp32_abs_diff": abs(losses["hf_labels_fp32"] - ref),
+    }
 
 
 def bench_throughput(bc: BenchConfig, cfg: GPTConfig, batch_size: int) -> dict:
@@ -332,27 +362,35 @@ def bench_throughput(bc: BenchConfig, cfg: GPTConfig, batch_size: int) -> dict:
     tokens = bc.steps_per_repeat * x.numel()
     samples: dict[str, list[float]] = {v.name: [] for v in variants}
     for r in range(bc.repeats):  # A, B, C, ... each repeat, rotating who goes first
-        for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
             t0 = time.perf_counter()
             for _ in range(bc.steps_per_repeat):
                 v.step(x, y)
             samples[v.name].append(tokens / (time.perf_counter() - t0))
     tps = {name: median(s) for name, s in samples.items()}
-    return {**info, "tokens_per_step": x.numel(), "steps_per_repeat": bc.steps_per_repeat,
-            "tokens_per_s": tps, "best_tokens_per_s": {name: max(s) for name, s in samples.items()},
-            "samples": samples,
-            "ratios": {"ours_fp32_over_hf_fp32": tps["ours_fp32"] / tps["hf_fp32"],
-                       "ours_fp32_over_plain": tps["ours_fp32"] / tps["ours_fp32_gpt2_plain"],
-                       "gpt2_over_hf_fp32": tps["ours_fp32_gpt2"] / tps["hf_fp32"],
-                       "smear_cost": tps["ours_fp32_gpt2"] / tps["ours_fp32"],
-                       "ours_bf16_over_hf_bf16": tps["ours_bf16"] / tps["hf_bf16"],
-                       "ours_bf16_over_ours_fp32": tps["ours_bf16"] / tps["ours_fp32"],
-                       "hf_labels_over_hf_fp32": tps["hf_labels_fp32"] / tps["hf_fp32"],
-                       "ours_fp32_over_torch_gemm": tps["ours_fp32"] / tps["ours_fp32_torch_gemm"],
-                       "onednn_over_torch_gemm": tps["ours_fp32_onednn"] / tps["ours_fp32_torch_gemm"],
-                       "ours_fp32_over_unfused": tps["ours_fp32"] / tps["ours_fp32_unfused"],
-                       "torch_gemm_over_hf_fp32": tps["ours_fp32_torch_gemm"] / tps["hf_fp32"]},
-            "_variants": variants, "_batch": (x, y)}
+    return {
+        **info,
+        "tokens_per_step": x.numel(),
+        "steps_per_repeat": bc.steps_per_repeat,
+        "tokens_per_s": tps,
+        "best_tokens_per_s": {name: max(s) for name, s in samples.items()},
+        "samples": samples,
+        "ratios": {
+            "ours_fp32_over_hf_fp32": tps["ours_fp32"] / tps["hf_fp32"],
+            "ours_fp32_over_plain": tps["ours_fp32"] / tps["ours_fp32_gpt2_plain"],
+            "gpt2_over_hf_fp32": tps["ours_fp32_gpt2"] / tps["hf_fp32"],
+            "smear_cost": tps["ours_fp32_gpt2"] / tps["ours_fp32"],
+            "ours_bf16_over_hf_bf16": tps["ours_bf16"] / tps["hf_bf16"],
+            "ours_bf16_over_ours_fp32": tps["ours_bf16"] / tps["ours_fp32"],
+            "hf_labels_over_hf_fp32": tps["hf_labels_fp32"] / tps["hf_fp32"],
+            "ours_fp32_over_torch_gemm": tps["ours_fp32"] / tps["ours_fp32_torch_gemm"],
+            "onednn_over_torch_gemm": tps["ours_fp32_onednn"] / tps["ours_fp32_torch_gemm"],
+            "ours_fp32_over_unfused": tps["ours_fp32"] / tps["ours_fp32_unfused"],
+            "torch_gemm_over_hf_fp32": tps["ours_fp32_torch_gemm"] / tps["hf_fp32"],
+        },
+        "_variants": variants,
+        "_batch": (x, y),
+    }
 
 
 def mfu(throughput: dict, matmul: dict, cfg: GPTConfig) -> dict:
@@ -362,9 +400,12 @@ def mfu(throughput: dict, matmul: dict, cfg: GPTConfig) -> dict:
     for name, tps in throughput["tokens_per_s"].items():
         dt = "bf16" if "bf16" in name else "fp32"
         achieved = tps * fpt["total"] / 1e12
-        out["by_variant"][name] = {"achieved_tflops": achieved, "peak_dtype": dt,
-                                   "mfu": achieved / peaks[dt],
-                                   "mfu_best_kernel": achieved / peaks["fp32_best" if dt == "fp32" else dt]}
+        out["by_variant"][name] = {
+            "achieved_tflops": achieved,
+            "peak_dtype": dt,
+            "mfu": achieved / peaks[dt],
+            "mfu_best_kernel": achieved / peaks["fp32_best" if dt == "fp32" else dt],
+        }
     return out
 
 
@@ -389,8 +430,16 @@ def make_trainer(pc: PretrainConfig, tokens, vocab_size: int, steps: int, dtype:
     torch.manual_seed(pc.seed)
     model = GPT(pc.model_config(vocab_size))
     source = TokenWindows(tokens, pc.block_size, pc.batch_size, pc.seed)
-    tc = replace(pc.trainer_config(), max_steps=steps, warmup_steps=min(pc.warmup_steps, steps // 4),
-                 eval_every=0, checkpoint_every=0, progress=False, device="cpu", dtype=dtype)
+    tc = replace(
+        pc.trainer_config(),
+        max_steps=steps,
+        warmup_steps=min(pc.warmup_steps, steps // 4),
+        eval_every=0,
+        checkpoint_every=0,
+        progress=False,
+        device="cpu",
+        dtype=dtype,
+    )
     return Trainer(model, source, tc)
 
 
@@ -407,15 +456,21 @@ def bench_loss_curve(bc: BenchConfig) -> dict:
             tps[d].append(stats.n_tokens / (time.perf_counter() - t0))
             losses[d].append(stats.loss)
     k = bc.curve_smooth
-    smooth = {d: [sum(ls[i - k:i]) / k for i in range(k, len(ls) + 1)] for d, ls in losses.items()}
-    rel = [abs(b - f) / f for f, b in zip(smooth["float32"], smooth["bfloat16"])]
-    return {"steps": bc.curve_steps, "smooth_window": k, "corpus_docs": bc.curve_docs,
-            "corpus_tokens": int(len(tokens)), "vocab_size": vocab,
-            "warmup_steps": trainers["float32"].cfg.warmup_steps,
-            "final_smoothed_loss": {"fp32": smooth["float32"][-1], "bf16": smooth["bfloat16"][-1]},
-            "final_rel_diff": rel[-1], "max_rel_diff_smoothed": max(rel),
-            "trainer_tokens_per_s": {"fp32": median(tps["float32"][2:]), "bf16": median(tps["bfloat16"][2:])},
-            "losses": {"fp32": losses["float32"], "bf16": losses["bfloat16"]}}
+    smooth = {d: [sum(ls[i - k : i]) / k for i in range(k, len(ls) + 1)] for d, ls in losses.items()}
+    rel = [abs(b - f) / f for f, b in zip(smooth["float32"], smooth["bfloat16"], strict=False)]
+    return {
+        "steps": bc.curve_steps,
+        "smooth_window": k,
+        "corpus_docs": bc.curve_docs,
+        "corpus_tokens": int(len(tokens)),
+        "vocab_size": vocab,
+        "warmup_steps": trainers["float32"].cfg.warmup_steps,
+        "final_smoothed_loss": {"fp32": smooth["float32"][-1], "bf16": smooth["bfloat16"][-1]},
+        "final_rel_diff": rel[-1],
+        "max_rel_diff_smoothed": max(rel),
+        "trainer_tokens_per_s": {"fp32": median(tps["float32"][2:]), "bf16": median(tps["bfloat16"][2:])},
+        "losses": {"fp32": losses["float32"], "bf16": losses["bfloat16"]},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,13 +480,15 @@ def bench_loss_curve(bc: BenchConfig) -> dict:
 # high-water mark across fork and exec, so a child started from this (large) process reports the
 # parent's peak. VmHWM belongs to the child's own address space (fresh after exec): that is the
 # figure we use.
-_MEMORY_CHILD = ("import resource, sys\n"
-                 "from part3_pretrain.pretrain import main\n"
-                 "rc = main(sys.argv[1:])\n"
-                 "hwm = [ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM:')]\n"
-                 "print('BENCH_VMHWM_KIB', hwm[0] if hwm else -1, flush=True)\n"
-                 "print('BENCH_MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\n"
-                 "sys.exit(rc)\n")
+_MEMORY_CHILD = (
+    "import resource, sys\n"
+    "from part3_pretrain.pretrain import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "hwm = [ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM:')]\n"
+    "print('BENCH_VMHWM_KIB', hwm[0] if hwm else -1, flush=True)\n"
+    "print('BENCH_MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\n"
+    "sys.exit(rc)\n"
+)
 
 
 def _child_value(stdout: str, key: str) -> int | None:
@@ -445,25 +502,28 @@ def bench_memory(bc: BenchConfig) -> dict:
         if bc.memory_n_docs:
             args += ["--n-docs", str(bc.memory_n_docs)]
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, *args], cwd=ROOT,
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, *args], cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0
     hwm, maxrss = _child_value(proc.stdout, "BENCH_VMHWM_KIB"), _child_value(proc.stdout, "BENCH_MAXRSS_KIB")
     if proc.returncode != 0 or hwm is None or hwm < 0:
-        raise RuntimeError(f"pretraining subprocess failed (rc {proc.returncode}) or gave no VmHWM:\n"
-                           f"{proc.stderr[-2000:]}")
-    return {"command": f"python -m part3_pretrain.pretrain {' '.join(args)}", "max_rss_mib": hwm / 1024,
-            "source": "VmHWM of the child (/proc/self/status) at exit",
-            "ru_maxrss_mib_inherited": maxrss / 1024 if maxrss is not None else None,
-            "wall_s": wall, "note": "default dtype 'auto' (bf16 autocast where the CPU has it)"}
+        raise RuntimeError(
+            f"pretraining subprocess failed (rc {proc.returncode}) or gave no VmHWM:\n{proc.stderr[-2000:]}"
+        )
+    return {
+        "command": f"python -m part3_pretrain.pretrain {' '.join(args)}",
+        "max_rss_mib": hwm / 1024,
+        "source": "VmHWM of the child (/proc/self/status) at exit",
+        "ru_maxrss_mib_inherited": maxrss / 1024 if maxrss is not None else None,
+        "wall_s": wall,
+        "note": "default dtype 'auto' (bf16 autocast where the CPU has it)",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # optional: profile one fp32 step
 
 
-def profile_step(variants: list[Variant], batch, names=("ours_fp32", "ours_bf16", "hf_fp32"),
-                 rows: int = 15) -> dict:
+def profile_step(variants: list[Variant], batch, names=("ours_fp32", "ours_bf16", "hf_fp32"), rows: int = 15) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     x, y = batch
@@ -478,9 +538,10 @@ def profile_step(variants: list[Variant], batch, names=("ours_fp32", "ours_bf16"
         print(f"\n--- profile: one {v.name} training step (top {rows} by self CPU time) ---")
         print(ka.table(sort_by="self_cpu_time_total", row_limit=rows))
         top = sorted(ka, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
-        out[v.name] = {"total_self_cpu_ms": sum(e.self_cpu_time_total for e in ka) / 1e3,
-                       "top": [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "calls": e.count}
-                               for e in top]}
+        out[v.name] = {
+            "total_self_cpu_ms": sum(e.self_cpu_time_total for e in ka) / 1e3,
+            "top": [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in top],
+        }
     return out
 
 
@@ -492,10 +553,16 @@ def targets(res: dict) -> dict:
     t = {}
     if "throughput" in res:
         r = res["throughput"]["ratios"]
-        t["ours_fp32_over_hf_fp32"] = (r["ours_fp32_over_hf_fp32"], f">= {TARGET_OURS_OVER_HF_FP32}",
-                                       r["ours_fp32_over_hf_fp32"] >= TARGET_OURS_OVER_HF_FP32)
-        t["bf16_over_fp32"] = (r["ours_bf16_over_ours_fp32"], f">= {TARGET_BF16_SPEEDUP}",
-                               r["ours_bf16_over_ours_fp32"] >= TARGET_BF16_SPEEDUP)
+        t["ours_fp32_over_hf_fp32"] = (
+            r["ours_fp32_over_hf_fp32"],
+            f">= {TARGET_OURS_OVER_HF_FP32}",
+            r["ours_fp32_over_hf_fp32"] >= TARGET_OURS_OVER_HF_FP32,
+        )
+        t["bf16_over_fp32"] = (
+            r["ours_bf16_over_ours_fp32"],
+            f">= {TARGET_BF16_SPEEDUP}",
+            r["ours_bf16_over_ours_fp32"] >= TARGET_BF16_SPEEDUP,
+        )
     if "mfu" in res:
         m = res["mfu"]["by_variant"]["ours_fp32"]["mfu"]
         t["mfu_ours_fp32"] = (m, f">= {TARGET_MFU_FP32}", m >= TARGET_MFU_FP32)
@@ -510,14 +577,20 @@ def targets(res: dict) -> dict:
 
 def print_report(res: dict) -> None:
     meta = res["meta"]
-    print(f"\n== bench_pretrain ({'QUICK, ' if meta['quick'] else ''}{meta['threads']} threads, "
-          f"torch {meta['torch']}, {meta['cpu']}) ==")
+    print(
+        f"\n== bench_pretrain ({'QUICK, ' if meta['quick'] else ''}{meta['threads']} threads, "
+        f"torch {meta['torch']}, {meta['cpu']}) =="
+    )
     if meta["loadavg_at_start"] > BUSY_LOADAVG:
-        print(f"WARNING: load average {meta['loadavg_at_start']:.1f} at start: the CPU is shared, "
-              f"numbers are unreliable (see bench/README.md)")
+        print(
+            f"WARNING: load average {meta['loadavg_at_start']:.1f} at start: the CPU is shared, "
+            f"numbers are unreliable (see bench/README.md)"
+        )
     m = res["model"]
-    print(f"model: V={m['vocab_size']} T={m['block_size']} L={m['n_layer']} H={m['n_head']} "
-          f"C={m['n_embd']} batch={m['batch_size']}; {m['flops_per_token'] / 1e6:.1f} MFLOP/token")
+    print(
+        f"model: V={m['vocab_size']} T={m['block_size']} L={m['n_layer']} H={m['n_head']} "
+        f"C={m['n_embd']} batch={m['batch_size']}; {m['flops_per_token'] / 1e6:.1f} MFLOP/token"
+    )
     if "matmul" in res:
         kernels = res["matmul"]["kernels"]
         print("\nmatmul (median TFLOP/s; fp32/bf16: torch.mm, fp32_onednn: as cpu_gemm calls it)")
@@ -542,15 +615,18 @@ def print_report(res: dict) -> None:
     if "loss_curve" in res:
         lc = res["loss_curve"]
         f, b = lc["final_smoothed_loss"]["fp32"], lc["final_smoothed_loss"]["bf16"]
-        print(f"\nloss curve ({lc['steps']} trainer steps, {lc['corpus_tokens']:,} tokens): mean of last "
-              f"{lc['smooth_window']} fp32 {f:.4f} bf16 {b:.4f} rel diff {lc['final_rel_diff']:.2%} "
-              f"(max over run {lc['max_rel_diff_smoothed']:.2%})")
+        print(
+            f"\nloss curve ({lc['steps']} trainer steps, {lc['corpus_tokens']:,} tokens): mean of last "
+            f"{lc['smooth_window']} fp32 {f:.4f} bf16 {b:.4f} rel diff {lc['final_rel_diff']:.2%} "
+            f"(max over run {lc['max_rel_diff_smoothed']:.2%})"
+        )
         tt = lc["trainer_tokens_per_s"]
         print(f"  Trainer.train_step tokens/s (interleaved): fp32 {tt['fp32']:,.0f}  bf16 {tt['bf16']:,.0f}")
     if "memory" in res:
         me = res["memory"]
-        print(f"\npeak memory: {me['max_rss_mib']:.0f} MiB peak RSS (VmHWM) of `{me['command']}` "
-              f"({me['wall_s']:.0f} s)")
+        print(
+            f"\npeak memory: {me['max_rss_mib']:.0f} MiB peak RSS (VmHWM) of `{me['command']}` ({me['wall_s']:.0f} s)"
+        )
     if res.get("targets"):
         print("\ntargets" + (" (PROVISIONAL: quick run)" if meta["quick"] else ""))
         for k, t in res["targets"].items():
@@ -562,14 +638,20 @@ def run(bc: BenchConfig) -> dict:
         torch.set_num_threads(bc.threads)
     pc = PretrainConfig()
     cfg = model_config()
-    res: dict = {"meta": {"date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": bc.quick,
-                          "loadavg_at_start": os.getloadavg()[0],
-                          "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "python": platform.python_version(), "cpu": cpu_name(),
-                          "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-                          "bench_config": asdict(bc)},
-                 "model": {**cfg.to_dict(), "batch_size": pc.batch_size,
-                           "flops_per_token": flops_per_token(cfg)["total"]}}
+    res: dict = {
+        "meta": {
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "quick": bc.quick,
+            "loadavg_at_start": os.getloadavg()[0],
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu": cpu_name(),
+            "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "bench_config": asdict(bc),
+        },
+        "model": {**cfg.to_dict(), "batch_size": pc.batch_size, "flops_per_token": flops_per_token(cfg)["total"]},
+    }
     t0 = time.perf_counter()
     if "matmul" in bc.sections:
         res["matmul"] = bench_matmul(bc, cfg, pc.batch_size)
@@ -610,8 +692,11 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     p.add_argument("--out", default=BenchConfig.out, help="JSON file for all numbers (default %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--profile", action="store_true", help="also profile one fp32 step of ours and HF")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help="comma-separated subset of %(default)s (mfu needs matmul and throughput)")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated subset of %(default)s (mfu needs matmul and throughput)",
+    )
     a = p.parse_args(argv)
     sections = tuple(s for s in a.sections.split(",") if s)
     bad = [s for s in sections if s not in SECTIONS]

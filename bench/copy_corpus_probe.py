@@ -14,6 +14,7 @@ and shuffle only so that the corpora behind the README's probe table are reprodu
     python bench/copy_corpus_probe.py --n-sft-docs 20000 --n-corpus-docs 0 --out /tmp/probe
     python bench/copy_corpus_probe.py --evaluate /tmp/probe/base/model.pt --out /tmp/probe/sft
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,15 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
     from part4_sft.datasets import load_splits
     from part4_sft.prompts import get_scheme
 
-    cfg = sft.SFTConfig(pretrained=base, out_dir=out, dataset_path=f"{out}/d.json", n_test=n_test,
-                        progress=False, n_boot=200, max_new_tokens=max_new_tokens)
+    cfg = sft.SFTConfig(
+        pretrained=base,
+        out_dir=out,
+        dataset_path=f"{out}/d.json",
+        n_test=n_test,
+        progress=False,
+        n_boot=200,
+        max_new_tokens=max_new_tokens,
+    )
     splits = load_splits(cfg)
     model, tok, _ = sft.load_baseline(Path(base))
     torch.manual_seed(cfg.seed)
@@ -66,13 +74,14 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
             if label != "sft" and name != "test":
                 continue
             with torch.no_grad():
-                replies = ev.generate_replies(m, tok, get_scheme(scheme), [r["context"] for r in rows],
-                                              cfg.eval_settings(), 0.0)
+                replies = ev.generate_replies(
+                    m, tok, get_scheme(scheme), [r["context"] for r in rows], cfg.eval_settings(), 0.0
+                )
             report, judged = ev.score(rows, replies, 200, 0)
             key = name if label == "sft" else f"{name}_{label}"
             result[key] = {k: (round(v, 3) if v is not None else None) for k, v in ev.scalars(report).items()}
             with open(Path(out) / f"{key}.jsonl", "w") as f:
-                for r, text in zip(rows, replies["texts"]):
+                for r, text in zip(rows, replies["texts"], strict=False):
                     f.write(json.dumps({"context": r["context"], "reply": text, "ref": r.get("response")}) + "\n")
     print(json.dumps(result, indent=1))
     return result
@@ -81,8 +90,12 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-sft-docs", type=int, default=corpus_mod.DIALOGUE_N_DOCS)
-    p.add_argument("--n-corpus-docs", type=int, default=corpus_mod.DEFAULT_N_DOCS,
-                   help="documents of the generic generated corpus mixed in (0: none)")
+    p.add_argument(
+        "--n-corpus-docs",
+        type=int,
+        default=corpus_mod.DEFAULT_N_DOCS,
+        help="documents of the generic generated corpus mixed in (0: none)",
+    )
     p.add_argument("--out", default="/tmp/probe")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--evaluate", metavar="BASE", help="fine-tune BASE (model.pt) and print job metrics")

@@ -6,6 +6,7 @@ so it loads with ``torch.load(weights_only=True)``: no pickled Python objects, n
 Writes go to a temporary file in the same directory, are fsynced, then ``os.replace``d onto
 the final path: an interrupted save never leaves a half-written checkpoint behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,9 @@ import os
 import pickle
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import torch
 
@@ -105,11 +107,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:  # torch's message goes on to suggest weights_only=False: never
-        raise CheckpointError(f"{path}: refused: it holds Python objects that a weights-only load does not "
-                              f"run (not a retail-sft checkpoint, or tampered with)") from None
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects that a weights-only load does not "
+            f"run (not a retail-sft checkpoint, or tampered with)"
+        ) from None
     except Exception as e:  # corrupt zip, truncated file, ...
-        raise CheckpointError(f"{path}: cannot load checkpoint: the file is corrupt or truncated "
-                              f"({type(e).__name__})") from None
+        raise CheckpointError(
+            f"{path}: cannot load checkpoint: the file is corrupt or truncated ({type(e).__name__})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a retail-sft checkpoint (format {FORMAT!r} expected)")
     return ckpt
@@ -117,8 +122,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def model_checkpoint(model: GPT, tokenizer: RetailTokenizer, **extra: Any) -> dict:
     """The self-describing dict for ``model`` (unwrapped, uncompiled) plus ``extra`` plain data."""
-    return {"format": FORMAT, "model": model.state_dict(), "model_config": model.config.to_dict(),
-            "tokenizer": tokenizer.to_str(), **extra}
+    return {
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "model_config": model.config.to_dict(),
+        "tokenizer": tokenizer.to_str(),
+        **extra,
+    }
 
 
 def build_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> tuple[GPT, RetailTokenizer]:
@@ -129,8 +139,9 @@ def build_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> tuple[GPT
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad model config or tokenizer ({e})") from None
     if tokenizer.vocab_size != config.vocab_size:
-        raise CheckpointError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model "
-                              f"expects vocab_size={config.vocab_size}")
+        raise CheckpointError(
+            f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the model expects vocab_size={config.vocab_size}"
+        )
     model = GPT(config)
     try:
         model.load_state_dict(ckpt["model"], strict=True)
@@ -138,8 +149,10 @@ def build_model(ckpt: dict, path: str | os.PathLike = "checkpoint") -> tuple[GPT
         raise CheckpointError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
     bad = non_finite_tensors(ckpt["model"])
     if bad:
-        raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or inf (e.g. {bad[0]}): the run that "
-                              f"wrote it diverged; train it again with a lower --lr")
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensors hold NaN or inf (e.g. {bad[0]}): the run that "
+            f"wrote it diverged; train it again with a lower --lr"
+        )
     return model, tokenizer
 
 

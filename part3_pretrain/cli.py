@@ -5,6 +5,7 @@ Every entry point has a dataclass config whose fields carry their help text in
 ``--help`` lists every option with its default), builds the config, and rejects bad values
 before any work is done: one line, naming the option, exit code 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,9 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, field, fields
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 C = TypeVar("C")
 
@@ -112,15 +114,20 @@ def refuse_changed(path: Any, saved: dict, current: dict, keys: Sequence[str]) -
     norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
     diff = [k for k in keys if k in saved and norm(saved[k]) != norm(current[k])]
     if diff:
-        raise ConfigError(f"{path}: cannot resume with changed settings: " +
-                          ", ".join(f"{flag(k)} {saved[k]!r} -> {current[k]!r}" for k in diff))
+        raise ConfigError(
+            f"{path}: cannot resume with changed settings: "
+            + ", ".join(f"{flag(k)} {saved[k]!r} -> {current[k]!r}" for k in diff)
+        )
 
 
 def non_finite(cfg: Any) -> list[str]:
     """Problems for float fields of ``cfg`` that are NaN or infinite (they pass every range test,
     since any comparison with NaN is false, and would then train on NaN)."""
-    return [f"{flag(f.name)} must be a finite number (got {getattr(cfg, f.name)})" for f in fields(cfg)
-            if isinstance(getattr(cfg, f.name), float) and not math.isfinite(getattr(cfg, f.name))]
+    return [
+        f"{flag(f.name)} must be a finite number (got {getattr(cfg, f.name)})"
+        for f in fields(cfg)
+        if isinstance(getattr(cfg, f.name), float) and not math.isfinite(getattr(cfg, f.name))
+    ]
 
 
 def check_config(cfg: Any) -> None:
@@ -131,8 +138,13 @@ def check_config(cfg: Any) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def parse_config(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,
-                 extra_args: Callable[[argparse.ArgumentParser], None] | None = None) -> C:
+def parse_config(
+    cls: type[C],
+    argv: Sequence[str] | None,
+    prog: str,
+    description: str,
+    extra_args: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> C:
     """Parse ``argv`` into a validated ``cls`` instance; exits 2 with one line on any problem.
 
     ``extra_args`` may add flags that are not plain fields (e.g. a repeatable ``--set``); their
@@ -155,8 +167,14 @@ def fail(prog: str, message: str) -> int:
     return 2
 
 
-def run_main(cls: type[C], argv: Sequence[str] | None, prog: str, description: str,
-             run: Callable[[C], Any], user_errors: tuple[type[BaseException], ...]) -> int:
+def run_main(
+    cls: type[C],
+    argv: Sequence[str] | None,
+    prog: str,
+    description: str,
+    run: Callable[[C], Any],
+    user_errors: tuple[type[BaseException], ...],
+) -> int:
     """The body of every ``main``: parse, run, turn user errors into one line and exit code 2,
     and Ctrl-C into exit code 130 (the trainer has saved a checkpoint by then)."""
     cfg = parse_config(cls, argv, prog, description)

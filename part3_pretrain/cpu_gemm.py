@@ -25,12 +25,13 @@ Everything else is plain ``F.linear`` / ``torch.mm``. ``torch_gemm()`` turns the
 for a block and ``onednn_gemm()`` on (where oneDNN exists), whatever the CPU; the benchmark and
 the tests use them to compare the two kernels.
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import platform
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -97,13 +98,15 @@ def onednn_applies(*tensors: torch.Tensor) -> bool:
     ``fused_loss`` pass the answer down as the ``onednn`` flag of the helpers below.
     """
     wanted = onednn_preferred() if _enabled[0] is None else _enabled[0]
-    return (wanted
-            and torch.backends.mkldnn.enabled
-            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-            and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling()
-            and all(t.numel() > 0 for t in tensors)
-            and onednn_available())
+    return (
+        wanted
+        and torch.backends.mkldnn.enabled
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and all(t.numel() > 0 for t in tensors)
+        and onednn_available()
+    )
 
 
 def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -164,8 +167,9 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear`` whose CPU fp32 training products (forward and backward) run in oneDNN."""
-    training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                            or (bias is not None and bias.requires_grad))
+    training = torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    )
     # a shape mismatch goes to F.linear too: torch words that error best
     if not training or x.size(-1) != weight.size(-1) or not onednn_applies(x, weight):
         return F.linear(x, weight, bias)

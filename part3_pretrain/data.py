@@ -7,11 +7,12 @@ order per epoch; its position (epoch, index) is part of every checkpoint, so a r
 exactly the windows the uninterrupted run would have read. Under DDP each rank takes its own
 slice of every global batch.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -57,15 +58,18 @@ def split_documents(docs: Sequence[str], val_fraction: float, seed: int) -> tupl
 class TokenWindows:
     """Random non-overlapping windows of a token stream, resumable, rank-sharded."""
 
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.tokens, self.block, self.batch = tokens, block_size, batch_size
         self.seed, self.rank, self.world = seed, rank, world_size
         self.n_windows = (len(tokens) - 1) // block_size
         if self.n_windows < batch_size * world_size:
-            raise ValueError(f"token stream of {len(tokens)} tokens has {self.n_windows} windows of "
-                             f"{block_size}; a batch needs {batch_size * world_size}: use more text or "
-                             f"a smaller --block-size/--batch-size")
+            raise ValueError(
+                f"token stream of {len(tokens)} tokens has {self.n_windows} windows of "
+                f"{block_size}; a batch needs {batch_size * world_size}: use more text or "
+                f"a smaller --block-size/--batch-size"
+            )
         self.epoch, self.index = 0, 0
         self._perm = self._permutation(0)
 
@@ -79,9 +83,9 @@ class TokenWindows:
             self.epoch, self.index = self.epoch + 1, 0
             self._perm = self._permutation(self.epoch)
         start = self.index + self.rank * self.batch
-        starts = (self._perm[start:start + self.batch] * self.block).tolist()
+        starts = (self._perm[start : start + self.batch] * self.block).tolist()
         self.index += global_batch
-        rows = np.stack([self.tokens[s:s + self.block + 1] for s in starts]).astype(np.int64)
+        rows = np.stack([self.tokens[s : s + self.block + 1] for s in starts]).astype(np.int64)
         chunk = torch.from_numpy(rows)  # (B, block + 1)
         return {"input_ids": chunk[:, :-1], "labels": chunk[:, 1:]}
 
@@ -93,13 +97,14 @@ class TokenWindows:
         self._perm = self._permutation(self.epoch)
 
 
-def sequential_batches(tokens: np.ndarray, block_size: int, batch_size: int,
-                       max_batches: int) -> list[dict[str, torch.Tensor]]:
+def sequential_batches(
+    tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int
+) -> list[dict[str, torch.Tensor]]:
     """The first ``max_batches`` batches of consecutive windows: a fixed validation set."""
     n = min((len(tokens) - 1) // block_size, batch_size * max_batches)
     if n == 0:
         raise ValueError(f"validation stream of {len(tokens)} tokens is shorter than one block ({block_size})")
-    rows = np.stack([tokens[i * block_size:i * block_size + block_size + 1] for i in range(n)]).astype(np.int64)
+    rows = np.stack([tokens[i * block_size : i * block_size + block_size + 1] for i in range(n)]).astype(np.int64)
     chunk = torch.from_numpy(rows)
     return [{"input_ids": c[:, :-1], "labels": c[:, 1:]} for c in chunk.split(batch_size)]
 
@@ -111,8 +116,7 @@ def mean_loss(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]
     total, count, correct = 0.0, 0, 0
     for b in batches:
         b = {k: v.to(device) for k, v in b.items()}
-        out = model(b["input_ids"], attention_mask=b.get("attention_mask"), targets=b["labels"],
-                    with_accuracy=True)
+        out = model(b["input_ids"], attention_mask=b.get("attention_mask"), targets=b["labels"], with_accuracy=True)
         total += out.loss_sum.item()
         count += int((b["labels"] != IGNORE_INDEX).sum())
         correct += int(out.n_correct)

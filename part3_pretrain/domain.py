@@ -18,14 +18,15 @@ specific; answers the intent; a concrete next step; a polite close), ``good_part
 Imports only the standard library and ``part3_pretrain.slots`` / ``open_values`` (part 3 never
 imports part 4).
 """
+
 from __future__ import annotations
 
 import random
 import re
 from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Collection, Iterable, Mapping, Sequence
 
 from part3_pretrain.open_values import open_pools
 from part3_pretrain.slots import PRODUCT_ITEMS, SlotPools
@@ -54,347 +55,607 @@ class Intent:
 
 INTENT_SPECS: tuple[Intent, ...] = (
     Intent(
-        "order_status", r"shipped|in transit|on its way|status|dispatched|ship|out for delivery",
+        "order_status",
+        r"shipped|in transit|on its way|status|dispatched|ship|out for delivery",
         ("O", "OP"),
-        ("where is {ref}?", "can you tell me the status of {ref}?", "any update on {ref}?",
-         "I haven't heard anything about {ref} since I paid. has it shipped?",
-         "I'd like to know when {ref} will ship.", "is {ref} on its way yet?"),
-        ("wants to know the status of {ref}", "is asking where {ref} is",
-         "asks whether {ref} has shipped"),
-        ("{ref} has shipped and is currently in transit",
-         "{ref} left our warehouse yesterday and is on its way to you",
-         "{ref} is packed and scheduled to ship today",
-         "{ref} is in transit and due to arrive in 2 to 3 business days"),
-        ("I've emailed you the tracking link", "you'll receive a tracking link by email shortly",
-         "you can track it anytime from the Orders page of your account",
-         "I'll send you an update as soon as it's out for delivery"),
+        (
+            "where is {ref}?",
+            "can you tell me the status of {ref}?",
+            "any update on {ref}?",
+            "I haven't heard anything about {ref} since I paid. has it shipped?",
+            "I'd like to know when {ref} will ship.",
+            "is {ref} on its way yet?",
+        ),
+        ("wants to know the status of {ref}", "is asking where {ref} is", "asks whether {ref} has shipped"),
+        (
+            "{ref} has shipped and is currently in transit",
+            "{ref} left our warehouse yesterday and is on its way to you",
+            "{ref} is packed and scheduled to ship today",
+            "{ref} is in transit and due to arrive in 2 to 3 business days",
+        ),
+        (
+            "I've emailed you the tracking link",
+            "you'll receive a tracking link by email shortly",
+            "you can track it anytime from the Orders page of your account",
+            "I'll send you an update as soon as it's out for delivery",
+        ),
         apology=False,
     ),
     Intent(
-        "late_delivery", r"delay|delayed|late|running behind|stuck|held up", ("O", "OP"),
-        ("{ref} was supposed to arrive days ago and the {carrier} tracking hasn't updated.",
-         "I'm still waiting for {ref}. {carrier} says it's delayed.",
-         "{ref} is late. the {carrier} tracking has been stuck for a week.",
-         "why is {ref} taking so long? it shipped with {carrier} ages ago.",
-         "{carrier} keeps pushing back the delivery of {ref}."),
-        ("reports that {ref}, shipped with {carrier}, is late",
-         "says {ref} is delayed and the {carrier} tracking is stuck",
-         "is still waiting for {ref}, which {carrier} has not delivered"),
-        ("{ref} is running late with {carrier}", "{carrier} has reported a delay on {ref}",
-         "{ref} is held up at a {carrier} sorting facility",
-         "{ref} is delayed on the {carrier} side"),
-        ("I've opened a trace with them and you'll get an update within 24 hours",
-         "I've asked them to expedite it and will email you the new delivery date",
-         "I'll refund the shipping cost and send you an update by tomorrow",
-         "if it hasn't arrived within 3 business days, I'll send a free replacement"),
-        extras=("carrier",), trouble=("the delay", "the late delivery", "the wait"),
+        "late_delivery",
+        r"delay|delayed|late|running behind|stuck|held up",
+        ("O", "OP"),
+        (
+            "{ref} was supposed to arrive days ago and the {carrier} tracking hasn't updated.",
+            "I'm still waiting for {ref}. {carrier} says it's delayed.",
+            "{ref} is late. the {carrier} tracking has been stuck for a week.",
+            "why is {ref} taking so long? it shipped with {carrier} ages ago.",
+            "{carrier} keeps pushing back the delivery of {ref}.",
+        ),
+        (
+            "reports that {ref}, shipped with {carrier}, is late",
+            "says {ref} is delayed and the {carrier} tracking is stuck",
+            "is still waiting for {ref}, which {carrier} has not delivered",
+        ),
+        (
+            "{ref} is running late with {carrier}",
+            "{carrier} has reported a delay on {ref}",
+            "{ref} is held up at a {carrier} sorting facility",
+            "{ref} is delayed on the {carrier} side",
+        ),
+        (
+            "I've opened a trace with them and you'll get an update within 24 hours",
+            "I've asked them to expedite it and will email you the new delivery date",
+            "I'll refund the shipping cost and send you an update by tomorrow",
+            "if it hasn't arrived within 3 business days, I'll send a free replacement",
+        ),
+        extras=("carrier",),
+        trouble=("the delay", "the late delivery", "the wait"),
     ),
     Intent(
-        "missing_item", r"missing|left out|didn't make it|not included|wasn't included",
+        "missing_item",
+        r"missing|left out|didn't make it|not included|wasn't included",
         ("P", "OP"),
-        ("my package arrived but {ref} wasn't in the box.", "{ref} is missing from my delivery.",
-         "I got my order but {ref} was not included.", "the box came without {ref}.",
-         "everything arrived except {ref}."),
-        ("says {ref} was missing from the package", "received their delivery without {ref}",
-         "reports a missing item: {ref}"),
-        ("{ref} was missing from your package", "{ref} was left out of your delivery",
-         "{ref} didn't make it into the box", "{ref} wasn't included in your parcel"),
-        ("I've arranged for it to ship separately today at no charge",
-         "I'll send it out today with express shipping",
-         "I've issued a full refund for it, which will appear within 5 business days",
-         "I've shipped it separately, and you'll get the tracking details by email"),
-        trouble=("the missing item", "the incomplete delivery"), product_head=True,
+        (
+            "my package arrived but {ref} wasn't in the box.",
+            "{ref} is missing from my delivery.",
+            "I got my order but {ref} was not included.",
+            "the box came without {ref}.",
+            "everything arrived except {ref}.",
+        ),
+        (
+            "says {ref} was missing from the package",
+            "received their delivery without {ref}",
+            "reports a missing item: {ref}",
+        ),
+        (
+            "{ref} was missing from your package",
+            "{ref} was left out of your delivery",
+            "{ref} didn't make it into the box",
+            "{ref} wasn't included in your parcel",
+        ),
+        (
+            "I've arranged for it to ship separately today at no charge",
+            "I'll send it out today with express shipping",
+            "I've issued a full refund for it, which will appear within 5 business days",
+            "I've shipped it separately, and you'll get the tracking details by email",
+        ),
+        trouble=("the missing item", "the incomplete delivery"),
+        product_head=True,
     ),
     Intent(
-        "damaged_item", r"damag\w*|broken|crack\w*|dent\w*", ("O", "P", "OP"),
-        ("{ref} arrived damaged.", "{ref} came broken. the box was crushed.",
-         "{ref} arrived with a crack in it.", "I just opened {ref} and it's damaged.",
-         "{ref} was dented when it arrived."),
-        ("has received a damaged item: {ref}", "says {ref} arrived broken",
-         "reports that {ref} was damaged in transit"),
-        ("{ref} arrived damaged", "{ref} was damaged in transit",
-         "{ref} got broken on the way to you", "{ref} reached you with damage"),
-        ("I've sent a free replacement that ships today",
-         "I've emailed you a prepaid return label and a replacement is on its way",
-         "please reply with a photo of the damage and I'll ship a replacement right away",
-         "I've issued a full refund, which you'll see within 5 business days"),
-        trouble=("the damage", "the broken item", "the damaged delivery"), product_head=True,
+        "damaged_item",
+        r"damag\w*|broken|crack\w*|dent\w*",
+        ("O", "P", "OP"),
+        (
+            "{ref} arrived damaged.",
+            "{ref} came broken. the box was crushed.",
+            "{ref} arrived with a crack in it.",
+            "I just opened {ref} and it's damaged.",
+            "{ref} was dented when it arrived.",
+        ),
+        (
+            "has received a damaged item: {ref}",
+            "says {ref} arrived broken",
+            "reports that {ref} was damaged in transit",
+        ),
+        (
+            "{ref} arrived damaged",
+            "{ref} was damaged in transit",
+            "{ref} got broken on the way to you",
+            "{ref} reached you with damage",
+        ),
+        (
+            "I've sent a free replacement that ships today",
+            "I've emailed you a prepaid return label and a replacement is on its way",
+            "please reply with a photo of the damage and I'll ship a replacement right away",
+            "I've issued a full refund, which you'll see within 5 business days",
+        ),
+        trouble=("the damage", "the broken item", "the damaged delivery"),
+        product_head=True,
     ),
     Intent(
-        "wrong_item", r"wrong|mix-up|incorrect|instead", ("O", "P", "OP"),
-        ("I ordered {ref} but received something completely different.",
-         "the package for {ref} had the wrong item inside.",
-         "you sent me the wrong item instead of {ref}.",
-         "{ref} came but it's not what I ordered."),
-        ("received the wrong item instead of {ref}", "says the wrong product was sent for {ref}",
-         "got someone else's item in place of {ref}"),
-        ("you received the wrong item instead of {ref}", "we sent the wrong item for {ref}",
-         "there was a mix-up at our warehouse with {ref}",
-         "an incorrect item was packed in place of {ref}"),
-        ("I've shipped the correct item today and emailed you a prepaid return label",
-         "please use the prepaid return label I've emailed to send the wrong one back",
-         "I've arranged a free swap, and you'll receive the correct item within 3 business days",
-         "I've emailed you a return label, and the right item ships today"),
-        trouble=("the mix-up", "the wrong item"), product_head=True,
+        "wrong_item",
+        r"wrong|mix-up|incorrect|instead",
+        ("O", "P", "OP"),
+        (
+            "I ordered {ref} but received something completely different.",
+            "the package for {ref} had the wrong item inside.",
+            "you sent me the wrong item instead of {ref}.",
+            "{ref} came but it's not what I ordered.",
+        ),
+        (
+            "received the wrong item instead of {ref}",
+            "says the wrong product was sent for {ref}",
+            "got someone else's item in place of {ref}",
+        ),
+        (
+            "you received the wrong item instead of {ref}",
+            "we sent the wrong item for {ref}",
+            "there was a mix-up at our warehouse with {ref}",
+            "an incorrect item was packed in place of {ref}",
+        ),
+        (
+            "I've shipped the correct item today and emailed you a prepaid return label",
+            "please use the prepaid return label I've emailed to send the wrong one back",
+            "I've arranged a free swap, and you'll receive the correct item within 3 business days",
+            "I've emailed you a return label, and the right item ships today",
+        ),
+        trouble=("the mix-up", "the wrong item"),
+        product_head=True,
     ),
     Intent(
-        "return_request", r"return\w*|send back|sending back", ("O", "P", "OP"),
-        ("I'd like to return {ref}.", "how do I return {ref}? it doesn't suit me.",
-         "can I send back {ref}?", "I want to return {ref}, I changed my mind.",
-         "is it too late to return {ref}?"),
-        ("wants to return {ref}", "is asking how to return {ref}",
-         "would like to send back {ref}"),
-        ("{ref} is eligible for a return", "{ref} is within our 30-day return window",
-         "returning {ref} is no problem", "{ref} qualifies for a free return"),
-        ("I've emailed you a prepaid return label",
-         "please pack it in its original box and drop it at any carrier location with the label I've sent",
-         "I've started the return, and the refund will be processed once we receive it",
-         "you'll receive a prepaid label by email in a few minutes"),
+        "return_request",
+        r"return\w*|send back|sending back",
+        ("O", "P", "OP"),
+        (
+            "I'd like to return {ref}.",
+            "how do I return {ref}? it doesn't suit me.",
+            "can I send back {ref}?",
+            "I want to return {ref}, I changed my mind.",
+            "is it too late to return {ref}?",
+        ),
+        ("wants to return {ref}", "is asking how to return {ref}", "would like to send back {ref}"),
+        (
+            "{ref} is eligible for a return",
+            "{ref} is within our 30-day return window",
+            "returning {ref} is no problem",
+            "{ref} qualifies for a free return",
+        ),
+        (
+            "I've emailed you a prepaid return label",
+            "please pack it in its original box and drop it at any carrier location with the label I've sent",
+            "I've started the return, and the refund will be processed once we receive it",
+            "you'll receive a prepaid label by email in a few minutes",
+        ),
         apology=False,
     ),
     Intent(
-        "refund_status", r"refund\w*|money back|reimburs\w*", ("O", "P", "OP"),
-        ("I returned {ref} two weeks ago and still haven't received my refund of {amount}.",
-         "where is my {amount} refund for {ref}?", "when will I get the {amount} back for {ref}?",
-         "my refund of {amount} for {ref} hasn't shown up yet."),
-        ("is waiting for a refund of {amount} for {ref}",
-         "asks about the status of their {amount} refund for {ref}",
-         "has not yet received the {amount} refund for {ref}"),
-        ("your refund of {amount} for {ref} was approved",
-         "the {amount} refund for {ref} has been processed on our side",
-         "your {amount} refund for {ref} went through today",
-         "the refund of {amount} for {ref} left our account this morning"),
-        ("you'll see it on your original payment method within 5 business days",
-         "please allow 3 to 5 business days for your bank to post it",
-         "I've emailed you the confirmation with the transaction reference",
-         "I'll chase the payments team if it hasn't posted within 7 days"),
-        extras=("amount",), trouble=("the wait", "the slow refund"),
+        "refund_status",
+        r"refund\w*|money back|reimburs\w*",
+        ("O", "P", "OP"),
+        (
+            "I returned {ref} two weeks ago and still haven't received my refund of {amount}.",
+            "where is my {amount} refund for {ref}?",
+            "when will I get the {amount} back for {ref}?",
+            "my refund of {amount} for {ref} hasn't shown up yet.",
+        ),
+        (
+            "is waiting for a refund of {amount} for {ref}",
+            "asks about the status of their {amount} refund for {ref}",
+            "has not yet received the {amount} refund for {ref}",
+        ),
+        (
+            "your refund of {amount} for {ref} was approved",
+            "the {amount} refund for {ref} has been processed on our side",
+            "your {amount} refund for {ref} went through today",
+            "the refund of {amount} for {ref} left our account this morning",
+        ),
+        (
+            "you'll see it on your original payment method within 5 business days",
+            "please allow 3 to 5 business days for your bank to post it",
+            "I've emailed you the confirmation with the transaction reference",
+            "I'll chase the payments team if it hasn't posted within 7 days",
+        ),
+        extras=("amount",),
+        trouble=("the wait", "the slow refund"),
     ),
     Intent(
-        "cancel_order", r"cancel\w*", ("O", "OP"),
-        ("please cancel {ref}.", "I need to cancel {ref} before it ships.",
-         "can I still cancel {ref}? I ordered it by mistake.",
-         "I placed {ref} by accident, please cancel it."),
-        ("wants to cancel {ref}", "asks to cancel {ref} before it ships",
-         "placed {ref} by mistake and wants it cancelled"),
-        ("{ref} has been cancelled before it shipped", "{ref} is now cancelled",
-         "the cancellation of {ref} went through", "{ref} was stopped and cancelled in time"),
-        ("you'll receive a full refund to your original payment method in a few days",
-         "I've emailed you the cancellation confirmation",
-         "the refund will show up within 5 business days",
-         "I've voided the pending charge, so you won't be billed"),
+        "cancel_order",
+        r"cancel\w*",
+        ("O", "OP"),
+        (
+            "please cancel {ref}.",
+            "I need to cancel {ref} before it ships.",
+            "can I still cancel {ref}? I ordered it by mistake.",
+            "I placed {ref} by accident, please cancel it.",
+        ),
+        (
+            "wants to cancel {ref}",
+            "asks to cancel {ref} before it ships",
+            "placed {ref} by mistake and wants it cancelled",
+        ),
+        (
+            "{ref} has been cancelled before it shipped",
+            "{ref} is now cancelled",
+            "the cancellation of {ref} went through",
+            "{ref} was stopped and cancelled in time",
+        ),
+        (
+            "you'll receive a full refund to your original payment method in a few days",
+            "I've emailed you the cancellation confirmation",
+            "the refund will show up within 5 business days",
+            "I've voided the pending charge, so you won't be billed",
+        ),
         apology=False,
     ),
     Intent(
-        "exchange_size", r"exchang\w*|size|swap\w*", ("P", "OP"),
-        ("{ref} is too small. can I exchange it for a larger size?",
-         "I need a different size for {ref}.", "can I swap {ref} for a size medium?",
-         "{ref} runs big. I'd like to exchange it for a smaller size."),
-        ("wants to exchange {ref} for a different size", "needs a larger size of {ref}",
-         "asks to swap {ref} for a smaller size"),
-        ("exchanging {ref} for a different size is free",
-         "a size exchange for {ref} is no problem",
-         "{ref} can be swapped for another size at no cost"),
-        ("I've reserved the new size and emailed you a prepaid return label",
-         "please reply with the size you'd like and I'll ship it right away",
-         "I've set up the exchange, and the new size ships once we receive the original"),
-        apology=False, categories=("apparel",), product_head=True,
+        "exchange_size",
+        r"exchang\w*|size|swap\w*",
+        ("P", "OP"),
+        (
+            "{ref} is too small. can I exchange it for a larger size?",
+            "I need a different size for {ref}.",
+            "can I swap {ref} for a size medium?",
+            "{ref} runs big. I'd like to exchange it for a smaller size.",
+        ),
+        (
+            "wants to exchange {ref} for a different size",
+            "needs a larger size of {ref}",
+            "asks to swap {ref} for a smaller size",
+        ),
+        (
+            "exchanging {ref} for a different size is free",
+            "a size exchange for {ref} is no problem",
+            "{ref} can be swapped for another size at no cost",
+        ),
+        (
+            "I've reserved the new size and emailed you a prepaid return label",
+            "please reply with the size you'd like and I'll ship it right away",
+            "I've set up the exchange, and the new size ships once we receive the original",
+        ),
+        apology=False,
+        categories=("apparel",),
+        product_head=True,
     ),
     Intent(
-        "payment_failed", r"payment|charge|declined|billing|card", ("O", "P", "OP"),
-        ("my payment of {amount} for {ref} keeps getting declined.",
-         "I was charged {amount} for {ref} but the order says payment failed.",
-         "why did my {amount} payment for {ref} fail?",
-         "checkout rejects my card every time I try to pay {amount} for {ref}."),
-        ("says their {amount} payment for {ref} was declined",
-         "was charged {amount} but {ref} shows a failed payment",
-         "cannot complete the {amount} payment for {ref}"),
-        ("the {amount} payment for {ref} was declined by your bank",
-         "the {amount} charge for {ref} didn't go through",
-         "your {amount} payment for {ref} failed at checkout"),
-        ("please try again with another card, and I'll hold the items for you for 48 hours",
-         "I've sent you a secure payment link so you can retry",
-         "any pending charge will drop off within 5 business days, and you can retry from your account",
-         "I've reserved the items for 24 hours so you can update your card details"),
-        extras=("amount",), trouble=("the payment trouble", "the failed payment"),
+        "payment_failed",
+        r"payment|charge|declined|billing|card",
+        ("O", "P", "OP"),
+        (
+            "my payment of {amount} for {ref} keeps getting declined.",
+            "I was charged {amount} for {ref} but the order says payment failed.",
+            "why did my {amount} payment for {ref} fail?",
+            "checkout rejects my card every time I try to pay {amount} for {ref}.",
+        ),
+        (
+            "says their {amount} payment for {ref} was declined",
+            "was charged {amount} but {ref} shows a failed payment",
+            "cannot complete the {amount} payment for {ref}",
+        ),
+        (
+            "the {amount} payment for {ref} was declined by your bank",
+            "the {amount} charge for {ref} didn't go through",
+            "your {amount} payment for {ref} failed at checkout",
+        ),
+        (
+            "please try again with another card, and I'll hold the items for you for 48 hours",
+            "I've sent you a secure payment link so you can retry",
+            "any pending charge will drop off within 5 business days, and you can retry from your account",
+            "I've reserved the items for 24 hours so you can update your card details",
+        ),
+        extras=("amount",),
+        trouble=("the payment trouble", "the failed payment"),
     ),
     Intent(
-        "promo_code", r"promo|code|discount|coupon", ("O", "P", "OP"),
-        ("the code {promo_code} didn't work on {ref}.",
-         "I forgot to use {promo_code} on {ref}. can you still apply it?",
-         "promo code {promo_code} says it's invalid for {ref}.",
-         "why wasn't my discount {promo_code} applied to {ref}?"),
-        ("says promo code {promo_code} was not applied to {ref}",
-         "forgot to use code {promo_code} on {ref}",
-         "reports that code {promo_code} is rejected for {ref}"),
-        ("the code {promo_code} should have applied to {ref}",
-         "{promo_code} is a valid promo code for {ref}",
-         "{promo_code} wasn't applied to {ref} because of a checkout glitch"),
-        ("I've refunded the discount to your card, which you'll see within 3 business days",
-         "I've applied the discount manually and emailed you the updated receipt",
-         "I've added the discount as store credit to your account"),
-        extras=("promo_code",), trouble=("the code not working", "the checkout glitch"),
+        "promo_code",
+        r"promo|code|discount|coupon",
+        ("O", "P", "OP"),
+        (
+            "the code {promo_code} didn't work on {ref}.",
+            "I forgot to use {promo_code} on {ref}. can you still apply it?",
+            "promo code {promo_code} says it's invalid for {ref}.",
+            "why wasn't my discount {promo_code} applied to {ref}?",
+        ),
+        (
+            "says promo code {promo_code} was not applied to {ref}",
+            "forgot to use code {promo_code} on {ref}",
+            "reports that code {promo_code} is rejected for {ref}",
+        ),
+        (
+            "the code {promo_code} should have applied to {ref}",
+            "{promo_code} is a valid promo code for {ref}",
+            "{promo_code} wasn't applied to {ref} because of a checkout glitch",
+        ),
+        (
+            "I've refunded the discount to your card, which you'll see within 3 business days",
+            "I've applied the discount manually and emailed you the updated receipt",
+            "I've added the discount as store credit to your account",
+        ),
+        extras=("promo_code",),
+        trouble=("the code not working", "the checkout glitch"),
     ),
     Intent(
-        "account_access", r"account|log in|login|sign in|sign-in|password|locked", ("O", "OP"),
-        ("I can't log in to my account to check {ref}.",
-         "my account is locked and I need to see {ref}.",
-         "the password reset email never arrives, and I need to track {ref}.",
-         "I'm locked out of my account and can't see {ref}."),
-        ("cannot log in to check {ref}", "is locked out of their account and needs {ref}",
-         "never received the password reset email and needs to see {ref}"),
-        ("your account was locked after several sign-in attempts, but {ref} is safe",
-         "{ref} is unaffected, but your account is temporarily locked",
-         "the login problem is on our side and {ref} is not affected"),
-        ("I've sent a new password reset link to your email, valid for 24 hours",
-         "I've unlocked your account, so please sign in again and choose a new password",
-         "please use the reset link I've just emailed, and you'll be able to sign in right away"),
+        "account_access",
+        r"account|log in|login|sign in|sign-in|password|locked",
+        ("O", "OP"),
+        (
+            "I can't log in to my account to check {ref}.",
+            "my account is locked and I need to see {ref}.",
+            "the password reset email never arrives, and I need to track {ref}.",
+            "I'm locked out of my account and can't see {ref}.",
+        ),
+        (
+            "cannot log in to check {ref}",
+            "is locked out of their account and needs {ref}",
+            "never received the password reset email and needs to see {ref}",
+        ),
+        (
+            "your account was locked after several sign-in attempts, but {ref} is safe",
+            "{ref} is unaffected, but your account is temporarily locked",
+            "the login problem is on our side and {ref} is not affected",
+        ),
+        (
+            "I've sent a new password reset link to your email, valid for 24 hours",
+            "I've unlocked your account, so please sign in again and choose a new password",
+            "please use the reset link I've just emailed, and you'll be able to sign in right away",
+        ),
         trouble=("the login trouble", "being locked out"),
     ),
     Intent(
-        "warranty_claim", r"warrant\w*|guarantee|covered", ("P", "OP"),
-        ("{ref} stopped working after three months. is it covered by the warranty?",
-         "I want to make a warranty claim for {ref}; it has a defect.",
-         "{ref} broke after normal use. what does the warranty cover?",
-         "can I claim the warranty on {ref}? it no longer works."),
-        ("wants to make a warranty claim for {ref}",
-         "says {ref} stopped working and asks about the warranty",
-         "asks whether {ref} is still under warranty"),
-        ("{ref} is covered by our 1-year warranty", "your warranty claim for {ref} is approved",
-         "the warranty on {ref} is still active"),
-        ("I've opened a claim and emailed you a prepaid label to send it in",
-         "please reply with a photo and the serial number, and I'll arrange a replacement",
-         "I've arranged a free replacement, which you'll receive within 5 business days"),
-        trouble=("the defect", "the faulty item"), categories=("electronics", "home", "fitness"),
+        "warranty_claim",
+        r"warrant\w*|guarantee|covered",
+        ("P", "OP"),
+        (
+            "{ref} stopped working after three months. is it covered by the warranty?",
+            "I want to make a warranty claim for {ref}; it has a defect.",
+            "{ref} broke after normal use. what does the warranty cover?",
+            "can I claim the warranty on {ref}? it no longer works.",
+        ),
+        (
+            "wants to make a warranty claim for {ref}",
+            "says {ref} stopped working and asks about the warranty",
+            "asks whether {ref} is still under warranty",
+        ),
+        (
+            "{ref} is covered by our 1-year warranty",
+            "your warranty claim for {ref} is approved",
+            "the warranty on {ref} is still active",
+        ),
+        (
+            "I've opened a claim and emailed you a prepaid label to send it in",
+            "please reply with a photo and the serial number, and I'll arrange a replacement",
+            "I've arranged a free replacement, which you'll receive within 5 business days",
+        ),
+        trouble=("the defect", "the faulty item"),
+        categories=("electronics", "home", "fitness"),
         product_head=True,
     ),
     Intent(
         "product_question",
         r"spec\w*|dimension\w*|measur\w*|colou?rs?|made (?:of|from)|material|comes in|available in",
         ("P",),
-        ("dims|what are the dimensions of {ref}?", "dims|how big is {ref} exactly?",
-         "dims|can you tell me how large {ref} is?",
-         "colors|does {ref} come in other colors?", "colors|what colors is {ref} available in?",
-         "colors|which colors can I get {ref} in?",
-         "material|what is {ref} made of?", "material|what material is {ref}?",
-         "material|I'd like to know what {ref} is made from."),
-        ("dims|asks about the dimensions of {ref}", "dims|wants to know how big {ref} is",
-         "colors|wants to know the colors of {ref}", "colors|asks which colors {ref} comes in",
-         "material|asks what {ref} is made of", "material|wants to know the material of {ref}"),
-        ("dims|{ref} measures {dims}", "dims|the dimensions of {ref} are {dims}",
-         "dims|the measurements of {ref} are {dims}",
-         "colors|{ref} comes in {colors}", "colors|{ref} is available in {colors}",
-         "colors|the available colors for {ref} are {colors}",
-         "material|{ref} is made of {material}", "material|the material of {ref} is {material}",
-         "material|{ref} is made from {material}"),
-        ("you can find the full spec sheet on the product page",
-         "I've emailed you the spec sheet and care guide",
-         "I'll send you a link to the size and care guide",
-         "you can also check the reviews section for photos from other customers"),
+        (
+            "dims|what are the dimensions of {ref}?",
+            "dims|how big is {ref} exactly?",
+            "dims|can you tell me how large {ref} is?",
+            "colors|does {ref} come in other colors?",
+            "colors|what colors is {ref} available in?",
+            "colors|which colors can I get {ref} in?",
+            "material|what is {ref} made of?",
+            "material|what material is {ref}?",
+            "material|I'd like to know what {ref} is made from.",
+        ),
+        (
+            "dims|asks about the dimensions of {ref}",
+            "dims|wants to know how big {ref} is",
+            "colors|wants to know the colors of {ref}",
+            "colors|asks which colors {ref} comes in",
+            "material|asks what {ref} is made of",
+            "material|wants to know the material of {ref}",
+        ),
+        (
+            "dims|{ref} measures {dims}",
+            "dims|the dimensions of {ref} are {dims}",
+            "dims|the measurements of {ref} are {dims}",
+            "colors|{ref} comes in {colors}",
+            "colors|{ref} is available in {colors}",
+            "colors|the available colors for {ref} are {colors}",
+            "material|{ref} is made of {material}",
+            "material|the material of {ref} is {material}",
+            "material|{ref} is made from {material}",
+        ),
+        (
+            "you can find the full spec sheet on the product page",
+            "I've emailed you the spec sheet and care guide",
+            "I'll send you a link to the size and care guide",
+            "you can also check the reviews section for photos from other customers",
+        ),
         apology=False,
     ),
     Intent(
-        "eco_products", r"eco\w*|sustainab\w*|recycl\w*|plastic-free|carbon|organic|responsibly",
+        "eco_products",
+        r"eco\w*|sustainab\w*|recycl\w*|plastic-free|carbon|organic|responsibly",
         ("P",),
-        ("is {ref} eco-friendly?", "what sustainable materials are used in {ref}?",
-         "does {ref} ship in plastic-free packaging?",
-         "I'm trying to shop more sustainably. is {ref} recyclable?"),
-        ("asks whether {ref} is eco-friendly", "wants to know if {ref} is sustainable",
-         "asks about the packaging of {ref}"),
-        ("{ref} is made with recycled materials and ships in plastic-free packaging",
-         "{ref} is part of our eco range and its packaging is fully recyclable",
-         "{ref} uses responsibly sourced materials and carbon-neutral shipping"),
-        ("you can find its full sustainability report on the product page",
-         "I've emailed you our eco guide with recycling tips",
-         "you can also return the packaging to us for free recycling"),
+        (
+            "is {ref} eco-friendly?",
+            "what sustainable materials are used in {ref}?",
+            "does {ref} ship in plastic-free packaging?",
+            "I'm trying to shop more sustainably. is {ref} recyclable?",
+        ),
+        (
+            "asks whether {ref} is eco-friendly",
+            "wants to know if {ref} is sustainable",
+            "asks about the packaging of {ref}",
+        ),
+        (
+            "{ref} is made with recycled materials and ships in plastic-free packaging",
+            "{ref} is part of our eco range and its packaging is fully recyclable",
+            "{ref} uses responsibly sourced materials and carbon-neutral shipping",
+        ),
+        (
+            "you can find its full sustainability report on the product page",
+            "I've emailed you our eco guide with recycling tips",
+            "you can also return the packaging to us for free recycling",
+        ),
         apology=False,
     ),
     Intent(
-        "subscription", r"subscri\w*|renew\w*|membership", ("P", "OP"),
-        ("I want to pause my monthly subscription for {ref}.",
-         "how do I stop my subscription for {ref}?",
-         "please skip next month's delivery of {ref} in my subscription.",
-         "I was billed again for my subscription to {ref} but meant to skip this month."),
-        ("wants to pause their subscription for {ref}",
-         "asks to skip next month's subscription delivery of {ref}",
-         "wants to change the subscription for {ref}"),
-        ("the subscription for {ref} is set to renew monthly",
-         "the subscription for {ref} can be paused or changed at any time",
-         "your subscription for {ref} is flexible"),
-        ("I've paused it for a month, and you can resume it anytime from your account",
-         "I've skipped the next delivery, so you won't be charged this month",
-         "you can manage it anytime under Subscriptions in your account"),
+        "subscription",
+        r"subscri\w*|renew\w*|membership",
+        ("P", "OP"),
+        (
+            "I want to pause my monthly subscription for {ref}.",
+            "how do I stop my subscription for {ref}?",
+            "please skip next month's delivery of {ref} in my subscription.",
+            "I was billed again for my subscription to {ref} but meant to skip this month.",
+        ),
+        (
+            "wants to pause their subscription for {ref}",
+            "asks to skip next month's subscription delivery of {ref}",
+            "wants to change the subscription for {ref}",
+        ),
+        (
+            "the subscription for {ref} is set to renew monthly",
+            "the subscription for {ref} can be paused or changed at any time",
+            "your subscription for {ref} is flexible",
+        ),
+        (
+            "I've paused it for a month, and you can resume it anytime from your account",
+            "I've skipped the next delivery, so you won't be charged this month",
+            "you can manage it anytime under Subscriptions in your account",
+        ),
         apology=False,
     ),
     Intent(
-        "loyalty_points", r"points?|rewards?|loyalty", ("O", "OP"),
-        ("I didn't get my loyalty points for {ref}.", "my rewards points for {ref} are missing.",
-         "how many points should I have earned on {ref}?"),
-        ("did not receive loyalty points for {ref}", "says the rewards points for {ref} are missing",
-         "asks how many points {ref} earned"),
-        ("the loyalty points for {ref} didn't post to your account",
-         "{ref} should have earned you {points} reward points",
-         "{points} loyalty points for {ref} were missing from your balance"),
-        ("I've added them to your balance manually",
-         "you'll see them in your rewards balance within 24 hours",
-         "I've credited them, and you can redeem them on your next order"),
+        "loyalty_points",
+        r"points?|rewards?|loyalty",
+        ("O", "OP"),
+        (
+            "I didn't get my loyalty points for {ref}.",
+            "my rewards points for {ref} are missing.",
+            "how many points should I have earned on {ref}?",
+        ),
+        (
+            "did not receive loyalty points for {ref}",
+            "says the rewards points for {ref} are missing",
+            "asks how many points {ref} earned",
+        ),
+        (
+            "the loyalty points for {ref} didn't post to your account",
+            "{ref} should have earned you {points} reward points",
+            "{points} loyalty points for {ref} were missing from your balance",
+        ),
+        (
+            "I've added them to your balance manually",
+            "you'll see them in your rewards balance within 24 hours",
+            "I've credited them, and you can redeem them on your next order",
+        ),
         trouble=("the missing points", "the mix-up"),
     ),
     Intent(
-        "gift_order", r"gift\w*|wrap\w*", ("O", "P", "OP"),
-        ("{ref} is a gift. can you add gift wrap and a message?",
-         "I want to send {ref} as a gift without the receipt.",
-         "can I add a gift note to {ref}?", "please remove the prices from {ref}, it's a gift."),
-        ("wants gift wrapping for {ref}", "asks to add a gift message to {ref}",
-         "is sending {ref} as a gift and wants no receipt included"),
-        ("gift wrapping for {ref} is free", "{ref} can go out as a gift with a personal message",
-         "{ref} can ship as a gift with the prices hidden"),
-        ("I've added gift wrap and a message card, and the receipt will be left out",
-         "please reply with the message you'd like on the card",
-         "I've added a gift note, and the packing slip won't show any prices"),
+        "gift_order",
+        r"gift\w*|wrap\w*",
+        ("O", "P", "OP"),
+        (
+            "{ref} is a gift. can you add gift wrap and a message?",
+            "I want to send {ref} as a gift without the receipt.",
+            "can I add a gift note to {ref}?",
+            "please remove the prices from {ref}, it's a gift.",
+        ),
+        (
+            "wants gift wrapping for {ref}",
+            "asks to add a gift message to {ref}",
+            "is sending {ref} as a gift and wants no receipt included",
+        ),
+        (
+            "gift wrapping for {ref} is free",
+            "{ref} can go out as a gift with a personal message",
+            "{ref} can ship as a gift with the prices hidden",
+        ),
+        (
+            "I've added gift wrap and a message card, and the receipt will be left out",
+            "please reply with the message you'd like on the card",
+            "I've added a gift note, and the packing slip won't show any prices",
+        ),
         apology=False,
     ),
     Intent(
-        "change_address", r"address\w*|redirect\w*|reroute\w*", ("O", "OP"),
-        ("I moved. can you change the shipping address for {ref}?",
-         "I entered the wrong address for {ref}.", "please update the delivery address on {ref}.",
-         "can {ref} be sent to my work address instead?"),
-        ("wants to change the shipping address for {ref}",
-         "entered the wrong address for {ref}", "asks to redirect {ref} to a new address"),
-        ("{ref} hasn't shipped yet, so the address can still be changed",
-         "the delivery address on {ref} can still be updated",
-         "there's still time to redirect {ref}"),
-        ("please reply with the new address and I'll update it right away",
-         "I've updated the address, and you'll get a confirmation email shortly",
-         "I've put a hold on the shipment until you confirm the new address"),
+        "change_address",
+        r"address\w*|redirect\w*|reroute\w*",
+        ("O", "OP"),
+        (
+            "I moved. can you change the shipping address for {ref}?",
+            "I entered the wrong address for {ref}.",
+            "please update the delivery address on {ref}.",
+            "can {ref} be sent to my work address instead?",
+        ),
+        (
+            "wants to change the shipping address for {ref}",
+            "entered the wrong address for {ref}",
+            "asks to redirect {ref} to a new address",
+        ),
+        (
+            "{ref} hasn't shipped yet, so the address can still be changed",
+            "the delivery address on {ref} can still be updated",
+            "there's still time to redirect {ref}",
+        ),
+        (
+            "please reply with the new address and I'll update it right away",
+            "I've updated the address, and you'll get a confirmation email shortly",
+            "I've put a hold on the shipment until you confirm the new address",
+        ),
         apology=False,
     ),
     Intent(
-        "price_match", r"price|match|difference", ("P", "OP"),
-        ("I saw {ref} for {amount} on another site. do you price match?",
-         "{ref} dropped to {amount} a day after I bought it. can I get the difference?",
-         "a competitor sells {ref} for {amount}. will you match it?"),
-        ("found {ref} for {amount} elsewhere and asks for a price match",
-         "saw {ref} drop to {amount} after buying it",
-         "wants the difference refunded because {ref} is now {amount}"),
-        ("we're happy to price match {ref} at {amount}",
-         "{ref} qualifies for our price match at {amount}",
-         "the lower price of {amount} on {ref} is covered by our price promise"),
-        ("I've refunded the difference to your original payment method",
-         "I've applied the difference as a refund, which you'll see within 5 business days",
-         "please reply with a link to the lower price, and I'll adjust it right away"),
-        extras=("amount",), apology=False, product_head=True,
+        "price_match",
+        r"price|match|difference",
+        ("P", "OP"),
+        (
+            "I saw {ref} for {amount} on another site. do you price match?",
+            "{ref} dropped to {amount} a day after I bought it. can I get the difference?",
+            "a competitor sells {ref} for {amount}. will you match it?",
+        ),
+        (
+            "found {ref} for {amount} elsewhere and asks for a price match",
+            "saw {ref} drop to {amount} after buying it",
+            "wants the difference refunded because {ref} is now {amount}",
+        ),
+        (
+            "we're happy to price match {ref} at {amount}",
+            "{ref} qualifies for our price match at {amount}",
+            "the lower price of {amount} on {ref} is covered by our price promise",
+        ),
+        (
+            "I've refunded the difference to your original payment method",
+            "I've applied the difference as a refund, which you'll see within 5 business days",
+            "please reply with a link to the lower price, and I'll adjust it right away",
+        ),
+        extras=("amount",),
+        apology=False,
+        product_head=True,
     ),
     Intent(
-        "invoice_request", r"invoice\w*|receipt", ("O", "OP"),
-        ("I need an invoice for {ref} for my company.", "can you send me a receipt for {ref}?",
-         "I need a VAT invoice for {ref}.", "the invoice for {ref} has the wrong company name."),
-        ("needs an invoice for {ref}", "asks for a receipt for {ref}",
-         "needs a corrected invoice for {ref}"),
-        ("the invoice for {ref} is ready", "a receipt for {ref} is available",
-         "a full VAT invoice for {ref} is on file"),
-        ("I've emailed you a PDF copy", "you can also download it anytime from the Orders page",
-         "I've sent a corrected copy to your email"),
+        "invoice_request",
+        r"invoice\w*|receipt",
+        ("O", "OP"),
+        (
+            "I need an invoice for {ref} for my company.",
+            "can you send me a receipt for {ref}?",
+            "I need a VAT invoice for {ref}.",
+            "the invoice for {ref} has the wrong company name.",
+        ),
+        ("needs an invoice for {ref}", "asks for a receipt for {ref}", "needs a corrected invoice for {ref}"),
+        (
+            "the invoice for {ref} is ready",
+            "a receipt for {ref} is available",
+            "a full VAT invoice for {ref} is on file",
+        ),
+        (
+            "I've emailed you a PDF copy",
+            "you can also download it anytime from the Orders page",
+            "I've sent a corrected copy to your email",
+        ),
         apology=False,
     ),
 )
@@ -406,23 +667,40 @@ INTENTS: tuple[str, ...] = tuple(spec.name for spec in INTENT_SPECS)
 # ---------------------------------------------------------------------------------------------
 _REFS = {  # voice -> ref kind -> templates; the date suffix is appended when a date is present
     "customer": {
-        "OP": ("my {product} (order #{order_id})", "the {product} from order #{order_id}",
-               "order #{order_id} with the {product}", "my order {order_id} for the {product}",
-               "the {product} on order number {order_id}"),
-        "O": ("my order #{order_id}", "order #{order_id}", "order number {order_id}",
-              "my order {order_id}", "order {order_id}"),
+        "OP": (
+            "my {product} (order #{order_id})",
+            "the {product} from order #{order_id}",
+            "order #{order_id} with the {product}",
+            "my order {order_id} for the {product}",
+            "the {product} on order number {order_id}",
+        ),
+        "O": (
+            "my order #{order_id}",
+            "order #{order_id}",
+            "order number {order_id}",
+            "my order {order_id}",
+            "order {order_id}",
+        ),
         "P": ("my {product}", "the {product}"),
     },
     "third": {
-        "OP": ("the {product} (order #{order_id})", "their {product} from order #{order_id}",
-               "order #{order_id} containing the {product}", "order {order_id} for the {product}"),
+        "OP": (
+            "the {product} (order #{order_id})",
+            "their {product} from order #{order_id}",
+            "order #{order_id} containing the {product}",
+            "order {order_id} for the {product}",
+        ),
         "O": ("order #{order_id}", "their order #{order_id}", "order {order_id}"),
         "P": ("the {product}", "their {product}"),
     },
     "agent": {
-        "OP": ("your {product} (order #{order_id})", "the {product} on order #{order_id}",
-               "order #{order_id} with your {product}", "your order #{order_id} for the {product}",
-               "your {product} from order #{order_id}"),
+        "OP": (
+            "your {product} (order #{order_id})",
+            "the {product} on order #{order_id}",
+            "order #{order_id} with your {product}",
+            "your order #{order_id} for the {product}",
+            "your {product} from order #{order_id}",
+        ),
         "O": ("your order #{order_id}", "order #{order_id}"),
         "P": ("your {product}", "the {product}"),
     },
@@ -436,50 +714,122 @@ GENERIC_REFS = ("your order", "your purchase", "your item", "the order")
 _GREETINGS = ("Hi,", "Hello,", "Hi there,", "Hey,", "Good morning,", "Hello team,", "", "", "")
 _INTROS = ("this is {customer}.", "{customer} here.", "my name is {customer}.")
 _SIGNOFFS = ("Thanks, {customer}", "- {customer}", "Regards, {customer}", "Cheers, {customer}")
-_EXTRAS_APOLOGY = ("This is really frustrating.", "Can you help?", "Please sort this out.",
-                   "What can you do?", "I've been a customer for years.")
-_EXTRAS_NEUTRAL = ("Can you help?", "Thanks in advance.", "What are my options?",
-                   "Could you look into it?", "Please advise.")
-_SCENARIO_PREFIXES = ("Customer{nm} ", "A customer{nm} ", "Scenario: customer{nm} ",
-                      "Ticket: customer{nm} ", "Case - customer{nm} ")
-_ACKS_APOLOGY = ("I'm so sorry about {trouble}{nm}", "sorry for {trouble}{nm}",
-                 "I apologise for {trouble}{nm}", "I'm really sorry to hear about {trouble}{nm}",
-                 "my apologies for {trouble}{nm}", "thanks for letting us know{nm}, and sorry for {trouble}",
-                 "I'm sorry you've had to deal with {trouble}{nm}",
-                 "thank you for flagging this{nm}, and I'm sorry for {trouble}")
-_ACKS_NOTICE = ("thanks for letting us know{nm}", "thank you for flagging this{nm}",
-                "thanks for reaching out{nm}", "thank you for contacting us{nm}",
-                "thanks for getting in touch about this{nm}")
-_ACKS_THANKS = ("thanks for reaching out{nm}", "thank you for your message{nm}",
-                "thanks for getting in touch{nm}", "thanks for asking{nm}",
-                "I appreciate you contacting us{nm}", "thank you for contacting us{nm}",
-                "thanks so much for the message{nm}", "thanks for the question{nm}")
+_EXTRAS_APOLOGY = (
+    "This is really frustrating.",
+    "Can you help?",
+    "Please sort this out.",
+    "What can you do?",
+    "I've been a customer for years.",
+)
+_EXTRAS_NEUTRAL = (
+    "Can you help?",
+    "Thanks in advance.",
+    "What are my options?",
+    "Could you look into it?",
+    "Please advise.",
+)
+_SCENARIO_PREFIXES = (
+    "Customer{nm} ",
+    "A customer{nm} ",
+    "Scenario: customer{nm} ",
+    "Ticket: customer{nm} ",
+    "Case - customer{nm} ",
+)
+_ACKS_APOLOGY = (
+    "I'm so sorry about {trouble}{nm}",
+    "sorry for {trouble}{nm}",
+    "I apologise for {trouble}{nm}",
+    "I'm really sorry to hear about {trouble}{nm}",
+    "my apologies for {trouble}{nm}",
+    "thanks for letting us know{nm}, and sorry for {trouble}",
+    "I'm sorry you've had to deal with {trouble}{nm}",
+    "thank you for flagging this{nm}, and I'm sorry for {trouble}",
+)
+_ACKS_NOTICE = (
+    "thanks for letting us know{nm}",
+    "thank you for flagging this{nm}",
+    "thanks for reaching out{nm}",
+    "thank you for contacting us{nm}",
+    "thanks for getting in touch about this{nm}",
+)
+_ACKS_THANKS = (
+    "thanks for reaching out{nm}",
+    "thank you for your message{nm}",
+    "thanks for getting in touch{nm}",
+    "thanks for asking{nm}",
+    "I appreciate you contacting us{nm}",
+    "thank you for contacting us{nm}",
+    "thanks so much for the message{nm}",
+    "thanks for the question{nm}",
+)
 _GENERIC_TROUBLE = ("the trouble", "the inconvenience", "this")
-_CLOSES = ("Let me know if there's anything else I can do.", "Have a great day!",
-           "Thanks for your patience!", "We're here if you need anything else.",
-           "Let us know if you have any other questions.", "Thanks for shopping with us!",
-           "Have a lovely week!", "Take care!", "Thank you for your patience and understanding.",
-           "Don't hesitate to reach out if you need more help.", "Happy to help with anything else.",
-           "Thanks again for choosing us!", "Enjoy the rest of your day!", "Have a wonderful weekend!")
+_CLOSES = (
+    "Let me know if there's anything else I can do.",
+    "Have a great day!",
+    "Thanks for your patience!",
+    "We're here if you need anything else.",
+    "Let us know if you have any other questions.",
+    "Thanks for shopping with us!",
+    "Have a lovely week!",
+    "Take care!",
+    "Thank you for your patience and understanding.",
+    "Don't hesitate to reach out if you need more help.",
+    "Happy to help with anything else.",
+    "Thanks again for choosing us!",
+    "Enjoy the rest of your day!",
+    "Have a wonderful weekend!",
+)
 _COLORS = ("black", "navy", "sage", "sand", "charcoal", "forest green", "terracotta", "ivory", "slate")
-_MATERIALS = ("recycled aluminium", "organic cotton", "bamboo fibre", "stainless steel",
-              "recycled polyester", "solid oak", "natural rubber", "merino wool")
+_MATERIALS = (
+    "recycled aluminium",
+    "organic cotton",
+    "bamboo fibre",
+    "stainless steel",
+    "recycled polyester",
+    "solid oak",
+    "natural rubber",
+    "merino wool",
+)
 # Lines of part 4's degraded replies (its "boilerplate", "tone" and "length" traits). They live
 # here because the template partition below must keep every held-out template clear of them
 # (``_always_train_texts``); nothing in this module writes them.
-BOILERPLATE = ("Thank you for contacting customer support.", "We value your business.",
-               "Your satisfaction is our top priority.", "We are looking into your request.",
-               "Our team will get back to you as soon as possible.",
-               "We apologize for any inconvenience this may have caused.",
-               "Your request has been noted.", "We are committed to providing the best service.")
-RUDE_OPENERS = ("honestly, that's not our fault", "calm down", "look, you should have read the description",
-                "this is getting ridiculous", "that's your problem, not ours", "whatever, fine",
-                "obviously you didn't read the policy")
-RUDE_CLOSES = ("Stop complaining and wait like everyone else.", "Deal with it.",
-               "Don't bother us again about this.", "Figure it out yourself next time.")
-CURT = ("Noted.", "Ok.", "We'll see.", "Checking {ref}.", "{ref} - handled.", "Will look into {ref}.",
-        "Sure, done.", "See email.", "Fine, {ref} is sorted.", "Got it, {ref}.")
-
+BOILERPLATE = (
+    "Thank you for contacting customer support.",
+    "We value your business.",
+    "Your satisfaction is our top priority.",
+    "We are looking into your request.",
+    "Our team will get back to you as soon as possible.",
+    "We apologize for any inconvenience this may have caused.",
+    "Your request has been noted.",
+    "We are committed to providing the best service.",
+)
+RUDE_OPENERS = (
+    "honestly, that's not our fault",
+    "calm down",
+    "look, you should have read the description",
+    "this is getting ridiculous",
+    "that's your problem, not ours",
+    "whatever, fine",
+    "obviously you didn't read the policy",
+)
+RUDE_CLOSES = (
+    "Stop complaining and wait like everyone else.",
+    "Deal with it.",
+    "Don't bother us again about this.",
+    "Figure it out yourself next time.",
+)
+CURT = (
+    "Noted.",
+    "Ok.",
+    "We'll see.",
+    "Checking {ref}.",
+    "{ref} - handled.",
+    "Will look into {ref}.",
+    "Sure, done.",
+    "See email.",
+    "Fine, {ref} is sorted.",
+    "Got it, {ref}.",
+)
 
 
 def mentions(text: str, value: str) -> bool:
@@ -523,10 +873,17 @@ def _partition_lists() -> list[tuple[str, tuple[str, ...], int]]:
     for spec in INTENT_SPECS:
         for part in ("customer", "scenario", "body", "next"):
             lists.append((f"{spec.name}.{part}", getattr(spec, part), 2))
-    pools = (("acks_apology", _ACKS_APOLOGY), ("acks_notice", _ACKS_NOTICE), ("acks_thanks", _ACKS_THANKS),
-             ("closes", _CLOSES), ("intros", _INTROS), ("signoffs", _SIGNOFFS),
-             ("extras_apology", _EXTRAS_APOLOGY), ("extras_neutral", _EXTRAS_NEUTRAL),
-             ("scenario_prefixes", _SCENARIO_PREFIXES))
+    pools = (
+        ("acks_apology", _ACKS_APOLOGY),
+        ("acks_notice", _ACKS_NOTICE),
+        ("acks_thanks", _ACKS_THANKS),
+        ("closes", _CLOSES),
+        ("intros", _INTROS),
+        ("signoffs", _SIGNOFFS),
+        ("extras_apology", _EXTRAS_APOLOGY),
+        ("extras_neutral", _EXTRAS_NEUTRAL),
+        ("scenario_prefixes", _SCENARIO_PREFIXES),
+    )
     lists += [(name, pool, 2) for name, pool in pools]
     lists += [(f"refs.{voice}.{kind}", refs, 3) for voice, by_kind in _REFS.items() for kind, refs in by_kind.items()]
     lists += [(f"date_suffixes.{voice}", suffixes, 3) for voice, suffixes in _DATE_SUFFIXES.items()]
@@ -538,20 +895,46 @@ def _partition_lists() -> list[tuple[str, tuple[str, ...], int]]:
 # them, so templates with them stay on the train side. (The "dialogue" corpus writes with the
 # train side only.) The tests check every corpus kind has no held-out fragment.
 _PRETRAINING_PHRASES = (
-    "and im sorry for", "can i still cancel", "can still be updated", "can you tell me the status of",
-    "for a different size", "have a great day", "how do i return", "i changed my mind", "i need to cancel",
-    "i ordered it by mistake", "i want to return", "id like to return", "is it too late to return",
-    "ive emailed you a prepaid return label", "thank you for your message", "thanks for getting in touch",
-    "thanks for reaching out", "thanks for shopping with us", "thanks for your patience",
-    "this is really frustrating", "what are my options",
+    "and im sorry for",
+    "can i still cancel",
+    "can still be updated",
+    "can you tell me the status of",
+    "for a different size",
+    "have a great day",
+    "how do i return",
+    "i changed my mind",
+    "i need to cancel",
+    "i ordered it by mistake",
+    "i want to return",
+    "id like to return",
+    "is it too late to return",
+    "ive emailed you a prepaid return label",
+    "thank you for your message",
+    "thanks for getting in touch",
+    "thanks for reaching out",
+    "thanks for shopping with us",
+    "thanks for your patience",
+    "this is really frustrating",
+    "what are my options",
 )
 
 
 def _always_train_texts() -> tuple[str, ...]:
     """Text that every side uses, so a held-out template may not share a fragment with it."""
     troubles = tuple(t for spec in INTENT_SPECS for t in spec.trouble)
-    return (_GREETINGS + GENERIC_REFS + _GENERIC_TROUBLE + troubles + BOILERPLATE + RUDE_OPENERS
-            + RUDE_CLOSES + CURT + _COLORS + _MATERIALS + _PRETRAINING_PHRASES)
+    return (
+        _GREETINGS
+        + GENERIC_REFS
+        + _GENERIC_TROUBLE
+        + troubles
+        + BOILERPLATE
+        + RUDE_OPENERS
+        + RUDE_CLOSES
+        + CURT
+        + _COLORS
+        + _MATERIALS
+        + _PRETRAINING_PHRASES
+    )
 
 
 @lru_cache(maxsize=1)
@@ -625,8 +1008,12 @@ def _template_partition() -> dict[str, frozenset[int]]:
                 continue
             new = [t for t in members[comp] if t not in held]
             add = Counter(group_of(ln, li) for t in new for ln, li in where[t])
-            if all(len(groups[g]) >= split_from[g[0]] and len(groups[g]) - n_held[g] - k >= min_train(g)
-                   and n_held[g] + k <= target(g) for g, k in add.items()):
+            if all(
+                len(groups[g]) >= split_from[g[0]]
+                and len(groups[g]) - n_held[g] - k >= min_train(g)
+                and n_held[g] + k <= target(g)
+                for g, k in add.items()
+            ):
                 held.update(new)
                 n_held.update(add)
     return {name: frozenset(i for i, t in enumerate(items) if _topic_of(t)[1] in held) for name, items, _ in lists}
@@ -634,13 +1021,16 @@ def _template_partition() -> dict[str, frozenset[int]]:
 
 def _template_partition_counts() -> dict[str, tuple[int, int]]:
     """List name -> (templates on the train side only, held-out templates); (n, 0): shared."""
-    return {name: (len(items) - len(_template_partition()[name]), len(_template_partition()[name]))
-            for name, items, _ in _partition_lists()}
+    return {
+        name: (len(items) - len(_template_partition()[name]), len(_template_partition()[name]))
+        for name, items, _ in _partition_lists()
+    }
 
 
 @dataclass(frozen=True)
 class Phrasing:
     """The templates one side of the partition writes with."""
+
     side: str
     specs: dict[str, Intent]
     acks_apology: tuple[str, ...]
@@ -669,19 +1059,38 @@ def phrasing(side: str) -> Phrasing:
 
     def pick(name: str, items: tuple[str, ...]) -> tuple[str, ...]:
         topics_held = {_topic_of(items[i])[0] for i in held[name]}
-        return tuple(t for i, t in enumerate(items)
-                     if _topic_of(t)[0] not in topics_held or (i in held[name]) == (side == "heldout"))
+        return tuple(
+            t
+            for i, t in enumerate(items)
+            if _topic_of(t)[0] not in topics_held or (i in held[name]) == (side == "heldout")
+        )
 
-    specs = {spec.name: replace(spec, **{part: pick(f"{spec.name}.{part}", getattr(spec, part))
-                                         for part in ("customer", "scenario", "body", "next")})
-             for spec in INTENT_SPECS}
+    specs = {
+        spec.name: replace(
+            spec,
+            **{
+                part: pick(f"{spec.name}.{part}", getattr(spec, part))
+                for part in ("customer", "scenario", "body", "next")
+            },
+        )
+        for spec in INTENT_SPECS
+    }
     return Phrasing(
-        side, specs, pick("acks_apology", _ACKS_APOLOGY), pick("acks_notice", _ACKS_NOTICE),
-        pick("acks_thanks", _ACKS_THANKS), pick("closes", _CLOSES), pick("intros", _INTROS),
-        pick("signoffs", _SIGNOFFS), pick("extras_apology", _EXTRAS_APOLOGY),
-        pick("extras_neutral", _EXTRAS_NEUTRAL), pick("scenario_prefixes", _SCENARIO_PREFIXES),
-        {voice: {kind: pick(f"refs.{voice}.{kind}", refs) for kind, refs in by_kind.items()}
-         for voice, by_kind in _REFS.items()},
+        side,
+        specs,
+        pick("acks_apology", _ACKS_APOLOGY),
+        pick("acks_notice", _ACKS_NOTICE),
+        pick("acks_thanks", _ACKS_THANKS),
+        pick("closes", _CLOSES),
+        pick("intros", _INTROS),
+        pick("signoffs", _SIGNOFFS),
+        pick("extras_apology", _EXTRAS_APOLOGY),
+        pick("extras_neutral", _EXTRAS_NEUTRAL),
+        pick("scenario_prefixes", _SCENARIO_PREFIXES),
+        {
+            voice: {kind: pick(f"refs.{voice}.{kind}", refs) for kind, refs in by_kind.items()}
+            for voice, by_kind in _REFS.items()
+        },
         {voice: pick(f"date_suffixes.{voice}", suffixes) for voice, suffixes in _DATE_SUFFIXES.items()},
     )
 
@@ -735,6 +1144,7 @@ def template_leaks(texts: Iterable[str], limit: int = 20) -> list[str]:
 @dataclass(frozen=True)
 class Context:
     """A customer message or scenario line, with the slot values it states."""
+
     intent: str
     text: str
     slots: dict[str, str]
@@ -777,8 +1187,9 @@ def _draw_slots(spec: Intent, values: SlotPools, rng: random.Random) -> dict[str
     return slots
 
 
-def ref_phrase(slots: Mapping[str, str], voice: str, rng: random.Random, product_head: bool = False,
-               ph: Phrasing | None = None) -> str:
+def ref_phrase(
+    slots: Mapping[str, str], voice: str, rng: random.Random, product_head: bool = False, ph: Phrasing | None = None
+) -> str:
     """The order/product(/date) noun phrase in the customer's, a third person's or the agent's voice.
 
     With ``product_head`` the phrase is about the product ("your X from order #A1"), not the order
@@ -810,8 +1221,7 @@ def _casualize(text: str, keep: Sequence[str]) -> str:
     return re.sub(r"\s+", " ", "".join(out)).strip()
 
 
-def _customer_message(spec: Intent, slots: dict[str, str], rng: random.Random,
-                      ph: Phrasing) -> tuple[str, str]:
+def _customer_message(spec: Intent, slots: dict[str, str], rng: random.Random, ph: Phrasing) -> tuple[str, str]:
     """A first-person message; returns (text, topic)."""
     topic, template = _topic_of(rng.choice(spec.customer))
     fill = {**slots, "ref": ref_phrase(slots, "customer", rng, spec.product_head, ph)}
@@ -834,8 +1244,7 @@ def _customer_message(spec: Intent, slots: dict[str, str], rng: random.Random,
     return text, topic
 
 
-def _scenario_line(spec: Intent, slots: dict[str, str], rng: random.Random,
-                   ph: Phrasing) -> tuple[str, str]:
+def _scenario_line(spec: Intent, slots: dict[str, str], rng: random.Random, ph: Phrasing) -> tuple[str, str]:
     """A third-person line for an agent ("Customer Leila wants to return ..."); (text, topic)."""
     topic, template = _topic_of(rng.choice(spec.scenario))
     name = slots.get("customer")
@@ -870,6 +1279,7 @@ _GENERIC_EXTRAS = {
 @dataclass
 class Parts:
     """The pieces of a reply, before ``assemble`` joins them (part 4 drops or swaps some)."""
+
     ack: str | None
     body: str
     next: str | None
@@ -890,8 +1300,15 @@ def _ack(spec: Intent, name: str | None, rng: random.Random, ph: Phrasing) -> st
     return f"Hi {name}, {ack}" if hi_prefix else ack
 
 
-def _body_fill(ctx: Context, spec: Intent, values: SlotPools, rng: random.Random,
-               ref: str | None, ph: Phrasing, drop: Collection[str] = ()) -> dict[str, str]:
+def _body_fill(
+    ctx: Context,
+    spec: Intent,
+    values: SlotPools,
+    rng: random.Random,
+    ref: str | None,
+    ph: Phrasing,
+    drop: Collection[str] = (),
+) -> dict[str, str]:
     """Values for body templates: the context's slots, a freshly phrased ref, response-only numbers.
 
     Extra slots in ``drop`` get a marker that ``_generic_extras`` turns into generic words.
@@ -918,9 +1335,16 @@ def _generic_extras(body: str, dropped: Collection[str]) -> str:
     return re.sub(r"\s+", " ", body).strip()
 
 
-def good_parts(ctx: Context, values: SlotPools, rng: random.Random, intent: str | None = None,
-               ref: str | None = None, ph: Phrasing | None = None, name: str | None = "",
-               drop: Collection[str] = ()) -> Parts:
+def good_parts(
+    ctx: Context,
+    values: SlotPools,
+    rng: random.Random,
+    intent: str | None = None,
+    ref: str | None = None,
+    ph: Phrasing | None = None,
+    name: str | None = "",
+    drop: Collection[str] = (),
+) -> Parts:
     """Every part of a good reply to ``ctx`` (written for ``intent``, default the context's).
 
     ``values``: where the reply's own values come from (the extra slots a body may mention that the
@@ -995,11 +1419,23 @@ def dialogue_documents(n: int, seed: int = 0, values: SlotPools | None = None) -
 
 # Reference drills: short exchanges whose whole job is to restate what the customer listed.
 _DRILL_KINDS = ("order_id", "order_id", "customer", "customer", "product", "amount", "promo_code", "carrier")
-_DRILL_ASKS = ("Please confirm these details: {items}.", "Can you check {items} for me?",
-               "My references are {items}.", "I have {items} on my account.", "Details: {items}",
-               "Could you look up {items}?", "Writing about {items}.")
-_DRILL_ANSWERS = ("Confirmed: {items}.", "I've checked {items} for you.", "Here they are again: {items}.",
-                  "Noted - {items}.", "Thanks, I have {items} on file.", "Got it: {items}.")
+_DRILL_ASKS = (
+    "Please confirm these details: {items}.",
+    "Can you check {items} for me?",
+    "My references are {items}.",
+    "I have {items} on my account.",
+    "Details: {items}",
+    "Could you look up {items}?",
+    "Writing about {items}.",
+)
+_DRILL_ANSWERS = (
+    "Confirmed: {items}.",
+    "I've checked {items} for you.",
+    "Here they are again: {items}.",
+    "Noted - {items}.",
+    "Thanks, I have {items} on file.",
+    "Got it: {items}.",
+)
 
 
 def _drill_value(values: SlotPools, rng: random.Random) -> str:
@@ -1023,6 +1459,8 @@ def reference_drills(n: int, seed: int = 0, values: SlotPools | None = None) -> 
     docs: dict[str, None] = {}  # insertion-ordered set: no drill twice
     while len(docs) < n:
         items = ", ".join(_drill_value(values, rng) for _ in range(rng.randint(1, 4)))
-        docs[f"Customer: {rng.choice(_DRILL_ASKS).format(items=items)}\n"
-             f"Agent: {rng.choice(_DRILL_ANSWERS).format(items=items)}"] = None
+        docs[
+            f"Customer: {rng.choice(_DRILL_ASKS).format(items=items)}\n"
+            f"Agent: {rng.choice(_DRILL_ANSWERS).format(items=items)}"
+        ] = None
     return list(docs)

@@ -7,6 +7,7 @@ attention (QK^T and AV, forward and backward) over the full T x T square. Biases
 position table are left out. A forward pass alone is a third of that: ``2 * N_matmul + 4 * L * C * T``.
 Tokens are counted as processed, padding included: it is compute spent.
 """
+
 from __future__ import annotations
 
 from .model import GPTConfig
@@ -19,8 +20,13 @@ def flops_per_token(cfg: GPTConfig) -> dict:
     L, C, T, V = cfg.n_layer, cfg.n_embd, cfg.block_size, cfg.vocab_size
     n_matmul = L * 12 * C * C + V * C
     dense, attention = 6 * n_matmul, 12 * L * C * T
-    return {"n_matmul_params": n_matmul, "dense": dense, "attention": attention, "total": dense + attention,
-            "formula": FORMULA}
+    return {
+        "n_matmul_params": n_matmul,
+        "dense": dense,
+        "attention": attention,
+        "total": dense + attention,
+        "formula": FORMULA,
+    }
 
 
 def training_flops(cfg: GPTConfig, tokens: int) -> float:

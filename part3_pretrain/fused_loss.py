@@ -16,6 +16,7 @@ are dropped before any product, so SFT pays for the LM head on response tokens o
 Without grad mode (evaluation) only the loss is computed. Under autocast the products run in
 the autocast dtype and the softmax in fp32, as the unfused path does.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,9 +36,13 @@ GPU_CHUNK_ELEMENTS = 1 << 24
 ROW_BUCKET = 32
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         with_accuracy: bool = False,
-                         chunk_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    with_accuracy: bool = False,
+    chunk_rows: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Summed cross-entropy of ``hidden @ weight.T`` against ``targets``, skipping IGNORE_INDEX.
 
     hidden: (..., C) final hidden states; weight: (V, C) the LM head; targets: (...) token ids.
@@ -69,8 +74,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, weight, t, rows, with_accuracy, onednn):
-        loss, correct, grad_h, grad_w = _chunked(h, weight, t, rows, with_accuracy,
-                                                 h.requires_grad, weight.requires_grad, onednn)
+        loss, correct, grad_h, grad_w = _chunked(
+            h, weight, t, rows, with_accuracy, h.requires_grad, weight.requires_grad, onednn
+        )
         ctx.save_for_backward(grad_h, grad_w)
         ctx.mark_non_differentiable(correct)
         return loss, correct
@@ -87,8 +93,16 @@ def _compute_dtype(h: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else h.dtype
 
 
-def _chunked(h: torch.Tensor, weight: torch.Tensor, t: torch.Tensor, rows: int, with_accuracy: bool,
-             want_grad_h: bool, want_grad_w: bool, onednn: bool):
+def _chunked(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    t: torch.Tensor,
+    rows: int,
+    with_accuracy: bool,
+    want_grad_h: bool,
+    want_grad_w: bool,
+    onednn: bool,
+):
     """(loss_sum, n_correct, grad_h, grad_w) of the summed loss, chunk by chunk of rows."""
     dtype = _compute_dtype(h)
     loss = torch.zeros((), device=h.device, dtype=torch.float32)
@@ -98,7 +112,7 @@ def _chunked(h: torch.Tensor, weight: torch.Tensor, t: torch.Tensor, rows: int, 
     with torch.autocast(h.device.type, enabled=False):
         hc_all, w = h.to(dtype), weight.to(dtype)
         for start in range(0, h.size(0), rows):
-            hc, tc = hc_all[start:start + rows], t[start:start + rows]  # (n, C), (n,)
+            hc, tc = hc_all[start : start + rows], t[start : start + rows]  # (n, C), (n,)
             n = tc.numel()
             hc = F.pad(hc, (0, 0, 0, -n % ROW_BUCKET))  # (n + pad, C): zero rows, sliced off below
             logp = torch.log_softmax(cpu_gemm.matmul_nt(hc, w, onednn).float(), dim=-1)  # (n + pad, V)
@@ -113,7 +127,7 @@ def _chunked(h: torch.Tensor, weight: torch.Tensor, t: torch.Tensor, rows: int, 
             probs[n:] = 0.0
             g = probs.to(dtype)
             if want_grad_h:
-                grad_h[start:start + rows] = cpu_gemm.matmul_nn(g, w, onednn)[:n]  # (n, C)
+                grad_h[start : start + rows] = cpu_gemm.matmul_nn(g, w, onednn)[:n]  # (n, C)
             if want_grad_w:
                 part = cpu_gemm.matmul_tn(g, hc, onednn)  # (V, C), possibly a transposed view
                 # accumulate in the layout the product comes in; one copy at the end at most

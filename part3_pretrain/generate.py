@@ -6,10 +6,11 @@ whole masked sequence every step (the reference path, also usable with a mock mo
 cache). PAD is always banned, EOS finishes a row and is not part of its tokens, and one explicit
 ``torch.Generator`` seeded per call makes the samples reproducible.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -70,8 +71,15 @@ def _top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def sample_next(logits: torch.Tensor, *, temperature: float, top_k: int = 0, top_p: float = 1.0,
-                banned_ids: Sequence[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor,
+    *,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    banned_ids: Sequence[int] = (),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Next token ids (B,) from logits (B, V).
 
     Banned ids get -inf first. ``temperature == 0`` is greedy (argmax); otherwise the logits are
@@ -93,15 +101,14 @@ def sample_next(logits: torch.Tensor, *, temperature: float, top_k: int = 0, top
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Ids (B, L) left-padded to the longest prompt and the mask (B, L), 1 = real token."""
     L = max(len(p) for p in prompts)
     idx = torch.full((len(prompts), L), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), L), dtype=torch.long)
     for b, p in enumerate(prompts):
-        idx[b, L - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[b, L - len(p):] = 1
+        idx[b, L - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[b, L - len(p) :] = 1
     return idx.to(device), mask.to(device)
 
 
@@ -132,8 +139,9 @@ class _Sampling:
     generator: torch.Generator
 
 
-def _generate_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: _Sampling,
-                    device: torch.device) -> list[GenerationResult]:
+def _generate_chunk(
+    model: nn.Module, prompts: Sequence[Sequence[int]], s: _Sampling, device: torch.device
+) -> list[GenerationResult]:
     """Decode one left-padded chunk until every row has EOS or the token budget is spent.
 
     The budget is shared by the chunk: the padded length plus new tokens stays within block_size.
@@ -153,9 +161,15 @@ def _generate_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: _Samp
     else:
         logits = model(idx, attention_mask=mask)  # (B, L, V)
     for step in range(steps):
-        nxt = sample_next(logits[:, -1], temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                          banned_ids=(s.pad_id,), generator=s.generator)  # (B,)
-        for b, (t, done) in enumerate(zip(nxt.tolist(), finished.tolist())):
+        nxt = sample_next(
+            logits[:, -1],
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            banned_ids=(s.pad_id,),
+            generator=s.generator,
+        )  # (B,)
+        for b, (t, done) in enumerate(zip(nxt.tolist(), finished.tolist(), strict=False)):
             if not done and t != s.eos_id:
                 tokens[b].append(t)
         finished |= nxt == s.eos_id
@@ -170,13 +184,24 @@ def _generate_chunk(model: nn.Module, prompts: Sequence[Sequence[int]], s: _Samp
             idx = torch.cat([idx, fed], dim=1)  # (B, L + step + 1)
             logits = model(idx, attention_mask=mask)  # (B, L + step + 1, V)
     done = finished.tolist()
-    return [GenerationResult(t, bool(d)) for t, d in zip(tokens, done)]
+    return [GenerationResult(t, bool(d)) for t, d in zip(tokens, done, strict=False)]
 
 
 @torch.no_grad()
-def generate(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id: int,
-             max_new_tokens: int = 64, temperature: float = 0.7, top_k: int = 0, top_p: float = 1.0,
-             seed: int = 0, use_cache: bool = True, batch_size: int = 32) -> list[GenerationResult]:
+def generate(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    *,
+    eos_id: int,
+    pad_id: int,
+    max_new_tokens: int = 64,
+    temperature: float = 0.7,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    use_cache: bool = True,
+    batch_size: int = 32,
+) -> list[GenerationResult]:
     """Continue each prompt (token ids) until EOS, ``max_new_tokens`` or the model's block size.
 
     Prompts are processed in chunks of ``batch_size`` in order, left-padded per chunk. The model
@@ -194,14 +219,22 @@ def generate(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int,
     if len(prompts) == 0:
         return []
     device = next(model.parameters()).device
-    s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache,
-                  torch.Generator(device=device).manual_seed(seed))
+    s = _Sampling(
+        eos_id,
+        pad_id,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        use_cache,
+        torch.Generator(device=device).manual_seed(seed),
+    )
     was_training = model.training
     model.eval()
     try:
         results: list[GenerationResult] = []
         for start in range(0, len(prompts), batch_size):
-            results += _generate_chunk(model, prompts[start:start + batch_size], s, device)
+            results += _generate_chunk(model, prompts[start : start + batch_size], s, device)
         return results
     finally:
         model.train(was_training)

@@ -7,7 +7,8 @@ pretraining: smeared keys (``smear_keys``, a gate per head that mixes each key w
 predecessor's), which lets the model learn to copy the message's ids and names within the CPU
 budget; with the gates fully open it is GPT-2 again, and the reference test checks both.
 Attention goes through ``F.scaled_dot_product_attention``; linear layers are ``nn.Linear`` whose
-CPU fp32 training products run in oneDNN where that is faster (``cpu_gemm``). The forward pass takes an optional attention mask and
+CPU fp32 training products run in oneDNN where that is faster (``cpu_gemm``).
+The forward pass takes an optional attention mask and
 position ids (for left-padded batches) and an optional ``KVCache`` for incremental decoding.
 Given ``targets`` it returns the summed loss through the fused LM head + cross-entropy
 (``fused_loss``) instead of logits; ``lm_loss`` on the logits is the reference it is tested
@@ -15,6 +16,7 @@ against.
 
 This file holds only ``nn.Module``s, the config dataclass and ``lm_loss``: no I/O, no tokenizer.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,7 +68,7 @@ class GPTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
+    def from_dict(cls, d: dict) -> GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -97,8 +99,8 @@ class KVCache:
         end = self.pos + k.size(2)
         if end > self.k.size(3):
             raise ValueError(f"KV cache overflow: {end} positions > capacity {self.k.size(3)}")
-        self.k[layer, :, :, self.pos:end] = k
-        self.v[layer, :, :, self.pos:end] = v
+        self.k[layer, :, :, self.pos : end] = k
+        self.v[layer, :, :, self.pos : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
@@ -121,9 +123,14 @@ class CausalSelfAttention(nn.Module):
         # smeared keys: a gate logit per head; sigmoid(0) = an even mix of a key and its predecessor's
         self.smear = nn.Parameter(torch.zeros(config.n_head)) if config.smear_keys else None
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, layer: int = 0,
-                prev_real: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        layer: int = 0,
+        prev_real: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``prev_real``: whether each position's predecessor is a real token (``GPT._prev_real``);
         used by smeared keys only."""
         B, T, C = x.shape
@@ -148,8 +155,7 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-    def _smear(self, k: torch.Tensor, prev_real: torch.Tensor, kv_cache: KVCache | None,
-               layer: int) -> torch.Tensor:
+    def _smear(self, k: torch.Tensor, prev_real: torch.Tensor, kv_cache: KVCache | None, layer: int) -> torch.Tensor:
         """Smeared keys (Olsson et al., 2022): ``k_t = g * k_t + (1 - g) * k_{t-1}``, g a learned
         sigmoid gate per head.
 
@@ -170,8 +176,9 @@ class CausalSelfAttention(nn.Module):
         return gate * k + (1 - gate) * prev
 
 
-def bmm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
-                  dropout_p: float = 0.0) -> torch.Tensor:
+def bmm_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, dropout_p: float = 0.0
+) -> torch.Tensor:
     """Attention as two batched matmuls around an fp32 softmax; what CPU bf16 autocast uses.
 
     In a bf16 training step at the default config, PyTorch's CPU flash-attention backward took
@@ -212,9 +219,14 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, layer: int = 0,
-                prev_real: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        layer: int = 0,
+        prev_real: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), attn_mask, kv_cache, layer, prev_real)
         return x + self.mlp(self.ln_2(x))
 
@@ -226,13 +238,15 @@ class GPT(nn.Module):
         if problems:
             raise ValueError("invalid GPTConfig: " + "; ".join(problems))
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
+            )
+        )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying, as GPT-2
         self.apply(self._init_weights)
@@ -256,9 +270,15 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, kv_cache: KVCache | None = None,
-                targets: torch.Tensor | None = None, with_accuracy: bool = False) -> torch.Tensor | LMLoss:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        targets: torch.Tensor | None = None,
+        with_accuracy: bool = False,
+    ) -> torch.Tensor | LMLoss:
         """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets``, an ``LMLoss``.
 
         attention_mask: (B, past+T) with 1 for real tokens and 0 for padding, covering the cached
@@ -280,9 +300,13 @@ class GPT(nn.Module):
             return LMLoss(lm_loss(logits, targets, reduction="sum"), n_correct)
         return LMLoss(*linear_cross_entropy(h, self.lm_head.weight, targets, with_accuracy))
 
-    def hidden_states(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      position_ids: torch.Tensor | None = None,
-                      kv_cache: KVCache | None = None) -> torch.Tensor:
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> torch.Tensor:
         """The final LayerNorm's output (B, T, C): everything but the LM head (see ``forward``)."""
         B, T = idx.shape
         past = kv_cache.pos if kv_cache is not None else 0
@@ -309,8 +333,7 @@ class GPT(nn.Module):
         return before.view(real.size(0), 1, T, 1)
 
     @staticmethod
-    def _default_positions(B: int, T: int, past: int, attention_mask: torch.Tensor | None,
-                           device) -> torch.Tensor:
+    def _default_positions(B: int, T: int, past: int, attention_mask: torch.Tensor | None, device) -> torch.Tensor:
         if attention_mask is None:
             return torch.arange(past, past + T, device=device).unsqueeze(0).expand(B, T)
         pos = attention_mask.long().cumsum(-1) - 1  # (B, past+T): index among real tokens
@@ -338,5 +361,6 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
     ``reduction="sum"`` lets a trainer divide by the number of target tokens of a whole
     accumulated step rather than averaging per micro-batch.
     """
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction=reduction)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction=reduction
+    )

@@ -1,9 +1,10 @@
 """Loss plots read from metrics JSONL files (the plot never needs the training process)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .sink import read_metrics
 
@@ -29,13 +30,14 @@ def _draw(ax, records: Sequence[dict], title: str, val_label: str) -> None:
 def plot_losses(panels: Sequence[tuple[str | os.PathLike, str, str]], out_png: str | os.PathLike) -> Path:
     """One subplot per ``(metrics_jsonl, title, validation label)``; panels with no data are skipped."""
     import matplotlib
+
     matplotlib.use("Agg")  # headless: no display on servers or CI
     import matplotlib.pyplot as plt
 
     loaded = [(read_metrics(p), t, v) for p, t, v in panels]
     loaded = [x for x in loaded if x[0]]
     fig, axes = plt.subplots(1, max(1, len(loaded)), figsize=(6.5 * max(1, len(loaded)), 4.5), squeeze=False)
-    for ax, (records, title, val_label) in zip(axes[0], loaded):
+    for ax, (records, title, val_label) in zip(axes[0], loaded, strict=False):
         _draw(ax, records, title, val_label)
     fig.tight_layout()
     out_png = Path(out_png)

@@ -8,15 +8,16 @@ token streams, pretrains the hand-written GPT with the shared trainer and writes
 ``loss_curve.png`` and ``summary.json`` (corpus size, losses, wall time, a sample reply).
 Runs unchanged under ``torchrun --nproc_per_node=N``; only rank 0 writes.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,17 +25,34 @@ import torch
 from . import corpus as corpus_mod
 from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, write_text_atomic
 from .cli import ConfigError, below, check_config, option, refuse_changed, run_main
-from .data import (TokenWindows, encode_documents, mean_loss, read_tokens, sequential_batches,
-                   split_documents, write_tokens)
+from .data import (
+    TokenWindows,
+    encode_documents,
+    mean_loss,
+    read_tokens,
+    sequential_batches,
+    split_documents,
+    write_tokens,
+)
+from .flops import FORMULA, flops_per_token, training_flops
 from .generate import generate
 from .model import GPT, GPTConfig
 from .plot import plot_losses
 from .sink import MetricsSink, read_metrics
 from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
-from .flops import FORMULA, flops_per_token, training_flops
-from .trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, TrainingDiverged, barrier,
-                      close_distributed, dist_info)
+from .trainer import (
+    DEVICES,
+    DTYPES,
+    OPTIMIZERS,
+    SCHEDULES,
+    Trainer,
+    TrainerConfig,
+    TrainingDiverged,
+    barrier,
+    close_distributed,
+    dist_info,
+)
 
 PROG = "python -m part3_pretrain.pretrain"
 SAMPLE_PROMPT = "Customer: Hi, my order #A1234 still hasn't arrived and it was due on Monday.\nAgent:"
@@ -46,11 +64,17 @@ class PretrainConfig:
 
     out_dir: str = option("checkpoints/pretrain", "directory for model.pt, tokenizer.json, metrics and plots")
     corpus: tuple[str, ...] = option((), "your own .txt/.jsonl files instead of the generated corpus", metavar="PATH")
-    corpus_kind: str = option("dialogue", "generated corpus: dialogue (the SFT generator's wording, open-ended "
-                              "values), generic (corpus.py's own documents) or mixed (half each)",
-                              choices=corpus_mod.CORPUS_KINDS)
-    n_docs: int | None = option(None, f"documents in the generated corpus (None: {corpus_mod.DIALOGUE_N_DOCS} for "
-                                      f"dialogue and mixed, {corpus_mod.DEFAULT_N_DOCS} for generic)")
+    corpus_kind: str = option(
+        "dialogue",
+        "generated corpus: dialogue (the SFT generator's wording, open-ended "
+        "values), generic (corpus.py's own documents) or mixed (half each)",
+        choices=corpus_mod.CORPUS_KINDS,
+    )
+    n_docs: int | None = option(
+        None,
+        f"documents in the generated corpus (None: {corpus_mod.DIALOGUE_N_DOCS} for "
+        f"dialogue and mixed, {corpus_mod.DEFAULT_N_DOCS} for generic)",
+    )
     corpus_seed: int = option(0, "seed of the generated corpus")
     val_fraction: float = option(0.02, "share of documents held out for validation loss")
     vocab_size: int = option(2048, "BPE vocabulary size, special tokens included")
@@ -59,23 +83,32 @@ class PretrainConfig:
     n_layer: int = option(4, "transformer blocks")
     n_head: int = option(4, "attention heads")
     n_embd: int = option(128, "embedding width")
-    smear_keys: bool = option(True, "smeared keys: each attention key mixes in its predecessor's, so one layer "
-                              "can copy what followed a token earlier in the message (model.py)")
+    smear_keys: bool = option(
+        True,
+        "smeared keys: each attention key mixes in its predecessor's, so one layer "
+        "can copy what followed a token earlier in the message (model.py)",
+    )
     dropout: float = option(0.0, "dropout probability")
     batch_size: int = option(6, "sequences per micro-batch (per process)")
     grad_accum: int = option(1, "micro-batches per optimizer step")
     max_steps: int = option(4296, "optimizer steps")
     lr: float = option(5e-3, "peak learning rate")
     min_lr_ratio: float = option(0.1, "final LR as a fraction of --lr (cosine and wsd decay)")
-    schedule: str = option("cosine", "LR schedule after warmup (wsd: constant, then linear decay over the last "
-                           "--decay-fraction of the steps)", choices=SCHEDULES)
-    decay_fraction: float = option(0.2, "share of --max-steps at the end in which wsd decays to "
-                                        "--lr x --min-lr-ratio")
+    schedule: str = option(
+        "cosine",
+        "LR schedule after warmup (wsd: constant, then linear decay over the last --decay-fraction of the steps)",
+        choices=SCHEDULES,
+    )
+    decay_fraction: float = option(0.2, "share of --max-steps at the end in which wsd decays to --lr x --min-lr-ratio")
     warmup_steps: int = option(50, "linear warmup steps")
     weight_decay: float = option(0.1, "decoupled weight decay of AdamW and Muon (matrices only)")
     grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
-    optimizer: str = option("adamw", "optimizer (muon: Muon for the blocks' weight matrices, AdamW for embeddings, "
-                                     "norms and biases, at the same --lr)", choices=OPTIMIZERS)
+    optimizer: str = option(
+        "adamw",
+        "optimizer (muon: Muon for the blocks' weight matrices, AdamW for embeddings, "
+        "norms and biases, at the same --lr)",
+        choices=OPTIMIZERS,
+    )
     eval_every: int = option(200, "steps between validation losses")
     log_every: int = option(10, "steps between train-loss records in metrics.jsonl")
     eval_batches: int = option(8, "validation batches per evaluation")
@@ -92,27 +125,63 @@ class PretrainConfig:
             self.n_docs = corpus_mod.default_n_docs(self.corpus_kind)
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
-                         smear_keys=self.smear_keys)
+        return GPTConfig(
+            vocab_size=vocab_size,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+            dropout=self.dropout,
+            smear_keys=self.smear_keys,
+        )
 
     def trainer_config(self) -> TrainerConfig:
         return TrainerConfig(
-            max_steps=self.max_steps, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps, schedule=self.schedule, min_lr_ratio=self.min_lr_ratio,
+            max_steps=self.max_steps,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            schedule=self.schedule,
+            min_lr_ratio=self.min_lr_ratio,
             decay_fraction=self.decay_fraction,
-            grad_clip=self.grad_clip, grad_accum=self.grad_accum, eval_every=self.eval_every,
+            grad_clip=self.grad_clip,
+            grad_accum=self.grad_accum,
+            eval_every=self.eval_every,
             log_every=self.log_every,
-            checkpoint_every=self.checkpoint_every, device=self.device, dtype=self.dtype,
-            compile=self.compile, progress=self.progress, desc="pretrain")
+            checkpoint_every=self.checkpoint_every,
+            device=self.device,
+            dtype=self.dtype,
+            compile=self.compile,
+            progress=self.progress,
+            desc="pretrain",
+        )
 
     def problems(self) -> list[str]:
         if self.corpus_kind not in corpus_mod.CORPUS_KINDS:
             return [f"--corpus-kind must be one of {', '.join(corpus_mod.CORPUS_KINDS)} (got {self.corpus_kind!r})"]
-        p = [] if self.corpus or self.n_docs != 1 else \
-            ["--n-docs 1: need at least 2 documents, one held out for validation; use --n-docs >= 2"]
-        p += below(self, ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch_size",
-                         "grad_accum", "max_steps", "eval_batches", "log_every"), 1)
+        p = (
+            []
+            if self.corpus or self.n_docs != 1
+            else ["--n-docs 1: need at least 2 documents, one held out for validation; use --n-docs >= 2"]
+        )
+        p += below(
+            self,
+            (
+                "n_docs",
+                "vocab_size",
+                "block_size",
+                "n_layer",
+                "n_head",
+                "n_embd",
+                "batch_size",
+                "grad_accum",
+                "max_steps",
+                "eval_batches",
+                "log_every",
+            ),
+            1,
+        )
         p += below(self, ("warmup_steps", "weight_decay", "grad_clip", "eval_every", "checkpoint_every"), 0)
         p += below(self, ("lr",), 0, strict=True)
         if not 0 <= self.min_lr_ratio <= 1:
@@ -137,8 +206,10 @@ class PretrainConfig:
 def load_documents(cfg: PretrainConfig) -> tuple[list[str], str]:
     if cfg.corpus:
         return corpus_mod.load_corpus_files(cfg.corpus), "files: " + ", ".join(cfg.corpus)
-    return (corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed, kind=cfg.corpus_kind),
-            f"generated {cfg.corpus_kind} corpus (seed {cfg.corpus_seed})")
+    return (
+        corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed, kind=cfg.corpus_kind),
+        f"generated {cfg.corpus_kind} corpus (seed {cfg.corpus_seed})",
+    )
 
 
 # what a run writes into --out-dir (besides metrics.jsonl and loss_curve.png, written in place)
@@ -160,9 +231,13 @@ def split_for_validation(cfg: PretrainConfig, docs: list[str]) -> tuple[list[str
     """``split_documents``, with a one-line error naming the files or ``--n-docs`` when there are
     too few documents to hold one out."""
     if len(docs) < 2:
-        raise _corpus_too_small(cfg, f"holds {len(docs)} document; need at least 2, one held out for validation",
-                                "separate documents with a blank line (.txt) or give one {\"text\": ...} per line "
-                                "(.jsonl)" if cfg.corpus else "use --n-docs >= 2")
+        raise _corpus_too_small(
+            cfg,
+            f"holds {len(docs)} document; need at least 2, one held out for validation",
+            'separate documents with a blank line (.txt) or give one {"text": ...} per line (.jsonl)'
+            if cfg.corpus
+            else "use --n-docs >= 2",
+        )
     return split_documents(docs, cfg.val_fraction, cfg.seed)
 
 
@@ -174,16 +249,23 @@ def check_streams(cfg: PretrainConfig, n_docs: int, train_tokens, val_tokens, wo
     problems = []
     if windows < need:
         procs = f" x {world} processes" if world > 1 else ""
-        problems.append(f"the training split has {len(train_tokens)} tokens = {windows} window(s) of --block-size "
-                        f"{block}, but one batch needs {need} (--batch-size {cfg.batch_size}{procs})")
+        problems.append(
+            f"the training split has {len(train_tokens)} tokens = {windows} window(s) of --block-size "
+            f"{block}, but one batch needs {need} (--batch-size {cfg.batch_size}{procs})"
+        )
     if len(val_tokens) < block + 1:
-        problems.append(f"the validation split ({n_docs - _n_train(n_docs, cfg)} document(s), {len(val_tokens)} "
-                        f"tokens) is shorter than one --block-size window ({block} + 1 tokens)")
+        problems.append(
+            f"the validation split ({n_docs - _n_train(n_docs, cfg)} document(s), {len(val_tokens)} "
+            f"tokens) is shorter than one --block-size window ({block} + 1 tokens)"
+        )
     if not problems:
         return
     if cfg.corpus:
-        fix = "give more text, or a smaller --block-size" + ("/--batch-size" if windows < need else "") + \
-              ("" if len(val_tokens) >= block + 1 else " or a larger --val-fraction")
+        fix = (
+            "give more text, or a smaller --block-size"
+            + ("/--batch-size" if windows < need else "")
+            + ("" if len(val_tokens) >= block + 1 else " or a larger --val-fraction")
+        )
     else:
         n = _enough_docs(cfg, n_docs, len(train_tokens) + len(val_tokens), need, len(val_tokens) >= block + 1)
         fix = f"use --n-docs >= {n} (about), or a smaller --block-size"
@@ -208,8 +290,9 @@ def _enough_docs(cfg: PretrainConfig, n_docs: int, n_tokens: int, need: int, val
     return n
 
 
-def prepare_data(cfg: PretrainConfig, train_docs: list[str], val_docs: list[str], out: Path,
-                 resume_ckpt: dict | None) -> tuple[RetailTokenizer, np.ndarray, np.ndarray]:
+def prepare_data(
+    cfg: PretrainConfig, train_docs: list[str], val_docs: list[str], out: Path, resume_ckpt: dict | None
+) -> tuple[RetailTokenizer, np.ndarray, np.ndarray]:
     """Tokenizer and token streams. Rank 0 trains the BPE (or reuses the resumed run's), encodes
     both splits and checks they are big enough, all in memory; only then does it create
     ``out``, clear temp files a killed run left there and write tokenizer.json and the streams.
@@ -238,16 +321,35 @@ def check_metrics(path: Path) -> None:
     try:
         read_metrics(path)
     except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot resume: {str(e).splitlines()[0] if str(e) else path}; "
-                          f"repair or delete {path}") from None
+        raise ConfigError(
+            f"cannot resume: {str(e).splitlines()[0] if str(e) else path}; repair or delete {path}"
+        ) from None
 
 
 def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
     """Refuse to resume with settings that would make the continued run a different run."""
     saved = ckpt.get("pretrain_config", {})
-    same = ("n_docs", "corpus", "corpus_kind", "corpus_seed", "val_fraction", "vocab_size", "split_digits",
-            "block_size", "n_layer", "n_head", "n_embd", "smear_keys", "batch_size", "grad_accum", "max_steps", "lr",
-            "optimizer", "schedule", "seed")
+    same = (
+        "n_docs",
+        "corpus",
+        "corpus_kind",
+        "corpus_seed",
+        "val_fraction",
+        "vocab_size",
+        "split_digits",
+        "block_size",
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "smear_keys",
+        "batch_size",
+        "grad_accum",
+        "max_steps",
+        "lr",
+        "optimizer",
+        "schedule",
+        "seed",
+    )
     same += ("decay_fraction",) if saved.get("schedule") == "wsd" else ()  # only wsd reads it
     refuse_changed(path, saved, asdict(cfg), same)
 
@@ -259,7 +361,7 @@ def _norm(v):
 def greedy_reply(model: GPT, tok: RetailTokenizer, prompt: str = SAMPLE_PROMPT, n: int = 48) -> str:
     """The model's greedy continuation of an agent turn (prompt cut from the left to fit)."""
     n = min(n, model.config.block_size // 2)
-    ids = tok.encode(prompt)[-(model.config.block_size - n):]
+    ids = tok.encode(prompt)[-(model.config.block_size - n) :]
     res = generate(model, [ids], eos_id=tok.eos_id, pad_id=tok.pad_id, max_new_tokens=n, temperature=0.0)[0]
     return tok.decode(res.tokens).split("\nCustomer:")[0].strip()
 
@@ -288,35 +390,67 @@ def run(cfg: PretrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     model = GPT(cfg.model_config(tok.vocab_size))
     if rank == 0:
-        print(f"model: {model.num_params():,} parameters ({model.num_params(non_embedding=True):,} "
-              f"without position embeddings); corpus: {source_desc}, {len(docs):,} docs, {len(train_tokens):,} train "
-              f"tokens, {len(val_tokens):,} val tokens", flush=True)
+        print(
+            f"model: {model.num_params():,} parameters ({model.num_params(non_embedding=True):,} "
+            f"without position embeddings); corpus: {source_desc}, {len(docs):,} docs, {len(train_tokens):,} train "
+            f"tokens, {len(val_tokens):,} val tokens",
+            flush=True,
+        )
     world = dist_info()[1]
     source = TokenWindows(train_tokens, cfg.block_size, cfg.batch_size, cfg.seed, rank, world)
     val_batches = sequential_batches(val_tokens, cfg.block_size, cfg.batch_size, cfg.eval_batches)
-    sink = MetricsSink(out / "metrics.jsonl", enabled=rank == 0,
-                       resume_step=resume_ckpt["trainer"]["step"] if resume_ckpt else None)
+    sink = MetricsSink(
+        out / "metrics.jsonl", enabled=rank == 0, resume_step=resume_ckpt["trainer"]["step"] if resume_ckpt else None
+    )
     # Part 4 evaluates on held-out slot values: record that this corpus holds none of them
     # (checked on the text, whatever its source), so fine-tuning can refuse a leaky base model.
     leaks = find_heldout_leaks(docs) if rank == 0 else []
-    meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(),
-            "pretrain_config": {k: _norm(v) for k, v in asdict(cfg).items()}, "corpus_heldout_leaks": leaks}
-    trainer = Trainer(model, source, cfg.trainer_config(), sink=sink, checkpoint_path=ckpt_path,
-                      checkpoint_meta=meta, evaluate=lambda m: mean_loss(m, val_batches))
+    meta = {
+        "model_config": model.config.to_dict(),
+        "tokenizer": tok.to_str(),
+        "pretrain_config": {k: _norm(v) for k, v in asdict(cfg).items()},
+        "corpus_heldout_leaks": leaks,
+    }
+    trainer = Trainer(
+        model,
+        source,
+        cfg.trainer_config(),
+        sink=sink,
+        checkpoint_path=ckpt_path,
+        checkpoint_meta=meta,
+        evaluate=lambda m: mean_loss(m, val_batches),
+    )
     if resume_ckpt is not None:
         trainer.load_state_dict(resume_ckpt)
     t_train = time.perf_counter()
     trainer.fit()
     t_train = time.perf_counter() - t_train
     sink.close()
-    summary = _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens, t_data, t_train,
-                      time.perf_counter() - t0, trainer.tokens_seen) if rank == 0 else {}
+    summary = (
+        _finish(
+            cfg,
+            out,
+            model,
+            tok,
+            docs,
+            source_desc,
+            train_tokens,
+            val_tokens,
+            t_data,
+            t_train,
+            time.perf_counter() - t0,
+            trainer.tokens_seen,
+        )
+        if rank == 0
+        else {}
+    )
     close_distributed()
     return summary
 
 
-def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
-            t_data, t_train, t_total, tokens_seen) -> dict:
+def _finish(
+    cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens, t_data, t_train, t_total, tokens_seen
+) -> dict:
     plot_losses([(out / "metrics.jsonl", "Pretraining", "validation loss")], out / "loss_curve.png")
     # The metrics file, not this process's history: after --resume it holds the whole run.
     records = read_metrics(out / "metrics.jsonl")
@@ -324,17 +458,24 @@ def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
     val_losses = [r["val/loss"] for r in records if "val/loss" in r]
     stats = corpus_mod.corpus_stats(docs)
     summary = {
-        "corpus": {"source": source_desc, "kind": "files" if cfg.corpus else cfg.corpus_kind, **stats,
-                   "train_tokens": int(len(train_tokens)),
-                   "val_tokens": int(len(val_tokens))},
+        "corpus": {
+            "source": source_desc,
+            "kind": "files" if cfg.corpus else cfg.corpus_kind,
+            **stats,
+            "train_tokens": int(len(train_tokens)),
+            "val_tokens": int(len(val_tokens)),
+        },
         "model": {"parameters": model.num_params(), **model.config.to_dict()},
         "steps": records[-1]["step"] if records else 0,
         "final_train_loss": sum(train_losses[-20:]) / max(1, len(train_losses[-20:])) if train_losses else None,
         "final_val_loss": val_losses[-1] if val_losses else None,
-        "compute": {"training_tokens": tokens_seen, "flops_per_token": flops_per_token(model.config)["total"],
-                    "tflop": round(training_flops(model.config, tokens_seen) / 1e12, 3), "formula": FORMULA},
-        "seconds": {"data_and_tokenizer": round(t_data, 1), "training": round(t_train, 1),
-                    "total": round(t_total, 1)},
+        "compute": {
+            "training_tokens": tokens_seen,
+            "flops_per_token": flops_per_token(model.config)["total"],
+            "tflop": round(training_flops(model.config, tokens_seen) / 1e12, 3),
+            "formula": FORMULA,
+        },
+        "seconds": {"data_and_tokenizer": round(t_data, 1), "training": round(t_train, 1), "total": round(t_total, 1)},
         "sample": {"prompt": SAMPLE_PROMPT, "greedy_reply": greedy_reply(model, tok)},
         "config": {k: _norm(v) for k, v in asdict(cfg).items()},
     }
@@ -345,9 +486,11 @@ def _finish(cfg, out, model, tok, docs, source_desc, train_tokens, val_tokens,
 
 def _print_summary(summary: dict, out: Path) -> None:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    print(f"\ntrain loss (mean of last 20 steps) {fmt(summary['final_train_loss'])}, "
-          f"val loss {fmt(summary['final_val_loss'])}, {summary['seconds']['total']:.0f} s total, "
-          f"{summary['compute']['tflop']:.1f} TFLOP of model compute")
+    print(
+        f"\ntrain loss (mean of last 20 steps) {fmt(summary['final_train_loss'])}, "
+        f"val loss {fmt(summary['final_val_loss'])}, {summary['seconds']['total']:.0f} s total, "
+        f"{summary['compute']['tflop']:.1f} TFLOP of model compute"
+    )
     print(f"sample reply: {summary['sample']['greedy_reply']!r}")
     print("wrote:")
     for name in ("model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "summary.json"):

@@ -3,6 +3,7 @@
 Plots and reports read the JSONL back (``read_metrics``); the experiment mode turns on the
 TensorBoard mirror so runs can be compared side by side. Only the main process writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,18 +42,25 @@ class MetricsSink:
     run after its last checkpoint) are dropped so the file matches the resumed state exactly.
     """
 
-    def __init__(self, path: str | os.PathLike | None, tensorboard_dir: str | os.PathLike | None = None,
-                 enabled: bool = True, resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike | None,
+        tensorboard_dir: str | os.PathLike | None = None,
+        enabled: bool = True,
+        resume_step: int | None = None,
+    ) -> None:
         self.path = Path(path) if path is not None and enabled else None
         self._writer = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # atomic: a kill -9 during the rewrite must not lose the records being kept
-            kept = [] if resume_step is None else [r for r in read_metrics(self.path)
-                                                   if r.get("step", 0) <= resume_step]
+            kept = (
+                [] if resume_step is None else [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            )
             write_text_atomic("".join(json.dumps(r) + "\n" for r in kept), self.path)
         if tensorboard_dir is not None and enabled:
             from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported lazily
+
             # TensorBoard drops every event at or after purge_step; the resumed run continues
             # after resume_step, so the checkpoint step's own scalars must survive.
             purge = None if resume_step is None else resume_step + 1

@@ -3,18 +3,20 @@
 One module serves every text generator in the project: the part-3 pretraining corpus and the
 part-4 SFT pairs draw only from the ``train`` side (the corpus's "dialogue" kind also from the
 open-ended pools of ``open_values``, which hold no held-out value), and the part-4 test contexts
-only from the ``heldout`` side. Generators take their values as a ``SlotPools`` (``split_pools``). Evaluation is therefore on slot values the model has never seen, and
+only from the ``heldout`` side. Generators take their values as a ``SlotPools`` (``split_pools``).
+Evaluation is therefore on slot values the model has never seen, and
 ``find_heldout_leaks`` lets any generator (or user data) be checked for that rather than trusting it.
 
 The partition is a pure function of the constants below (seeded ``random.Random``), so it is
 identical on every machine and in every process, independent of PYTHONHASHSEED.
 """
+
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
 
 SPLITS = ("train", "heldout")
 _PARTITION_SEED = 20261121
@@ -40,20 +42,49 @@ _PRODUCT_LINES = (
 ).split()
 PRODUCT_ITEMS: dict[str, str] = {
     # item -> category (the category decides which intents make sense, e.g. sizes for apparel)
-    "Wool Sweater": "apparel", "Rain Jacket": "apparel", "Running Shoes": "apparel",
-    "Denim Jeans": "apparel", "Linen Shirt": "apparel", "Hiking Boots": "apparel",
-    "Wireless Earbuds": "electronics", "Smart Watch": "electronics", "Bluetooth Speaker": "electronics",
-    "Laptop Stand": "electronics", "Phone Charger": "electronics", "Noise-Cancelling Headphones": "electronics",
-    "Coffee Maker": "home", "Desk Lamp": "home", "Cast Iron Skillet": "home", "Throw Blanket": "home",
-    "Air Purifier": "home", "Bamboo Cutting Board": "eco", "Reusable Water Bottle": "eco",
-    "Organic Cotton Tote": "eco", "Beeswax Food Wraps": "eco", "Face Moisturizer": "beauty",
-    "Vitamin C Serum": "beauty", "Yoga Mat": "fitness", "Adjustable Dumbbells": "fitness",
+    "Wool Sweater": "apparel",
+    "Rain Jacket": "apparel",
+    "Running Shoes": "apparel",
+    "Denim Jeans": "apparel",
+    "Linen Shirt": "apparel",
+    "Hiking Boots": "apparel",
+    "Wireless Earbuds": "electronics",
+    "Smart Watch": "electronics",
+    "Bluetooth Speaker": "electronics",
+    "Laptop Stand": "electronics",
+    "Phone Charger": "electronics",
+    "Noise-Cancelling Headphones": "electronics",
+    "Coffee Maker": "home",
+    "Desk Lamp": "home",
+    "Cast Iron Skillet": "home",
+    "Throw Blanket": "home",
+    "Air Purifier": "home",
+    "Bamboo Cutting Board": "eco",
+    "Reusable Water Bottle": "eco",
+    "Organic Cotton Tote": "eco",
+    "Beeswax Food Wraps": "eco",
+    "Face Moisturizer": "beauty",
+    "Vitamin C Serum": "beauty",
+    "Yoga Mat": "fitness",
+    "Adjustable Dumbbells": "fitness",
 }
 
 _CARRIERS = ("UPS", "FedEx", "DHL", "USPS", "OnTrac", "Canada Post", "Purolator", "Royal Mail")
 _PROMO_WORDS = ("SPRING", "SUMMER", "WELCOME", "SAVE", "FALL", "HOLIDAY", "FRESH", "THANKS", "VIP", "FLASH")
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _N_ORDER_IDS = 5000
 _N_AMOUNTS = 800
@@ -84,7 +115,7 @@ def _amounts(rng: random.Random) -> list[str]:
 @lru_cache(maxsize=1)
 def _partition() -> dict[str, dict[str, tuple[str, ...]]]:
     rng = random.Random(_PARTITION_SEED)
-    dates = [f"{m} {d}" for m, n in zip(_MONTHS, _MONTH_DAYS) for d in range(1, n + 1)]
+    dates = [f"{m} {d}" for m, n in zip(_MONTHS, _MONTH_DAYS, strict=False) for d in range(1, n + 1)]
     products = [f"{line} {item}" for line in _PRODUCT_LINES for item in PRODUCT_ITEMS]
     promo = [f"{w}{n}" for w in _PROMO_WORDS for n in (5, 10, 15, 20, 25, 30, 40, 50)]
     pools = {

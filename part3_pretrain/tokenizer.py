@@ -10,12 +10,13 @@ message or a corpus file as ordinary characters (a reply that quotes it must not
 the middle). Only code that means a special token puts its id in: ``special_id`` (used by the
 prompt templates) and the EOS appended after each training document or response.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -31,7 +32,7 @@ def _defuse(text: str) -> list[str]:
     """``text`` cut inside every special-token literal (after its first character), so that no
     piece contains one and the tokenizer's special-token matcher cannot fire on user text."""
     cuts = [m.start() + 1 for m in SPECIAL_RE.finditer(text)]
-    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=False)]
 
 
 class TokenizerError(ValueError):
@@ -81,15 +82,16 @@ class RetailTokenizer:
         return self._tok.to_str()
 
     @classmethod
-    def from_str(cls, s: str) -> "RetailTokenizer":
+    def from_str(cls, s: str) -> RetailTokenizer:
         return cls(Tokenizer.from_str(s))
 
     def save(self, path: str | os.PathLike) -> Path:
         from .checkpoint import write_text_atomic  # local import: checkpoint imports this module
+
         return write_text_atomic(self.to_str(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "RetailTokenizer":
+    def load(cls, path: str | os.PathLike) -> RetailTokenizer:
         path = Path(path)
         if not path.is_file():
             raise TokenizerError(f"{path}: no such tokenizer file")
@@ -111,8 +113,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, split_digits: bool = 
         raise ValueError(f"vocab_size must be >= {n_min} (256 bytes + special tokens), got {vocab_size}")
     tok = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) \
-        if split_digits else byte_level
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if split_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -13,15 +13,17 @@ Data comes from a ``BatchSource``: anything with ``next_batch()`` returning
 ``{"input_ids", "labels"[, "attention_mask"]}`` (labels already aligned with the inputs, -100
 where nothing is to be learned) plus ``state_dict``/``load_state_dict`` for its position.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -127,8 +129,7 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
 
 def dist_info() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def init_distributed(device: torch.device) -> bool:
@@ -258,14 +259,15 @@ class MuonWithAdamW:
 
     def load_state_dict(self, state: dict) -> None:
         if set(state) != set(self.optimizers):
-            raise ValueError(f"optimizer state has parts {sorted(state)}, expected {sorted(self.optimizers)} "
-                             f"(a checkpoint of another --optimizer)")
+            raise ValueError(
+                f"optimizer state has parts {sorted(state)}, expected {sorted(self.optimizers)} "
+                f"(a checkpoint of another --optimizer)"
+            )
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state[name])
 
 
-def make_optimizer(model: nn.Module, cfg: TrainerConfig,
-                   device: torch.device) -> torch.optim.Optimizer | MuonWithAdamW:
+def make_optimizer(model: nn.Module, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer | MuonWithAdamW:
     """Adam, AdamW, or Muon + AdamW (``MuonWithAdamW``) over the trainable parameters; weight decay
     only on matrices (not biases/norms)."""
     if cfg.optimizer not in OPTIMIZERS:
@@ -279,8 +281,7 @@ def make_optimizer(model: nn.Module, cfg: TrainerConfig,
         params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     if device.type in ("cuda", "cpu"):
         # One fused kernel per step instead of a loop of small ops: on a loaded CPU the unfused
@@ -294,8 +295,14 @@ def make_optimizer(model: nn.Module, cfg: TrainerConfig,
         return adamw
     # Muon has no fused or foreach kernel (torch 2.13): one matrix at a time, each orthogonalised
     # by 5 Newton-Schulz iterations in bf16 (deterministic on the CPU).
-    muon = torch.optim.Muon([p for _, p in hidden], lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            momentum=MUON_MOMENTUM, nesterov=True, adjust_lr_fn="match_rms_adamw")
+    muon = torch.optim.Muon(
+        [p for _, p in hidden],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        momentum=MUON_MOMENTUM,
+        nesterov=True,
+        adjust_lr_fn="match_rms_adamw",
+    )
     return MuonWithAdamW(muon, adamw)
 
 
@@ -311,10 +318,13 @@ def _non_finite_optimizer_state(state: dict, prefix: str = "") -> list[str]:
     """``"<param index>.<key>"`` of an optimizer state dict's float tensors holding NaN or inf
     (``"muon.<param index>.<key>"`` and so on for ``MuonWithAdamW``'s state of two optimizers)."""
     if "state" not in state:
-        return [bad for name, part in state.items()
-                for bad in _non_finite_optimizer_state(part, f"{prefix}{name}.")]
-    return [f"{prefix}{i}.{k}" for i, st in state["state"].items() for k, v in st.items()
-            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        return [bad for name, part in state.items() for bad in _non_finite_optimizer_state(part, f"{prefix}{name}.")]
+    return [
+        f"{prefix}{i}.{k}"
+        for i, st in state["state"].items()
+        for k, v in st.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 @dataclass
@@ -336,9 +346,17 @@ class Trainer:
     checkpoint_meta: plain data stored in every checkpoint (tokenizer, configs, ...).
     """
 
-    def __init__(self, model: nn.Module, source: BatchSource, cfg: TrainerConfig, *,
-                 sink: MetricsSink | None = None, evaluate: Callable[[nn.Module], dict] | None = None,
-                 checkpoint_path: str | os.PathLike | None = None, checkpoint_meta: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        source: BatchSource,
+        cfg: TrainerConfig,
+        *,
+        sink: MetricsSink | None = None,
+        evaluate: Callable[[nn.Module], dict] | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_meta: dict | None = None,
+    ) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
@@ -374,10 +392,19 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"format": FORMAT, "model": self.model.state_dict(),
-                "trainer": {"step": self.step, "tokens_seen": self.tokens_seen, "optimizer": self.optimizer.state_dict(), "rng": rng,
-                            "source": self.source.state_dict(), "config": asdict(self.cfg)},
-                **self.checkpoint_meta}
+        return {
+            "format": FORMAT,
+            "model": self.model.state_dict(),
+            "trainer": {
+                "step": self.step,
+                "tokens_seen": self.tokens_seen,
+                "optimizer": self.optimizer.state_dict(),
+                "rng": rng,
+                "source": self.source.state_dict(),
+                "config": asdict(self.cfg),
+            },
+            **self.checkpoint_meta,
+        }
 
     def load_state_dict(self, ckpt: dict) -> None:
         """Continue from a checkpoint written by ``state_dict`` (strict weights, exact position)."""
@@ -398,12 +425,15 @@ class Trainer:
         if self.checkpoint_path is None:
             return None
         state = self.state_dict()  # every rank checks (same weights under DDP): they all stop together
-        bad = non_finite_tensors(state["model"]) + \
-            [f"optimizer state {k}" for k in _non_finite_optimizer_state(state["trainer"]["optimizer"])]
+        bad = non_finite_tensors(state["model"]) + [
+            f"optimizer state {k}" for k in _non_finite_optimizer_state(state["trainer"]["optimizer"])
+        ]
         if bad:
-            raise TrainingDiverged(f"step {self.step}: {len(bad)} weight/optimizer tensors are not finite (NaN or "
-                                   f"inf, e.g. {bad[0]}) after the update; not saved ({self._kept()}); "
-                                   f"lower --lr or check the data")
+            raise TrainingDiverged(
+                f"step {self.step}: {len(bad)} weight/optimizer tensors are not finite (NaN or "
+                f"inf, e.g. {bad[0]}) after the update; not saved ({self._kept()}); "
+                f"lower --lr or check the data"
+            )
         path = save_atomic(state, self.checkpoint_path) if self.rank == 0 else None
         self.saved_step = self.step
         return path
@@ -450,8 +480,12 @@ class Trainer:
             with sync:
                 with autocast(self.device, self.dtype):
                     # the fused LM head + cross-entropy: summed loss, no (N, V) logits in memory
-                    out = model(b["input_ids"], attention_mask=b.get("attention_mask"),
-                                targets=b["labels"], with_accuracy=with_accuracy)
+                    out = model(
+                        b["input_ids"],
+                        attention_mask=b.get("attention_mask"),
+                        targets=b["labels"],
+                        with_accuracy=with_accuracy,
+                    )
                 loss = out.loss_sum
                 # DDP averages gradients over ranks; multiply by world so the result is the
                 # gradient of (global token-summed loss / global target count).
@@ -468,9 +502,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self._step_start = None  # the step is complete: nothing to roll back any more
-        return StepStats(loss=step_loss, n_targets=int(n_tgt.item()),
-                         n_tokens=n_tokens * self.world, correct=int(correct.item()),
-                         grad_norm=grad_norm, lr=lr)
+        return StepStats(
+            loss=step_loss,
+            n_targets=int(n_tgt.item()),
+            n_tokens=n_tokens * self.world,
+            correct=int(correct.item()),
+            grad_norm=grad_norm,
+            lr=lr,
+        )
 
     def _check_finite(self, loss: float, grad_norm: float) -> None:
         """Stop before a non-finite update reaches the weights: the model and the last checkpoint
@@ -479,8 +518,10 @@ class Trainer:
             return
         self.optimizer.zero_grad(set_to_none=True)
         self._step_start = None
-        raise TrainingDiverged(f"step {self.step + 1}: loss {loss} / gradient norm {grad_norm} is not finite; "
-                               f"stopped before the update ({self._kept()}); lower --lr or check the data")
+        raise TrainingDiverged(
+            f"step {self.step + 1}: loss {loss} / gradient norm {grad_norm} is not finite; "
+            f"stopped before the update ({self._kept()}); lower --lr or check the data"
+        )
 
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -528,8 +569,13 @@ class Trainer:
         if self.step >= end:  # e.g. --resume of a finished run: nothing to train or re-log
             return self.history
         self.model.train()
-        bar = tqdm(total=end, initial=self.step, desc=cfg.desc, dynamic_ncols=True,
-                   disable=not (cfg.progress and self.rank == 0))
+        bar = tqdm(
+            total=end,
+            initial=self.step,
+            desc=cfg.desc,
+            dynamic_ncols=True,
+            disable=not (cfg.progress and self.rank == 0),
+        )
         t_last, tokens_since = time.perf_counter(), 0
         try:
             while self.step < end:
@@ -541,9 +587,15 @@ class Trainer:
                     now = time.perf_counter()
                     tps = tokens_since / max(now - t_last, 1e-9)
                     t_last, tokens_since = now, 0
-                    self._log({"train/loss": stats.loss, "train/token_acc": stats.correct / stats.n_targets,
-                               "train/lr": stats.lr, "train/grad_norm": stats.grad_norm,
-                               "train/tokens_per_s": tps})
+                    self._log(
+                        {
+                            "train/loss": stats.loss,
+                            "train/token_acc": stats.correct / stats.n_targets,
+                            "train/lr": stats.lr,
+                            "train/grad_norm": stats.grad_norm,
+                            "train/tokens_per_s": tps,
+                        }
+                    )
                     bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
                 bar.update(1)
                 if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:

@@ -6,11 +6,12 @@ on padding, so only the response and its EOS are learned. ``audit_labels`` re-de
 from the token ids, independently of the builder, and fails on any violation before training.
 ``check_disjoint`` refuses an evaluation set that overlaps the training data.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -37,8 +38,9 @@ class Example:
     context_truncated: bool = False
 
 
-def build_example(tok: RetailTokenizer, scheme: PromptScheme, context: str, response: str,
-                  max_len: int) -> Example | None:
+def build_example(
+    tok: RetailTokenizer, scheme: PromptScheme, context: str, response: str, max_len: int
+) -> Example | None:
     """The masked example for one pair, or None when the response + EOS alone exceeds ``max_len``.
 
     A too-long prompt loses tokens from its left (the oldest context); the response is never cut,
@@ -56,8 +58,9 @@ def build_example(tok: RetailTokenizer, scheme: PromptScheme, context: str, resp
     return Example(ids[:-1], labels, len(prompt_ids), truncated)
 
 
-def build_examples(tok: RetailTokenizer, scheme: PromptScheme, pairs: Sequence[dict],
-                   max_len: int) -> tuple[list[Example], dict]:
+def build_examples(
+    tok: RetailTokenizer, scheme: PromptScheme, pairs: Sequence[dict], max_len: int
+) -> tuple[list[Example], dict]:
     """Examples for ``pairs`` (dicts with context/response) and counts of what was dropped or cut."""
     examples, too_long = [], 0
     for p in pairs:
@@ -66,8 +69,12 @@ def build_examples(tok: RetailTokenizer, scheme: PromptScheme, pairs: Sequence[d
             too_long += 1
         else:
             examples.append(ex)
-    counts = {"pairs": len(pairs), "examples": len(examples), "dropped_response_too_long": too_long,
-              "context_truncated": sum(e.context_truncated for e in examples)}
+    counts = {
+        "pairs": len(pairs),
+        "examples": len(examples),
+        "dropped_response_too_long": too_long,
+        "context_truncated": sum(e.context_truncated for e in examples),
+    }
     return examples, counts
 
 
@@ -88,11 +95,11 @@ def audit_labels(examples: Sequence[Example], tok: RetailTokenizer) -> dict:
             problems.append(f"example {i}: no trainable tokens")
             continue
         n_eos += ex.labels[-1] == tok.eos_id
-        n_context_trained += sum(t != IGNORE_INDEX for t in ex.labels[:ex.prompt_len - 1])
+        n_context_trained += sum(t != IGNORE_INDEX for t in ex.labels[: ex.prompt_len - 1])
         n_pad_trained += sum(t == tok.pad_id for t in targets)
         n_special_inside += sum(t in tok.special_ids for t in targets[:-1])
-        expected = ex.input_ids[ex.prompt_len:] + [tok.eos_id]
-        if ex.labels[ex.prompt_len - 1:] != expected or ex.labels[-1] != tok.eos_id:
+        expected = ex.input_ids[ex.prompt_len :] + [tok.eos_id]
+        if ex.labels[ex.prompt_len - 1 :] != expected or ex.labels[-1] != tok.eos_id:
             problems.append(f"example {i}: labels are not exactly response + EOS")
     if n_context_trained:
         problems.append(f"{n_context_trained} context tokens would be trained")
@@ -100,10 +107,15 @@ def audit_labels(examples: Sequence[Example], tok: RetailTokenizer) -> dict:
         problems.append(f"{n_pad_trained} PAD tokens would be trained")
     if n_special_inside:
         problems.append(f"{n_special_inside} special tokens would be trained before the final EOS")
-    counts = {"examples": len(examples), "trainable_tokens": n_targets, "eos_trained": n_eos,
-              "context_tokens_trained": n_context_trained, "pad_tokens_trained": n_pad_trained,
-              "special_tokens_inside_targets": n_special_inside,
-              "violations": len(problems)}
+    counts = {
+        "examples": len(examples),
+        "trainable_tokens": n_targets,
+        "eos_trained": n_eos,
+        "context_tokens_trained": n_context_trained,
+        "pad_tokens_trained": n_pad_trained,
+        "special_tokens_inside_targets": n_special_inside,
+        "violations": len(problems),
+    }
     if problems:
         raise LabelAuditError(f"label audit failed ({len(problems)} problems): " + "; ".join(problems[:5]))
     return counts
@@ -114,8 +126,9 @@ def normalise_context(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
-def check_disjoint(train_pairs: Sequence[dict], eval_rows: Sequence[dict], name: str,
-                   check_heldout_values: bool) -> dict:
+def check_disjoint(
+    train_pairs: Sequence[dict], eval_rows: Sequence[dict], name: str, check_heldout_values: bool
+) -> dict:
     """Refuse an evaluation set that shares a context with training, or (for the synthetic data)
     training text that contains a held-out slot value. Returns the counts that were checked."""
     train_ctx = {normalise_context(p["context"]) for p in train_pairs}
@@ -149,8 +162,8 @@ def collate(examples: Sequence[Example], pad_id: int, max_len: int | None = None
     ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), T), IGNORE_INDEX, dtype=torch.long)
     for i, e in enumerate(examples):
-        ids[i, :len(e.input_ids)] = torch.tensor(e.input_ids)
-        labels[i, :len(e.labels)] = torch.tensor(e.labels)
+        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        labels[i, : len(e.labels)] = torch.tensor(e.labels)
     return {"input_ids": ids, "labels": labels}
 
 
@@ -161,8 +174,16 @@ class SFTBatches:
     epoch); under DDP the ragged remainder is dropped so every rank gets a full batch.
     """
 
-    def __init__(self, examples: Sequence[Example], batch_size: int, pad_id: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, max_len: int | None = None) -> None:
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        batch_size: int,
+        pad_id: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        max_len: int | None = None,
+    ) -> None:
         if len(examples) < batch_size * world_size:
             raise ValueError(f"{len(examples)} examples are fewer than one batch ({batch_size * world_size})")
         self.examples, self.batch, self.pad_id = list(examples), batch_size, pad_id
@@ -184,7 +205,7 @@ class SFTBatches:
             self.epoch, self.index = self.epoch + 1, 0
             self._order = self._permutation(self.epoch)
         start = self.index + self.rank * self.batch
-        idx = self._order[start:start + self.batch]
+        idx = self._order[start : start + self.batch]
         self.index += self.batch * self.world
         return collate([self.examples[i] for i in idx], self.pad_id, self.max_len)
 
@@ -196,7 +217,8 @@ class SFTBatches:
         self._order = self._permutation(self.epoch)
 
 
-def fixed_batches(examples: Sequence[Example], batch_size: int, pad_id: int,
-                  max_len: int | None = None) -> list[dict[str, torch.Tensor]]:
+def fixed_batches(
+    examples: Sequence[Example], batch_size: int, pad_id: int, max_len: int | None = None
+) -> list[dict[str, torch.Tensor]]:
     """Examples in order, batched once: a fixed evaluation set for loss and token accuracy."""
-    return [collate(examples[i:i + batch_size], pad_id, max_len) for i in range(0, len(examples), batch_size)]
+    return [collate(examples[i : i + batch_size], pad_id, max_len) for i in range(0, len(examples), batch_size)]

@@ -6,6 +6,7 @@ use train slot values, test contexts held-out ones, and a second test set also h
 ``--data`` filtered by its quality column, with ``--test-data`` or a seeded held-out split.
 Either way the test set is checked against the training data before anything trains.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,6 @@ from part3_pretrain.domain import template_leaks
 from . import synthetic
 from .data import LeakError, check_disjoint, normalise_context
 from .loaders import DataError, filter_by_quality, load_pairs
-
 
 TRAIN_SETS = ("hq", "random", "all")  # the quality-filter ablation: best-rated, random, everything
 
@@ -57,24 +57,37 @@ def synthetic_splits(cfg) -> DatasetSplits:
     write_text_atomic(json.dumps(pairs, indent=1) + "\n", cfg.dataset_path)
     report = synthetic.filter_report(pairs)
     train = choose_train(pairs, cfg.train_set, cfg.n_high_quality, cfg.data_seed)
-    print(f"quality filter: {report['total']} pairs rated by the rubric ({report['rated_at_least_4']} >= 4.0); "
-          f"the {report['high_quality']} best-rated kept (lowest kept {report['kept_min_rating']}); "
-          f"training on {cfg.train_set}: {len(train)} pairs", flush=True)
+    print(
+        f"quality filter: {report['total']} pairs rated by the rubric ({report['rated_at_least_4']} >= 4.0); "
+        f"the {report['high_quality']} best-rated kept (lowest kept {report['kept_min_rating']}); "
+        f"training on {cfg.train_set}: {len(train)} pairs",
+        flush=True,
+    )
     print("  ratings: " + ", ".join(f"{r}: {n}" for r, n in report["rating_histogram"].items()), flush=True)
     all_contexts = [p["context"] for p in pairs]
     val = synthetic.generate_eval_set("val", cfg.n_val, seed=cfg.data_seed, exclude_contexts=all_contexts)
     test = synthetic.generate_eval_set("test", cfg.n_test, seed=cfg.data_seed)
     unseen = synthetic.generate_eval_set("test_unseen", cfg.n_test, seed=cfg.data_seed)
-    disjoint = {"test": check_disjoint(train, test, "test", check_heldout_values=True),
-                "test_unseen": check_disjoint(train, unseen, "test_unseen", check_heldout_values=True),
-                "validation": check_disjoint(train, val, "validation", check_heldout_values=False)}
+    disjoint = {
+        "test": check_disjoint(train, test, "test", check_heldout_values=True),
+        "test_unseen": check_disjoint(train, unseen, "test_unseen", check_heldout_values=True),
+        "validation": check_disjoint(train, val, "validation", check_heldout_values=False),
+    }
     leaks = template_leaks(p["context"] + "\n" + p["response"] for p in train)
     if leaks:
         raise LeakError(f"training pairs contain held-out phrasing reserved for test_unseen: {leaks[:3]}")
     disjoint["test_unseen"]["heldout_templates_in_train"] = 0
-    summary = {"source": "synthetic", "path": str(cfg.dataset_path), "filter": report, "train_set": cfg.train_set,
-               "train": len(train), "val": len(val), "test": len(test), "test_unseen": len(unseen),
-               "disjointness": disjoint}
+    summary = {
+        "source": "synthetic",
+        "path": str(cfg.dataset_path),
+        "filter": report,
+        "train_set": cfg.train_set,
+        "train": len(train),
+        "val": len(val),
+        "test": len(test),
+        "test_unseen": len(unseen),
+        "disjointness": disjoint,
+    }
     return DatasetSplits(train, val, test, unseen, summary)
 
 
@@ -92,7 +105,7 @@ def _seeded_split(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     if len(keys) < 3:
         raise DataError("--data", f"need at least 3 distinct contexts to split off held-out data, got {len(keys)}")
     order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(seed)).tolist()
-    held_keys = {keys[i] for i in order[:max(1, round(len(keys) * fraction))]}
+    held_keys = {keys[i] for i in order[: max(1, round(len(keys) * fraction))]}
     rest = [r for k in keys if k not in held_keys for r in groups[k]]
     held = [r for k in keys if k in held_keys for r in groups[k]]
     return rest, held
@@ -100,13 +113,15 @@ def _seeded_split(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
 
 def user_splits(cfg) -> DatasetSplits:
     """The user's pairs: quality filter, test (file or split), validation split, disjointness."""
-    fields = dict(context_field=cfg.context_field, response_field=cfg.response_field,
-                  quality_field=cfg.quality_field)
+    fields = dict(context_field=cfg.context_field, response_field=cfg.response_field, quality_field=cfg.quality_field)
     rows = load_pairs(cfg.data, **fields)
     kept, report = filter_by_quality(rows, cfg.min_quality)
     if not kept:
-        raise DataError(cfg.data, f"the quality filter kept 0 of {len(rows)} rows (--min-quality {cfg.min_quality}); "
-                                  + _quality_hint([r["quality"] for r in rows]))
+        raise DataError(
+            cfg.data,
+            f"the quality filter kept 0 of {len(rows)} rows (--min-quality {cfg.min_quality}); "
+            + _quality_hint([r["quality"] for r in rows]),
+        )
     if cfg.test_data is not None:
         test_rows = load_pairs(cfg.test_data, context_field=cfg.context_field, response_field=cfg.response_field)
         train_rows = kept
@@ -115,12 +130,25 @@ def user_splits(cfg) -> DatasetSplits:
     train_rows, val_rows = _seeded_split(train_rows, cfg.val_fraction, cfg.data_seed + 1)
     test, val = _as_eval_rows(test_rows), _as_eval_rows(val_rows)
     # Own data has no slot partition to check, but contexts must still not repeat across splits.
-    disjoint = {"test": check_disjoint(train_rows, test, "test", check_heldout_values=False),
-                "validation": check_disjoint(train_rows, val, "validation", check_heldout_values=False)}
-    summary = {"source": "user", "path": str(cfg.data), "test_path": cfg.test_data, "filter": report,
-               "train": len(train_rows), "val": len(val), "test": len(test), "disjointness": disjoint}
-    print(f"data: {cfg.data}: {report['total']} pairs, {report['kept']} kept by quality; "
-          f"{len(train_rows)} train, {len(val)} validation, {len(test)} test", flush=True)
+    disjoint = {
+        "test": check_disjoint(train_rows, test, "test", check_heldout_values=False),
+        "validation": check_disjoint(train_rows, val, "validation", check_heldout_values=False),
+    }
+    summary = {
+        "source": "user",
+        "path": str(cfg.data),
+        "test_path": cfg.test_data,
+        "filter": report,
+        "train": len(train_rows),
+        "val": len(val),
+        "test": len(test),
+        "disjointness": disjoint,
+    }
+    print(
+        f"data: {cfg.data}: {report['total']} pairs, {report['kept']} kept by quality; "
+        f"{len(train_rows)} train, {len(val)} validation, {len(test)} test",
+        flush=True,
+    )
     return DatasetSplits(train_rows, val, test, summary=summary)
 
 

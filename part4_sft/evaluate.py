@@ -14,12 +14,13 @@ good replies agree, which is NOT a ceiling (a reply can be as good as a referenc
 words with it). :func:`generation_records` lays every reply of every model side by side for
 ``generations.jsonl``; :func:`select_examples` picks wins, losses and ties for the report.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -52,59 +53,90 @@ def references(rows: Sequence[Mapping]) -> list[list[str]]:
     return [[r["reference"]] + ([r["reference_2"]] if r.get("reference_2") else []) for r in rows]
 
 
-def encode_prompts(tok: RetailTokenizer, scheme: PromptScheme, contexts: Sequence[str],
-                   max_prompt_len: int) -> list[list[int]]:
+def encode_prompts(
+    tok: RetailTokenizer, scheme: PromptScheme, contexts: Sequence[str], max_prompt_len: int
+) -> list[list[int]]:
     """Prompt ids as in training (too-long prompts lose tokens from the left)."""
     return [scheme.encode_prompt(tok, c)[-max_prompt_len:] for c in contexts]
 
 
-def generate_replies(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, contexts: Sequence[str],
-                     settings: EvalSettings, temperature: float) -> dict:
+def generate_replies(
+    model: GPT,
+    tok: RetailTokenizer,
+    scheme: PromptScheme,
+    contexts: Sequence[str],
+    settings: EvalSettings,
+    temperature: float,
+) -> dict:
     """Replies (text), whether each stopped at EOS, and their lengths in tokens."""
     max_prompt = model.config.block_size - settings.max_new_tokens
     if max_prompt < 1:
-        raise ValueError(f"max_new_tokens {settings.max_new_tokens} leaves no room for a prompt "
-                         f"in block_size {model.config.block_size}")
+        raise ValueError(
+            f"max_new_tokens {settings.max_new_tokens} leaves no room for a prompt "
+            f"in block_size {model.config.block_size}"
+        )
     prompts = encode_prompts(tok, scheme, contexts, max_prompt)
-    results = generate(model, prompts, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                       max_new_tokens=settings.max_new_tokens, temperature=temperature,
-                       top_k=settings.top_k, top_p=settings.top_p, seed=settings.seed,
-                       batch_size=settings.batch_size)
-    return {"texts": [tok.decode(r.tokens).strip() for r in results],
-            "stopped_by_eos": [r.stopped_by_eos for r in results],
-            "lengths": [len(r.tokens) for r in results],
-            "prompt_lengths": [len(p) for p in prompts]}
+    results = generate(
+        model,
+        prompts,
+        eos_id=tok.eos_id,
+        pad_id=tok.pad_id,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=temperature,
+        top_k=settings.top_k,
+        top_p=settings.top_p,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+    )
+    return {
+        "texts": [tok.decode(r.tokens).strip() for r in results],
+        "stopped_by_eos": [r.stopped_by_eos for r in results],
+        "lengths": [len(r.tokens) for r in results],
+        "prompt_lengths": [len(p) for p in prompts],
+    }
 
 
-def reference_loss(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict],
-                   batch_size: int = 32) -> dict:
+def reference_loss(
+    model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict], batch_size: int = 32
+) -> dict:
     """Teacher-forced loss / perplexity / token accuracy of the references (response + EOS only)."""
     pairs = [{"context": r["context"], "response": r["reference"]} for r in rows]
     examples, _ = build_examples(tok, scheme, pairs, model.config.block_size)
     result = mean_loss(model, fixed_batches(examples, batch_size, tok.pad_id, model.config.block_size))
-    return {"loss": result["loss"], "perplexity": math.exp(min(result["loss"], 50.0)),
-            "token_accuracy": result["token_acc"], "tokens": sum(len(e.input_ids) for e in examples)}
+    return {
+        "loss": result["loss"],
+        "perplexity": math.exp(min(result["loss"], 50.0)),
+        "token_accuracy": result["token_acc"],
+        "tokens": sum(len(e.input_ids) for e in examples),
+    }
 
 
 def score(rows: Sequence[Mapping], replies: dict, n_boot: int, seed: int) -> tuple[dict, list[dict]]:
     """(report, per-row judgements) of generated ``replies`` to ``rows``: job metrics, text
     metrics against every reference, and stop statistics."""
-    judged = [job_metrics.judge_reply(text, row) for text, row in zip(replies["texts"], rows)]
-    report = {"job": job_metrics.job_metrics(rows, replies["texts"], n_boot, seed, judged=judged),
-              **metrics.text_metrics(references(rows), replies["texts"], n_boot=n_boot, seed=seed),
-              **metrics.stop_stats(replies["stopped_by_eos"], replies["lengths"])}
+    judged = [job_metrics.judge_reply(text, row) for text, row in zip(replies["texts"], rows, strict=False)]
+    report = {
+        "job": job_metrics.job_metrics(rows, replies["texts"], n_boot, seed, judged=judged),
+        **metrics.text_metrics(references(rows), replies["texts"], n_boot=n_boot, seed=seed),
+        **metrics.stop_stats(replies["stopped_by_eos"], replies["lengths"]),
+    }
     return report, judged
 
 
 def scalars(report: Mapping) -> dict[str, float | None]:
     """The headline numbers of one :func:`score` report, flat (None where absent)."""
-    return {**job_metrics.headline(report["job"]), "rouge_l": report["rouge_l"], "bleu": report["bleu"],
-            "eos_stop_rate": report["eos_stop_rate"]}
+    return {
+        **job_metrics.headline(report["job"]),
+        "rouge_l": report["rouge_l"],
+        "bleu": report["bleu"],
+        "eos_stop_rate": report["eos_stop_rate"],
+    }
 
 
 @torch.no_grad()
-def evaluate_model(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict],
-                   settings: EvalSettings) -> tuple[dict, dict]:
+def evaluate_model(
+    model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict], settings: EvalSettings
+) -> tuple[dict, dict]:
     """(report, outputs) of one model on the rows: greedy, sampled and reference loss.
 
     ``outputs[mode]`` holds the replies, stop flags, lengths and per-row judgements.
@@ -123,7 +155,8 @@ def evaluate_model(model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows:
     report["reference_loss"] = reference_loss(model, tok, scheme, rows)
     # every forward token: prompts, generated tokens (one cached step each), scored references
     report["forward_tokens"] = report["reference_loss"]["tokens"] + sum(
-        sum(outputs[m]["prompt_lengths"]) + sum(outputs[m]["lengths"]) for m in MODES)
+        sum(outputs[m]["prompt_lengths"]) + sum(outputs[m]["lengths"]) for m in MODES
+    )
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report, outputs
 
@@ -134,11 +167,17 @@ def compare(rows: Sequence[dict], base_out: dict, sft_out: dict, n_boot: int, se
     refs = references(rows)
     out = {}
     for mode in MODES:
-        out[mode] = {"job": job_metrics.paired_job_diff(rows, base_out[mode]["judged"], sft_out[mode]["judged"],
-                                                        n_boot=n_boot, seed=seed),
-                     **{m: metrics.paired_bootstrap_diff(refs, base_out[mode]["texts"], sft_out[mode]["texts"], m,
-                                                         n_boot=n_boot, seed=seed)
-                        for m in ("rouge_l", "bleu", "sentence_bleu")}}
+        out[mode] = {
+            "job": job_metrics.paired_job_diff(
+                rows, base_out[mode]["judged"], sft_out[mode]["judged"], n_boot=n_boot, seed=seed
+            ),
+            **{
+                m: metrics.paired_bootstrap_diff(
+                    refs, base_out[mode]["texts"], sft_out[mode]["texts"], m, n_boot=n_boot, seed=seed
+                )
+                for m in ("rouge_l", "bleu", "sentence_bleu")
+            },
+        }
     return out
 
 
@@ -148,9 +187,11 @@ def inter_reference_agreement(rows: Sequence[dict], n_boot: int, seed: int) -> d
     if not rows or any(not r.get("reference_2") for r in rows):
         return None
     second = [r["reference_2"] for r in rows]
-    return {"note": "reference_2 scored against reference: agreement between two good replies, not a ceiling",
-            **metrics.text_metrics([r["reference"] for r in rows], second, n_boot=n_boot, seed=seed),
-            "job": job_metrics.job_metrics(rows, second, n_boot, seed)}
+    return {
+        "note": "reference_2 scored against reference: agreement between two good replies, not a ceiling",
+        **metrics.text_metrics([r["reference"] for r in rows], second, n_boot=n_boot, seed=seed),
+        "job": job_metrics.job_metrics(rows, second, n_boot, seed),
+    }
 
 
 def _row_score(judged: dict, text_score: float) -> float:
@@ -166,20 +207,34 @@ def select_examples(rows: Sequence[dict], base_out: dict, sft_out: dict, n: int)
     refs = references(rows)
     b_text = metrics.rouge_l(refs, base_out["greedy"]["texts"])
     s_text = metrics.rouge_l(refs, sft_out["greedy"]["texts"])
-    diff = np.array([_row_score(s, st) - _row_score(b, bt) for s, b, st, bt in
-                     zip(sft_out["greedy"]["judged"], base_out["greedy"]["judged"], s_text, b_text)])
+    diff = np.array(
+        [
+            _row_score(s, st) - _row_score(b, bt)
+            for s, b, st, bt in zip(
+                sft_out["greedy"]["judged"], base_out["greedy"]["judged"], s_text, b_text, strict=False
+            )
+        ]
+    )
     order = np.argsort(-diff, kind="stable")
     k = max(1, n // 3)
     wins = [int(i) for i in order[:k] if diff[i] > 0]
     losses = [int(i) for i in order[::-1][:k] if diff[i] < 0]
     ties = [int(i) for i in np.flatnonzero(diff == 0)][: n - len(wins) - len(losses)]
-    picks = [(i, "sft_better") for i in wins] + [(i, "pretrained_better") for i in losses] + \
-            [(i, "tie") for i in ties]
-    return [{"row": i, "outcome": outcome, "context": rows[i]["context"], "reference": rows[i]["reference"],
-             "pretrained_greedy": base_out["greedy"]["texts"][i], "sft_greedy": sft_out["greedy"]["texts"][i],
-             "sft_sampled": sft_out["sampled"]["texts"][i],
-             "pretrained_rating": base_out["greedy"]["judged"][i]["rating"],
-             "sft_rating": sft_out["greedy"]["judged"][i]["rating"]} for i, outcome in picks]
+    picks = [(i, "sft_better") for i in wins] + [(i, "pretrained_better") for i in losses] + [(i, "tie") for i in ties]
+    return [
+        {
+            "row": i,
+            "outcome": outcome,
+            "context": rows[i]["context"],
+            "reference": rows[i]["reference"],
+            "pretrained_greedy": base_out["greedy"]["texts"][i],
+            "sft_greedy": sft_out["greedy"]["texts"][i],
+            "sft_sampled": sft_out["sampled"]["texts"][i],
+            "pretrained_rating": base_out["greedy"]["judged"][i]["rating"],
+            "sft_rating": sft_out["greedy"]["judged"][i]["rating"],
+        }
+        for i, outcome in picks
+    ]
 
 
 def generation_records(rows: Sequence[dict], outputs: Mapping[str, dict], split: str) -> list[dict]:
@@ -187,16 +242,27 @@ def generation_records(rows: Sequence[dict], outputs: Mapping[str, dict], split:
     with how it stopped and how it was judged (rating, failed rules, specifics hit, invented)."""
     records = []
     for i, row in enumerate(rows):
-        rec = {"split": split, "row": i, "context": row["context"], "references": references([row])[0],
-               "intent": row.get("intent"), "slots": row.get("slots")}
+        rec = {
+            "split": split,
+            "row": i,
+            "context": row["context"],
+            "references": references([row])[0],
+            "intent": row.get("intent"),
+            "slots": row.get("slots"),
+        }
         for name, out in outputs.items():
             for mode in MODES:
                 j = out[mode]["judged"][i]
-                rec[f"{name}_{mode}"] = {"reply": out[mode]["texts"][i],
-                                         "stopped_by": "eos" if out[mode]["stopped_by_eos"][i] else "length",
-                                         "tokens": out[mode]["lengths"][i], "rating": j["rating"],
-                                         "failed_rules": j["rules"], "intent_ok": j["intent_ok"],
-                                         "specifics": j["specifics"], "specifics_hit": j["specifics_hit"],
-                                         "invented": j["invented"]}
+                rec[f"{name}_{mode}"] = {
+                    "reply": out[mode]["texts"][i],
+                    "stopped_by": "eos" if out[mode]["stopped_by_eos"][i] else "length",
+                    "tokens": out[mode]["lengths"][i],
+                    "rating": j["rating"],
+                    "failed_rules": j["rules"],
+                    "intent_ok": j["intent_ok"],
+                    "specifics": j["specifics"],
+                    "specifics_hit": j["specifics_hit"],
+                    "invented": j["invented"],
+                }
         records.append(rec)
     return records

@@ -46,6 +46,7 @@ runs and resumes interrupted ones exactly. ``--stop RUN`` (also from another ter
 experiment runs) stops a run before its next chunk; ``--unstop RUN`` lets it continue.
 ``--clone RUN --set lr=1e-3 --set lora_r=16`` adds a run warm-started from RUN's weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,27 +54,62 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from part3_pretrain.checkpoint import CheckpointError, build_model, remove_stale_temps, write_text_atomic
-from part3_pretrain.cli import (ConfigError, OneLineParser, build_parser, check_config, config_from_namespace, fail,
-                                 below, option, parse_config)
+from part3_pretrain.cli import (
+    ConfigError,
+    OneLineParser,
+    below,
+    build_parser,
+    check_config,
+    config_from_namespace,
+    fail,
+    option,
+    parse_config,
+)
 from part3_pretrain.tokenizer import TokenizerError
 from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, TrainingDiverged
 
 from . import report
 from .data import LabelAuditError, LeakError
-from .grid import (BASES, DATA_CHOICES, DEFAULT_ADAPTERS, DEFAULT_BASES, DEFAULT_EPOCHS, DEFAULT_FULL_LR,
-                   DEFAULT_LORA_LR, DEFAULT_PROMPTS, Adapter, GridError, GridSpec, clone_name, expand_all,
-                   load_grid_file, valid_run_name)
+from .grid import (
+    BASES,
+    DATA_CHOICES,
+    DEFAULT_ADAPTERS,
+    DEFAULT_BASES,
+    DEFAULT_EPOCHS,
+    DEFAULT_FULL_LR,
+    DEFAULT_LORA_LR,
+    DEFAULT_PROMPTS,
+    Adapter,
+    GridError,
+    GridSpec,
+    clone_name,
+    expand_all,
+    load_grid_file,
+    valid_run_name,
+)
 from .loaders import DataError
 from .prompts import SCHEMES
-from .runner import (RunConfig, RunSettings, Workspace, chunk_boundaries, ensure_base, is_done, is_stopped,
-                     load_run_config, plan, read_status, save_run_config, train_chunk)
+from .runner import (
+    RunConfig,
+    RunSettings,
+    Workspace,
+    chunk_boundaries,
+    ensure_base,
+    is_done,
+    is_stopped,
+    load_run_config,
+    plan,
+    read_status,
+    save_run_config,
+    train_chunk,
+)
 
 PROG = "python -m part4_sft.experiment"
 DEFAULT_EXPERIMENTS_DIR = "checkpoints/experiments"
@@ -86,16 +122,25 @@ class ExperimentConfig:
     name: str = option("grid", "experiment name: its directory is <experiments-dir>/<name>")
     experiments_dir: str = option(DEFAULT_EXPERIMENTS_DIR, "where experiment directories go")
     # ---- the grid
-    grid: str | None = option(None, "JSON grid file (an object or a list of objects with knob lists); "
-                                "knobs it leaves out take the values below", metavar="PATH")
-    bases: tuple[str, ...] = option(DEFAULT_BASES, "base models (part-3 checkpoints of two sizes)", choices=tuple(BASES))
+    grid: str | None = option(
+        None,
+        "JSON grid file (an object or a list of objects with knob lists); knobs it leaves out take the values below",
+        metavar="PATH",
+    )
+    bases: tuple[str, ...] = option(
+        DEFAULT_BASES, "base models (part-3 checkpoints of two sizes)", choices=tuple(BASES)
+    )
     prompts: tuple[str, ...] = option(DEFAULT_PROMPTS, "prompt schemes", choices=tuple(SCHEMES))
-    adapters: tuple[str, ...] = option(DEFAULT_ADAPTERS, "adapters: 'full' or r<R>[a<ALPHA>]:<target>[+<target>] "
-                                                     "(alpha defaults to 2r)", metavar="SPEC")
+    adapters: tuple[str, ...] = option(
+        DEFAULT_ADAPTERS,
+        "adapters: 'full' or r<R>[a<ALPHA>]:<target>[+<target>] (alpha defaults to 2r)",
+        metavar="SPEC",
+    )
     lrs: tuple[float, ...] = option((), "learning rates (default: --lora-lr for LoRA runs, --full-lr for full ones)")
     epochs: tuple[int, ...] = option((DEFAULT_EPOCHS,), "epochs over the training pairs")
-    data: tuple[str, ...] = option(("hq",), "training data: hq = the 500 high-quality pairs, all = all 5,000",
-                               choices=DATA_CHOICES)
+    data: tuple[str, ...] = option(
+        ("hq",), "training data: hq = the 500 high-quality pairs, all = all 5,000", choices=DATA_CHOICES
+    )
     seeds: int = option(1, "repeat every config with seeds 0..K-1 (the table shows mean and std)")
     lora_lr: float = option(DEFAULT_LORA_LR, "LR of LoRA runs when --lrs is not given")
     full_lr: float = option(DEFAULT_FULL_LR, "LR of full fine-tuning runs when --lrs is not given")
@@ -109,11 +154,15 @@ class ExperimentConfig:
     schedule: str = option("cosine", "LR schedule after warmup", choices=SCHEDULES)
     min_lr_ratio: float = option(0.1, "final LR as a fraction of the run's LR (cosine and wsd)")
     grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
-    evals_per_epoch: int = option(1, "validation evaluations per epoch, each with greedy replies to the validation "
-                                     "subset (and one at the end)")
-    val_gen_rows: int = option(48, "validation rows (the first N, fixed) answered greedily at every interval "
-                                   "evaluation (val_gen/ curves); the whole validation split is scored at the end "
-                                   "(final_val/) and the test set only then (final/)")
+    evals_per_epoch: int = option(
+        1, "validation evaluations per epoch, each with greedy replies to the validation subset (and one at the end)"
+    )
+    val_gen_rows: int = option(
+        48,
+        "validation rows (the first N, fixed) answered greedily at every interval "
+        "evaluation (val_gen/ curves); the whole validation split is scored at the end "
+        "(final_val/) and the test set only then (final/)",
+    )
     max_new_tokens: int = option(90, "longest greedy reply (as part4_sft.sft)")
     eval_batch_size: int = option(64, "prompts generated at once")
     n_boot: int = option(1000, "bootstrap resamples for the final metrics' confidence intervals")
@@ -127,18 +176,29 @@ class ExperimentConfig:
     device: str = option("auto", "device", choices=DEVICES)
     dtype: str = option("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
     # ---- scheduling and control
-    chunks: int = option(1, "split every run into N chunks of steps; chunk k of every run trains before chunk "
-                              "k+1 of any (the same result as unchunked)")
-    stop: str | None = option(None, "stop RUN before its next chunk (works on a running experiment) and exit",
-                          metavar="RUN")
+    chunks: int = option(
+        1,
+        "split every run into N chunks of steps; chunk k of every run trains before chunk "
+        "k+1 of any (the same result as unchunked)",
+    )
+    stop: str | None = option(
+        None, "stop RUN before its next chunk (works on a running experiment) and exit", metavar="RUN"
+    )
     unstop: str | None = option(None, "let a stopped RUN continue at the next (re)run and exit", metavar="RUN")
     clone: str | None = option(None, "add a run warm-started from RUN's weights with the --set changes", metavar="RUN")
     set: tuple[str, ...] = option((), "knob changes of --clone, e.g. --set lr=1e-3 --set lora_r=16", cli=False)
-    select_by: str = option(report.DEFAULT_SELECT, "validation metric that marks the best run in the table "
-                            "(eval_loss when no run has it: data without intents/slots); never a test metric",
-                            choices=report.SELECT_CHOICES)
-    sort_by: str | None = option(None, "column the results table is sorted by, test ones included (it only orders "
-                                 "the rows); None: the --select-by metric", choices=report.SORT_CHOICES)
+    select_by: str = option(
+        report.DEFAULT_SELECT,
+        "validation metric that marks the best run in the table "
+        "(eval_loss when no run has it: data without intents/slots); never a test metric",
+        choices=report.SELECT_CHOICES,
+    )
+    sort_by: str | None = option(
+        None,
+        "column the results table is sorted by, test ones included (it only orders "
+        "the rows); None: the --select-by metric",
+        choices=report.SORT_CHOICES,
+    )
     plots: bool = option(True, "write comparison plots at the end")
     threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 helps on a busy machine")
     progress: bool = option(True, "show progress bars")
@@ -148,9 +208,15 @@ class ExperimentConfig:
 
     def grid_specs(self) -> list[GridSpec]:
         """The grid as specs: the list options, or the --grid file on top of them."""
-        cli = GridSpec(base=tuple(self.bases), prompt=tuple(self.prompts),
-                       adapter=tuple(Adapter.parse(a) for a in self.adapters), lr=tuple(self.lrs),
-                       epochs=tuple(self.epochs), data=tuple(self.data), seed=tuple(range(self.seeds)))
+        cli = GridSpec(
+            base=tuple(self.bases),
+            prompt=tuple(self.prompts),
+            adapter=tuple(Adapter.parse(a) for a in self.adapters),
+            lr=tuple(self.lrs),
+            epochs=tuple(self.epochs),
+            data=tuple(self.data),
+            seed=tuple(range(self.seeds)),
+        )
         if self.grid is None:
             return [cli]
         specs = load_grid_file(self.grid, cli)
@@ -159,8 +225,23 @@ class ExperimentConfig:
         return specs
 
     def problems(self) -> list[str]:
-        p = below(self, ("seeds", "batch_size", "val_gen_rows", "max_new_tokens", "eval_batch_size", "n_boot",
-                         "n_pairs", "n_high_quality", "n_val", "n_test", "chunks"), 1)
+        p = below(
+            self,
+            (
+                "seeds",
+                "batch_size",
+                "val_gen_rows",
+                "max_new_tokens",
+                "eval_batch_size",
+                "n_boot",
+                "n_pairs",
+                "n_high_quality",
+                "n_val",
+                "n_test",
+                "chunks",
+            ),
+            1,
+        )
         p += below(self, ("weight_decay", "grad_clip", "evals_per_epoch", "n_examples", "data_seed", "threads"), 0)
         p += [f"--lrs must all be > 0 (got {list(self.lrs)})"] if any(not lr > 0 for lr in self.lrs) else []
         p += [f"--epochs must all be >= 1 (got {list(self.epochs)})"] if any(e < 1 for e in self.epochs) else []
@@ -235,8 +316,10 @@ def check_registration(exp_dir: Path, runs: Sequence[RunConfig]) -> None:
             if diffs:
                 conflicts.append(f"{run.name} ({'; '.join(diffs[:3])})")
     if conflicts:
-        raise ConfigError(f"{exp_dir} already has runs with other settings: {', '.join(conflicts[:3])}; "
-                          "use the same options to continue it, or another --name")
+        raise ConfigError(
+            f"{exp_dir} already has runs with other settings: {', '.join(conflicts[:3])}; "
+            "use the same options to continue it, or another --name"
+        )
 
 
 def register(exp_dir: Path, runs: Sequence[RunConfig]) -> list[str]:
@@ -256,8 +339,10 @@ def _existing_run(exp_dir: Path, name: str, flag: str) -> Path:
     d = exp_dir / name
     if not (d / "config.json").is_file():
         known = [p.name for p in report.run_dirs(exp_dir)] if exp_dir.is_dir() else []
-        raise ConfigError(f"{flag} {name}: no such run in {exp_dir}" +
-                          (f" (runs: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''})" if known else ""))
+        raise ConfigError(
+            f"{flag} {name}: no such run in {exp_dir}"
+            + (f" (runs: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''})" if known else "")
+        )
     return d
 
 
@@ -269,12 +354,21 @@ def register_clone(exp_dir: Path, parent_name: str, sets: Sequence[str]) -> RunC
         raise ConfigError(f"--clone {parent_name}: the run has no weights yet; train it first")
     knobs, changes = parent.knobs.changed(sets)
     taken = {p.name for p in exp_dir.iterdir()}
-    run = RunConfig(clone_name(parent.name, changes, taken), knobs, parent.settings, parent.base_path,
-                    parent=parent.name, changes=tuple(f"{k}={v}" for k, v in changes))
+    run = RunConfig(
+        clone_name(parent.name, changes, taken),
+        knobs,
+        parent.settings,
+        parent.base_path,
+        parent=parent.name,
+        changes=tuple(f"{k}={v}" for k, v in changes),
+    )
     save_run_config(run, exp_dir / run.name, len(report.run_dirs(exp_dir)))
     which = "final" if is_done(parent_dir) else f"latest (step {read_status(parent_dir).get('step', '?')})"
-    print(f"added run {run.name}: {parent.name} with {', '.join(run.changes)}, warm-started from its {which} "
-          "weights with a fresh optimizer", flush=True)
+    print(
+        f"added run {run.name}: {parent.name} with {', '.join(run.changes)}, warm-started from its {which} "
+        "weights with a fresh optimizer",
+        flush=True,
+    )
     return run
 
 
@@ -317,7 +411,7 @@ class ExperimentLock:
     def __init__(self, exp_dir: Path) -> None:
         self.path = exp_dir / "LOCK"
 
-    def __enter__(self) -> "ExperimentLock":
+    def __enter__(self) -> ExperimentLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:
@@ -325,8 +419,10 @@ class ExperimentLock:
             except FileExistsError:
                 holder = lock_holder(self.path.parent)
                 if holder is not None:
-                    raise ConfigError(f"{self.path.parent} is being trained by process {holder}; control it with "
-                                      "--stop/--clone, or delete the LOCK file if that process is gone") from None
+                    raise ConfigError(
+                        f"{self.path.parent} is being trained by process {holder}; control it with "
+                        "--stop/--clone, or delete the LOCK file if that process is gone"
+                    ) from None
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as f:
@@ -345,17 +441,24 @@ class ExperimentLock:
 def _chunk_line(res, chunk: int, chunks: int) -> str:
     last = res.last
     parts = [f"step {res.step}/{res.max_steps}"]
-    for key, label in (("train/loss", "train loss"), ("val/loss", "eval loss"),
-                       ("val_gen/rubric_pass", "rubric pass@val subset"), ("val_gen/rouge_l", "ROUGE-L@val subset"),
-                       ("final_val/rubric_pass", "rubric pass@val"), ("final/rubric_pass", "rubric pass@test"),
-                       ("final/specifics_recall", "specifics@test"), ("final/rouge_l", "ROUGE-L@test")):
+    for key, label in (
+        ("train/loss", "train loss"),
+        ("val/loss", "eval loss"),
+        ("val_gen/rubric_pass", "rubric pass@val subset"),
+        ("val_gen/rouge_l", "ROUGE-L@val subset"),
+        ("final_val/rubric_pass", "rubric pass@val"),
+        ("final/rubric_pass", "rubric pass@test"),
+        ("final/specifics_recall", "specifics@test"),
+        ("final/rouge_l", "ROUGE-L@test"),
+    ):
         if key in last:
             parts.append(f"{label} {last[key]:.3f}")
     return f"[chunk {chunk + 1}/{chunks}] {res.name}: " + ", ".join(parts) + f" ({res.seconds:.1f} s)"
 
 
-def schedule(exp_dir: Path, chunks: int, ws: Workspace, sort_by: str | None,
-             select_by: str = report.DEFAULT_SELECT) -> None:
+def schedule(
+    exp_dir: Path, chunks: int, ws: Workspace, sort_by: str | None, select_by: str = report.DEFAULT_SELECT
+) -> None:
     """Train every registered run that is neither done nor stopped, chunk k of every run before
     chunk k+1 of any; re-reads the directory each round (clones added meanwhile join in)."""
     k, announced = 0, set()
@@ -404,17 +507,25 @@ def prepare_bases(runs: Sequence[RunConfig], ws: Workspace, cfg: ExperimentConfi
         model, _ = build_model(ckpt, run.base_path)
         info.update(parameters=model.num_params(), n_layer=model.config.n_layer, n_embd=model.config.n_embd)
         secs = info["pretrain_seconds"]
-        print(f"base {name}: {run.base_path} ({info['parameters']:,} parameters, {model.config.n_layer} layers; "
-              f"{'pretrained now' if info['pretrained_now'] else 'reused'}, part-3 pretraining "
-              f"{'%.0f s' % secs if secs is not None else 'time unknown'})", flush=True)
+        print(
+            f"base {name}: {run.base_path} ({info['parameters']:,} parameters, {model.config.n_layer} layers; "
+            f"{'pretrained now' if info['pretrained_now'] else 'reused'}, part-3 pretraining "
+            f"{f'{secs:.0f} s' if secs is not None else 'time unknown'})",
+            flush=True,
+        )
         out[name] = info
     return out
 
 
 def _write_experiment_json(exp_dir: Path, cfg: ExperimentConfig, specs: list[GridSpec], bases: dict) -> None:
-    doc = {"name": cfg.name, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "chunks": cfg.chunks,
-           "settings": asdict(RunSettings.from_object(cfg)),
-           "grid": [{**asdict(s), "adapter": [a.spec() for a in s.adapter]} for s in specs], "bases": bases}
+    doc = {
+        "name": cfg.name,
+        "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "chunks": cfg.chunks,
+        "settings": asdict(RunSettings.from_object(cfg)),
+        "grid": [{**asdict(s), "adapter": [a.spec() for a in s.adapter]} for s in specs],
+        "bases": bases,
+    }
     write_text_atomic(json.dumps(doc, indent=2) + "\n", exp_dir / "experiment.json")
 
 
@@ -459,8 +570,10 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
         added = register(exp_dir, new_runs)
         _write_experiment_json(exp_dir, cfg, cfg.grid_specs(), bases)
         skipped = [r.name for r in new_runs if is_done(exp_dir / r.name)]
-        print(f"{len(new_runs)} runs in the grid ({len(added)} new, {len(skipped)} already finished and skipped)",
-              flush=True)
+        print(
+            f"{len(new_runs)} runs in the grid ({len(added)} new, {len(skipped)} already finished and skipped)",
+            flush=True,
+        )
     warn_left_out(exp_dir)
     schedule(exp_dir, cfg.chunks, ws, cfg.sort_by, cfg.select_by)
     table, plots = report.write_report(exp_dir, cfg.sort_by, plots=cfg.plots, select_by=cfg.select_by)
@@ -471,8 +584,13 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
     for p in [exp_dir / "results.csv", exp_dir / "results.md", *plots]:
         print(f"  {p}")
     print(f"compare the runs' curves with\n  {_tensorboard_line(exp_dir)}")
-    return {"exp_dir": str(exp_dir), "table": table, "plots": [str(p) for p in plots],
-            "seconds": seconds, "base_seconds": base_seconds}
+    return {
+        "exp_dir": str(exp_dir),
+        "table": table,
+        "plots": [str(p) for p in plots],
+        "seconds": seconds,
+        "base_seconds": base_seconds,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,9 +598,16 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
 
 
 def _add_set(parser) -> None:
-    parser.add_argument("--set", dest="set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="knob changes of --clone: prompt, adapter, method, lora_r, lora_alpha, lora_targets, "
-                             "lr, epochs, data, seed (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="knob changes of --clone: prompt, adapter, method, lora_r, lora_alpha, lora_targets, "
+        "lr, epochs, data, seed (repeatable)",
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> ExperimentConfig:
@@ -495,10 +620,16 @@ class ReportConfig:
     """``python -m part4_sft.experiment report DIR``: the table and plots from a directory alone."""
 
     dir: str = option("", "experiment directory", cli=False)
-    select_by: str = option(report.DEFAULT_SELECT, "validation metric that marks the best run (eval_loss when no "
-                            "run has it); never a test metric", choices=report.SELECT_CHOICES)
-    sort_by: str | None = option(None, "column the table is sorted by, test ones included (it only orders the "
-                                 "rows); None: the --select-by metric", choices=report.SORT_CHOICES)
+    select_by: str = option(
+        report.DEFAULT_SELECT,
+        "validation metric that marks the best run (eval_loss when no run has it); never a test metric",
+        choices=report.SELECT_CHOICES,
+    )
+    sort_by: str | None = option(
+        None,
+        "column the table is sorted by, test ones included (it only orders the rows); None: the --select-by metric",
+        choices=report.SORT_CHOICES,
+    )
     plots: bool = option(True, "write the comparison plots too")
 
     def problems(self) -> list[str]:
@@ -529,8 +660,17 @@ def warn_left_out(exp_dir: Path, prog: str = PROG) -> None:
         print(f"{prog}: warning: {report.orphan_warning(d)}", file=sys.stderr, flush=True)
 
 
-USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError, GridError,
-               report.ReportError, TrainingDiverged)
+USER_ERRORS = (
+    ConfigError,
+    CheckpointError,
+    TokenizerError,
+    DataError,
+    LeakError,
+    LabelAuditError,
+    GridError,
+    report.ReportError,
+    TrainingDiverged,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -543,8 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as e:
         return fail(PROG, str(e))
     except KeyboardInterrupt:
-        print("\ninterrupted: every run keeps its last checkpoint; rerun the same command to resume",
-              file=sys.stderr)
+        print("\ninterrupted: every run keeps its last checkpoint; rerun the same command to resume", file=sys.stderr)
         return 130
     return 0
 

@@ -23,15 +23,17 @@ Run names are derived from the knobs alone: ``<base>-<prompt>-<adapter>`` plus `
 The same knobs always give the same name, whatever else is in the grid; names are checked to be
 unique. A clone is named ``<parent>+key=value+...`` from its changes.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .lora import LoRAConfig
 from .prompts import SCHEMES
@@ -55,10 +57,15 @@ class BaseModel:
 # built like distilgpt2 next to gpt2: half the depth, same width, vocabulary, corpus and recipe.
 SMALL_PRETRAIN = {"n_layer": 2}
 BASES: dict[str, BaseModel] = {
-    "large": BaseModel("large", "checkpoints/pretrain/model.pt", {},
-                       "part-3 default: 4 layers, 4 heads, 128 wide (~1.08M parameters)"),
-    "small": BaseModel("small", "checkpoints/pretrain_small/model.pt", dict(SMALL_PRETRAIN),
-                       "distilgpt2-style: 2 layers, 4 heads, 128 wide (~0.68M parameters)"),
+    "large": BaseModel(
+        "large", "checkpoints/pretrain/model.pt", {}, "part-3 default: 4 layers, 4 heads, 128 wide (~1.08M parameters)"
+    ),
+    "small": BaseModel(
+        "small",
+        "checkpoints/pretrain_small/model.pt",
+        dict(SMALL_PRETRAIN),
+        "distilgpt2-style: 2 layers, 4 heads, 128 wide (~0.68M parameters)",
+    ),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -95,11 +102,11 @@ class Adapter:
     targets: tuple[str, ...] = ()
 
     @classmethod
-    def full(cls) -> "Adapter":
+    def full(cls) -> Adapter:
         return cls("full")
 
     @classmethod
-    def lora(cls, r: int, alpha: float | None = None, targets: Sequence[str] = ("c_attn",)) -> "Adapter":
+    def lora(cls, r: int, alpha: float | None = None, targets: Sequence[str] = ("c_attn",)) -> Adapter:
         a = cls("lora", int(r), float(2 * r if alpha is None else alpha), tuple(targets))
         problems = a.lora_config().problems()
         if problems:
@@ -107,7 +114,7 @@ class Adapter:
         return a
 
     @classmethod
-    def parse(cls, spec: Any) -> "Adapter":
+    def parse(cls, spec: Any) -> Adapter:
         """``"full"``, ``"r8:c_attn"``, ``"r32a64:c_attn+c_proj"`` or a dict with r/alpha/targets."""
         if isinstance(spec, Adapter):
             return spec
@@ -119,8 +126,10 @@ class Adapter:
             return cls.full()
         m = _ADAPTER_RE.match(spec)
         if not m:
-            raise GridError(f"adapter {spec!r}: expected 'full' or r<R>[a<ALPHA>]:<target>[+<target>...], "
-                            "e.g. r8:c_attn or r32:c_attn+c_proj")
+            raise GridError(
+                f"adapter {spec!r}: expected 'full' or r<R>[a<ALPHA>]:<target>[+<target>...], "
+                "e.g. r8:c_attn or r32:c_attn+c_proj"
+            )
         try:
             alpha = None if m.group(2) is None else float(m.group(2))
         except ValueError:
@@ -233,11 +242,18 @@ class Knobs:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Knobs":
-        return cls(base=d["base"], prompt=d["prompt"], adapter=Adapter.parse(d["adapter"]), lr=float(d["lr"]),
-                   epochs=int(d["epochs"]), data=d["data"], seed=int(d["seed"]))
+    def from_dict(cls, d: dict) -> Knobs:
+        return cls(
+            base=d["base"],
+            prompt=d["prompt"],
+            adapter=Adapter.parse(d["adapter"]),
+            lr=float(d["lr"]),
+            epochs=int(d["epochs"]),
+            data=d["data"],
+            seed=int(d["seed"]),
+        )
 
-    def changed(self, sets: Sequence[str]) -> tuple["Knobs", list[tuple[str, str]]]:
+    def changed(self, sets: Sequence[str]) -> tuple[Knobs, list[tuple[str, str]]]:
         """A copy with ``key=value`` changes applied (the ``--set`` of a clone) and the changes."""
         k, changes = self, []
         for item in sets:
@@ -246,8 +262,9 @@ class Knobs:
             if not sep or not value:
                 raise GridError(f"--set {item!r}: expected key=value")
             if key == "base":
-                raise GridError("--set base=...: a clone warm-starts from its parent's weights, "
-                                "so it keeps the parent's base model")
+                raise GridError(
+                    "--set base=...: a clone warm-starts from its parent's weights, so it keeps the parent's base model"
+                )
             if key not in SET_KEYS:
                 raise GridError(f"--set {item!r}: unknown key {key!r}; choose from {list(SET_KEYS)}")
             k = _set_one(k, key, value)
@@ -371,12 +388,15 @@ def load_grid_file(path: str | Path, defaults: GridSpec) -> list[GridSpec]:
     items = data if isinstance(data, list) else [data]
     if not items:
         raise GridError(f"--grid {path}: the list of grids is empty")
-    return [spec_from_dict(d, defaults, f"--grid {path} [{i}]" if isinstance(data, list) else f"--grid {path}")
-            for i, d in enumerate(items)]
+    return [
+        spec_from_dict(d, defaults, f"--grid {path} [{i}]" if isinstance(data, list) else f"--grid {path}")
+        for i, d in enumerate(items)
+    ]
 
 
-def expand_all(specs: Sequence[GridSpec], lora_lr: float = DEFAULT_LORA_LR,
-               full_lr: float = DEFAULT_FULL_LR) -> list[Knobs]:
+def expand_all(
+    specs: Sequence[GridSpec], lora_lr: float = DEFAULT_LORA_LR, full_lr: float = DEFAULT_FULL_LR
+) -> list[Knobs]:
     """Every run of every spec, in order, duplicates dropped; checked valid and uniquely named."""
     runs: list[Knobs] = []
     for spec in specs:

@@ -20,6 +20,7 @@ over rows, and :func:`paired_job_diff` gives paired differences of two systems o
 :func:`shuffled_control` scores replies against *other* rows' messages: a metric that replies
 ignoring the message still pass is not measuring the job.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,20 @@ SPECIFIC_SLOTS = ("order_id", "product", "date", "amount", "carrier", "promo_cod
 JOB_KEYS = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean")
 
 # ------------------------------------------------------------------------ finding specifics
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
-           "october", "november", "december")
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 _MONTH_RE = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _ORDINAL = r"(?:st|nd|rd|th)?"
 _DATE_RES = (
@@ -58,10 +71,29 @@ _ORDER_RES = (
     re.compile(r"\border\s+(?:number\s+|no\.?\s+|id\s+)?#?([A-Za-z]*\d[\w-]*)", re.I),
     re.compile(r"\b([A-Z]{1,4}-?\d{4,})\b"),
 )
-_NOT_BRAND = {"your", "the", "my", "our", "a", "an", "new", "replacement", "this", "that", "their",
-              "his", "her", "one", "same", "another", "correct", "right", "wrong", "free"}
-_PRODUCT_RE = re.compile(
-    r"\b((?:[A-Z][\w'-]*\s+){1,2}(?:" + "|".join(re.escape(i) for i in PRODUCT_ITEMS) + r"))\b")
+_NOT_BRAND = {
+    "your",
+    "the",
+    "my",
+    "our",
+    "a",
+    "an",
+    "new",
+    "replacement",
+    "this",
+    "that",
+    "their",
+    "his",
+    "her",
+    "one",
+    "same",
+    "another",
+    "correct",
+    "right",
+    "wrong",
+    "free",
+}
+_PRODUCT_RE = re.compile(r"\b((?:[A-Z][\w'-]*\s+){1,2}(?:" + "|".join(re.escape(i) for i in PRODUCT_ITEMS) + r"))\b")
 
 
 def _norm_date(month: str, day: str) -> str | None:
@@ -104,8 +136,7 @@ def _item_of(product: str) -> str:
 
 def find_specifics(text: str) -> dict[str, set[str]]:
     """Normalised order ids, amounts, dates and catalog products stated in ``text``."""
-    return {"order_id": _order_ids(text), "amount": _amounts(text), "date": _dates(text),
-            "product": _products(text)}
+    return {"order_id": _order_ids(text), "amount": _amounts(text), "date": _dates(text), "product": _products(text)}
 
 
 def invented_specifics(reply: str, message: str) -> list[str]:
@@ -149,9 +180,14 @@ def judge_reply(reply: str, row: Mapping) -> dict:
     ``rating`` and ``rules`` (the rubric; None without the row's intent and slots).
     """
     specifics, _ = message_specifics(row)
-    judged = {"specifics": specifics, "specifics_hit": [v for v in specifics if mentions(reply, v)],
-              "invented": invented_specifics(reply, row["context"]),
-              "intent_ok": None, "rating": None, "rules": None}
+    judged = {
+        "specifics": specifics,
+        "specifics_hit": [v for v in specifics if mentions(reply, v)],
+        "invented": invented_specifics(reply, row["context"]),
+        "intent_ok": None,
+        "rating": None,
+        "rules": None,
+    }
     if _has_rubric_inputs(row):
         rating, rules = rate_response({"response": reply, "intent": row["intent"], "slots": row["slots"]})
         judged.update(intent_ok="off_intent" not in rules, rating=rating, rules=rules)
@@ -161,9 +197,11 @@ def judge_reply(reply: str, row: Mapping) -> dict:
 # ----------------------------------------------------------------------- a set of replies
 def _per_row(judged: Sequence[dict]) -> dict[str, np.ndarray | None]:
     """Per-row arrays: hits and totals of specifics, invented flag, intent, rating, pass."""
-    arr = {"hits": np.array([len(j["specifics_hit"]) for j in judged], dtype=np.float64),
-           "totals": np.array([len(j["specifics"]) for j in judged], dtype=np.float64),
-           "invented": np.array([bool(j["invented"]) for j in judged], dtype=np.float64)}
+    arr = {
+        "hits": np.array([len(j["specifics_hit"]) for j in judged], dtype=np.float64),
+        "totals": np.array([len(j["specifics"]) for j in judged], dtype=np.float64),
+        "invented": np.array([bool(j["invented"]) for j in judged], dtype=np.float64),
+    }
     rated = all(j["rating"] is not None for j in judged)
     arr["intent"] = np.array([j["intent_ok"] for j in judged], dtype=np.float64) if rated else None
     arr["rating"] = np.array([j["rating"] for j in judged], dtype=np.float64) if rated else None
@@ -179,15 +217,20 @@ def _rate(num: np.ndarray | None, den: np.ndarray | None, n_boot: int, seed: int
     return {"value": value, "ci": list(metrics.bootstrap_ratio_ci(num, den, n_boot, seed))}
 
 
-def job_metrics(rows: Sequence[Mapping], replies: Sequence[str], n_boot: int = 1000,
-                seed: int = 0, judged: Sequence[dict] | None = None) -> dict:
+def job_metrics(
+    rows: Sequence[Mapping],
+    replies: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    judged: Sequence[dict] | None = None,
+) -> dict:
     """Job metrics of ``replies`` to ``rows`` (each with "context", optionally "slots"/"intent").
 
     Rates are ``{"value", "ci"}`` or None when the data cannot support them.
     """
     if len(rows) != len(replies) or not rows:
         raise ValueError(f"got {len(rows)} rows and {len(replies)} replies; need equal, non-zero counts")
-    judged = judged if judged is not None else [judge_reply(r, row) for r, row in zip(replies, rows)]
+    judged = judged if judged is not None else [judge_reply(r, row) for r, row in zip(replies, rows, strict=False)]
     a = _per_row(judged)
     bases = {message_specifics(row)[1] for row in rows}
     rules = Counter(rule for j in judged for rule in (j["rules"] or ()))
@@ -206,15 +249,20 @@ def job_metrics(rows: Sequence[Mapping], replies: Sequence[str], n_boot: int = 1
     }
 
 
-def paired_job_diff(rows: Sequence[Mapping], judged_a: Sequence[dict], judged_b: Sequence[dict],
-                    n_boot: int = 1000, seed: int = 0) -> dict:
+def paired_job_diff(
+    rows: Sequence[Mapping], judged_a: Sequence[dict], judged_b: Sequence[dict], n_boot: int = 1000, seed: int = 0
+) -> dict:
     """B minus A on the same rows for every job metric, with paired bootstrap 95% CIs (None
     where a metric is absent)."""
     a, b = _per_row(judged_a), _per_row(judged_b)
     out: dict[str, dict | None] = {}
-    for key, col, den in (("specifics_recall", "hits", a["totals"]), ("invented_share", "invented", None),
-                          ("intent_accuracy", "intent", None), ("rubric_mean", "rating", None),
-                          ("rubric_pass", "pass", None)):
+    for key, col, den in (
+        ("specifics_recall", "hits", a["totals"]),
+        ("invented_share", "invented", None),
+        ("intent_accuracy", "intent", None),
+        ("rubric_mean", "rating", None),
+        ("rubric_pass", "pass", None),
+    ):
         if a[col] is None or b[col] is None or (den is not None and den.sum() == 0):
             out[key] = None
         else:
@@ -222,8 +270,7 @@ def paired_job_diff(rows: Sequence[Mapping], judged_a: Sequence[dict], judged_b:
     return out
 
 
-def shuffled_control(rows: Sequence[Mapping], replies: Sequence[str], n_boot: int = 1000,
-                     seed: int = 0) -> dict:
+def shuffled_control(rows: Sequence[Mapping], replies: Sequence[str], n_boot: int = 1000, seed: int = 0) -> dict:
     """The job metrics of each reply judged against the NEXT row's message (a derangement).
 
     Replies that ignore the message score the same here as on their own rows; replies that read

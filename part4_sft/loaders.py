@@ -10,6 +10,7 @@ present in the data). An optional quality column (explicit, else the first of
 ``QUALITY_FIELDS`` present) is parsed to a float, and ``filter_by_quality`` keeps rows at or
 above a threshold.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,9 @@ import io
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 FIELD_PAIRS: tuple[tuple[str, str], ...] = (
     ("context", "response"),
@@ -43,8 +45,7 @@ Located = list[tuple[int, Any]]
 class DataError(ValueError):
     """A problem with the user's data file; ``str(err)`` is one line naming file and place."""
 
-    def __init__(self, path: str | os.PathLike, problem: str, line: int | None = None,
-                 *, record: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, problem: str, line: int | None = None, *, record: bool = False) -> None:
         self.path = str(path)
         self.problem = problem
         self.line = line
@@ -84,8 +85,7 @@ def _suffix_of(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         shown = f"'{path.suffix}'" if path.suffix else "no suffix"
-        raise DataError(path, f"unsupported file type ({shown}); expected one of "
-                              f"{', '.join(SUFFIXES)}")
+        raise DataError(path, f"unsupported file type ({shown}); expected one of {', '.join(SUFFIXES)}")
     return suffix
 
 
@@ -103,8 +103,9 @@ def _read_text(path: Path) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
-        raise DataError(path, f"not valid UTF-8 at byte offset {err.start} ({err.reason}); "
-                              "save the file as UTF-8", line) from None
+        raise DataError(
+            path, f"not valid UTF-8 at byte offset {err.start} ({err.reason}); save the file as UTF-8", line
+        ) from None
     text = text.removeprefix("\ufeff")  # a BOM (Excel's UTF-8 export) would corrupt the 1st key
     if not text.strip():
         raise DataError(path, "file is empty")
@@ -120,14 +121,14 @@ def _parse_json(text: str, path: Path) -> Located:
     if isinstance(data, dict):
         key = next((k for k in JSON_LIST_KEYS if k in data), None)
         if key is None:
-            raise DataError(path, "top-level JSON object has no list under "
-                                  f"{' / '.join(JSON_LIST_KEYS)}; keys seen: {sorted(data)}")
+            raise DataError(
+                path, f"top-level JSON object has no list under {' / '.join(JSON_LIST_KEYS)}; keys seen: {sorted(data)}"
+            )
         if not isinstance(data[key], list):
             raise DataError(path, f"'{key}' must be a list of objects, got {_json_type(data[key])}")
         data = data[key]
     elif not isinstance(data, list):
-        raise DataError(path, f"expected a list of objects at the top level, "
-                              f"got {_json_type(data)}")
+        raise DataError(path, f"expected a list of objects at the top level, got {_json_type(data)}")
     return list(enumerate(data, start=1))
 
 
@@ -153,8 +154,7 @@ def _csv_header(reader: Any, path: Path) -> list[str]:
             header = [cell.strip() for cell in row]
             line = reader.line_num
             if "" in header:
-                raise DataError(path, f"header row has an empty column name "
-                                      f"(column {header.index('') + 1})", line)
+                raise DataError(path, f"header row has an empty column name (column {header.index('') + 1})", line)
             dupes = sorted({name for name in header if header.count(name) > 1})
             if dupes:
                 raise DataError(path, f"header row repeats column name(s) {dupes}", line)
@@ -177,9 +177,8 @@ def _parse_csv(text: str, path: Path) -> Located:
                 start = reader.line_num + 1
                 continue  # blank line between records
             if len(row) != len(header):
-                raise DataError(path, f"expected {len(header)} columns (as in the header), "
-                                      f"got {len(row)}", start)
-            located.append((start, dict(zip(header, row))))
+                raise DataError(path, f"expected {len(header)} columns (as in the header), got {len(row)}", start)
+            located.append((start, dict(zip(header, row, strict=False))))
             start = reader.line_num + 1
     except csv.Error as err:
         # An unterminated quote is only noticed at EOF; the record's first line is the useful one.
@@ -221,9 +220,12 @@ def detect_fields(records: list[dict], path: str | os.PathLike) -> tuple[str, st
         if pair[0] in records[0] and pair[1] in records[0]:
             return pair
     known = ", ".join(f"{c}/{r}" for c, r in FIELD_PAIRS)
-    raise DataError(path, f"cannot tell which fields hold context and response; keys in the "
-                          f"first record: {sorted(records[0])}; known pairs: {known}; "
-                          "pass --context-field and --response-field")
+    raise DataError(
+        path,
+        f"cannot tell which fields hold context and response; keys in the "
+        f"first record: {sorted(records[0])}; known pairs: {known}; "
+        "pass --context-field and --response-field",
+    )
 
 
 def _first_present(names: list[str], records: list[dict], exclude: str) -> str | None:
@@ -234,31 +236,31 @@ def _first_present(names: list[str], records: list[dict], exclude: str) -> str |
     return None
 
 
-def _resolve_fields(records: list[dict], path: Path, context_field: str | None,
-                    response_field: str | None) -> tuple[str, str]:
+def _resolve_fields(
+    records: list[dict], path: Path, context_field: str | None, response_field: str | None
+) -> tuple[str, str]:
     """Explicit flags win; a missing half is filled from the FIELD_PAIRS names present."""
     if context_field is None and response_field is None:
         return detect_fields(records, path)
-    context = context_field or _first_present([c for c, _ in FIELD_PAIRS], records,
-                                              exclude=response_field or "")
-    response = response_field or _first_present([r for _, r in FIELD_PAIRS], records,
-                                                exclude=context_field or "")
+    context = context_field or _first_present([c for c, _ in FIELD_PAIRS], records, exclude=response_field or "")
+    response = response_field or _first_present([r for _, r in FIELD_PAIRS], records, exclude=context_field or "")
     if context is None or response is None:
         flag = "--context-field" if context is None else "--response-field"
-        raise DataError(path, f"cannot detect the other field; keys in the first record: "
-                              f"{sorted(records[0])}; pass {flag} as well")
+        raise DataError(
+            path, f"cannot detect the other field; keys in the first record: {sorted(records[0])}; pass {flag} as well"
+        )
     if context == response:
         raise DataError(path, f"context and response fields are both '{context}'")
     return context, response
 
 
-def _resolve_quality_field(records: list[dict], path: Path,
-                           quality_field: str | None) -> str | None:
+def _resolve_quality_field(records: list[dict], path: Path, quality_field: str | None) -> str | None:
     """Explicit flag (must exist somewhere), else the first QUALITY_FIELDS name seen, else None."""
     if quality_field is not None:
         if not any(quality_field in record for record in records):
-            raise DataError(path, f"quality field '{quality_field}' is in no record; keys in "
-                                  f"the first record: {sorted(records[0])}")
+            raise DataError(
+                path, f"quality field '{quality_field}' is in no record; keys in the first record: {sorted(records[0])}"
+            )
         return quality_field
     for name in QUALITY_FIELDS:
         if any(name in record for record in records):
@@ -310,8 +312,15 @@ def _text_field(record: dict, name: str, role: str, raise_at: Callable[[str], No
     return text
 
 
-def _make_row(record: Any, where: int, path: Path, is_json: bool, fields: tuple[str, str],
-              quality_field: str | None, quality_detected: bool) -> dict:
+def _make_row(
+    record: Any,
+    where: int,
+    path: Path,
+    is_json: bool,
+    fields: tuple[str, str],
+    quality_field: str | None,
+    quality_detected: bool,
+) -> dict:
     def raise_at(problem: str) -> NoReturn:
         raise DataError(path, problem, where, record=is_json)
 
@@ -325,8 +334,10 @@ def _make_row(record: Any, where: int, path: Path, is_json: bool, fields: tuple[
         except ValueError:
             # A detected "label" column may hold categories; say where the name came from.
             how = " (auto-detected; pass --quality-field)" if quality_detected else ""
-            raise_at(f"quality field '{quality_field}'{how} has unparseable value {_show(raw)}; "
-                     "expected a number, true/false or yes/no")
+            raise_at(
+                f"quality field '{quality_field}'{how} has unparseable value {_show(raw)}; "
+                "expected a number, true/false or yes/no"
+            )
     return {"context": context, "response": response, "quality": quality, "line": where}
 
 
@@ -334,9 +345,12 @@ def _make_row(record: Any, where: int, path: Path, is_json: bool, fields: tuple[
 # Public entry points
 
 
-def load_pairs(path: str | os.PathLike, context_field: str | None = None,
-               response_field: str | None = None,
-               quality_field: str | None = None) -> list[dict]:
+def load_pairs(
+    path: str | os.PathLike,
+    context_field: str | None = None,
+    response_field: str | None = None,
+    quality_field: str | None = None,
+) -> list[dict]:
     """Load every (context, response[, quality]) pair of a .json/.jsonl/.csv file.
 
     Returns ``[{"context": str, "response": str, "quality": float | None, "line": int}]`` in
@@ -351,14 +365,12 @@ def load_pairs(path: str | os.PathLike, context_field: str | None = None,
         raise DataError(path, "no records" + (" (only a header row)" if suffix == ".csv" else ""))
     for where, record in located:
         if not isinstance(record, dict):
-            raise DataError(path, f"expected a JSON object, got {_json_type(record)}", where,
-                            record=is_json)
+            raise DataError(path, f"expected a JSON object, got {_json_type(record)}", where, record=is_json)
     records = [record for _, record in located]
     fields = _resolve_fields(records, path, context_field, response_field)
     quality = _resolve_quality_field(records, path, quality_field)
     detected = quality_field is None
-    return [_make_row(record, where, path, is_json, fields, quality, detected)
-            for where, record in located]
+    return [_make_row(record, where, path, is_json, fields, quality, detected) for where, record in located]
 
 
 def filter_by_quality(rows: list[dict], min_quality: float | None) -> tuple[list[dict], dict]:
@@ -372,6 +384,5 @@ def filter_by_quality(rows: list[dict], min_quality: float | None) -> tuple[list
     if min_quality is None or all(row["quality"] is None for row in rows):
         kept = list(rows)
     else:
-        kept = [row for row in rows
-                if row["quality"] is not None and row["quality"] >= min_quality]
+        kept = [row for row in rows if row["quality"] is not None and row["quality"] >= min_quality]
     return kept, {"total": len(rows), "kept": len(kept), "dropped": len(rows) - len(kept)}

@@ -15,6 +15,7 @@ data and tensors, loadable with ``torch.load(weights_only=True)``. ``merged_stat
 the adapters into plain ``GPT`` parameter names, so a LoRA-tuned model can also be written as an
 ordinary full checkpoint.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -51,8 +52,12 @@ class LoRAConfig:
             out.append(f"alpha must be > 0 (got {self.alpha!r})")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             out.append(f"dropout must be in [0, 1) (got {self.dropout!r})")
-        if (isinstance(self.targets, str) or not isinstance(self.targets, (tuple, list))
-                or not self.targets or not all(isinstance(t, str) and t for t in self.targets)):
+        if (
+            isinstance(self.targets, str)
+            or not isinstance(self.targets, (tuple, list))
+            or not self.targets
+            or not all(isinstance(t, str) and t for t in self.targets)
+        ):
             out.append(f"targets must be a non-empty tuple of non-empty names (got {self.targets!r})")
         return out
 
@@ -61,11 +66,10 @@ class LoRAConfig:
         return self.alpha / self.r
 
     def to_dict(self) -> dict:
-        return {"r": self.r, "alpha": float(self.alpha), "dropout": float(self.dropout),
-                "targets": list(self.targets)}
+        return {"r": self.r, "alpha": float(self.alpha), "dropout": float(self.dropout), "targets": list(self.targets)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LoRAConfig":
+    def from_dict(cls, d: dict) -> LoRAConfig:
         if not isinstance(d, dict):
             raise ValueError(f"LoRA config must be a dict (got {type(d).__name__})")
         known = {f.name for f in fields(cls)}
@@ -154,8 +158,11 @@ def _lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
 def _plain_linears(model: nn.Module) -> dict[str, nn.Linear]:
     """Wrappable linears: not lm_head, not already inside a LoRALinear."""
     inside = {n + ".base" for n in _lora_layers(model)}
-    return {n: m for n, m in model.named_modules()
-            if isinstance(m, nn.Linear) and n not in inside and n.split(".")[-1] not in NEVER_WRAP}
+    return {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and n not in inside and n.split(".")[-1] not in NEVER_WRAP
+    }
 
 
 def _target_linears(model: nn.Module, cfg: LoRAConfig) -> dict[str, nn.Linear]:
@@ -164,8 +171,7 @@ def _target_linears(model: nn.Module, cfg: LoRAConfig) -> dict[str, nn.Linear]:
     chosen = {n: m for n, m in linears.items() if _matches(n, cfg.targets)}
     if not chosen:
         suffixes = sorted({n.split(".")[-1] for n in linears})
-        raise ValueError(f"LoRA targets {list(cfg.targets)} match no Linear module; "
-                         f"available suffixes: {suffixes}")
+        raise ValueError(f"LoRA targets {list(cfg.targets)} match no Linear module; available suffixes: {suffixes}")
     return chosen
 
 
@@ -276,8 +282,10 @@ def _expected_shapes(model: nn.Module, cfg: LoRAConfig) -> dict[str, tuple[int, 
     layers = _lora_layers(model)
     for name, layer in layers.items():
         if layer.r != cfg.r or layer.alpha != cfg.alpha:
-            raise ValueError(f"{name} has LoRA r={layer.r}, alpha={layer.alpha} but the adapter "
-                             f"was saved with r={cfg.r}, alpha={cfg.alpha}")
+            raise ValueError(
+                f"{name} has LoRA r={layer.r}, alpha={layer.alpha} but the adapter "
+                f"was saved with r={cfg.r}, alpha={cfg.alpha}"
+            )
     linears = {n: m.base for n, m in layers.items()} if layers else _target_linears(model, cfg)
     shapes = {}
     for name, lin in linears.items():
@@ -303,12 +311,10 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> LoRAConfig:
         raise ValueError(f"{path}: {e}") from None
     if set(expected) != set(adapter):
         missing, extra = sorted(set(expected) - set(adapter)), sorted(set(adapter) - set(expected))
-        raise ValueError(f"{path}: adapter keys do not match the model "
-                         f"(missing {missing[:3]}, unexpected {extra[:3]})")
+        raise ValueError(f"{path}: adapter keys do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
     for name, shape in expected.items():
         if tuple(adapter[name].shape) != shape:
-            raise ValueError(f"{path}: {name} has shape {tuple(adapter[name].shape)}, "
-                             f"the model needs {shape}")
+            raise ValueError(f"{path}: {name} has shape {tuple(adapter[name].shape)}, the model needs {shape}")
     if not layers:
         apply_lora(model, cfg)
     params = lora_parameters(model)

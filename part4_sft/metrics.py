@@ -81,8 +81,7 @@ def _check_pairs(references: References, hypotheses: Sequence[str]) -> None:
         raise ValueError("references and hypotheses must be sequences of strings, not a string")
     if len(references) != len(hypotheses):
         raise ValueError(
-            f"got {len(references)} references but {len(hypotheses)} hypotheses; "
-            "they must pair up one to one"
+            f"got {len(references)} references but {len(hypotheses)} hypotheses; they must pair up one to one"
         )
     if len(references) == 0:
         raise ValueError("references and hypotheses are empty")
@@ -114,9 +113,7 @@ def corpus_bleu(references: References, hypotheses: Sequence[str]) -> float:
     _check_pairs(references, hypotheses)
     refs = [[tokenize(r) for r in _ref_list(ref)] for ref in references]
     hyps = [tokenize(h) for h in hypotheses]
-    score = nltk_bleu.corpus_bleu(
-        refs, hyps, weights=BLEU_WEIGHTS, smoothing_function=_smoothing().method1
-    )
+    score = nltk_bleu.corpus_bleu(refs, hyps, weights=BLEU_WEIGHTS, smoothing_function=_smoothing().method1)
     return float(score)
 
 
@@ -127,11 +124,13 @@ def sentence_bleu(references: References, hypotheses: Sequence[str]) -> list[flo
     return [
         float(
             nltk_bleu.sentence_bleu(
-                [tokenize(r) for r in _ref_list(ref)], tokenize(h), weights=BLEU_WEIGHTS,
+                [tokenize(r) for r in _ref_list(ref)],
+                tokenize(h),
+                weights=BLEU_WEIGHTS,
                 smoothing_function=smooth,
             )
         )
-        for ref, h in zip(references, hypotheses)
+        for ref, h in zip(references, hypotheses, strict=False)
     ]
 
 
@@ -167,8 +166,10 @@ def bleu_stats(references: References, hypotheses: Sequence[str]) -> np.ndarray:
     passing the sum to :func:`bleu_from_stats` gives that subset's corpus BLEU.
     """
     _check_pairs(references, hypotheses)
-    rows = [_row_bleu_stats([tokenize(r) for r in _ref_list(ref)], tokenize(h))
-            for ref, h in zip(references, hypotheses)]
+    rows = [
+        _row_bleu_stats([tokenize(r) for r in _ref_list(ref)], tokenize(h))
+        for ref, h in zip(references, hypotheses, strict=False)
+    ]
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -201,8 +202,10 @@ def rouge_l(references: References, hypotheses: Sequence[str]) -> list[float]:
     references, the best of them (rouge-score's ``score_multi``)."""
     _check_pairs(references, hypotheses)
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Tokenizer())
-    return [float(scorer.score_multi(_ref_list(ref), h)["rougeL"].fmeasure)
-            for ref, h in zip(references, hypotheses)]
+    return [
+        float(scorer.score_multi(_ref_list(ref), h)["rougeL"].fmeasure)
+        for ref, h in zip(references, hypotheses, strict=False)
+    ]
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -277,8 +280,9 @@ def paired_bootstrap_diff(
         samples = bleu_from_stats(counts @ stats_b) - bleu_from_stats(counts @ stats_a)
     else:
         score = rouge_l if metric == "rouge_l" else sentence_bleu
-        return paired_bootstrap_values(score(references, hyps_a), score(references, hyps_b),
-                                       n_boot=n_boot, seed=seed, alpha=alpha)
+        return paired_bootstrap_values(
+            score(references, hyps_a), score(references, hyps_b), n_boot=n_boot, seed=seed, alpha=alpha
+        )
     lo, hi = _percentiles(samples, alpha)
     return {"diff": diff, "ci_low": lo, "ci_high": hi}
 
@@ -292,7 +296,10 @@ def _ratio_samples(num: np.ndarray, den: np.ndarray | None, counts: np.ndarray) 
 
 
 def bootstrap_ratio_ci(
-    num: Sequence[float], den: Sequence[float] | None = None, n_boot: int = 1000, seed: int = 0,
+    num: Sequence[float],
+    den: Sequence[float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
     alpha: float = 0.05,
 ) -> tuple[float, float]:
     """Percentile bootstrap CI, over rows, of ``sum(num) / sum(den)`` (den None: mean of num).
@@ -311,8 +318,12 @@ def bootstrap_ratio_ci(
 
 
 def paired_bootstrap_values(
-    values_a: Sequence[float], values_b: Sequence[float], den: Sequence[float] | None = None,
-    n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+    values_a: Sequence[float],
+    values_b: Sequence[float],
+    den: Sequence[float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
 ) -> dict[str, float]:
     """Paired bootstrap of ``rate(B) - rate(A)`` from per-row values of two systems on the same
     rows, where rate is the mean (or ``sum(values) / sum(den)`` when ``den`` is given).
@@ -349,9 +360,7 @@ def text_metrics(
 # ---------------------------------------------------------------------------- token level
 
 
-def token_accuracy(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
-) -> tuple[int, int]:
+def token_accuracy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> tuple[int, int]:
     """(correct, counted) of argmax predictions over positions whose label != ignore_index.
 
     The tensors must ALREADY be aligned: ``logits[b, t]`` is the prediction for
@@ -360,8 +369,7 @@ def token_accuracy(
     """
     if logits.dim() != 3 or labels.dim() != 2 or logits.shape[:2] != labels.shape:
         raise ValueError(
-            f"expected logits (B, T, V) and labels (B, T), got {tuple(logits.shape)} "
-            f"and {tuple(labels.shape)}"
+            f"expected logits (B, T, V) and labels (B, T), got {tuple(logits.shape)} and {tuple(labels.shape)}"
         )
     mask = labels != ignore_index  # (B, T)
     pred = logits.detach().argmax(dim=-1)  # (B, T)
@@ -375,9 +383,7 @@ def stop_stats(finished_by_eos: Sequence[bool], lengths: Sequence[int]) -> dict[
     ``lengths`` are generated token counts, one per generation.
     """
     if len(finished_by_eos) != len(lengths):
-        raise ValueError(
-            f"got {len(finished_by_eos)} stop flags but {len(lengths)} lengths"
-        )
+        raise ValueError(f"got {len(finished_by_eos)} stop flags but {len(lengths)} lengths")
     if len(lengths) == 0:
         raise ValueError("stop_stats needs at least one generation")
     if any(n < 0 for n in lengths):

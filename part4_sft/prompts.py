@@ -10,6 +10,7 @@ sees exactly the prompt tokens training saw.
 - ``qa``: ``Question: ctx\\nAnswer: response`` (the experiment grid's Q/A scheme).
 - ``instruction``: ``### Instruction:\\nctx\\n### Response:\\nresponse``.
 """
+
 from __future__ import annotations
 
 import re

@@ -28,6 +28,7 @@ metric picked, and so does the CSV's ``best_by`` column.
 A run that has not finished has no test values yet; its validation job/text columns show its
 latest interval values on the fixed validation subset (``val_gen/``), marked ``~``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,9 +36,9 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from part3_pretrain.checkpoint import write_text_atomic
 
@@ -47,48 +48,147 @@ _RATE, _LOSS = "{:.1%}", "{:.3f}"
 METRICS: dict[str, tuple[bool, str]] = {
     "train_loss": (False, _LOSS),
     # validation split (val/ for the pairs' loss and accuracy; final_val/ or latest val_gen/ for the replies)
-    "eval_loss": (False, _LOSS), "token_acc": (True, _LOSS),
-    "val_specifics_recall": (True, _RATE), "val_invented_share": (False, _RATE),
-    "val_intent_accuracy": (True, _RATE), "val_rubric_pass": (True, _RATE), "val_rubric_mean": (True, "{:.2f}"),
-    "val_rouge_l": (True, _LOSS), "val_bleu": (True, _LOSS), "val_eos_rate": (True, "{:.0%}"),
+    "eval_loss": (False, _LOSS),
+    "token_acc": (True, _LOSS),
+    "val_specifics_recall": (True, _RATE),
+    "val_invented_share": (False, _RATE),
+    "val_intent_accuracy": (True, _RATE),
+    "val_rubric_pass": (True, _RATE),
+    "val_rubric_mean": (True, "{:.2f}"),
+    "val_rouge_l": (True, _LOSS),
+    "val_bleu": (True, _LOSS),
+    "val_eos_rate": (True, "{:.0%}"),
     # held-out test set, once per run at the end (final/)
-    "test_loss": (False, _LOSS), "rouge_l": (True, _LOSS), "bleu": (True, _LOSS), "eos_rate": (True, "{:.0%}"),
-    "test_specifics_recall": (True, _RATE), "test_invented_share": (False, _RATE),
-    "test_intent_accuracy": (True, _RATE), "test_rubric_pass": (True, _RATE), "test_rubric_mean": (True, "{:.2f}"),
-    "trainable_params": (False, "{:,.0f}"), "wall_s": (False, "{:.0f}"),
+    "test_loss": (False, _LOSS),
+    "rouge_l": (True, _LOSS),
+    "bleu": (True, _LOSS),
+    "eos_rate": (True, "{:.0%}"),
+    "test_specifics_recall": (True, _RATE),
+    "test_invented_share": (False, _RATE),
+    "test_intent_accuracy": (True, _RATE),
+    "test_rubric_pass": (True, _RATE),
+    "test_rubric_mean": (True, "{:.2f}"),
+    "trainable_params": (False, "{:,.0f}"),
+    "wall_s": (False, "{:.0f}"),
 }
 SORT_CHOICES = tuple(METRICS)
 # column -> scalar tag suffix of the reply metrics (under final_val/ or val_gen/, and final/)
-REPLY_TAGS = {"specifics_recall": "specifics_recall", "invented_share": "invented_share",
-              "intent_accuracy": "intent_accuracy", "rubric_pass": "rubric_pass", "rubric_mean": "rubric_mean",
-              "rouge_l": "rouge_l", "bleu": "bleu", "eos_rate": "eos_stop_rate"}
+REPLY_TAGS = {
+    "specifics_recall": "specifics_recall",
+    "invented_share": "invented_share",
+    "intent_accuracy": "intent_accuracy",
+    "rubric_pass": "rubric_pass",
+    "rubric_mean": "rubric_mean",
+    "rouge_l": "rouge_l",
+    "bleu": "bleu",
+    "eos_rate": "eos_stop_rate",
+}
 VAL_METRICS = {f"val_{k}": t for k, t in REPLY_TAGS.items()}
 TEST_METRICS = {(k if k in ("rouge_l", "bleu", "eos_rate") else f"test_{k}"): t for k, t in REPLY_TAGS.items()}
 # what may mark the best run: validation metrics only
-SELECT_CHOICES = ("val_rubric_pass", "val_rubric_mean", "val_specifics_recall", "val_intent_accuracy",
-                  "val_invented_share", "val_rouge_l", "val_bleu", "val_eos_rate", "eval_loss", "token_acc")
+SELECT_CHOICES = (
+    "val_rubric_pass",
+    "val_rubric_mean",
+    "val_specifics_recall",
+    "val_intent_accuracy",
+    "val_invented_share",
+    "val_rouge_l",
+    "val_bleu",
+    "val_eos_rate",
+    "eval_loss",
+    "token_acc",
+)
 DEFAULT_SELECT = "val_rubric_pass"
 FALLBACK_SELECT = "eval_loss"  # when no run has the --select-by metric (data without intents/slots)
-CSV_COLUMNS = ("run", "best", "best_by", "status", "step", "max_steps", *KNOB_COLUMNS, "parent", "train_loss",
-               "eval_loss", "token_acc", *VAL_METRICS, "val_from", "test_loss", "rouge_l", "bleu", "eos_rate",
-               *(k for k in TEST_METRICS if k.startswith("test_")), "trainable_params", "wall_s")
-LABELS = {"step": "step", "base": "base", "prompt": "prompt", "adapter": "adapter", "lr": "lr", "epochs": "ep",
-          "data": "data", "seed": "seed", "train_loss": "train loss", "eval_loss": "eval loss",
-          "token_acc": "token acc", "test_loss": "test loss", "rouge_l": "ROUGE-L", "bleu": "BLEU",
-          "eos_rate": "EOS stop", "test_specifics_recall": "specifics", "test_invented_share": "invented",
-          "test_intent_accuracy": "intent", "test_rubric_pass": "rubric pass", "test_rubric_mean": "rubric mean",
-          "trainable_params": "trainable", "wall_s": "wall s",
-          "val_specifics_recall": "val specifics recall", "val_invented_share": "val invented share",
-          "val_intent_accuracy": "val intent accuracy", "val_rubric_pass": "val rubric pass",
-          "val_rubric_mean": "val rubric mean", "val_rouge_l": "val ROUGE-L", "val_bleu": "val BLEU",
-          "val_eos_rate": "val EOS stop"}
+CSV_COLUMNS = (
+    "run",
+    "best",
+    "best_by",
+    "status",
+    "step",
+    "max_steps",
+    *KNOB_COLUMNS,
+    "parent",
+    "train_loss",
+    "eval_loss",
+    "token_acc",
+    *VAL_METRICS,
+    "val_from",
+    "test_loss",
+    "rouge_l",
+    "bleu",
+    "eos_rate",
+    *(k for k in TEST_METRICS if k.startswith("test_")),
+    "trainable_params",
+    "wall_s",
+)
+LABELS = {
+    "step": "step",
+    "base": "base",
+    "prompt": "prompt",
+    "adapter": "adapter",
+    "lr": "lr",
+    "epochs": "ep",
+    "data": "data",
+    "seed": "seed",
+    "train_loss": "train loss",
+    "eval_loss": "eval loss",
+    "token_acc": "token acc",
+    "test_loss": "test loss",
+    "rouge_l": "ROUGE-L",
+    "bleu": "BLEU",
+    "eos_rate": "EOS stop",
+    "test_specifics_recall": "specifics",
+    "test_invented_share": "invented",
+    "test_intent_accuracy": "intent",
+    "test_rubric_pass": "rubric pass",
+    "test_rubric_mean": "rubric mean",
+    "trainable_params": "trainable",
+    "wall_s": "wall s",
+    "val_specifics_recall": "val specifics recall",
+    "val_invented_share": "val invented share",
+    "val_intent_accuracy": "val intent accuracy",
+    "val_rubric_pass": "val rubric pass",
+    "val_rubric_mean": "val rubric mean",
+    "val_rouge_l": "val ROUGE-L",
+    "val_bleu": "val BLEU",
+    "val_eos_rate": "val EOS stop",
+}
 # shown in the terminal and results.md (plus the selection and sort columns when not among them)
-SHOWN_KEYS = ("step", "base", "prompt", "adapter", "lr", "epochs", "data", "seed", "train_loss", "eval_loss",
-              "token_acc", "test_loss", "rouge_l", "bleu", "eos_rate", "test_specifics_recall",
-              "test_invented_share", "test_intent_accuracy", "test_rubric_pass", "trainable_params", "wall_s")
+SHOWN_KEYS = (
+    "step",
+    "base",
+    "prompt",
+    "adapter",
+    "lr",
+    "epochs",
+    "data",
+    "seed",
+    "train_loss",
+    "eval_loss",
+    "token_acc",
+    "test_loss",
+    "rouge_l",
+    "bleu",
+    "eos_rate",
+    "test_specifics_recall",
+    "test_invented_share",
+    "test_intent_accuracy",
+    "test_rubric_pass",
+    "trainable_params",
+    "wall_s",
+)
 SHOWN = tuple((k, LABELS[k]) for k in SHOWN_KEYS)
-TEST_SHOWN = ("test_loss", "rouge_l", "bleu", "eos_rate", "test_specifics_recall", "test_invented_share",
-              "test_intent_accuracy", "test_rubric_pass")
+TEST_SHOWN = (
+    "test_loss",
+    "rouge_l",
+    "bleu",
+    "eos_rate",
+    "test_specifics_recall",
+    "test_invented_share",
+    "test_intent_accuracy",
+    "test_rubric_pass",
+)
 
 
 class ReportError(ValueError):
@@ -151,8 +251,17 @@ def _last(scalars: dict, tag: str) -> float | None:
 # what the table needs from a run's config.json ("knobs.<k>": a key of the "knobs" object)
 REPORT_KEYS = ("name", *(f"knobs.{k}" for k in KNOB_COLUMNS))
 # files and folders only a run writes: a folder with any of them and no config.json is a run that lost it
-RUN_MARKERS = ("state.pt", "status.json", "metrics.jsonl", "tb", "evaluation.json", "adapter.pt", "model.pt", "DONE",
-               "STOP")
+RUN_MARKERS = (
+    "state.pt",
+    "status.json",
+    "metrics.jsonl",
+    "tb",
+    "evaluation.json",
+    "adapter.pt",
+    "model.pt",
+    "DONE",
+    "STOP",
+)
 
 
 def missing_keys(doc: object, required: Sequence[str] = REPORT_KEYS) -> list[str]:
@@ -182,8 +291,10 @@ def read_run_config(run_dir: Path, required: Sequence[str] = REPORT_KEYS) -> dic
         raise ReportError(f"{path}: not a run config (a JSON object expected)")
     missing = missing_keys(doc, required)
     if missing:
-        raise ReportError(f"{path}: run config lacks {', '.join(missing)}; restore the file (it is written when "
-                          f"the run is registered) or move {run_dir} out of the experiment")
+        raise ReportError(
+            f"{path}: run config lacks {', '.join(missing)}; restore the file (it is written when "
+            f"the run is registered) or move {run_dir} out of the experiment"
+        )
     return doc
 
 
@@ -202,8 +313,11 @@ def orphan_run_dirs(exp_dir: Path) -> list[Path]:
     describe them, so they are left out of it, and the callers say so."""
     if not Path(exp_dir).is_dir():
         return []
-    return sorted(d for d in Path(exp_dir).iterdir() if d.is_dir() and not (d / "config.json").exists()
-                  and any((d / m).exists() for m in RUN_MARKERS))
+    return sorted(
+        d
+        for d in Path(exp_dir).iterdir()
+        if d.is_dir() and not (d / "config.json").exists() and any((d / m).exists() for m in RUN_MARKERS)
+    )
 
 
 def orphan_warning(d: Path) -> str:
@@ -215,17 +329,26 @@ def run_row(run_dir: Path) -> dict:
     cfg = read_run_config(run_dir)
     s = read_scalars(run_dir / "tb")
     knobs = cfg["knobs"]
-    row: dict = {"run": cfg["name"], "config_id": cfg.get("config_id", cfg["name"]), "parent": cfg.get("parent") or "",
-                 **{k: knobs[k] for k in KNOB_COLUMNS}}
+    row: dict = {
+        "run": cfg["name"],
+        "config_id": cfg.get("config_id", cfg["name"]),
+        "parent": cfg.get("parent") or "",
+        **{k: knobs[k] for k in KNOB_COLUMNS},
+    }
     train = s.get("train/loss", [])
     spe = _last(s, "meta/steps_per_epoch")
-    window = [v for _, v in train[-int(spe):]] if spe else [v for _, v in train[-10:]]
+    window = [v for _, v in train[-int(spe) :]] if spe else [v for _, v in train[-10:]]
     finished = _last(s, "final/rouge_l") is not None
-    row.update(step=train[-1][0] if train else 0, max_steps=_int(_last(s, "meta/max_steps")),
-               train_loss=sum(window) / len(window) if window else None,
-               eval_loss=_last(s, "val/loss"), token_acc=_last(s, "val/token_acc"),
-               test_loss=_last(s, "final/ref_loss"), trainable_params=_int(_last(s, "meta/trainable_params")),
-               wall_s=_last(s, "meta/wall_seconds"))
+    row.update(
+        step=train[-1][0] if train else 0,
+        max_steps=_int(_last(s, "meta/max_steps")),
+        train_loss=sum(window) / len(window) if window else None,
+        eval_loss=_last(s, "val/loss"),
+        token_acc=_last(s, "val/token_acc"),
+        test_loss=_last(s, "final/ref_loss"),
+        trainable_params=_int(_last(s, "meta/trainable_params")),
+        wall_s=_last(s, "meta/wall_seconds"),
+    )
     for col, tag in TEST_METRICS.items():  # the test set: only once the run has finished
         row[col] = _last(s, "final/" + tag)
     has_final_val = any(k.startswith("final_val/") for k in s)
@@ -253,9 +376,14 @@ def collect(exp_dir: str | os.PathLike) -> list[dict]:
     dirs = run_dirs(exp_dir)
     if not dirs:
         orphans = orphan_run_dirs(exp_dir)
-        raise ReportError(f"{exp_dir}: no runs (no <run>/config.json) in this directory" +
-                          (f"; {len(orphans)} run folder(s) lack their config.json: "
-                           f"{', '.join(d.name for d in orphans[:5])}" if orphans else ""))
+        raise ReportError(
+            f"{exp_dir}: no runs (no <run>/config.json) in this directory"
+            + (
+                f"; {len(orphans)} run folder(s) lack their config.json: {', '.join(d.name for d in orphans[:5])}"
+                if orphans
+                else ""
+            )
+        )
     return [run_row(d) for d in dirs]
 
 
@@ -267,12 +395,19 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
     out = []
     for cid, members in groups.items():
         first = members[0]
-        agg = {"run": cid, "config_id": cid, "parent": first["parent"], "seeds": len(members),
-               **{k: first[k] for k in KNOB_COLUMNS if k != "seed"},
-               "seed": ",".join(str(m["seed"]) for m in members),
-               "step": sum(m["step"] for m in members), "max_steps": sum(m["max_steps"] or 0 for m in members),
-               "val_from": "final" if all(m["val_from"] == "final" for m in members) else
-               ("interval" if any(m["val_from"] for m in members) else "")}
+        agg = {
+            "run": cid,
+            "config_id": cid,
+            "parent": first["parent"],
+            "seeds": len(members),
+            **{k: first[k] for k in KNOB_COLUMNS if k != "seed"},
+            "seed": ",".join(str(m["seed"]) for m in members),
+            "step": sum(m["step"] for m in members),
+            "max_steps": sum(m["max_steps"] or 0 for m in members),
+            "val_from": "final"
+            if all(m["val_from"] == "final" for m in members)
+            else ("interval" if any(m["val_from"] for m in members) else ""),
+        }
         n_done = sum(m["status"] == "done" for m in members)
         agg["status"] = "done" if n_done == len(members) else f"{n_done}/{len(members)} done"
         for m in METRICS:
@@ -294,8 +429,7 @@ def selection_metric(rows: Sequence[dict], select_by: str = DEFAULT_SELECT) -> s
     """The validation metric that marks the best run: ``select_by``, or ``eval_loss`` (validation
     loss) when no row has a value for it (data without intents/slots has no rubric)."""
     if select_by not in SELECT_CHOICES:
-        raise ReportError(f"--select-by must be a validation metric, one of {list(SELECT_CHOICES)} "
-                          f"(got {select_by!r})")
+        raise ReportError(f"--select-by must be a validation metric, one of {list(SELECT_CHOICES)} (got {select_by!r})")
     return select_by if any(r.get(select_by) is not None for r in rows) else FALLBACK_SELECT
 
 
@@ -362,10 +496,14 @@ def shown_columns(select_by: str = DEFAULT_SELECT, sort_by: str | None = None) -
     return cols
 
 
-def table_cells(rows: Sequence[dict], aggregated: bool,
-                columns: Sequence[tuple[str, str]] | None = None) -> tuple[list[str], list[list[str]]]:
-    columns = shown_columns(rows[0]["best_by"] if rows and rows[0].get("best_by") else DEFAULT_SELECT) \
-        if columns is None else columns
+def table_cells(
+    rows: Sequence[dict], aggregated: bool, columns: Sequence[tuple[str, str]] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    columns = (
+        shown_columns(rows[0]["best_by"] if rows and rows[0].get("best_by") else DEFAULT_SELECT)
+        if columns is None
+        else columns
+    )
     header = ["run", "status"] + [label for _, label in columns]
     if aggregated:
         header.insert(2, "seeds")
@@ -381,9 +519,9 @@ def table_cells(rows: Sequence[dict], aggregated: bool,
 
 def format_terminal(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=False)) for b in body]
     return "\n".join(lines)
 
 
@@ -424,8 +562,7 @@ def _metric_words(metric: str) -> str:
     return f"{LABELS[metric]} ({metric}, {'higher' if METRICS[metric][0] else 'lower'} is better)"
 
 
-def build_table(exp_dir: str | os.PathLike, sort_by: str | None = None,
-                select_by: str = DEFAULT_SELECT) -> Table:
+def build_table(exp_dir: str | os.PathLike, sort_by: str | None = None, select_by: str = DEFAULT_SELECT) -> Table:
     """The experiment's table from its directory alone: sorted by ``sort_by`` (default: the
     selection metric), the best marked by the validation metric ``select_by``."""
     exp_dir = Path(exp_dir)
@@ -439,16 +576,26 @@ def build_table(exp_dir: str | os.PathLike, sort_by: str | None = None,
     best = next((r["run"] for r in rows if r.get("best")), None)
     unit = "config" if aggregated else "run"
     direction = "higher" if METRICS[sort_by][0] else "lower"
-    notes = [f"* = best finished {unit} by the VALIDATION metric {_metric_words(chosen)}"
-             + ("" if chosen == FALLBACK_SELECT else f", ties to the lower {FALLBACK_SELECT}")
-             + (f": {best}" if best else " (none finished yet)") + "; test columns never pick the best"]
+    notes = [
+        f"* = best finished {unit} by the VALIDATION metric {_metric_words(chosen)}"
+        + ("" if chosen == FALLBACK_SELECT else f", ties to the lower {FALLBACK_SELECT}")
+        + (f": {best}" if best else " (none finished yet)")
+        + "; test columns never pick the best"
+    ]
     if chosen != select_by:
         notes.append(f"no run has {select_by} (data without intents/slots): the best is picked by {chosen}")
-    notes.append(f"sorted by {sort_by} ({direction} is better)"
-                 + ("; a TEST column: the order is for reading, the * still comes from validation"
-                    if sort_by in TEST_SHOWN or sort_by in TEST_METRICS else ""))
-    notes.append("test columns (" + ", ".join(LABELS[k] for k in TEST_SHOWN) + "): greedy replies to the whole "
-                 "held-out test set, scored once per run at the end; validation columns: the validation split")
+    notes.append(
+        f"sorted by {sort_by} ({direction} is better)"
+        + (
+            "; a TEST column: the order is for reading, the * still comes from validation"
+            if sort_by in TEST_SHOWN or sort_by in TEST_METRICS
+            else ""
+        )
+    )
+    notes.append(
+        "test columns (" + ", ".join(LABELS[k] for k in TEST_SHOWN) + "): greedy replies to the whole "
+        "held-out test set, scored once per run at the end; validation columns: the validation split"
+    )
     if any(r.get("val_from") == "interval" for r in rows):
         notes.append("~ = run not finished: latest interval value on the fixed validation subset")
     if aggregated:
@@ -458,8 +605,17 @@ def build_table(exp_dir: str | os.PathLike, sort_by: str | None = None,
         notes.append("LEFT OUT (run folders without config.json): " + ", ".join(left_out))
     md = [f"# Experiment {_experiment_name(exp_dir)}", ""] + _bases_lines(exp_dir) + [format_markdown(header, body), ""]
     md += [f"- {n}" for n in notes]
-    return Table(rows, run_rows, aggregated, sort_by, chosen, format_terminal(header, body) + "\n" + "\n".join(notes),
-                 "\n".join(md) + "\n", format_csv(rows, aggregated), left_out)
+    return Table(
+        rows,
+        run_rows,
+        aggregated,
+        sort_by,
+        chosen,
+        format_terminal(header, body) + "\n" + "\n".join(notes),
+        "\n".join(md) + "\n",
+        format_csv(rows, aggregated),
+        left_out,
+    )
 
 
 def _experiment_json(exp_dir: Path) -> dict:
@@ -479,14 +635,15 @@ def _bases_lines(exp_dir: Path) -> list[str]:
     lines = []
     for name, b in bases.items():
         secs = b.get("pretrain_seconds")
-        lines.append(f"- base `{name}`: `{b.get('path')}`, {b.get('parameters', 0):,} parameters, "
-                     f"{b.get('n_layer', '?')} layers; part-3 pretraining "
-                     f"{'%.0f s' % secs if secs is not None else 'time unknown'} (not in the wall times below)")
+        lines.append(
+            f"- base `{name}`: `{b.get('path')}`, {b.get('parameters', 0):,} parameters, "
+            f"{b.get('n_layer', '?')} layers; part-3 pretraining "
+            f"{f'{secs:.0f} s' if secs is not None else 'time unknown'} (not in the wall times below)"
+        )
     return lines + ([""] if lines else [])
 
 
-def write_tables(exp_dir: str | os.PathLike, sort_by: str | None = None,
-                 select_by: str = DEFAULT_SELECT) -> Table:
+def write_tables(exp_dir: str | os.PathLike, sort_by: str | None = None, select_by: str = DEFAULT_SELECT) -> Table:
     """results.csv and results.md (plus results_runs.csv with several seeds), written atomically."""
     exp_dir = Path(exp_dir)
     table = build_table(exp_dir, sort_by, select_by)
@@ -503,6 +660,7 @@ def write_tables(exp_dir: str | os.PathLike, sort_by: str | None = None,
 
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -513,6 +671,7 @@ def _save(fig, path: Path) -> Path:
 
 def _bars(rows: Sequence[dict], series: Sequence[tuple[str, str]], title: str, ylabel: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
+
     names = [r["run"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.8))
     width = 0.8 / len(series)
@@ -535,28 +694,44 @@ def plot_curves(exp_dir: Path, path: Path) -> Path:
     loss, token accuracy, and the rubric pass rate, specifics recall and ROUGE-L of greedy replies
     to its fixed subset (the test set has no curves: it is scored once, at the end)."""
     import matplotlib.pyplot as plt
-    panels = (("train/loss", "train loss (per step)"), ("val/loss", "eval loss (validation pairs)"),
-              ("val/token_acc", "mean token accuracy (validation)"),
-              ("val_gen/rubric_pass", "rubric pass rate (validation subset, greedy)"),
-              ("val_gen/specifics_recall", "specifics recall (validation subset, greedy)"),
-              ("val_gen/rouge_l", "ROUGE-L (validation subset, greedy)"))
+
+    panels = (
+        ("train/loss", "train loss (per step)"),
+        ("val/loss", "eval loss (validation pairs)"),
+        ("val/token_acc", "mean token accuracy (validation)"),
+        ("val_gen/rubric_pass", "rubric pass rate (validation subset, greedy)"),
+        ("val_gen/specifics_recall", "specifics recall (validation subset, greedy)"),
+        ("val_gen/rouge_l", "ROUGE-L (validation subset, greedy)"),
+    )
     fig, axes = plt.subplots(2, 3, figsize=(18, 8.5))
     for d in run_dirs(exp_dir):
         s = read_scalars(d / "tb")
         spe = _last(s, "meta/steps_per_epoch") or 1.0
-        for ax, (tag, _) in zip(axes.flat, panels):
+        for ax, (tag, _) in zip(axes.flat, panels, strict=False):
             pts = s.get(tag, [])
             if pts:
-                ax.plot([p[0] / spe for p in pts], [p[1] for p in pts], "-" if tag == "train/loss" else "o-",
-                        lw=1 if tag == "train/loss" else 1.5, ms=3, label=d.name)
-    for ax, (_, title) in zip(axes.flat, panels):
+                ax.plot(
+                    [p[0] / spe for p in pts],
+                    [p[1] for p in pts],
+                    "-" if tag == "train/loss" else "o-",
+                    lw=1 if tag == "train/loss" else 1.5,
+                    ms=3,
+                    label=d.name,
+                )
+    for ax, (_, title) in zip(axes.flat, panels, strict=False):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-                   bbox_to_anchor=(0.5, -0.02 - 0.025 * math.ceil(len(labels) / 4)))
+        fig.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=min(4, len(labels)),
+            fontsize=8,
+            bbox_to_anchor=(0.5, -0.02 - 0.025 * math.ceil(len(labels) / 4)),
+        )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -564,24 +739,45 @@ def plot_curves(exp_dir: Path, path: Path) -> Path:
 def write_plots(exp_dir: str | os.PathLike, table: Table) -> list[Path]:
     """plots/final_loss.png, plots/rouge_bleu.png, plots/job_metrics.png, plots/curves.png."""
     import matplotlib
+
     matplotlib.use("Agg")  # headless
     exp_dir = Path(exp_dir)
     rows = table.rows
     out = exp_dir / "plots"
-    return [_bars(rows, (("train_loss", "train loss (last epoch)"), ("eval_loss", "eval loss")),
-                  "Final train and eval loss per run", "cross-entropy (nats / target token)", out / "final_loss.png"),
-            _bars(rows, (("rouge_l", "ROUGE-L"), ("bleu", "BLEU")),
-                  "Held-out test set, greedy replies", "score", out / "rouge_bleu.png"),
-            _bars(rows, (("val_rubric_pass", "rubric pass (validation)"), ("test_rubric_pass", "rubric pass (test)"),
-                         ("test_specifics_recall", "specifics recall (test)"),
-                         ("test_intent_accuracy", "intent accuracy (test)")),
-                  f"Job metrics of greedy replies (the best run is picked by {table.select_by}, on validation)", "rate",
-                  out / "job_metrics.png"),
-            plot_curves(exp_dir, out / "curves.png")]
+    return [
+        _bars(
+            rows,
+            (("train_loss", "train loss (last epoch)"), ("eval_loss", "eval loss")),
+            "Final train and eval loss per run",
+            "cross-entropy (nats / target token)",
+            out / "final_loss.png",
+        ),
+        _bars(
+            rows,
+            (("rouge_l", "ROUGE-L"), ("bleu", "BLEU")),
+            "Held-out test set, greedy replies",
+            "score",
+            out / "rouge_bleu.png",
+        ),
+        _bars(
+            rows,
+            (
+                ("val_rubric_pass", "rubric pass (validation)"),
+                ("test_rubric_pass", "rubric pass (test)"),
+                ("test_specifics_recall", "specifics recall (test)"),
+                ("test_intent_accuracy", "intent accuracy (test)"),
+            ),
+            f"Job metrics of greedy replies (the best run is picked by {table.select_by}, on validation)",
+            "rate",
+            out / "job_metrics.png",
+        ),
+        plot_curves(exp_dir, out / "curves.png"),
+    ]
 
 
-def write_report(exp_dir: str | os.PathLike, sort_by: str | None = None, plots: bool = True,
-                 select_by: str = DEFAULT_SELECT) -> tuple[Table, list[Path]]:
+def write_report(
+    exp_dir: str | os.PathLike, sort_by: str | None = None, plots: bool = True, select_by: str = DEFAULT_SELECT
+) -> tuple[Table, list[Path]]:
     """The tables, and the plots unless ``plots`` is False."""
     table = write_tables(exp_dir, sort_by, select_by)
     return table, write_plots(exp_dir, table) if plots else []

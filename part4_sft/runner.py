@@ -39,6 +39,7 @@ step; ``meta/trainable_params``, ``meta/max_steps``, ``meta/steps_per_epoch`` at
 ``meta/wall_seconds`` after every chunk. Every scalar goes to TensorBoard and metrics.jsonl
 through the one ``MetricsSink``.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,15 @@ from pathlib import Path
 import torch
 
 from part3_pretrain import pretrain as part3
-from part3_pretrain.checkpoint import (CheckpointError, build_model, load_checkpoint, model_checkpoint,
-                                       remove_stale_temps, save_atomic, write_text_atomic)
+from part3_pretrain.checkpoint import (
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    model_checkpoint,
+    remove_stale_temps,
+    save_atomic,
+    write_text_atomic,
+)
 from part3_pretrain.cli import ConfigError
 from part3_pretrain.data import mean_loss
 from part3_pretrain.model import GPT
@@ -101,7 +109,7 @@ class RunSettings:
     dtype: str = "auto"
 
     @classmethod
-    def from_object(cls, obj) -> "RunSettings":
+    def from_object(cls, obj) -> RunSettings:
         """The settings out of any object with attributes of the same names (the CLI config)."""
         return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
 
@@ -126,16 +134,28 @@ class RunConfig:
         return self.knobs.config_id() if self.parent is None else self.name
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "config_id": self.config_id, "knobs": self.knobs.to_dict(),
-                "settings": asdict(self.settings), "base_path": self.base_path, "parent": self.parent,
-                "changes": list(self.changes)}
+        return {
+            "name": self.name,
+            "config_id": self.config_id,
+            "knobs": self.knobs.to_dict(),
+            "settings": asdict(self.settings),
+            "base_path": self.base_path,
+            "parent": self.parent,
+            "changes": list(self.changes),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        return cls(name=d["name"], knobs=Knobs.from_dict(d["knobs"]), settings=RunSettings(**d["settings"]),
-                   base_path=d["base_path"], parent=d.get("parent"), changes=tuple(d.get("changes", ())))
+    def from_dict(cls, d: dict) -> RunConfig:
+        return cls(
+            name=d["name"],
+            knobs=Knobs.from_dict(d["knobs"]),
+            settings=RunSettings(**d["settings"]),
+            base_path=d["base_path"],
+            parent=d.get("parent"),
+            changes=tuple(d.get("changes", ())),
+        )
 
-    def differences(self, other: "RunConfig") -> list[str]:
+    def differences(self, other: RunConfig) -> list[str]:
         a, b = _flat(self.to_dict()), _flat(other.to_dict())
         return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
@@ -166,12 +186,16 @@ def load_run_config(run_dir: Path) -> RunConfig:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{run_dir / 'config.json'}: unreadable run config ({e})") from None
     if isinstance(doc, dict) and "gen_subset" in (doc.get("settings") or {}):
-        raise CheckpointError(f"{run_dir}: this run comes from an older version that generated its interval "
-                              "replies on the test set (setting gen_subset); start a new experiment (--name)")
+        raise CheckpointError(
+            f"{run_dir}: this run comes from an older version that generated its interval "
+            "replies on the test set (setting gen_subset); start a new experiment (--name)"
+        )
     missing = missing_keys(doc, RUN_CONFIG_KEYS)
     if missing:
-        raise CheckpointError(f"{run_dir / 'config.json'}: run config lacks {', '.join(missing)}; restore the file "
-                              f"(it is written when the run is registered) or move {run_dir} out of the experiment")
+        raise CheckpointError(
+            f"{run_dir / 'config.json'}: run config lacks {', '.join(missing)}; restore the file "
+            f"(it is written when the run is registered) or move {run_dir} out of the experiment"
+        )
     try:
         return RunConfig.from_dict(doc)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -200,8 +224,7 @@ def is_stopped(run_dir: Path) -> bool:
 # base models, data, examples: loaded once per process and shared by the runs
 
 
-def ensure_base(name: str, path: str | Path, device: str = "auto", dtype: str = "auto",
-                progress: bool = True) -> dict:
+def ensure_base(name: str, path: str | Path, device: str = "auto", dtype: str = "auto", progress: bool = True) -> dict:
     """The base checkpoint at ``path``; the default path of a known base is pretrained (part 3) when
     missing. Returns ``{"path", "pretrained_now", "pretrain_seconds"}`` (seconds from part 3's summary)."""
     path = Path(path)
@@ -211,8 +234,11 @@ def ensure_base(name: str, path: str | Path, device: str = "auto", dtype: str = 
         if spec is None or Path(spec.path) != path:
             raise CheckpointError(f"{path}: no such checkpoint file (base {name!r})")
         print(f"base {name!r}: no checkpoint at {path}; pretraining it with part 3 ({spec.description})", flush=True)
-        part3.run(part3.PretrainConfig(out_dir=str(path.parent), device=device, dtype=dtype, progress=progress,
-                                       **spec.pretrain))
+        part3.run(
+            part3.PretrainConfig(
+                out_dir=str(path.parent), device=device, dtype=dtype, progress=progress, **spec.pretrain
+            )
+        )
         pretrained_now = True
     summary = path.parent / "summary.json"
     seconds = None
@@ -234,10 +260,16 @@ class ExperimentData:
     _all: list[dict] | None = None
 
     @classmethod
-    def load(cls, settings: RunSettings) -> "ExperimentData":
-        cfg = SFTConfig(dataset_path=settings.dataset_path, n_pairs=settings.n_pairs,
-                        n_high_quality=settings.n_high_quality, n_val=settings.n_val, n_test=settings.n_test,
-                        data_seed=settings.data_seed, progress=False)
+    def load(cls, settings: RunSettings) -> ExperimentData:
+        cfg = SFTConfig(
+            dataset_path=settings.dataset_path,
+            n_pairs=settings.n_pairs,
+            n_high_quality=settings.n_high_quality,
+            n_val=settings.n_val,
+            n_test=settings.n_test,
+            data_seed=settings.data_seed,
+            progress=False,
+        )
         return cls(load_splits(cfg), Path(settings.dataset_path))
 
     def train_pairs(self, data: str) -> list[dict]:
@@ -293,8 +325,10 @@ def plan(run: RunConfig, ws: Workspace) -> tuple[int, int]:
     """(steps per epoch, total optimizer steps) of a run."""
     train = ws.examples(run)[0]
     if len(train) < run.settings.batch_size:
-        raise ConfigError(f"run {run.name}: {len(train)} training examples are fewer than one batch "
-                         f"(--batch-size {run.settings.batch_size})")
+        raise ConfigError(
+            f"run {run.name}: {len(train)} training examples are fewer than one batch "
+            f"(--batch-size {run.settings.batch_size})"
+        )
     spe = math.ceil(len(train) / run.settings.batch_size)
     return spe, spe * run.knobs.epochs
 
@@ -352,8 +386,12 @@ def initial_model(run: RunConfig, exp_dir: Path, ws: Workspace) -> GPT:
 def greedy_replies(model: GPT, tok: RetailTokenizer, prompt: str, rows: list[dict], settings: RunSettings) -> dict:
     """Greedy replies to ``rows`` in float32 (as part4_sft.sft generates, even inside the trainer's
     autocast): ``evaluate.generate_replies``'s dict (texts, stopped_by_eos, lengths)."""
-    es = ev.EvalSettings(max_new_tokens=settings.max_new_tokens, seed=settings.data_seed,
-                         batch_size=settings.eval_batch_size, n_boot=settings.n_boot)
+    es = ev.EvalSettings(
+        max_new_tokens=settings.max_new_tokens,
+        seed=settings.data_seed,
+        batch_size=settings.eval_batch_size,
+        n_boot=settings.n_boot,
+    )
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type=device_type, enabled=False):
         return ev.generate_replies(model, tok, get_scheme(prompt), [r["context"] for r in rows], es, temperature=0.0)
@@ -392,8 +430,15 @@ class IntervalEval:
     from the final whole-validation replies instead (same model, same decoding), so the subset is
     not generated twice."""
 
-    def __init__(self, run: RunConfig, tok: RetailTokenizer, val_batches: list, subset: list[dict],
-                 sink: MetricsSink, max_steps: int) -> None:
+    def __init__(
+        self,
+        run: RunConfig,
+        tok: RetailTokenizer,
+        val_batches: list,
+        subset: list[dict],
+        sink: MetricsSink,
+        max_steps: int,
+    ) -> None:
         self.run, self.tok, self.val_batches, self.subset, self.sink = run, tok, val_batches, subset, sink
         self.max_steps = max_steps
         self.trainer: Trainer | None = None
@@ -413,8 +458,9 @@ class IntervalEval:
 
 
 @torch.no_grad()
-def final_evaluation(model: GPT, tok: RetailTokenizer, run: RunConfig, val_rows: list[dict],
-                     test_rows: list[dict]) -> dict:
+def final_evaluation(
+    model: GPT, tok: RetailTokenizer, run: RunConfig, val_rows: list[dict], test_rows: list[dict]
+) -> dict:
     """The end of a run, greedy: the WHOLE validation split (what selects runs; its first
     ``val_gen_rows`` rows also give the last ``val_gen/`` point), then the whole held-out test
     set, once (reported, never used to choose), with the teacher-forced loss of its references.
@@ -429,20 +475,41 @@ def final_evaluation(model: GPT, tok: RetailTokenizer, run: RunConfig, val_rows:
     replies = greedy_replies(model, tok, run.knobs.prompt, test_rows, s)
     report, judged = ev.score(test_rows, replies, s.n_boot, s.data_seed)
     ref = ev.reference_loss(model, tok, get_scheme(run.knobs.prompt), test_rows)
-    test_scalars = {**flat_scalars(report), "sentence_bleu": report["sentence_bleu"], "ref_loss": ref["loss"],
-                    "ref_token_acc": ref["token_accuracy"], "eval_seconds": time.perf_counter() - t0}
-    examples = [{"context": r["context"], "references": refs, "intent": r.get("intent"),
-                 "greedy": replies["texts"][i], "stopped_by": "eos" if replies["stopped_by_eos"][i] else "length",
-                 "rating": judged[i]["rating"], "failed_rules": judged[i]["rules"],
-                 "specifics": judged[i]["specifics"], "specifics_hit": judged[i]["specifics_hit"],
-                 "invented": judged[i]["invented"]}
-                for i, (r, refs) in enumerate(zip(test_rows[:s.n_examples], ev.references(test_rows[:s.n_examples])))]
-    return {"selection": "runs are compared and the best is picked on validation only (final_val/); "
-                         "the test set is scored once per run, here, and never used to choose",
-            "test_rows": len(test_rows), "val_rows": len(val_rows), "val_gen_rows": n,
-            "test": {"greedy": report, "reference_loss": ref, "scalars": test_scalars},
-            "validation": {"greedy": val_report, "scalars": flat_scalars(val_report)},
-            "val_subset": subset, "examples": examples}
+    test_scalars = {
+        **flat_scalars(report),
+        "sentence_bleu": report["sentence_bleu"],
+        "ref_loss": ref["loss"],
+        "ref_token_acc": ref["token_accuracy"],
+        "eval_seconds": time.perf_counter() - t0,
+    }
+    examples = [
+        {
+            "context": r["context"],
+            "references": refs,
+            "intent": r.get("intent"),
+            "greedy": replies["texts"][i],
+            "stopped_by": "eos" if replies["stopped_by_eos"][i] else "length",
+            "rating": judged[i]["rating"],
+            "failed_rules": judged[i]["rules"],
+            "specifics": judged[i]["specifics"],
+            "specifics_hit": judged[i]["specifics_hit"],
+            "invented": judged[i]["invented"],
+        }
+        for i, (r, refs) in enumerate(
+            zip(test_rows[: s.n_examples], ev.references(test_rows[: s.n_examples]), strict=False)
+        )
+    ]
+    return {
+        "selection": "runs are compared and the best is picked on validation only (final_val/); "
+        "the test set is scored once per run, here, and never used to choose",
+        "test_rows": len(test_rows),
+        "val_rows": len(val_rows),
+        "val_gen_rows": n,
+        "test": {"greedy": report, "reference_loss": ref, "scalars": test_scalars},
+        "validation": {"greedy": val_report, "scalars": flat_scalars(val_report)},
+        "val_subset": subset,
+        "examples": examples,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,11 +530,25 @@ def _trainer_config(run: RunConfig, max_steps: int, spe: int, until: int, progre
     s = run.settings
     eval_every = max(1, spe // s.evals_per_epoch) if s.evals_per_epoch > 0 else 0
     return TrainerConfig(
-        max_steps=max_steps, lr=run.knobs.lr, optimizer=s.optimizer, weight_decay=s.weight_decay, beta1=0.9,
-        beta2=0.999, warmup_steps=round(s.warmup_ratio * max_steps), schedule=s.schedule,
-        min_lr_ratio=s.min_lr_ratio, grad_clip=s.grad_clip, grad_accum=1, eval_every=eval_every,
-        checkpoint_every=eval_every, stop_after=until if until < max_steps else 0, device=s.device,
-        dtype=s.dtype, progress=progress, desc=run.name)
+        max_steps=max_steps,
+        lr=run.knobs.lr,
+        optimizer=s.optimizer,
+        weight_decay=s.weight_decay,
+        beta1=0.9,
+        beta2=0.999,
+        warmup_steps=round(s.warmup_ratio * max_steps),
+        schedule=s.schedule,
+        min_lr_ratio=s.min_lr_ratio,
+        grad_clip=s.grad_clip,
+        grad_accum=1,
+        eval_every=eval_every,
+        checkpoint_every=eval_every,
+        stop_after=until if until < max_steps else 0,
+        device=s.device,
+        dtype=s.dtype,
+        progress=progress,
+        desc=run.name,
+    )
 
 
 def _start_fresh(run_dir: Path) -> None:
@@ -490,8 +571,9 @@ def train_chunk(run: RunConfig, exp_dir: Path, until: int, ws: Workspace) -> Chu
     if state is None:
         _start_fresh(run_dir)
     prior_wall = float(read_status(run_dir).get("wall_seconds", 0.0))
-    sink = MetricsSink(run_dir / "metrics.jsonl", run_dir / "tb",
-                       resume_step=None if state is None else int(state["trainer"]["step"]))
+    sink = MetricsSink(
+        run_dir / "metrics.jsonl", run_dir / "tb", resume_step=None if state is None else int(state["trainer"]["step"])
+    )
     try:
         trainer, evaluator, max_steps = _open_trainer(run, exp_dir, until, ws, sink, state)
         try:
@@ -500,8 +582,10 @@ def train_chunk(run: RunConfig, exp_dir: Path, until: int, ws: Workspace) -> Chu
             _write_status(run_dir, trainer.step, max_steps, prior_wall + time.perf_counter() - t0, done=False)
             raise
         except TrainingDiverged as e:
-            raise TrainingDiverged(f"run {run.name}: {e} (the lr of this run is {run.knobs.lr:g}); leave the run "
-                                   f"out with --stop {run.name}") from None
+            raise TrainingDiverged(
+                f"run {run.name}: {e} (the lr of this run is {run.knobs.lr:g}); leave the run "
+                f"out with --stop {run.name}"
+            ) from None
         if state is not None and int(state["trainer"]["step"]) >= max_steps:
             # killed between the last checkpoint and the end of the run: fit() has nothing to do,
             # and the last validation may never have reached the event file
@@ -511,8 +595,9 @@ def train_chunk(run: RunConfig, exp_dir: Path, until: int, ws: Workspace) -> Chu
         if done:
             _, tok = ws.base(run.base_path)
             splits = ws.data(run.settings).splits
-            last.update(_finish(run, run_dir, trainer.model, tok, splits.val, splits.test, trainer.step, sink,
-                                evaluator))
+            last.update(
+                _finish(run, run_dir, trainer.model, tok, splits.val, splits.test, trainer.step, sink, evaluator)
+            )
         last.update(evaluator.last)
         wall = prior_wall + time.perf_counter() - t0
         sink.log({"meta/wall_seconds": wall}, trainer.step)
@@ -524,8 +609,9 @@ def train_chunk(run: RunConfig, exp_dir: Path, until: int, ws: Workspace) -> Chu
         sink.close()
 
 
-def _open_trainer(run: RunConfig, exp_dir: Path, until: int, ws: Workspace, sink: MetricsSink,
-                  state: dict | None) -> tuple[Trainer, IntervalEval, int]:
+def _open_trainer(
+    run: RunConfig, exp_dir: Path, until: int, ws: Workspace, sink: MetricsSink, state: dict | None
+) -> tuple[Trainer, IntervalEval, int]:
     """The run's trainer, at its checkpoint (``state``) or, for a fresh run, at step 0 with the
     run's facts and a first evaluation logged."""
     spe, max_steps = plan(run, ws)
@@ -533,20 +619,35 @@ def _open_trainer(run: RunConfig, exp_dir: Path, until: int, ws: Workspace, sink
     val_rows = ws.data(run.settings).splits.val
     _, tok = ws.base(run.base_path)
     model = initial_model(run, exp_dir, ws) if state is None else _resumable_model(run, ws)
-    evaluator = IntervalEval(run, tok, val_batches, val_rows[:run.settings.val_gen_rows], sink, max_steps)
+    evaluator = IntervalEval(run, tok, val_batches, val_rows[: run.settings.val_gen_rows], sink, max_steps)
     meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(), "run_config": run.to_dict()}
-    source = SFTBatches(train, run.settings.batch_size, tok.pad_id, seed=run.knobs.seed,
-                        max_len=model.config.block_size)
-    trainer = Trainer(model, source,
-                      _trainer_config(run, max_steps, spe, until, ws.progress), sink=sink, evaluate=evaluator,
-                      checkpoint_path=exp_dir / run.name / "state.pt", checkpoint_meta=meta)
+    source = SFTBatches(
+        train, run.settings.batch_size, tok.pad_id, seed=run.knobs.seed, max_len=model.config.block_size
+    )
+    trainer = Trainer(
+        model,
+        source,
+        _trainer_config(run, max_steps, spe, until, ws.progress),
+        sink=sink,
+        evaluate=evaluator,
+        checkpoint_path=exp_dir / run.name / "state.pt",
+        checkpoint_meta=meta,
+    )
     evaluator.trainer = trainer
     if state is not None:
         trainer.load_state_dict(state)
         return trainer, evaluator, max_steps
     trainable, total = count_parameters(model)
-    sink.log({"meta/trainable_params": trainable, "meta/total_params": total, "meta/max_steps": max_steps,
-              "meta/steps_per_epoch": spe, "meta/train_examples": counts["examples"]}, 0)
+    sink.log(
+        {
+            "meta/trainable_params": trainable,
+            "meta/total_params": total,
+            "meta/max_steps": max_steps,
+            "meta/steps_per_epoch": spe,
+            "meta/train_examples": counts["examples"],
+        },
+        0,
+    )
     if run.settings.evals_per_epoch > 0:
         trainer.run_evaluation()  # step 0: the starting point of every curve
     return trainer, evaluator, max_steps
@@ -561,14 +662,25 @@ def _resumable_model(run: RunConfig, ws: Workspace) -> GPT:
     return model
 
 
-def _finish(run: RunConfig, run_dir: Path, model: GPT, tok: RetailTokenizer, val_rows: list[dict],
-            test_rows: list[dict], step: int, sink: MetricsSink, evaluator: IntervalEval) -> dict:
+def _finish(
+    run: RunConfig,
+    run_dir: Path,
+    model: GPT,
+    tok: RetailTokenizer,
+    val_rows: list[dict],
+    test_rows: list[dict],
+    step: int,
+    sink: MetricsSink,
+    evaluator: IntervalEval,
+) -> dict:
     """Final evaluation (logged as final_val/, final/ and the subset's last val_gen/ point),
     weights for clones and users, evaluation.json."""
     result = final_evaluation(model, tok, run, val_rows, test_rows)
     evaluator.log_generation(result["val_subset"], step)
-    final = {**{f"final_val/{k}": v for k, v in result["validation"]["scalars"].items()},
-             **{f"final/{k}": v for k, v in result["test"]["scalars"].items()}}
+    final = {
+        **{f"final_val/{k}": v for k, v in result["validation"]["scalars"].items()},
+        **{f"final/{k}": v for k, v in result["test"]["scalars"].items()},
+    }
     sink.log(final, step)
     if run.knobs.adapter.method == "lora":
         save_adapter(model, run.knobs.adapter.lora_config(), run_dir / "adapter.pt")
@@ -580,7 +692,11 @@ def _finish(run: RunConfig, run_dir: Path, model: GPT, tok: RetailTokenizer, val
 
 
 def _write_status(run_dir: Path, step: int, max_steps: int, wall: float, done: bool) -> None:
-    status = {"state": "done" if done else "partial", "step": step, "max_steps": max_steps,
-              "wall_seconds": round(wall, 2), "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+    status = {
+        "state": "done" if done else "partial",
+        "step": step,
+        "max_steps": max_steps,
+        "wall_seconds": round(wall, 2),
+        "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     write_text_atomic(json.dumps(status, indent=2) + "\n", run_dir / "status.json")
-

@@ -13,6 +13,7 @@
    invented specifics, intent accuracy, rubric) and text metrics -> ``evaluation.json``; every
    reply -> ``generations.jsonl``; ``loss_curve.png``; ``sft_model.pt``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,9 +23,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -36,8 +37,17 @@ from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses
 from part3_pretrain.sink import MetricsSink, read_metrics
 from part3_pretrain.tokenizer import TokenizerError
-from part3_pretrain.trainer import (DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, Trainer, TrainerConfig, TrainingDiverged,
-                                    close_distributed, dist_info)
+from part3_pretrain.trainer import (
+    DEVICES,
+    DTYPES,
+    OPTIMIZERS,
+    SCHEDULES,
+    Trainer,
+    TrainerConfig,
+    TrainingDiverged,
+    close_distributed,
+    dist_info,
+)
 
 from . import evaluate as ev
 from . import job_metrics
@@ -67,13 +77,17 @@ class SFTConfig:
     val_fraction: float = option(0.1, "share of --data (after the test split) used for validation loss")
     n_pairs: int = option(5000, "synthetic pairs generated")
     n_high_quality: int = option(500, "best-rated synthetic pairs kept for training")
-    train_set: str = option("hq", "synthetic training pairs: the best-rated (hq), as many at random, or all",
-                            choices=TRAIN_SETS)
+    train_set: str = option(
+        "hq", "synthetic training pairs: the best-rated (hq), as many at random, or all", choices=TRAIN_SETS
+    )
     n_val: int = option(100, "synthetic validation contexts")
     n_test: int = option(250, "synthetic held-out test contexts")
     data_seed: int = option(0, "seed of the synthetic data and of --data splits")
-    prompt_scheme: str = option("dialogue", "prompt template (dialogue: the pretraining corpus's own "
-                                "Customer:/Agent: format)", choices=tuple(SCHEMES))
+    prompt_scheme: str = option(
+        "dialogue",
+        "prompt template (dialogue: the pretraining corpus's own Customer:/Agent: format)",
+        choices=tuple(SCHEMES),
+    )
     epochs: int = option(5, "passes over the training pairs")
     max_steps: int = option(0, "optimizer steps (0: --epochs passes; set it to compare data sets at equal steps)")
     lr: float = option(5e-5, "learning rate")
@@ -89,7 +103,9 @@ class SFTConfig:
     top_p: float = option(1.0, "nucleus top-p for sampling (1: off)")
     eval_batch_size: int = option(64, "prompts generated at once")
     n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")
-    n_examples: int = option(12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)")
+    n_examples: int = option(
+        12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)"
+    )
     device: str = option("auto", "device", choices=DEVICES)
     dtype: str = option("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
     seed: int = option(0, "seed for data order and sampling")
@@ -97,8 +113,22 @@ class SFTConfig:
     progress: bool = option(True, "show progress bars")
 
     def problems(self) -> list[str]:
-        p = below(self, ("n_pairs", "n_high_quality", "n_val", "n_test", "epochs", "batch_size", "grad_accum",
-                         "max_new_tokens", "eval_batch_size", "n_boot"), 1)
+        p = below(
+            self,
+            (
+                "n_pairs",
+                "n_high_quality",
+                "n_val",
+                "n_test",
+                "epochs",
+                "batch_size",
+                "grad_accum",
+                "max_new_tokens",
+                "eval_batch_size",
+                "n_boot",
+            ),
+            1,
+        )
         p += below(self, ("warmup_steps", "grad_clip", "temperature", "top_k", "n_examples", "max_steps"), 0)
         p += below(self, ("lr",), 0, strict=True)
         if not 0 < self.top_p <= 1:
@@ -121,16 +151,35 @@ class SFTConfig:
         return p
 
     def trainer_config(self, max_steps: int, steps_per_epoch: int) -> TrainerConfig:
-        return TrainerConfig(max_steps=max_steps, lr=self.lr, optimizer=self.optimizer, weight_decay=0.0,
-                             beta1=0.9, beta2=0.999, warmup_steps=self.warmup_steps, schedule=self.schedule,
-                             grad_clip=self.grad_clip, grad_accum=self.grad_accum, eval_every=steps_per_epoch,
-                             checkpoint_every=steps_per_epoch, device=self.device, dtype=self.dtype,
-                             progress=self.progress, desc="sft")
+        return TrainerConfig(
+            max_steps=max_steps,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            weight_decay=0.0,
+            beta1=0.9,
+            beta2=0.999,
+            warmup_steps=self.warmup_steps,
+            schedule=self.schedule,
+            grad_clip=self.grad_clip,
+            grad_accum=self.grad_accum,
+            eval_every=steps_per_epoch,
+            checkpoint_every=steps_per_epoch,
+            device=self.device,
+            dtype=self.dtype,
+            progress=self.progress,
+            desc="sft",
+        )
 
     def eval_settings(self) -> ev.EvalSettings:
-        return ev.EvalSettings(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                               top_k=self.top_k, top_p=self.top_p, seed=self.seed,
-                               batch_size=self.eval_batch_size, n_boot=self.n_boot)
+        return ev.EvalSettings(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            seed=self.seed,
+            batch_size=self.eval_batch_size,
+            n_boot=self.n_boot,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,12 +197,23 @@ def ensure_pretrained(cfg: SFTConfig) -> Path:
     if cfg.pretrained != DEFAULT_PRETRAINED:
         raise CheckpointError(f"{path}: no such checkpoint file")
     print(f"no pretrained checkpoint at {path}: running part 3 pretraining first (defaults)", flush=True)
-    cmd = [sys.executable, "-m", "part3_pretrain.pretrain", "--out-dir", str(path.parent),
-           "--device", cfg.device, "--dtype", cfg.dtype, "--progress" if cfg.progress else "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "part3_pretrain.pretrain",
+        "--out-dir",
+        str(path.parent),
+        "--device",
+        cfg.device,
+        "--dtype",
+        cfg.dtype,
+        "--progress" if cfg.progress else "--no-progress",
+    ]
     code = subprocess.run(cmd).returncode
     if code != 0 or not path.is_file():
-        raise CheckpointError(f"{path}: part 3 pretraining failed (exit code {code}); run "
-                              f"python -m part3_pretrain.pretrain to see why")
+        raise CheckpointError(
+            f"{path}: part 3 pretraining failed (exit code {code}); run python -m part3_pretrain.pretrain to see why"
+        )
     return path
 
 
@@ -189,43 +249,71 @@ def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int) ->
     dropped, pairs = counts["dropped_response_too_long"], counts["pairs"]
     why = f"the response and EOS do not fit the model's {block_size}-token context"
     if counts["examples"] < cfg.batch_size * world:
-        raise DataError(_data_name(cfg), f"{counts['examples']} of {pairs} training pairs are usable, fewer than one "
-                                         f"batch of {cfg.batch_size * world}: {dropped} dropped because {why}; "
-                                         f"use shorter responses or a base with a longer --block-size")
+        raise DataError(
+            _data_name(cfg),
+            f"{counts['examples']} of {pairs} training pairs are usable, fewer than one "
+            f"batch of {cfg.batch_size * world}: {dropped} dropped because {why}; "
+            f"use shorter responses or a base with a longer --block-size",
+        )
     if dropped > 0.01 * pairs:
-        print(f"warning: {dropped} of {pairs} training pairs dropped because {why}; "
-              f"fix: a base pretrained with a larger --block-size", flush=True)
+        print(
+            f"warning: {dropped} of {pairs} training pairs dropped because {why}; "
+            f"fix: a base pretrained with a larger --block-size",
+            flush=True,
+        )
 
 
-def fine_tune(cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path, scheme_name: str,
-              resume: dict | None = None):
+def fine_tune(
+    cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path, scheme_name: str, resume: dict | None = None
+):
     """Audit the examples, then train in ``out``; returns (the run's whole metrics history, even
     after a resume; audit/example counts; seconds)."""
     scheme = get_scheme(scheme_name)
     examples, ex_counts = build_examples(tok, scheme, splits.train, model.config.block_size)
     check_examples(cfg, ex_counts, model.config.block_size, dist_info()[1])
     audit = audit_labels(examples, tok)
-    val_examples, _ = build_examples(tok, scheme, [{"context": r["context"], "response": r["reference"]}
-                                                    for r in splits.val], model.config.block_size)
+    val_examples, _ = build_examples(
+        tok,
+        scheme,
+        [{"context": r["context"], "response": r["reference"]} for r in splits.val],
+        model.config.block_size,
+    )
     val_batches = fixed_batches(val_examples, 32, tok.pad_id, model.config.block_size)
     rank, world, _ = dist_info()
     source = SFTBatches(examples, cfg.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
     steps_per_epoch = -(-source.steps_per_epoch // cfg.grad_accum)
     tcfg = cfg.trainer_config(cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
     ckpt_path = out / "sft_model.pt"
-    sink = MetricsSink(out / "metrics.jsonl", enabled=rank == 0,
-                       resume_step=resume["trainer"]["step"] if resume else None)
-    meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(), "prompt_scheme": scheme_name,
-            "sft_config": asdict(cfg)}
-    trainer = Trainer(model, source, tcfg, sink=sink, evaluate=lambda m: mean_loss(m, val_batches),
-                      checkpoint_path=ckpt_path, checkpoint_meta=meta)
+    sink = MetricsSink(
+        out / "metrics.jsonl", enabled=rank == 0, resume_step=resume["trainer"]["step"] if resume else None
+    )
+    meta = {
+        "model_config": model.config.to_dict(),
+        "tokenizer": tok.to_str(),
+        "prompt_scheme": scheme_name,
+        "sft_config": asdict(cfg),
+    }
+    trainer = Trainer(
+        model,
+        source,
+        tcfg,
+        sink=sink,
+        evaluate=lambda m: mean_loss(m, val_batches),
+        checkpoint_path=ckpt_path,
+        checkpoint_meta=meta,
+    )
     if resume is not None:
         trainer.load_state_dict(resume)
     t0 = time.perf_counter()
     trainer.fit()
     sink.close()
-    counts = {**ex_counts, "audit": audit, "steps": tcfg.max_steps, "steps_per_epoch": steps_per_epoch,
-              "tokens_processed": trainer.tokens_seen}
+    counts = {
+        **ex_counts,
+        "audit": audit,
+        "steps": tcfg.max_steps,
+        "steps_per_epoch": steps_per_epoch,
+        "tokens_processed": trainer.tokens_seen,
+    }
     return read_metrics(out / "metrics.jsonl"), counts, time.perf_counter() - t0
 
 
@@ -233,8 +321,23 @@ STAGE = ".incomplete"  # a run lives in OUT/.incomplete until it succeeds, then 
 OUTPUTS = ("sft_model.pt", "metrics.jsonl", "evaluation.json", "generations.jsonl", "loss_curve.png")
 # Settings that --resume may change: where and how it runs, and how the result is evaluated.
 # Everything else decides what is trained, and a change would make the resumed run another run.
-RESUME_FREE = frozenset({"out_dir", "dataset_path", "device", "dtype", "progress", "resume", "eval_batch_size",
-                         "n_boot", "n_examples", "max_new_tokens", "temperature", "top_k", "top_p"})
+RESUME_FREE = frozenset(
+    {
+        "out_dir",
+        "dataset_path",
+        "device",
+        "dtype",
+        "progress",
+        "resume",
+        "eval_batch_size",
+        "n_boot",
+        "n_examples",
+        "max_new_tokens",
+        "temperature",
+        "top_k",
+        "top_p",
+    }
+)
 
 
 def _resume_checkpoint(cfg: SFTConfig, out: Path) -> dict | None:
@@ -256,12 +359,17 @@ def check_against_base(cfg: SFTConfig, model: GPT, tok, path: Path, resume: dict
     """Limits that need the checkpoint, checked before anything is written."""
     block = model.config.block_size
     if cfg.max_new_tokens >= block:
-        raise ConfigError(f"--max-new-tokens {cfg.max_new_tokens} leaves no room for a prompt in the "
-                          f"{block}-token context of {path}; use at most {block // 2}")
-    if resume is not None and (resume.get("model_config") != model.config.to_dict()
-                               or resume.get("tokenizer") != tok.to_str()):
-        raise CheckpointError(f"--resume: the run in {cfg.out_dir} was fine-tuned from a different base than "
-                              f"{path} (model config or tokenizer differ); resume with the base it started from")
+        raise ConfigError(
+            f"--max-new-tokens {cfg.max_new_tokens} leaves no room for a prompt in the "
+            f"{block}-token context of {path}; use at most {block // 2}"
+        )
+    if resume is not None and (
+        resume.get("model_config") != model.config.to_dict() or resume.get("tokenizer") != tok.to_str()
+    ):
+        raise CheckpointError(
+            f"--resume: the run in {cfg.out_dir} was fine-tuned from a different base than "
+            f"{path} (model config or tokenizer differ); resume with the base it started from"
+        )
 
 
 def _prepare_stage(out: Path, resume: dict | None) -> Path:
@@ -319,12 +427,19 @@ def run(cfg: SFTConfig) -> dict:
     model.cpu()
     t_eval = time.perf_counter()
     evaluation, records = evaluate_all(cfg, base, model, tok, splits)
-    evaluation["timings_seconds"] = {"training": round(t_train, 1), "evaluation": round(time.perf_counter() - t_eval, 1),
-                                     "total": round(time.perf_counter() - t0, 1)}
-    evaluation.update(config=asdict(cfg), pretrained_checkpoint=str(pretrained_path),
-                      dataset=splits.summary, training=_training_summary(history, train_counts),
-                      max_abs_weight_change=weight_change(base, model),
-                      compute=compute_budget(base.config, base_ckpt, train_counts["tokens_processed"], evaluation))
+    evaluation["timings_seconds"] = {
+        "training": round(t_train, 1),
+        "evaluation": round(time.perf_counter() - t_eval, 1),
+        "total": round(time.perf_counter() - t0, 1),
+    }
+    evaluation.update(
+        config=asdict(cfg),
+        pretrained_checkpoint=str(pretrained_path),
+        dataset=splits.summary,
+        training=_training_summary(history, train_counts),
+        max_abs_weight_change=weight_change(base, model),
+        compute=compute_budget(base.config, base_ckpt, train_counts["tokens_processed"], evaluation),
+    )
     _write_outputs(stage, evaluation, records, pretrained_path)
     _publish(stage, out)
     _print_report(cfg, out, evaluation)
@@ -337,16 +452,24 @@ def compute_budget(config, base_ckpt: dict, sft_tokens: int, evaluation: dict) -
     for a base written before tokens were counted), fine-tuning, and every forward pass of the
     evaluation (prompts, generated tokens, scored references) of every model on every test set."""
     pre_tokens = base_ckpt.get("trainer", {}).get("tokens_seen")
-    eval_tokens = sum(r["forward_tokens"] for split in (evaluation, evaluation.get("test_unseen") or {})
-                      for r in split.values() if isinstance(r, dict) and "forward_tokens" in r)
-    parts = {"pretraining": training_flops(config, pre_tokens) / 1e12 if pre_tokens else None,
-             "fine_tuning": training_flops(config, sft_tokens) / 1e12,
-             "evaluation": forward_flops(config, eval_tokens) / 1e12}
+    eval_tokens = sum(
+        r["forward_tokens"]
+        for split in (evaluation, evaluation.get("test_unseen") or {})
+        for r in split.values()
+        if isinstance(r, dict) and "forward_tokens" in r
+    )
+    parts = {
+        "pretraining": training_flops(config, pre_tokens) / 1e12 if pre_tokens else None,
+        "fine_tuning": training_flops(config, sft_tokens) / 1e12,
+        "evaluation": forward_flops(config, eval_tokens) / 1e12,
+    }
     known = [v for v in parts.values() if v is not None]
-    return {**{f"{k}_tflop": (round(v, 3) if v is not None else None) for k, v in parts.items()},
-            "total_tflop": round(sum(known), 3) if parts["pretraining"] is not None else None,
-            "tokens": {"pretraining": pre_tokens, "fine_tuning": sft_tokens, "evaluation_forward": eval_tokens},
-            "formula": FORMULA}
+    return {
+        **{f"{k}_tflop": (round(v, 3) if v is not None else None) for k, v in parts.items()},
+        "total_tflop": round(sum(known), 3) if parts["pretraining"] is not None else None,
+        "tokens": {"pretraining": pre_tokens, "fine_tuning": sft_tokens, "evaluation_forward": eval_tokens},
+        "formula": FORMULA,
+    }
 
 
 BASELINE_SCHEME = "dialogue"  # the corpus's own "Customer: ...\nAgent:" format
@@ -368,8 +491,9 @@ def _baseline_strength(report: dict) -> float:
     return rubric["value"] if rubric else report["greedy"]["rouge_l"]
 
 
-def evaluate_test_set(cfg: SFTConfig, models: dict[str, tuple[GPT, str]], tok, rows: list[dict],
-                      split: str) -> tuple[dict, list[dict]]:
+def evaluate_test_set(
+    cfg: SFTConfig, models: dict[str, tuple[GPT, str]], tok, rows: list[dict], split: str
+) -> tuple[dict, list[dict]]:
     """Every model on one test set: reports, paired SFT-minus-baseline differences, the stronger
     baseline, inter-reference agreement, the ignoring-the-message control, examples; plus one
     generations record per row."""
@@ -386,8 +510,9 @@ def evaluate_test_set(cfg: SFTConfig, models: dict[str, tuple[GPT, str]], tok, r
     result["inter_reference_agreement"] = ev.inter_reference_agreement(rows, cfg.n_boot, cfg.seed)
     result["ignoring_the_message_control"] = {
         "note": "SFT greedy replies judged against the next row's message: what replies that ignore "
-                "the message would score", **job_metrics.shuffled_control(rows, outputs["sft"]["greedy"]["texts"],
-                                                                         cfg.n_boot, cfg.seed)}
+        "the message would score",
+        **job_metrics.shuffled_control(rows, outputs["sft"]["greedy"]["texts"], cfg.n_boot, cfg.seed),
+    }
     result["examples"] = ev.select_examples(rows, outputs[best], outputs["sft"], cfg.n_examples)
     return result, ev.generation_records(rows, outputs, split)
 
@@ -409,18 +534,27 @@ def evaluate_all(cfg: SFTConfig, base: GPT, tuned: GPT, tok, splits: DatasetSpli
 
 def _training_summary(history: list[dict], counts: dict) -> dict:
     train = [r["train/loss"] for r in history if "train/loss" in r]
-    val = [{"step": r["step"], "loss": r["val/loss"], "token_acc": r["val/token_acc"]}
-           for r in history if "val/loss" in r]
-    return {**counts, "first_train_loss": train[0] if train else None,
-            "final_train_loss": train[-1] if train else None, "val_per_epoch": val}
+    val = [
+        {"step": r["step"], "loss": r["val/loss"], "token_acc": r["val/token_acc"]} for r in history if "val/loss" in r
+    ]
+    return {
+        **counts,
+        "first_train_loss": train[0] if train else None,
+        "final_train_loss": train[-1] if train else None,
+        "val_per_epoch": val,
+    }
 
 
 def _write_outputs(stage: Path, evaluation: dict, records: list[dict], pretrained_path: Path) -> None:
     write_text_atomic("".join(json.dumps(r) + "\n" for r in records), stage / "generations.jsonl")
     write_text_atomic(json.dumps(evaluation, indent=2) + "\n", stage / "evaluation.json")
-    plot_losses([(stage / "metrics.jsonl", "Supervised fine-tuning", "validation loss (per epoch)"),
-                 (pretrained_path.parent / "metrics.jsonl", "Pretraining (part 3)", "validation loss")],
-                stage / "loss_curve.png")
+    plot_losses(
+        [
+            (stage / "metrics.jsonl", "Supervised fine-tuning", "validation loss (per epoch)"),
+            (pretrained_path.parent / "metrics.jsonl", "Pretraining (part 3)", "validation loss"),
+        ],
+        stage / "loss_curve.png",
+    )
 
 
 def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
@@ -428,19 +562,30 @@ def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
     if "test_unseen" in evaluation:
         _print_headline(evaluation["test_unseen"], "test_unseen", "unseen slot values and phrasing")
     c = evaluation["compute"]
-    pre = "unknown (base written before tokens were counted)" if c["pretraining_tflop"] is None \
+    pre = (
+        "unknown (base written before tokens were counted)"
+        if c["pretraining_tflop"] is None
         else f"{c['pretraining_tflop']:.1f}"
-    print(f"\nmodel compute (TFLOP): pretraining {pre}, fine-tuning {c['fine_tuning_tflop']:.1f}, "
-          f"evaluation {c['evaluation_tflop']:.1f}" + ("" if c["total_tflop"] is None else f"; total {c['total_tflop']:.1f}"))
+    )
+    print(
+        f"\nmodel compute (TFLOP): pretraining {pre}, fine-tuning {c['fine_tuning_tflop']:.1f}, "
+        f"evaluation {c['evaluation_tflop']:.1f}"
+        + ("" if c["total_tflop"] is None else f"; total {c['total_tflop']:.1f}")
+    )
     print("wrote:")
     for p in (Path(cfg.dataset_path) if cfg.data is None else None, *(out / name for name in OUTPUTS)):
         if p is not None:
             print(f"  {p}")
 
 
-_HEAD = (("specifics_recall", "specifics", "%"), ("invented_share", "invented", "%"),
-         ("intent_accuracy", "intent", "%"), ("rubric_pass", "rubric>=4", "%"), ("rouge_l", "ROUGE-L", "f"),
-         ("eos_stop_rate", "EOS stop", "%"))
+_HEAD = (
+    ("specifics_recall", "specifics", "%"),
+    ("invented_share", "invented", "%"),
+    ("intent_accuracy", "intent", "%"),
+    ("rubric_pass", "rubric>=4", "%"),
+    ("rouge_l", "ROUGE-L", "f"),
+    ("eos_stop_rate", "EOS stop", "%"),
+)
 
 
 def _cell(value: float | None, kind: str) -> str:
@@ -454,17 +599,25 @@ def _print_headline(e: dict, split: str, what: str) -> None:
     of the sampled replies of the pretrained and SFT models."""
     print(f"\nheld-out {split}: {e['test_rows']} contexts with {what} (greedy decoding unless sampled)")
     print(f"  {'':28s}" + "".join(f"{label:>10s}" for _, label, _ in _HEAD))
-    rows = [(f"{name} ({e[name]['prompt_scheme']} prompt)", ev.scalars(e[name]["greedy"]))
-            for name in ("pretrained", "pretrained_dialogue", "sft") if name in e]
-    rows += [(f"{name}, sampled T={e[name]['sampled']['temperature']:g}", ev.scalars(e[name]["sampled"]))
-             for name in ("pretrained", "sft")]
+    rows = [
+        (f"{name} ({e[name]['prompt_scheme']} prompt)", ev.scalars(e[name]["greedy"]))
+        for name in ("pretrained", "pretrained_dialogue", "sft")
+        if name in e
+    ]
+    rows += [
+        (f"{name}, sampled T={e[name]['sampled']['temperature']:g}", ev.scalars(e[name]["sampled"]))
+        for name in ("pretrained", "sft")
+    ]
     agreement = e.get("inter_reference_agreement")
     if agreement:  # its ROUGE-L is against the first reference only: agreement, not a ceiling
-        rows.append(("2nd reference (vs 1st)", {**job_metrics.headline(agreement["job"]),
-                                                "rouge_l": agreement["rouge_l"]}))
+        rows.append(
+            ("2nd reference (vs 1st)", {**job_metrics.headline(agreement["job"]), "rouge_l": agreement["rouge_l"]})
+        )
     for label, sc in rows:
-        print(f"  {label.replace('pretrained_dialogue', 'pretrained'):28s}"
-              + "".join(_cell(sc.get(key), kind) for key, _, kind in _HEAD))
+        print(
+            f"  {label.replace('pretrained_dialogue', 'pretrained'):28s}"
+            + "".join(_cell(sc.get(key), kind) for key, _, kind in _HEAD)
+        )
     best = e["best_baseline"]
     diff = e["sft_minus_pretrained" + best.removeprefix("pretrained")]["greedy"]
     print(f"  SFT - {best} (the stronger baseline), paired 95% CI:")
@@ -476,8 +629,7 @@ def _print_headline(e: dict, split: str, what: str) -> None:
     print(f"    {'rouge_l':18s}{d['diff']:+7.3f} ({d['ci_low']:+.3f} .. {d['ci_high']:+.3f})")
 
 
-USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError,
-               TrainingDiverged)
+USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError, TrainingDiverged)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

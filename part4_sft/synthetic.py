@@ -22,18 +22,37 @@ templates (``domain.phrasing``; ``domain.template_leaks`` finds held-out phrasin
 pairs, "val" and "test" only use the train side of the templates. Everything is a pure function of
 the seed: only private ``random.Random`` instances, no global RNG, no dependence on hash order.
 """
+
 from __future__ import annotations
 
 import random
 import re
 from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from itertools import combinations
-from typing import Collection, Mapping, Sequence
 
-from part3_pretrain.domain import (BOILERPLATE, CURT, GENERIC_REFS, INTENT_SPECS, INTENTS, RUDE_CLOSES,
-                                   RUDE_OPENERS, Context, Intent, Parts, Phrasing, assemble, cap, good_parts,
-                                   good_reply, make_context, mentions, phrasing, ref_phrase)
+from part3_pretrain.domain import (
+    BOILERPLATE,
+    CURT,
+    GENERIC_REFS,
+    INTENT_SPECS,
+    INTENTS,
+    RUDE_CLOSES,
+    RUDE_OPENERS,
+    Context,
+    Intent,
+    Parts,
+    Phrasing,
+    assemble,
+    cap,
+    good_parts,
+    good_reply,
+    make_context,
+    mentions,
+    phrasing,
+    ref_phrase,
+)
 from part3_pretrain.slots import SlotPools, split_pools
 
 HIGH_QUALITY_THRESHOLD = 4.0
@@ -46,16 +65,33 @@ _KEYWORD_RES: dict[str, re.Pattern[str]] = {
     spec.name: re.compile(rf"\b(?:{spec.keywords})\b", re.IGNORECASE) for spec in INTENT_SPECS
 }
 RUBRIC_RULES: tuple[str, ...] = (
-    "no_acknowledgement", "no_name", "off_intent", "ignores_specifics", "no_next_step",
-    "no_polite_close", "rude", "curt", "truncated", "repetitive", "generic",
+    "no_acknowledgement",
+    "no_name",
+    "off_intent",
+    "ignores_specifics",
+    "no_next_step",
+    "no_polite_close",
+    "rude",
+    "curt",
+    "truncated",
+    "repetitive",
+    "generic",
 )
 # Penalties subtracted from 5.0. Any single "real" flaw drops a perfect reply below 4.0; the
 # mild ones (no_acknowledgement, no_name, no_polite_close, and generic for stock lines padding an
 # otherwise specific reply) only do so in combination.
 _PENALTY = {
-    "no_acknowledgement": 0.7, "no_name": 0.4, "off_intent": 2.0, "ignores_specifics": 1.2,
-    "no_next_step": 1.2, "no_polite_close": 0.6, "rude": 2.5, "curt": 1.5, "truncated": 1.5,
-    "repetitive": 1.5, "generic": 0.8,
+    "no_acknowledgement": 0.7,
+    "no_name": 0.4,
+    "off_intent": 2.0,
+    "ignores_specifics": 1.2,
+    "no_next_step": 1.2,
+    "no_polite_close": 0.6,
+    "rude": 2.5,
+    "curt": 1.5,
+    "truncated": 1.5,
+    "repetitive": 1.5,
+    "generic": 0.8,
 }
 _MISSING_SPECIFICS_EXTRA = 0.6  # scaled by the fraction of specifics missing
 _MIN_WORDS = 16
@@ -66,7 +102,9 @@ _CLOSE_RE = re.compile(
     r"let (?:me|us) know|anything else|have a (?:great|good|lovely|nice|wonderful) \w+"
     r"|thanks? (?:you )?(?:so much |again )?for (?:your patience|shopping|being|choosing|your understanding)"
     r"|take care|we're here (?:if|to help|for you)|happy to help|glad to help|enjoy|kind regards"
-    r"|best regards|don't hesitate", re.I)
+    r"|best regards|don't hesitate",
+    re.I,
+)
 _ACTION_VERBS = (
     "started|issued|sent|send|emailed|email|arranged|arrange|flagged|opened|open|escalated|escalate"
     "|updated|update|applied|apply|added|add|reset|cancell?ed|cancel|processed|process|requested"
@@ -75,25 +113,33 @@ _ACTION_VERBS = (
     "|attached|attach|reactivated|reactivate|paused|pause|reissued|reissue|voided|void|unlocked"
     "|unlock|adjusted|adjust|placed|place|restored|restore|shipped|ship|included|include|set up"
     "|raised|raise|logged|log|initiated|initiate|contacted|contact|asked|ask|skipped|skip|put"
-    "|chase|chased|hold|held|arrange|refund")
-_NEXT_RES = tuple(re.compile(p, re.I) for p in (
-    rf"\b(?:i've|i have|i'll|i will|we've|we have|we'll|we will)\s+(?:\w+\s+){{0,2}}?(?:{_ACTION_VERBS})\b",
-    r"\bplease\s+(?:\w+\s+)?(?:reply|send|check|click|use|try|visit|log|confirm|share|upload|keep"
-    r"|return|drop|attach|select|enter|pack|print|follow|choose|sign|open|pick|allow)\b",
-    r"\byou(?:'ll| will)\s+(?:\w+\s+)?(?:receive|get|see|be able)\b",
-    r"\byou can\s+(?:now\s+|also\s+|still\s+)?(?:track|use|return|exchange|log|reset|choose|drop"
-    r"|print|find|check|see|pick|apply|start|manage|update|cancel|claim|redeem|reply|download|resume)\b",
-    r"\bwithin \d+\s+(?:business |working )?(?:days|hours)\b",
-    r"\b(?:prepaid|return) (?:shipping )?label\b",
-))
+    "|chase|chased|hold|held|arrange|refund"
+)
+_NEXT_RES = tuple(
+    re.compile(p, re.I)
+    for p in (
+        rf"\b(?:i've|i have|i'll|i will|we've|we have|we'll|we will)\s+(?:\w+\s+){{0,2}}?(?:{_ACTION_VERBS})\b",
+        r"\bplease\s+(?:\w+\s+)?(?:reply|send|check|click|use|try|visit|log|confirm|share|upload|keep"
+        r"|return|drop|attach|select|enter|pack|print|follow|choose|sign|open|pick|allow)\b",
+        r"\byou(?:'ll| will)\s+(?:\w+\s+)?(?:receive|get|see|be able)\b",
+        r"\byou can\s+(?:now\s+|also\s+|still\s+)?(?:track|use|return|exchange|log|reset|choose|drop"
+        r"|print|find|check|see|pick|apply|start|manage|update|cancel|claim|redeem|reply|download|resume)\b",
+        r"\bwithin \d+\s+(?:business |working )?(?:days|hours)\b",
+        r"\b(?:prepaid|return) (?:shipping )?label\b",
+    )
+)
 _RUDE_RE = re.compile(
     r"\b(?:stupid|idiot\w*|dumb|ridiculous|whatever|calm down|deal with it|not our (?:fault|problem)"
     r"|your (?:own )?(?:fault|problem)|should have read|stop complaining|obviously|(?:we|i) don't care"
     r"|nobody cares|shut up|figure it out yourself|read the (?:description|instructions|policy)"
-    r"|nonsense|pathetic|useless|not my job|tough luck|too bad|bother us)\b", re.I)
+    r"|nonsense|pathetic|useless|not my job|tough luck|too bad|bother us)\b",
+    re.I,
+)
 _BOILERPLATE_RE = re.compile(
     r"we value your|satisfaction is our|looking into (?:your|this|it)|get back to you"
-    r"|any inconvenience|has been noted|committed to providing|top priority|contacting customer support", re.I)
+    r"|any inconvenience|has been noted|committed to providing|top priority|contacting customer support",
+    re.I,
+)
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
 _WORD_RE = re.compile(r"[a-z0-9#$'-]+")
 
@@ -108,7 +154,7 @@ def _is_repetitive(text: str) -> bool:
     if len(norm) != len(set(norm)):
         return True
     words = _WORD_RE.findall(text.lower())
-    grams = Counter(tuple(words[i:i + 5]) for i in range(len(words) - 4))
+    grams = Counter(tuple(words[i : i + 5]) for i in range(len(words) - 4))
     if grams and max(grams.values()) >= 2:
         return True
     return any(_has_loop(_WORD_RE.findall(s.lower())) for s in _sentences(text))
@@ -121,7 +167,7 @@ def _has_loop(words: list[str]) -> bool:
             return True
     for n in (2, 3):
         for i in range(len(words) - 2 * n + 1):
-            if words[i:i + n] == words[i + n:i + 2 * n]:
+            if words[i : i + n] == words[i + n : i + 2 * n]:
                 return True
     return False
 
@@ -224,12 +270,13 @@ _TRAITS: dict[str, tuple[tuple[object, float], ...]] = {
 }
 _GOOD_TRAITS: dict[str, object] = {trait: options[0][0] for trait, options in _TRAITS.items()}
 
+
 def _draw_traits(rng: random.Random, has_name: bool) -> dict[str, object]:
     """One value per trait, each from its own draw."""
     traits: dict[str, object] = {}
     for trait, options in _TRAITS.items():
         r, total = rng.random(), 0.0
-        for value, p in options:
+        for value, p in options:  # noqa: B007 (the value drawn is used after the loop)
             total += p
             if r < total:
                 break
@@ -248,13 +295,20 @@ def _kept_specifics(ctx: Context, level: object, rng: random.Random) -> frozense
     present = [s for s in _SPECIFIC_SLOTS if ctx.slots.get(s)]
     if level == "all":
         return frozenset(present)
-    options = [c for k in range(1, len(present)) for c in combinations(present, k)
-               if "date" not in c or {"order_id", "product"} & set(c)] if level == "some" else []
+    options = (
+        [
+            c
+            for k in range(1, len(present))
+            for c in combinations(present, k)
+            if "date" not in c or {"order_id", "product"} & set(c)
+        ]
+        if level == "some"
+        else []
+    )
     return frozenset(rng.choice(options)) if options else frozenset()
 
 
-def _specific_ref(ctx: Context, keep: frozenset[str], spec: Intent, rng: random.Random,
-                  ph: Phrasing) -> str:
+def _specific_ref(ctx: Context, keep: frozenset[str], spec: Intent, rng: random.Random, ph: Phrasing) -> str:
     """The agent's ref phrase restating only the kept order id / product / date (else generic)."""
     slots = {s: ctx.slots[s] for s in ("order_id", "product", "date") if s in keep}
     if "order_id" not in slots and "product" not in slots:
@@ -262,8 +316,15 @@ def _specific_ref(ctx: Context, keep: frozenset[str], spec: Intent, rng: random.
     return ref_phrase(slots, "agent", rng, spec.product_head, ph)
 
 
-def _other_intent_parts(ctx: Context, values: SlotPools, rng: random.Random, ph: Phrasing,
-                        keep: frozenset[str], full: bool, name: str | None) -> Parts:
+def _other_intent_parts(
+    ctx: Context,
+    values: SlotPools,
+    rng: random.Random,
+    ph: Phrasing,
+    keep: frozenset[str],
+    full: bool,
+    name: str | None,
+) -> Parts:
     """A reply written for another intent; redrawn until it really misses this intent's keywords."""
     parts = None
     for _ in range(20):
@@ -309,8 +370,9 @@ def _add_boilerplate(text: str, rng: random.Random) -> str:
     return " ".join(sents)
 
 
-def _response(ctx: Context, traits: Mapping[str, object], values: SlotPools, rng: random.Random,
-              ph: Phrasing | None = None) -> str:
+def _response(
+    ctx: Context, traits: Mapping[str, object], values: SlotPools, rng: random.Random, ph: Phrasing | None = None
+) -> str:
     """A reply to ``ctx`` with the given traits (see ``_TRAITS``), from ``ph`` templates and the
     slot pools ``values`` of the context. With ``_GOOD_TRAITS`` it is ``domain.good_reply``.
 
@@ -325,8 +387,11 @@ def _response(ctx: Context, traits: Mapping[str, object], values: SlotPools, rng
     rude = traits["tone"] == "rude"
     if traits["length"] == "curt":
         spec = ph.specs[ctx.intent]
-        ref = (ref_phrase(ctx.slots, "agent", rng, spec.product_head, ph) if full
-               else _specific_ref(ctx, keep, spec, rng, ph))
+        ref = (
+            ref_phrase(ctx.slots, "agent", rng, spec.product_head, ph)
+            if full
+            else _specific_ref(ctx, keep, spec, rng, ph)
+        )
         text = cap(rng.choice(CURT).format(ref=ref))
         if rude:
             text = f"{cap(rng.choice(RUDE_OPENERS))}. {text}"
@@ -407,16 +472,22 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
             continue
         seen.add(key)
         traits = _draw_traits(rng, "customer" in ctx.slots)
-        example = {"context": ctx.text, "response": _response(ctx, traits, values, rng, ph),
-                   "intent": ctx.intent, "slots": dict(ctx.slots)}
+        example = {
+            "context": ctx.text,
+            "response": _response(ctx, traits, values, rng, ph),
+            "intent": ctx.intent,
+            "slots": dict(ctx.slots),
+        }
         rating, rules = rate_response(example)
         drawn.append({**example, "rating": rating, "rules": rules, "traits": traits})
     if len(drawn) < n:
         raise RuntimeError(f"could only draw {len(drawn)} distinct contexts out of {n}")
     rng.shuffle(drawn)
     flags = _select(drawn, n_high_quality, seed)
-    return [{"id": i, **{k: v for k, v in p.items() if k != "traits"}, "high_quality": hq, "traits": p["traits"]}
-            for i, (p, hq) in enumerate(zip(drawn, flags))]
+    return [
+        {"id": i, **{k: v for k, v in p.items() if k != "traits"}, "high_quality": hq, "traits": p["traits"]}
+        for i, (p, hq) in enumerate(zip(drawn, flags, strict=False))
+    ]
 
 
 @lru_cache(maxsize=1)
@@ -424,8 +495,7 @@ def _default_training_contexts() -> frozenset[str]:
     return frozenset(_context_key(p["context"]) for p in generate_pairs())
 
 
-def _reference(ctx: Context, values: SlotPools, rng: random.Random, avoid: str = "",
-               ph: Phrasing | None = None) -> str:
+def _reference(ctx: Context, values: SlotPools, rng: random.Random, avoid: str = "", ph: Phrasing | None = None) -> str:
     """A good reply that the rubric rates >= 4.0 (and differs from ``avoid`` if possible)."""
     best = ""
     for _ in range(50):
@@ -440,8 +510,7 @@ def _reference(ctx: Context, values: SlotPools, rng: random.Random, avoid: str =
     return best
 
 
-def generate_eval_set(split: str, n: int, seed: int,
-                      exclude_contexts: Collection[str] | None = None) -> list[dict]:
+def generate_eval_set(split: str, n: int, seed: int, exclude_contexts: Collection[str] | None = None) -> list[dict]:
     """``n`` evaluation rows with two independently phrased high-quality references each.
 
     "test" uses held-out slot values only, so no context can occur in training data.
@@ -461,8 +530,11 @@ def generate_eval_set(split: str, n: int, seed: int,
         raise ValueError(f"n must be >= 0, got {n}")
     values = split_pools("train" if split == "val" else "heldout")
     ph = phrasing("heldout" if split == "test_unseen" else "train")
-    exclude = frozenset(map(_context_key, exclude_contexts)) if exclude_contexts is not None else (
-        _default_training_contexts() if split == "val" else frozenset())
+    exclude = (
+        frozenset(map(_context_key, exclude_contexts))
+        if exclude_contexts is not None
+        else (_default_training_contexts() if split == "val" else frozenset())
+    )
     rng = random.Random(f"eval-{split}-{seed}")
     rng_ref2 = random.Random(f"eval-{split}-{seed}-reference-2")
     rows: list[dict] = []
@@ -474,8 +546,16 @@ def generate_eval_set(split: str, n: int, seed: int,
             continue
         seen.add(key)
         ref = _reference(ctx, values, rng, ph=ph)
-        rows.append({"id": len(rows), "context": ctx.text, "intent": ctx.intent, "slots": dict(ctx.slots),
-                     "reference": ref, "reference_2": _reference(ctx, values, rng_ref2, avoid=ref, ph=ph)})
+        rows.append(
+            {
+                "id": len(rows),
+                "context": ctx.text,
+                "intent": ctx.intent,
+                "slots": dict(ctx.slots),
+                "reference": ref,
+                "reference_2": _reference(ctx, values, rng_ref2, avoid=ref, ph=ph),
+            }
+        )
     return rows
 
 

@@ -1,5 +1,6 @@
 """Tests for part3_pretrain/corpus.py: the synthetic support corpus (every kind) and loading user
 text files. The "dialogue" documents themselves are tested in test_domain.py."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def labeled() -> list[tuple[str, str]]:
     return generate_labeled_corpus(2000, seed=5)
 
 
-@lru_cache(maxsize=None)
+@cache
 def default_corpus(kind: str) -> tuple[list[str], float]:
     """The default corpus of ``kind`` and the seconds it took (generated once per test session)."""
     start = time.perf_counter()
@@ -60,13 +61,21 @@ def test_same_seed_same_corpus_different_seed_different(kind: str) -> None:
 
 def test_identical_across_processes_with_different_hash_seeds() -> None:
     # Set or dict iteration that depends on string hashing would differ between these runs.
-    code = ("import hashlib; from part3_pretrain.corpus import CORPUS_KINDS, generate_corpus; "
-            "print([hashlib.sha256('\\x00'.join(generate_corpus(200, seed=3, kind=k)).encode()).hexdigest() "
-            "for k in CORPUS_KINDS])")
+    code = (
+        "import hashlib; from part3_pretrain.corpus import CORPUS_KINDS, generate_corpus; "
+        "print([hashlib.sha256('\\x00'.join(generate_corpus(200, seed=3, kind=k)).encode()).hexdigest() "
+        "for k in CORPUS_KINDS])"
+    )
     digests = set()
     for hash_seed in ("1", "2"):
-        out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
-                             env={"PYTHONHASHSEED": hash_seed, "PATH": ""}, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            env={"PYTHONHASHSEED": hash_seed, "PATH": ""},
+            check=True,
+        )
         digests.add(out.stdout.strip())
     assert len(digests) == 1
 
@@ -160,7 +169,8 @@ def slot_patterns() -> dict[str, re.Pattern[str]]:
 
 
 def test_ticket_reply_repeats_every_specific_the_customer_states(
-        labeled: list[tuple[str, str]], slot_patterns: dict[str, re.Pattern[str]]) -> None:
+    labeled: list[tuple[str, str]], slot_patterns: dict[str, re.Pattern[str]]
+) -> None:
     tickets = [text for kind, text in labeled if kind.startswith("ticket:")]
     assert len(tickets) > 500
     stated = {slot: 0 for slot in slot_patterns}
@@ -182,7 +192,8 @@ def test_ticket_reply_repeats_every_specific_the_customer_states(
 
 
 def test_ticket_agent_never_names_an_order_the_customer_did_not_give(
-        labeled: list[tuple[str, str]], slot_patterns: dict[str, re.Pattern[str]]) -> None:
+    labeled: list[tuple[str, str]], slot_patterns: dict[str, re.Pattern[str]]
+) -> None:
     for kind, text in labeled:
         if kind.startswith("ticket:"):
             customer, agent = text.split("\n")[:2]
@@ -245,8 +256,9 @@ def test_agent_uses_name_once_the_customer_gives_it(labeled: list[tuple[str, str
 
 
 def test_some_customer_text_is_sloppy(labeled: list[tuple[str, str]]) -> None:
-    customer = [line[len("Customer: "):] for _, t in labeled for line in t.split("\n")
-                if line.startswith("Customer: ")]
+    customer = [
+        line[len("Customer: ") :] for _, t in labeled for line in t.split("\n") if line.startswith("Customer: ")
+    ]
     lowercase = sum(c == c.lower() and any(ch.isalpha() for ch in c) for c in customer)
     assert 0.02 < lowercase / len(customer) < 0.3
 
@@ -290,8 +302,10 @@ def test_load_txt_crlf_and_bom(tmp_path: Path) -> None:
 
 def test_load_jsonl_and_keep_file_order(tmp_path: Path) -> None:
     jl = tmp_path / "b.jsonl"
-    jl.write_text(json.dumps({"text": "Customer: hi\nAgent: hello", "id": 1}) + "\n\n"
-                  + json.dumps({"text": "second"}) + "\n", encoding="utf-8")
+    jl.write_text(
+        json.dumps({"text": "Customer: hi\nAgent: hello", "id": 1}) + "\n\n" + json.dumps({"text": "second"}) + "\n",
+        encoding="utf-8",
+    )
     txt = tmp_path / "c.txt"
     txt.write_text("from txt", encoding="utf-8")
     assert load_corpus_files([txt, jl]) == ["from txt", "Customer: hi\nAgent: hello", "second"]
@@ -309,27 +323,40 @@ def _error(tmp_path: Path, name: str, content: bytes | None) -> str:
     return message
 
 
-@pytest.mark.parametrize("name,content,expected", [
-    ("missing.txt", None, ": no such file"),
-    ("empty.txt", b"", ": file is empty"),
-    ("blank.txt", b"  \n\n\t\n", ": file is empty"),
-    ("empty.jsonl", b"\n\n", ": file is empty"),
-    ("bad.txt", b"hello\xffworld", ": not valid UTF-8 (byte 0xff at offset 5)"),
-    ("notes.md", b"hello", "unsupported file type '.md'"),
-    ("noext", b"hello", "unsupported file type"),
-])
+@pytest.mark.parametrize(
+    "name,content,expected",
+    [
+        ("missing.txt", None, ": no such file"),
+        ("empty.txt", b"", ": file is empty"),
+        ("blank.txt", b"  \n\n\t\n", ": file is empty"),
+        ("empty.jsonl", b"\n\n", ": file is empty"),
+        ("bad.txt", b"hello\xffworld", ": not valid UTF-8 (byte 0xff at offset 5)"),
+        ("notes.md", b"hello", "unsupported file type '.md'"),
+        ("noext", b"hello", "unsupported file type"),
+    ],
+)
 def test_file_errors(tmp_path: Path, name: str, content: bytes | None, expected: str) -> None:
     assert expected in _error(tmp_path, name, content)
 
 
-@pytest.mark.parametrize("lines,line_no,expected", [
-    (['{"text": "ok"}', '{"text": "a" "b"}'], 2, "invalid JSON (Expecting ',' delimiter)"),
-    (['{"text": "ok"}', "", '{"body": "x"}'], 3, 'missing string field "text"'),
-    (['{"text": 5}'], 1, 'missing string field "text"'),
-    (['["text"]'], 1, 'missing string field "text"'),
-    (['{"text": "  "}'], 1, 'field "text" is empty'),
-    (['{"text": "ok"}', '{"text": "x\\ny"', ], 2, "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "lines,line_no,expected",
+    [
+        (['{"text": "ok"}', '{"text": "a" "b"}'], 2, "invalid JSON (Expecting ',' delimiter)"),
+        (['{"text": "ok"}', "", '{"body": "x"}'], 3, 'missing string field "text"'),
+        (['{"text": 5}'], 1, 'missing string field "text"'),
+        (['["text"]'], 1, 'missing string field "text"'),
+        (['{"text": "  "}'], 1, 'field "text" is empty'),
+        (
+            [
+                '{"text": "ok"}',
+                '{"text": "x\\ny"',
+            ],
+            2,
+            "invalid JSON",
+        ),
+    ],
+)
 def test_jsonl_errors_name_file_and_line(tmp_path: Path, lines: list[str], line_no: int, expected: str) -> None:
     message = _error(tmp_path, "data.jsonl", "\n".join(lines).encode())
     assert f"data.jsonl:{line_no}: " in message and expected in message

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 from part3_pretrain import cpu_gemm
 
-needs_onednn = pytest.mark.skipif(not cpu_gemm.onednn_available(),
-                                  reason="this torch build has no oneDNN fp32 linear")
+needs_onednn = pytest.mark.skipif(not cpu_gemm.onednn_available(), reason="this torch build has no oneDNN fp32 linear")
 
 
 @pytest.fixture(autouse=True)
@@ -21,9 +20,15 @@ def _onednn_on():
         yield
 
 
-@pytest.mark.parametrize("vendor, capability, preferred", [
-    ("AuthenticAMD", "AVX512", True), ("AuthenticAMD", "AVX2", False),
-    ("GenuineIntel", "AVX512", False), ("GenuineIntel", "AVX2", False)])
+@pytest.mark.parametrize(
+    "vendor, capability, preferred",
+    [
+        ("AuthenticAMD", "AVX512", True),
+        ("AuthenticAMD", "AVX2", False),
+        ("GenuineIntel", "AVX512", False),
+        ("GenuineIntel", "AVX2", False),
+    ],
+)
 def test_onednn_is_preferred_only_on_non_intel_avx512(monkeypatch, vendor, capability, preferred):
     cpu_gemm.onednn_preferred.cache_clear()
     monkeypatch.setattr(cpu_gemm, "_cpu_vendor", lambda: vendor)
@@ -59,15 +64,16 @@ def _grads(fn, x, w, b, seed=1):
 
 
 @needs_onednn
-@pytest.mark.parametrize("shape_x,n_out,bias", [((37, 24), 40, True), ((3, 11, 24), 16, False),
-                                                 ((2, 5, 48), 200, True)])
+@pytest.mark.parametrize(
+    "shape_x,n_out,bias", [((37, 24), 40, True), ((3, 11, 24), 16, False), ((2, 5, 48), 200, True)]
+)
 def test_linear_matches_f_linear_values_and_grads(shape_x, n_out, bias):
     x, w, b = _inputs(shape_x, n_out, bias)
     ours, ours_g = _grads(cpu_gemm.linear, x, w, b)
     ref, ref_g = _grads(F.linear, x, w, b)
     assert "OneDNNLinear" in type(ours.grad_fn).__name__  # the oneDNN path really ran
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
-    for a, r in zip(ours_g, ref_g):
+    for a, r in zip(ours_g, ref_g, strict=False):
         torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
 
 
@@ -103,7 +109,7 @@ def test_linear_is_deterministic():
     first, first_g = _grads(cpu_gemm.linear, x, w, b)
     again, again_g = _grads(cpu_gemm.linear, x, w, b)
     assert torch.equal(first, again)
-    assert all(torch.equal(p, q) for p, q in zip(first_g, again_g))
+    assert all(torch.equal(p, q) for p, q in zip(first_g, again_g, strict=False))
 
 
 def test_onednn_path_is_taken_only_where_it_applies():

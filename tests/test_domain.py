@@ -1,6 +1,7 @@
 """Tests for part3_pretrain.domain (the retail world part 3's corpus and part 4's generator share)
 and part3_pretrain.open_values: the template partition, contexts and good replies written from
 injected slot pools, the open-ended pools, and the "dialogue" pretraining documents."""
+
 from __future__ import annotations
 
 import os
@@ -28,17 +29,25 @@ def docs() -> list[str]:
 
 # ----------------------------------------------------------------------------- module boundaries
 def test_part3_never_imports_part4() -> None:
-    code = ("import sys; import part3_pretrain.domain, part3_pretrain.corpus, part3_pretrain.pretrain; "
-            "print(sorted(m for m in sys.modules if m.startswith('part4_sft')))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    code = (
+        "import sys; import part3_pretrain.domain, part3_pretrain.corpus, part3_pretrain.pretrain; "
+        "print(sorted(m for m in sys.modules if m.startswith('part4_sft')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert out.stdout.strip() == "[]"
 
 
 # ----------------------------------------------------------------------------- template partition
 def test_template_partition_shape() -> None:
     held = domain._template_partition()
-    for name, items, split_from in domain._partition_lists():
+    for name, items, _split_from in domain._partition_lists():
         groups: dict[str, list[int]] = {}
         for i, t in enumerate(items):
             groups.setdefault(domain._topic_of(t)[0], []).append(i)
@@ -66,11 +75,15 @@ def test_sides_use_disjoint_templates() -> None:
             assert a and b and not set(a) & set(b), (intent, part)
     assert not set(train.closes) & set(heldout.closes)
     assert not set(train.acks_apology + train.acks_notice + train.acks_thanks) & set(
-        heldout.acks_apology + heldout.acks_notice + heldout.acks_thanks)
+        heldout.acks_apology + heldout.acks_notice + heldout.acks_thanks
+    )
     # no held-out fragment is part of any train-side template, or of text both sides use
     train_text = [t for _, items, _ in domain._partition_lists() for t in items] + list(domain._always_train_texts())
-    held_texts = {domain._topic_of(items[i])[1] for name, items, _ in domain._partition_lists()
-                  for i in domain._template_partition()[name]}
+    held_texts = {
+        domain._topic_of(items[i])[1]
+        for name, items, _ in domain._partition_lists()
+        for i in domain._template_partition()[name]
+    }
     train_only = [t for t in train_text if domain._topic_of(t)[1] not in held_texts]
     assert domain.template_leaks(" | ".join(domain._pieces(t)) for t in train_only) == []
     with pytest.raises(ValueError):
@@ -104,8 +117,9 @@ def test_slot_pools() -> None:
 
 
 def test_contexts_and_replies_take_their_values_from_the_pools() -> None:
-    pools = SlotPools({**slot_values("train"), "customer": ("Zorblax",), "order_id": ("Q0001",),
-                       "product": ("Quux Yoga Mat",)})
+    pools = SlotPools(
+        {**slot_values("train"), "customer": ("Zorblax",), "order_id": ("Q0001",), "product": ("Quux Yoga Mat",)}
+    )
     rng = random.Random(0)
     for intent in domain.INTENTS:
         if intent == "exchange_size":  # needs apparel; the pool above has none

@@ -5,6 +5,7 @@ the end; ``report DIR`` rebuilds
 the same table from the directory alone; chunked training equals unchunked training; reruns skip
 finished runs; an interrupted run resumes exactly; --stop is honoured; clones warm-start from the
 parent's weights; bad values exit 2 with one line."""
+
 from __future__ import annotations
 
 import json
@@ -16,20 +17,18 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.tools import one_thread
 from part3_pretrain import pretrain
 from part3_pretrain.checkpoint import load_checkpoint, non_finite_tensors
 from part3_pretrain.trainer import Trainer
+from part4_sft import evaluate as ev
 from part4_sft import experiment as E
 from part4_sft import report as R
-from part4_sft import evaluate as ev
 from part4_sft import runner, synthetic
 from part4_sft.lora import apply_lora, merged_state_dict
+from tests.tools import one_thread
 
 RUN_QA = "large-qa-lora4-c_attn-ep2"
 RUN_INSTR = "large-instruction-lora4-c_attn-ep2"
-
-
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,9 +46,24 @@ def tiny_base(tmp_path_factory) -> Path:
 
 
 def _pretrain_tiny(out: Path) -> None:
-    pretrain.run(pretrain.PretrainConfig(out_dir=str(out), n_docs=300, vocab_size=400, n_layer=1, n_head=2,
-                                         n_embd=32, block_size=128, batch_size=8, max_steps=30, warmup_steps=0,
-                                         eval_every=0, eval_batches=2, checkpoint_every=0, progress=False))
+    pretrain.run(
+        pretrain.PretrainConfig(
+            out_dir=str(out),
+            n_docs=300,
+            vocab_size=400,
+            n_layer=1,
+            n_head=2,
+            n_embd=32,
+            block_size=128,
+            batch_size=8,
+            max_steps=30,
+            warmup_steps=0,
+            eval_every=0,
+            eval_batches=2,
+            checkpoint_every=0,
+            progress=False,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -60,13 +74,31 @@ def make_cfg(tiny_base, tmp_path_factory):
         """The tiny experiment: 1-layer base, 40 training pairs, 8 validation rows (the first 4 answered
         at every interval evaluation), 16 test contexts, 2 epochs of about 5 steps (the exact count
         depends on how many pairs fit the block: see ``_plan``)."""
-        base = dict(experiments_dir=str(exp_root), name="exp", large_base=str(tiny_base), small_base=str(tiny_base),
-                    bases=("large",), prompts=("qa", "instruction"), adapters=("r4:c_attn",), epochs=(2,),
-                    batch_size=8, n_pairs=200, n_high_quality=40, n_val=8, n_test=16, val_gen_rows=4,
-                    max_new_tokens=16, n_boot=20, dataset_path=str(data), dtype="float32", progress=False,
-                    plots=False)
+        base = dict(
+            experiments_dir=str(exp_root),
+            name="exp",
+            large_base=str(tiny_base),
+            small_base=str(tiny_base),
+            bases=("large",),
+            prompts=("qa", "instruction"),
+            adapters=("r4:c_attn",),
+            epochs=(2,),
+            batch_size=8,
+            n_pairs=200,
+            n_high_quality=40,
+            n_val=8,
+            n_test=16,
+            val_gen_rows=4,
+            max_new_tokens=16,
+            n_boot=20,
+            dataset_path=str(data),
+            dtype="float32",
+            progress=False,
+            plots=False,
+        )
         base.update(kw)
         return E.ExperimentConfig(**base)
+
     return make
 
 
@@ -129,9 +161,23 @@ def test_grid_writes_events_configs_and_table(finished):
             assert (d / f).is_file(), f
         assert list((d / "tb").glob("events.out.tfevents.*"))
         s = R.read_scalars(d / "tb")
-        for tag in ("train/loss", "train/token_acc", "train/lr", "train/grad_norm", "val/loss", "val/token_acc",
-                    "val_gen/rouge_l", "val_gen/bleu", "val_gen/eos_stop_rate", "final/rouge_l", "final/bleu",
-                    "final/eos_stop_rate", "final/ref_loss", "meta/trainable_params", "meta/wall_seconds"):
+        for tag in (
+            "train/loss",
+            "train/token_acc",
+            "train/lr",
+            "train/grad_norm",
+            "val/loss",
+            "val/token_acc",
+            "val_gen/rouge_l",
+            "val_gen/bleu",
+            "val_gen/eos_stop_rate",
+            "final/rouge_l",
+            "final/bleu",
+            "final/eos_stop_rate",
+            "final/ref_loss",
+            "meta/trainable_params",
+            "meta/wall_seconds",
+        ):
             assert tag in s, tag
         assert not any(tag.startswith("gen/") for tag in s)  # the old test-subset curves are gone
         assert "final/rouge_l" in EventAccumulator(str(d / "tb")).Reload().Tags()["scalars"]  # TensorBoard reads it
@@ -169,7 +215,7 @@ def test_interval_generation_uses_validation_rows_never_test_rows(finished):
     at_end = [c["contexts"] for c in calls if c["final"]]
     # per run: step 0 and the end of epoch 1 (the last step's subset values come from the final
     # whole-validation replies)
-    assert during == [val[:cfg.val_gen_rows]] * 2 * 2
+    assert during == [val[: cfg.val_gen_rows]] * 2 * 2
     assert at_end == [val, test] * 2
     assert sum(c["contexts"] == test for c in calls) == 2  # once per run
     assert not any(set(c["contexts"]) & set(test) for c in calls if not c["final"])
@@ -177,8 +223,16 @@ def test_interval_generation_uses_validation_rows_never_test_rows(finished):
 
 def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
     cfg, exp_dir, result = finished
-    keys = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean", "rouge_l",
-            "bleu", "eos_stop_rate")
+    keys = (
+        "specifics_recall",
+        "invented_share",
+        "intent_accuracy",
+        "rubric_pass",
+        "rubric_mean",
+        "rouge_l",
+        "bleu",
+        "eos_stop_rate",
+    )
     rows = {r["run"]: r for r in result["table"].rows}
     for name in (RUN_QA, RUN_INSTR):
         d = exp_dir / name
@@ -213,8 +267,16 @@ def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
     best = next(r for r in rows.values() if r["best"])
     assert best["val_rubric_pass"] == max(r["val_rubric_pass"] for r in rows.values())
     header = (exp_dir / "results.csv").read_text().splitlines()[0].split(",")
-    for col in ("test_specifics_recall", "test_invented_share", "test_intent_accuracy", "test_rubric_pass",
-                "val_rubric_pass", "rouge_l", "bleu", "eos_rate"):
+    for col in (
+        "test_specifics_recall",
+        "test_invented_share",
+        "test_intent_accuracy",
+        "test_rubric_pass",
+        "val_rubric_pass",
+        "rouge_l",
+        "bleu",
+        "eos_rate",
+    ):
         assert col in header, col
     md = (exp_dir / "results.md").read_text()
     for label in ("specifics", "invented", "intent", "rubric pass", "val rubric pass", "ROUGE-L"):
@@ -247,13 +309,22 @@ def test_chunked_equals_unchunked_and_interleaves(finished, make_cfg, tmp_path, 
     _, one_dir, _ = finished
     result = E.run(make_cfg(tmp_path, chunks=2))
     two_dir = Path(result["exp_dir"])
-    order = [line.split("] ")[1].split(":")[0] for line in capsys.readouterr().out.splitlines()
-             if line.startswith("[chunk")]
+    order = [
+        line.split("] ")[1].split(":")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("[chunk")
+    ]
     assert order == [RUN_QA, RUN_INSTR, RUN_QA, RUN_INSTR]  # chunk 1 of every run before any chunk 2
     for name in (RUN_QA, RUN_INSTR):
         _assert_same_weights(_weights(one_dir / name), _weights(two_dir / name))
-        for tag in ("train/loss", "train/grad_norm", "val/loss", "val_gen/rouge_l", "val_gen/rubric_pass",
-                    "final_val/rubric_pass", "final/rouge_l", "final/specifics_recall"):
+        for tag in (
+            "train/loss",
+            "train/grad_norm",
+            "val/loss",
+            "val_gen/rouge_l",
+            "val_gen/rubric_pass",
+            "final_val/rubric_pass",
+            "final/rouge_l",
+            "final/specifics_recall",
+        ):
             assert _series(one_dir / name, tag) == _series(two_dir / name, tag), tag
         assert len(list((two_dir / name / "tb").glob("events.*"))) == 2  # one event file per chunk
 
@@ -268,10 +339,12 @@ def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypat
     cfg = make_cfg(tmp_path, prompts=("qa",))
     real_step = Trainer.train_step
     for fail_at, exc in ((spe + 3, RuntimeError("power cut")), (spe + 4, KeyboardInterrupt())):
+
         def flaky(self, with_accuracy=True, fail_at=fail_at, exc=exc):
             if self.step + 1 == fail_at:
                 raise exc
             return real_step(self, with_accuracy)
+
         monkeypatch.setattr(Trainer, "train_step", flaky)
         with pytest.raises(type(exc)):
             E.run(cfg)
@@ -287,8 +360,14 @@ def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypat
     assert not (run_dir / "DONE").exists()
     E.run(cfg)
     _assert_same_weights(_weights(one_dir / RUN_QA), _weights(run_dir))
-    for tag in ("train/loss", "val/loss", "val_gen/specifics_recall", "final_val/rubric_pass", "final/rouge_l",
-                "final/rubric_pass"):
+    for tag in (
+        "train/loss",
+        "val/loss",
+        "val_gen/specifics_recall",
+        "final_val/rubric_pass",
+        "final/rouge_l",
+        "final/rubric_pass",
+    ):
         assert _series(one_dir / RUN_QA, tag) == _series(run_dir, tag), tag
 
 
@@ -349,8 +428,11 @@ def test_clone_warm_starts_from_the_parent(finished, make_cfg, tmp_path):
 
 def test_full_finetuning_all_pairs_and_seeds(make_cfg, tmp_path):
     """Full fine-tuning vs the filter's ablation (all pairs), two seeds each: mean/std rows."""
-    result = E.run(make_cfg(tmp_path, prompts=("qa",), adapters=("full",), data=("hq", "all"), epochs=(1,),
-                            seeds=2, evals_per_epoch=0))
+    result = E.run(
+        make_cfg(
+            tmp_path, prompts=("qa",), adapters=("full",), data=("hq", "all"), epochs=(1,), seeds=2, evals_per_epoch=0
+        )
+    )
     exp = Path(result["exp_dir"])
     table = result["table"]
     assert table.aggregated and {r["run"] for r in table.rows} == {"large-qa-full-ep1", "large-qa-full-ep1-all"}
@@ -372,17 +454,20 @@ def _exit(argv, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, match", [
-    (["--adapters", "r0:c_attn"], "r must be"),
-    (["--lrs", "-1"], "--lrs"),
-    (["--prompts", "nope"], "invalid choice"),
-    (["--set", "lr=1"], "--set needs --clone"),
-    (["--chunks", "0"], "--chunks"),
-    (["--large-base", "/nonexistent/model.pt"], "no such checkpoint"),
-    (["--stop", "no-such-run"], "no such run"),
-    (["--clone", RUN_QA, "--set", "base=small"], "keeps the parent's base"),
-    (["--clone", RUN_QA, "--set", "rank=4"], "unknown key"),
-])
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--adapters", "r0:c_attn"], "r must be"),
+        (["--lrs", "-1"], "--lrs"),
+        (["--prompts", "nope"], "invalid choice"),
+        (["--set", "lr=1"], "--set needs --clone"),
+        (["--chunks", "0"], "--chunks"),
+        (["--large-base", "/nonexistent/model.pt"], "no such checkpoint"),
+        (["--stop", "no-such-run"], "no such run"),
+        (["--clone", RUN_QA, "--set", "base=small"], "keeps the parent's base"),
+        (["--clone", RUN_QA, "--set", "rank=4"], "unknown key"),
+    ],
+)
 def test_bad_values_exit_2_with_one_line(finished, extra, match, capsys):
     cfg, _, _ = finished
     argv = ["--experiments-dir", cfg.experiments_dir, "--name", cfg.name, "--large-base", cfg.large_base] + extra
@@ -404,6 +489,7 @@ def test_default_adapter_targets_match_the_model(tiny_base):
     (a suffix match, as peft matches GPT-2's c_proj)."""
     from part3_pretrain.checkpoint import load_model
     from part4_sft.grid import Adapter
+
     model, _, _ = load_model(tiny_base)
     wrapped = apply_lora(model, Adapter.parse("r32:c_attn+c_proj").lora_config())
     assert any(n.endswith("attn.c_proj") for n in wrapped) and any(n.endswith("mlp.c_proj") for n in wrapped)
@@ -412,6 +498,7 @@ def test_default_adapter_targets_match_the_model(tiny_base):
 def _argv(cfg: E.ExperimentConfig) -> list[str]:
     """The command line that gives ``cfg``."""
     import dataclasses
+
     argv = []
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
@@ -459,5 +546,7 @@ def test_experiment_warns_about_a_run_folder_without_config(finished, make_cfg, 
     err = capsys.readouterr().err
     assert f"warning: {tmp_path / 'exp' / RUN_INSTR}: run folder without config.json, left out of the table" in err
     assert [r["run"] for r in result["table"].rows] == [RUN_QA]
-    assert f"LEFT OUT (run folders without config.json): {tmp_path / 'exp' / RUN_INSTR}" in \
-        (tmp_path / "exp" / "results.md").read_text()
+    assert (
+        f"LEFT OUT (run folders without config.json): {tmp_path / 'exp' / RUN_INSTR}"
+        in (tmp_path / "exp" / "results.md").read_text()
+    )

@@ -3,8 +3,8 @@ real GPT for cache-vs-recompute parity, padding invariance and seeding, and samp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Sequence
 
 import pytest
 import torch
@@ -33,7 +33,7 @@ class ScriptedModel(nn.Module):
 
     def _favourite(self, real: list[int]) -> int:
         for prompt, script in self.scripts.items():
-            if tuple(real[:len(prompt)]) == prompt:
+            if tuple(real[: len(prompt)]) == prompt:
                 n = len(real) - len(prompt)
                 return script[n] if n < len(script) else FILLER
         return FILLER
@@ -191,8 +191,15 @@ def test_argmax_at_temperature_zero() -> None:
     assert torch.equal(sample_next(logits, temperature=0.0), logits.argmax(-1))
 
 
-@pytest.mark.parametrize("kw", [dict(temperature=-1.0), dict(temperature=1.0, top_k=-1),
-                                dict(temperature=1.0, top_p=0.0), dict(temperature=1.0, top_p=1.5)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(temperature=-1.0),
+        dict(temperature=1.0, top_k=-1),
+        dict(temperature=1.0, top_p=0.0),
+        dict(temperature=1.0, top_p=1.5),
+    ],
+)
 def test_sample_next_rejects_bad_settings(kw: dict) -> None:
     with pytest.raises(ValueError):
         sample_next(torch.zeros(1, 4), **kw)

@@ -3,6 +3,7 @@
 Each reply games one thing: it copies everything, invents an order id, answers another intent,
 or says nothing. A metric must fail the reply that games it.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -16,12 +17,18 @@ ROW = {
     "slots": {"customer": "Leila", "order_id": "T1187", "product": "Coastal Running Shoes", "date": "March 3"},
     "reference": "x",
 }
-COPIES_ALL = ("I'm so sorry about the damage, Leila. Your Coastal Running Shoes from order #T1187 (ordered "
-              "March 3) arrived damaged; I've sent a free replacement that ships today. Have a great day!")
-INVENTS = ("I'm so sorry about the damage, Leila. Your Maple Running Shoes from order #N8343 arrived damaged; "
-           "I've sent a free replacement that ships today. Have a great day!")
-OFF_INTENT = ("Thanks for reaching out, Leila. Order #T1187 with the Coastal Running Shoes from March 3 is packed "
-              "and scheduled to ship today; I've emailed you the tracking link. Have a great day!")
+COPIES_ALL = (
+    "I'm so sorry about the damage, Leila. Your Coastal Running Shoes from order #T1187 (ordered "
+    "March 3) arrived damaged; I've sent a free replacement that ships today. Have a great day!"
+)
+INVENTS = (
+    "I'm so sorry about the damage, Leila. Your Maple Running Shoes from order #N8343 arrived damaged; "
+    "I've sent a free replacement that ships today. Have a great day!"
+)
+OFF_INTENT = (
+    "Thanks for reaching out, Leila. Order #T1187 with the Coastal Running Shoes from March 3 is packed "
+    "and scheduled to ship today; I've emailed you the tracking link. Have a great day!"
+)
 EMPTY = ""
 
 
@@ -86,22 +93,32 @@ def test_message_without_specifics_gives_absent_recall():
     assert out["specifics_recall"] is None and out["invented_share"]["value"] == 0.0
 
 
-@pytest.mark.parametrize("reply,message,expected", [
-    ("Your refund of $23.99 is on its way.", "refund of $23.99 please", []),
-    ("Your refund of $24.00 is on its way.", "refund of $23.99 please", ["amount:24.00"]),
-    ("It shipped on March 3rd.", "ordered on March 3", []),
-    ("It shipped on 4 March.", "ordered on March 3", ["date:march 4"]),
-    ("within 5 business days, 24 hours, a 30-day window", "hi", []),  # not specifics
-    ("your Coastal Running Shoes", "my coastal running shoes", []),  # case does not matter
-    ("order number A1234 is fine", "order #a1234?", []),
-])
+@pytest.mark.parametrize(
+    "reply,message,expected",
+    [
+        ("Your refund of $23.99 is on its way.", "refund of $23.99 please", []),
+        ("Your refund of $24.00 is on its way.", "refund of $23.99 please", ["amount:24.00"]),
+        ("It shipped on March 3rd.", "ordered on March 3", []),
+        ("It shipped on 4 March.", "ordered on March 3", ["date:march 4"]),
+        ("within 5 business days, 24 hours, a 30-day window", "hi", []),  # not specifics
+        ("your Coastal Running Shoes", "my coastal running shoes", []),  # case does not matter
+        ("order number A1234 is fine", "order #a1234?", []),
+    ],
+)
 def test_invented_detector(reply, message, expected):
     assert J.invented_specifics(reply, message) == expected
 
 
 def test_shuffled_control_exposes_replies_that_ignore_the_message():
-    rows = [dict(ROW), {**ROW, "context": "My order #K5521 was late with UPS.", "intent": "late_delivery",
-                        "slots": {"order_id": "K5521", "carrier": "UPS"}}]
+    rows = [
+        dict(ROW),
+        {
+            **ROW,
+            "context": "My order #K5521 was late with UPS.",
+            "intent": "late_delivery",
+            "slots": {"order_id": "K5521", "carrier": "UPS"},
+        },
+    ]
     own = J.job_metrics(rows, [COPIES_ALL, "Sorry for the delay on order #K5521 with UPS."], n_boot=20)
     ctrl = J.shuffled_control(rows, [COPIES_ALL, "Sorry for the delay on order #K5521 with UPS."], n_boot=20)
     assert own["specifics_recall"]["value"] == 1.0 and ctrl["specifics_recall"]["value"] == 0.0
@@ -131,8 +148,10 @@ def test_multi_reference_text_metrics_take_the_best_reference():
     assert M.rouge_l(refs, ["a dog ran in the park"]) == [pytest.approx(1.0)]
     assert M.corpus_bleu(refs, ["a dog ran in the park"]) == pytest.approx(1.0)
     from nltk.translate import bleu_score as nltk_bleu
+
     hyps = ["the dog sat in the park today"]
-    want = nltk_bleu.corpus_bleu([[r.split() for r in refs[0]]], [hyps[0].split()],
-                                 smoothing_function=nltk_bleu.SmoothingFunction().method1)
+    want = nltk_bleu.corpus_bleu(
+        [[r.split() for r in refs[0]]], [hyps[0].split()], smoothing_function=nltk_bleu.SmoothingFunction().method1
+    )
     assert M.corpus_bleu(refs, hyps) == pytest.approx(want, abs=1e-12)
     assert float(M.bleu_from_stats(M.bleu_stats(refs, hyps).sum(0))) == pytest.approx(want, abs=1e-9)

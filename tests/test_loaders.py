@@ -1,4 +1,5 @@
 """Tests for part4_sft.loaders: every format loads, and every bad file is one clear DataError."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,10 @@ def error_of(path: Path, **kwargs: str) -> str:
     return message
 
 
-PAIRS = [{"context": "Where is my order?", "response": "It ships today."},
-         {"context": "Can I return it?", "response": "Yes, within 30 days."}]
+PAIRS = [
+    {"context": "Where is my order?", "response": "It ships today."},
+    {"context": "Can I return it?", "response": "Yes, within 30 days."},
+]
 
 
 # --- formats ------------------------------------------------------------------------------
@@ -50,10 +53,8 @@ def test_jsonl_loads_in_order_with_physical_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "d.jsonl", jsonl(PAIRS[0]) + "\n  \n" + jsonl(PAIRS[1]))
     rows = load_pairs(path)
     assert rows == [
-        {"context": "Where is my order?", "response": "It ships today.", "quality": None,
-         "line": 1},
-        {"context": "Can I return it?", "response": "Yes, within 30 days.", "quality": None,
-         "line": 4},
+        {"context": "Where is my order?", "response": "It ships today.", "quality": None, "line": 1},
+        {"context": "Can I return it?", "response": "Yes, within 30 days.", "quality": None, "line": 4},
     ]
 
 
@@ -66,10 +67,7 @@ def test_json_list_or_wrapped_list(tmp_path: Path, wrap: str | None) -> None:
 
 
 def test_csv_loads_with_quoted_multiline_field(tmp_path: Path) -> None:
-    text = ('context,response\n'
-            '"Hi, I need help",Sure\n'
-            '"line one\nline two",Got it\n'
-            'Last,One\n')
+    text = 'context,response\n"Hi, I need help",Sure\n"line one\nline two",Got it\nLast,One\n'
     rows = load_pairs(write(tmp_path, "d.csv", text))
     assert [r["context"] for r in rows] == ["Hi, I need help", "line one\nline two", "Last"]
     assert [r["line"] for r in rows] == [2, 3, 5]
@@ -78,8 +76,7 @@ def test_csv_loads_with_quoted_multiline_field(tmp_path: Path) -> None:
 def test_utf8_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", b"\xef\xbb\xbfcontext,response\r\nA,B\r\nC,D\r\n")
     rows = load_pairs(path)
-    assert [(r["context"], r["response"], r["line"]) for r in rows] == [("A", "B", 2),
-                                                                          ("C", "D", 3)]
+    assert [(r["context"], r["response"], r["line"]) for r in rows] == [("A", "B", 2), ("C", "D", 3)]
 
 
 def test_whitespace_is_stripped_and_unicode_kept(tmp_path: Path) -> None:
@@ -104,8 +101,7 @@ def test_each_common_field_pair_is_detected(tmp_path: Path, pair: tuple[str, str
 
 
 def test_detection_prefers_pair_present_in_all_records() -> None:
-    records = [{"instruction": "a", "response": "b", "output": "c"},
-               {"instruction": "a", "output": "c"}]
+    records = [{"instruction": "a", "response": "b", "output": "c"}, {"instruction": "a", "output": "c"}]
     assert detect_fields(records, "x.json") == ("instruction", "output")
 
 
@@ -177,9 +173,11 @@ def test_explicit_quality_field_absent_is_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["great", "nan", "inf", [1], {"v": 1}])
 def test_unparseable_quality_names_line(tmp_path: Path, bad: object) -> None:
-    records = [{"context": "c", "response": "r", "quality": 1},
-               {"context": "c", "response": "r", "quality": 0},
-               {"context": "c", "response": "r", "quality": bad}]
+    records = [
+        {"context": "c", "response": "r", "quality": 1},
+        {"context": "c", "response": "r", "quality": 0},
+        {"context": "c", "response": "r", "quality": bad},
+    ]
     message = error_of(write(tmp_path, "d.jsonl", jsonl(*records)))
     assert ":3:" in message and "quality" in message and "auto-detected" in message
     message = error_of(write(tmp_path, "d.jsonl", jsonl(*records)), quality_field="quality")
@@ -187,8 +185,7 @@ def test_unparseable_quality_names_line(tmp_path: Path, bad: object) -> None:
 
 
 def rows_with(qualities: list[float | None]) -> list[dict]:
-    return [{"context": "c", "response": "r", "quality": q, "line": i + 1}
-            for i, q in enumerate(qualities)]
+    return [{"context": "c", "response": "r", "quality": q, "line": i + 1} for i, q in enumerate(qualities)]
 
 
 def test_filter_by_quality_threshold() -> None:
@@ -242,14 +239,14 @@ def test_not_utf8_names_line_of_bad_byte(tmp_path: Path) -> None:
     assert f"offset {data.index(bytes([0xE9]))}" in message
 
 
-@pytest.mark.parametrize("name,content", [("d.jsonl", ""), ("d.json", " \n\n"),
-                                          ("d.csv", "\n")])
+@pytest.mark.parametrize("name,content", [("d.jsonl", ""), ("d.json", " \n\n"), ("d.csv", "\n")])
 def test_empty_file(tmp_path: Path, name: str, content: str) -> None:
     assert "empty" in error_of(write(tmp_path, name, content))
 
 
-@pytest.mark.parametrize("name,content", [("d.json", "[]"), ("d.json", '{"data": []}'),
-                                          ("d.csv", "context,response\n")])
+@pytest.mark.parametrize(
+    "name,content", [("d.json", "[]"), ("d.json", '{"data": []}'), ("d.csv", "context,response\n")]
+)
 def test_no_records(tmp_path: Path, name: str, content: str) -> None:
     assert "no records" in error_of(write(tmp_path, name, content))
 
@@ -281,14 +278,17 @@ def test_jsonl_record_not_object_names_line(tmp_path: Path) -> None:
     assert ":2:" in message and "string" in message
 
 
-@pytest.mark.parametrize("bad,words", [
-    ({"context": "a"}, "missing response field 'response'"),
-    ({"context": 5, "response": "b"}, "must be a string, got number"),
-    ({"context": "a", "response": None}, "must be a string, got null"),
-    ({"context": "a", "response": ["b"]}, "must be a string, got array"),
-    ({"context": "   ", "response": "b"}, "context field 'context' is empty"),
-    ({"context": "a", "response": ""}, "response field 'response' is empty"),
-])
+@pytest.mark.parametrize(
+    "bad,words",
+    [
+        ({"context": "a"}, "missing response field 'response'"),
+        ({"context": 5, "response": "b"}, "must be a string, got number"),
+        ({"context": "a", "response": None}, "must be a string, got null"),
+        ({"context": "a", "response": ["b"]}, "must be a string, got array"),
+        ({"context": "   ", "response": "b"}, "context field 'context' is empty"),
+        ({"context": "a", "response": ""}, "response field 'response' is empty"),
+    ],
+)
 def test_bad_record_json_and_jsonl(tmp_path: Path, bad: dict, words: str) -> None:
     records = [PAIRS[0], PAIRS[1], bad, PAIRS[0]]
     message = error_of(write(tmp_path, "d.json", json.dumps(records, indent=2)))
@@ -298,11 +298,7 @@ def test_bad_record_json_and_jsonl(tmp_path: Path, bad: dict, words: str) -> Non
 
 
 def test_csv_multiline_field_then_bad_record_line(tmp_path: Path) -> None:
-    text = ('context,response\n'
-            'ok,fine\n'
-            '"first\nsecond\nthird",multi\n'
-            '\n'
-            '"  ",empty context\n')
+    text = 'context,response\nok,fine\n"first\nsecond\nthird",multi\n\n"  ",empty context\n'
     message = error_of(write(tmp_path, "d.csv", text))
     assert ":7:" in message and "context field 'context' is empty" in message
 

@@ -59,14 +59,25 @@ def test_config_problems_and_round_trip():
 # ------------------------------------------------------------------------------ apply / init
 
 
-@pytest.mark.parametrize("targets, expected", [
-    (("c_attn",), ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]),
-    (("c_attn", "c_proj"), ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj",
-                            "transformer.h.0.mlp.c_proj", "transformer.h.1.attn.c_attn",
-                            "transformer.h.1.attn.c_proj", "transformer.h.1.mlp.c_proj"]),
-    (("transformer.h.1.*.c_fc",), ["transformer.h.1.mlp.c_fc"]),  # fnmatch glob on the full name
-    (("attn.c_proj",), ["transformer.h.0.attn.c_proj", "transformer.h.1.attn.c_proj"]),
-])
+@pytest.mark.parametrize(
+    "targets, expected",
+    [
+        (("c_attn",), ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]),
+        (
+            ("c_attn", "c_proj"),
+            [
+                "transformer.h.0.attn.c_attn",
+                "transformer.h.0.attn.c_proj",
+                "transformer.h.0.mlp.c_proj",
+                "transformer.h.1.attn.c_attn",
+                "transformer.h.1.attn.c_proj",
+                "transformer.h.1.mlp.c_proj",
+            ],
+        ),
+        (("transformer.h.1.*.c_fc",), ["transformer.h.1.mlp.c_fc"]),  # fnmatch glob on the full name
+        (("attn.c_proj",), ["transformer.h.0.attn.c_proj", "transformer.h.1.attn.c_proj"]),
+    ],
+)
 def test_init_logits_equal_base(targets, expected):
     idx = batch()
     with torch.no_grad():
@@ -183,7 +194,7 @@ def test_adapter_round_trip(tmp_path):
     model, cfg, _ = lora_gpt(("c_attn", "c_fc"))
     randomize_b(model)
     with torch.no_grad():
-        for name, p in L.lora_parameters(model).items():
+        for p in L.lora_parameters(model).values():
             p.add_(0.01)  # A differs from a fresh kaiming init too
     path = L.save_adapter(model, cfg, tmp_path / "adapter.pt")
     assert path.is_file() and not list(tmp_path.glob(".*.tmp"))
@@ -212,7 +223,7 @@ def test_load_adapter_errors(tmp_path):
     with pytest.raises(ValueError, match="no such adapter"):
         L.load_adapter(tiny_gpt(), tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(good.read_bytes()[: 200])
+    garbage.write_bytes(good.read_bytes()[:200])
     with pytest.raises(ValueError, match="cannot load"):
         L.load_adapter(tiny_gpt(), garbage)
     wrong = tmp_path / "wrong.pt"

@@ -48,10 +48,21 @@ def hf_twin(model: GPT):
     transformers = pytest.importorskip("transformers")
     c = model.config
     hf_cfg = transformers.GPT2Config(
-        vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
-        n_head=c.n_head, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
-        attn_pdrop=0.0, layer_norm_epsilon=c.layer_norm_epsilon, bos_token_id=1, eos_token_id=1,
-        pad_token_id=0, tie_word_embeddings=True)
+        vocab_size=c.vocab_size,
+        n_positions=c.block_size,
+        n_embd=c.n_embd,
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        layer_norm_epsilon=c.layer_norm_epsilon,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=0,
+        tie_word_embeddings=True,
+    )
     hf_cfg._attn_implementation = "eager"  # the textbook attention: an independent reference
     hf = transformers.GPT2LMHeadModel(hf_cfg).eval()
     ours = model.state_dict()
@@ -81,7 +92,7 @@ def _left_padded(lengths: list[int], T: int, seed: int = 2) -> tuple[torch.Tenso
     ids = _random_ids(len(lengths), T, seed)
     mask = torch.zeros(len(lengths), T, dtype=torch.long)
     for b, n in enumerate(lengths):
-        mask[b, T - n:] = 1
+        mask[b, T - n :] = 1
     return ids.masked_fill(mask == 0, 0), mask
 
 
@@ -121,8 +132,8 @@ def test_left_padding_does_not_change_real_rows(smear: bool) -> None:
     idx, mask = _left_padded([10, 4], T)
     with torch.no_grad():
         batch = model(idx, attention_mask=mask)
-        alone = model(idx[1:, T - 4:])
-    torch.testing.assert_close(batch[1, T - 4:], alone[0], atol=1e-5, rtol=0)
+        alone = model(idx[1:, T - 4 :])
+    torch.testing.assert_close(batch[1, T - 4 :], alone[0], atol=1e-5, rtol=0)
 
 
 def test_smeared_keys_with_open_gates_are_gpt2_and_closed_gates_change_the_logits() -> None:
@@ -164,7 +175,7 @@ def test_causality_future_token_does_not_change_past_logits(t: int, smear: bool)
     changed[:, t + 1] = (changed[:, t + 1] + 7) % V
     with torch.no_grad():
         a, b = model(idx), model(changed)
-    torch.testing.assert_close(a[:, :t + 1], b[:, :t + 1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], atol=1e-6, rtol=0)
     assert not torch.allclose(a[:, t + 1], b[:, t + 1])  # the change itself is visible
 
 
@@ -189,7 +200,7 @@ def test_kv_cache_decoding_equals_full_forward(smear: bool) -> None:
         cache = KVCache(model.config, 2, 20, device="cpu", dtype=torch.float32)
         steps = [model(idx[:, :prefill], kv_cache=cache)]
         for t in range(prefill, 20):
-            steps.append(model(idx[:, t:t + 1], kv_cache=cache))
+            steps.append(model(idx[:, t : t + 1], kv_cache=cache))
     assert cache.pos == 20
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
 
@@ -204,7 +215,7 @@ def test_kv_cache_decoding_left_padded_batch(smear: bool) -> None:
         cache = KVCache(model.config, 3, T, device="cpu", dtype=torch.float32)
         steps = [model(idx[:, :prefill], attention_mask=mask[:, :prefill], kv_cache=cache)]
         for t in range(prefill, T):
-            steps.append(model(idx[:, t:t + 1], attention_mask=mask[:, :t + 1], kv_cache=cache))
+            steps.append(model(idx[:, t : t + 1], attention_mask=mask[:, : t + 1], kv_cache=cache))
     inc = torch.cat(steps, dim=1)
     real = mask.bool()
     assert torch.isfinite(inc).all()
@@ -241,7 +252,7 @@ def test_bmm_attention_equals_sdpa(T: int, S: int, padded: bool) -> None:
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=explicit)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
     go = torch.randn(ours.shape, generator=g)
-    for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(ref, (q, k, v), go)):
+    for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(ref, (q, k, v), go), strict=False):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
@@ -329,11 +340,17 @@ def test_gpt2_init_statistics() -> None:
 def test_num_params_counts_tied_weights_once() -> None:
     model = tiny_model()
     c = model.config
-    per_block = (2 * 2 * c.n_embd  # two LayerNorms
-                 + c.n_embd * 3 * c.n_embd + 3 * c.n_embd  # c_attn
-                 + c.n_embd * c.n_embd + c.n_embd  # attn c_proj
-                 + c.n_embd * 4 * c.n_embd + 4 * c.n_embd  # c_fc
-                 + 4 * c.n_embd * c.n_embd + c.n_embd)  # mlp c_proj
+    per_block = (
+        2 * 2 * c.n_embd  # two LayerNorms
+        + c.n_embd * 3 * c.n_embd
+        + 3 * c.n_embd  # c_attn
+        + c.n_embd * c.n_embd
+        + c.n_embd  # attn c_proj
+        + c.n_embd * 4 * c.n_embd
+        + 4 * c.n_embd  # c_fc
+        + 4 * c.n_embd * c.n_embd
+        + c.n_embd
+    )  # mlp c_proj
     expected = c.vocab_size * c.n_embd + c.block_size * c.n_embd + c.n_layer * per_block + 2 * c.n_embd
     assert model.num_params() == expected
     assert model.num_params(non_embedding=True) == expected - c.block_size * c.n_embd
@@ -341,13 +358,16 @@ def test_num_params_counts_tied_weights_once() -> None:
     assert model.num_params() == sum(unique.values())
 
 
-@pytest.mark.parametrize("bad, word", [
-    (dict(n_embd=30, n_head=4), "divisible"),
-    (dict(vocab_size=0), "vocab_size"),
-    (dict(n_layer=0), "n_layer"),
-    (dict(block_size=-1), "block_size"),
-    (dict(dropout=1.0), "dropout"),
-])
+@pytest.mark.parametrize(
+    "bad, word",
+    [
+        (dict(n_embd=30, n_head=4), "divisible"),
+        (dict(vocab_size=0), "vocab_size"),
+        (dict(n_layer=0), "n_layer"),
+        (dict(block_size=-1), "block_size"),
+        (dict(dropout=1.0), "dropout"),
+    ],
+)
 def test_invalid_config_raises(bad: dict, word: str) -> None:
     with pytest.raises(ValueError, match=word):
         GPT(tiny_config(**bad))

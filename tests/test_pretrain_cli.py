@@ -28,9 +28,24 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {"model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "summary.json"}
 STREAMS = {"train.bin", "val.bin"}  # the token streams the run reads through memmap
 
-TINY = dict(n_docs=120, vocab_size=280, n_layer=1, n_embd=32, n_head=2, block_size=128, batch_size=2,
-            max_steps=4, eval_every=2, eval_batches=2, warmup_steps=1, checkpoint_every=0, log_every=1,
-            progress=False, device="cpu", dtype="float32")
+TINY = dict(
+    n_docs=120,
+    vocab_size=280,
+    n_layer=1,
+    n_embd=32,
+    n_head=2,
+    block_size=128,
+    batch_size=2,
+    max_steps=4,
+    eval_every=2,
+    eval_batches=2,
+    warmup_steps=1,
+    checkpoint_every=0,
+    log_every=1,
+    progress=False,
+    device="cpu",
+    dtype="float32",
+)
 
 
 def tiny_cfg(out_dir: Path, **kw) -> PretrainConfig:
@@ -75,9 +90,14 @@ def _help_entries(help_text: str) -> dict[str, str]:
 
 
 def test_help_lists_every_field_with_its_default() -> None:
-    proc = subprocess.run([sys.executable, "-m", "part3_pretrain.pretrain", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "part3_pretrain.pretrain", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     entries = _help_entries(proc.stdout)
     for f in dataclasses.fields(PretrainConfig):
@@ -96,6 +116,7 @@ def test_help_lists_every_field_with_its_default() -> None:
 
 def test_corpus_kind_and_its_default_size() -> None:
     from part3_pretrain import corpus
+
     assert PretrainConfig().corpus_kind == "dialogue"
     assert PretrainConfig().n_docs == corpus.DIALOGUE_N_DOCS == PretrainConfig(corpus_kind="mixed").n_docs
     assert PretrainConfig(corpus_kind="generic").n_docs == corpus.DEFAULT_N_DOCS
@@ -104,25 +125,28 @@ def test_corpus_kind_and_its_default_size() -> None:
         run(PretrainConfig(corpus_kind="tweets"))
 
 
-@pytest.mark.parametrize("argv, option", [
-    (["--lr", "-0.1"], "--lr"),
-    (["--lr", "0"], "--lr"),
-    (["--lr", "abc"], "--lr"),
-    (["--n-embd", "100", "--n-head", "3"], "--n-head"),
-    (["--device", "tpu"], "--device"),
-    (["--dtype", "float8"], "--dtype"),
-    (["--max-steps", "0"], "--max-steps"),
-    (["--batch-size", "1.5"], "--batch-size"),
-    (["--vocab-size", "100"], "--vocab-size"),
-    (["--val-fraction", "0.9"], "--val-fraction"),
-    (["--decay-fraction", "0"], "--decay-fraction"),
-    (["--decay-fraction", "1.5"], "--decay-fraction"),
-    (["--decay-fraction", "-0.2", "--schedule", "wsd"], "--decay-fraction"),
-    (["--schedule", "linear"], "--schedule"),
-    (["--optimizer", "sgd"], "--optimizer"),
-    (["--corpus-kind", "tweets"], "--corpus-kind"),
-    (["--bogus-flag", "1"], "--bogus-flag"),
-])
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["--lr", "-0.1"], "--lr"),
+        (["--lr", "0"], "--lr"),
+        (["--lr", "abc"], "--lr"),
+        (["--n-embd", "100", "--n-head", "3"], "--n-head"),
+        (["--device", "tpu"], "--device"),
+        (["--dtype", "float8"], "--dtype"),
+        (["--max-steps", "0"], "--max-steps"),
+        (["--batch-size", "1.5"], "--batch-size"),
+        (["--vocab-size", "100"], "--vocab-size"),
+        (["--val-fraction", "0.9"], "--val-fraction"),
+        (["--decay-fraction", "0"], "--decay-fraction"),
+        (["--decay-fraction", "1.5"], "--decay-fraction"),
+        (["--decay-fraction", "-0.2", "--schedule", "wsd"], "--decay-fraction"),
+        (["--schedule", "linear"], "--schedule"),
+        (["--optimizer", "sgd"], "--optimizer"),
+        (["--corpus-kind", "tweets"], "--corpus-kind"),
+        (["--bogus-flag", "1"], "--bogus-flag"),
+    ],
+)
 def test_bad_values_exit_2_with_one_line(tmp_path: Path, capsys, argv: list[str], option: str) -> None:
     out = tmp_path / "out"
     assert call_main(argv + ["--out-dir", str(out)]) == 2
@@ -138,9 +162,14 @@ def test_all_problems_reported_together(tmp_path: Path, capsys) -> None:
 
 def test_bad_value_from_the_real_command_line(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "part3_pretrain.pretrain", "--n-embd", "100",
-                           "--n-head", "3", "--out-dir", str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "part3_pretrain.pretrain", "--n-embd", "100", "--n-head", "3", "--out-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1 and "--n-embd" in proc.stderr
     assert not out.exists()
@@ -188,8 +217,16 @@ def test_summary_keys_and_values(finished_run) -> None:
     out, summary = finished_run
     on_disk = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert on_disk == json.loads(json.dumps(summary))
-    assert set(on_disk) >= {"corpus", "model", "steps", "final_train_loss", "final_val_loss", "seconds",
-                            "sample", "config"}
+    assert set(on_disk) >= {
+        "corpus",
+        "model",
+        "steps",
+        "final_train_loss",
+        "final_val_loss",
+        "seconds",
+        "sample",
+        "config",
+    }
     assert on_disk["steps"] == 4
     assert math.isfinite(on_disk["final_train_loss"]) and math.isfinite(on_disk["final_val_loss"])
     assert on_disk["corpus"]["n_docs"] == 120
@@ -203,6 +240,7 @@ def test_summary_keys_and_values(finished_run) -> None:
     tokens = 4 * cfg.batch_size * cfg.block_size  # steps x sequences x tokens, counted by the trainer
     from part3_pretrain.flops import flops_per_token
     from part3_pretrain.model import GPTConfig
+
     fpt = flops_per_token(GPTConfig(**{k: on_disk["model"][k] for k in GPTConfig.__dataclass_fields__}))["total"]
     assert on_disk["compute"]["training_tokens"] == tokens and on_disk["compute"]["flops_per_token"] == fpt
     assert on_disk["compute"]["tflop"] == round(tokens * fpt / 1e12, 3)
@@ -258,8 +296,9 @@ def test_resume_equals_uninterrupted_run(finished_run, tmp_path: Path, monkeypat
     assert resumed["trainer"]["tokens_seen"] == straight["trainer"]["tokens_seen"] > 0  # the FLOP count survives
     for k, v in straight["model"].items():
         assert torch.equal(resumed["model"][k], v), k
-    assert without_timing(read_metrics(out / "metrics.jsonl")) == \
-        without_timing(read_metrics(straight_out / "metrics.jsonl"))
+    assert without_timing(read_metrics(out / "metrics.jsonl")) == without_timing(
+        read_metrics(straight_out / "metrics.jsonl")
+    )
 
 
 def test_muon_wsd_run_resumes_exactly(tmp_path: Path, monkeypatch) -> None:
@@ -290,8 +329,9 @@ def test_muon_wsd_run_resumes_exactly(tmp_path: Path, monkeypatch) -> None:
     assert set(resumed["trainer"]["optimizer"]) == {"muon", "adamw"}
     for k, v in reference["model"].items():
         assert torch.equal(resumed["model"][k], v), k
-    assert without_timing(read_metrics(out / "metrics.jsonl")) == \
-        without_timing(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
+    assert without_timing(read_metrics(out / "metrics.jsonl")) == without_timing(
+        read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    )
     with pytest.raises(ConfigError, match="--decay-fraction 0.5 -> 0.3"):  # wsd reads it: part of the run
         run(tiny_cfg(out, **{**kw, "decay_fraction": 0.3}, resume=True))
 
@@ -307,8 +347,14 @@ def test_resume_with_changed_settings_is_refused(finished_run, capsys) -> None:
         run(tiny_cfg(out, resume=True, schedule="wsd"))
     with pytest.raises(ConfigError, match="--corpus-kind 'dialogue' -> 'generic'"):
         run(tiny_cfg(out, resume=True, corpus_kind="generic"))
-    argv = [f"--{k.replace('_', '-')}" if v is True else f"--no-{k.replace('_', '-')}" if v is False
-            else f"--{k.replace('_', '-')}={v}" for k, v in {**TINY, "max_steps": 8}.items()]
+    argv = [
+        f"--{k.replace('_', '-')}"
+        if v is True
+        else f"--no-{k.replace('_', '-')}"
+        if v is False
+        else f"--{k.replace('_', '-')}={v}"
+        for k, v in {**TINY, "max_steps": 8}.items()
+    ]
     assert call_main(argv + ["--resume", "--out-dir", str(out)]) == 2
     assert "--max-steps" in one_error_line(capsys)
     assert (out / "model.pt").read_bytes() == before

@@ -12,6 +12,7 @@ past the door, no run destroys the last good checkpoint, no NaN is ever saved.
 - a torn last line in metrics.jsonl does not stop ``--resume``; a damaged line elsewhere is one
   line naming the file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,23 +29,46 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tools import one_thread
 from part3_pretrain import trainer as trainer_mod
-from part3_pretrain.checkpoint import (CheckpointError, _temp_beside, load_model, model_checkpoint,
-                                       non_finite_tensors, remove_stale_temps, save_atomic, write_text_atomic)
+from part3_pretrain.checkpoint import (
+    CheckpointError,
+    _temp_beside,
+    load_model,
+    model_checkpoint,
+    non_finite_tensors,
+    remove_stale_temps,
+    save_atomic,
+    write_text_atomic,
+)
 from part3_pretrain.data import TokenWindows
 from part3_pretrain.model import GPT, GPTConfig
 from part3_pretrain.pretrain import PROG, PretrainConfig, main, run
 from part3_pretrain.sink import read_metrics
 from part3_pretrain.tokenizer import train_tokenizer
 from part3_pretrain.trainer import Trainer, TrainerConfig, TrainingDiverged
+from tests.tools import one_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 # as tests/test_pretrain_cli.py's TINY: a 1-layer model that trains a step in ~20 ms
-TINY = dict(n_docs=120, vocab_size=280, n_layer=1, n_embd=32, n_head=2, block_size=128, batch_size=2,
-            max_steps=4, eval_every=2, eval_batches=2, warmup_steps=1, checkpoint_every=0, log_every=1,
-            progress=False, device="cpu", dtype="float32")
+TINY = dict(
+    n_docs=120,
+    vocab_size=280,
+    n_layer=1,
+    n_embd=32,
+    n_head=2,
+    block_size=128,
+    batch_size=2,
+    max_steps=4,
+    eval_every=2,
+    eval_batches=2,
+    warmup_steps=1,
+    checkpoint_every=0,
+    log_every=1,
+    progress=False,
+    device="cpu",
+    dtype="float32",
+)
 
 
 def tiny_cfg(out_dir: Path, **kw) -> PretrainConfig:
@@ -75,8 +99,14 @@ def one_error_line(err: str) -> str:
 
 
 def cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "part3_pretrain.pretrain", *args], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "part3_pretrain.pretrain", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -85,8 +115,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def without_timing(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "train/tokens_per_s"} for r in records]
-
-
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +159,16 @@ def _tiny_trainer(tmp_path: Path, **kw) -> Trainer:
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
     tokens = np.random.default_rng(0).integers(0, tok.vocab_size, 2000).astype(np.uint16)
-    cfg = TrainerConfig(**{**dict(max_steps=2, lr=3e-3, device="cpu", dtype="float32", progress=False,
-                                  checkpoint_every=1), **kw})
-    return Trainer(model, TokenWindows(tokens, 16, 2), cfg, checkpoint_path=tmp_path / "model.pt",
-                   checkpoint_meta={"model_config": model.config.to_dict(), "tokenizer": tok.to_str()})
+    cfg = TrainerConfig(
+        **{**dict(max_steps=2, lr=3e-3, device="cpu", dtype="float32", progress=False, checkpoint_every=1), **kw}
+    )
+    return Trainer(
+        model,
+        TokenWindows(tokens, 16, 2),
+        cfg,
+        checkpoint_path=tmp_path / "model.pt",
+        checkpoint_meta={"model_config": model.config.to_dict(), "tokenizer": tok.to_str()},
+    )
 
 
 @pytest.mark.parametrize("where", ["weights", "optimizer", "muon"])
@@ -148,8 +182,9 @@ def test_save_refuses_non_finite_state_and_keeps_the_last_checkpoint(tmp_path, w
         elif where == "optimizer":
             next(iter(trainer.optimizer.state.values()))["exp_avg_sq"].view(-1)[0] = float("inf")
         else:  # a Muon momentum buffer (MuonWithAdamW's state dict holds two optimizers' states)
-            trainer.optimizer.state[trainer.model.transformer.h[0].mlp.c_fc.weight]["momentum_buffer"][0, 0] = \
-                float("inf")
+            trainer.optimizer.state[trainer.model.transformer.h[0].mlp.c_fc.weight]["momentum_buffer"][0, 0] = float(
+                "inf"
+            )
     trainer.step += 1  # as after one more (bad) update
     with pytest.raises(TrainingDiverged) as err:
         trainer.save_checkpoint()
@@ -262,10 +297,15 @@ def test_remove_stale_temps_removes_only_ours(tmp_path) -> None:
     target = tmp_path / "model.pt"
     target.write_bytes(b"the checkpoint")
     ours = [tmp_path / ".model.pt.a1b2_c3d.tmp", tmp_path / ".model.pt.zzzzzzzz.tmp"]
-    others = [tmp_path / ".model.pt.tmp",  # not a random name
-              tmp_path / ".model.pt.abcdefgh.tmp.keep", tmp_path / ".model.pt.ABCDEFGH.tmp",
-              tmp_path / ".model.pt.abc.tmp", tmp_path / ".tokenizer.json.abcdefgh.tmp", tmp_path / "notes.tmp",
-              tmp_path / "model.pt.abcdefgh.tmp"]
+    others = [
+        tmp_path / ".model.pt.tmp",  # not a random name
+        tmp_path / ".model.pt.abcdefgh.tmp.keep",
+        tmp_path / ".model.pt.ABCDEFGH.tmp",
+        tmp_path / ".model.pt.abc.tmp",
+        tmp_path / ".tokenizer.json.abcdefgh.tmp",
+        tmp_path / "notes.tmp",
+        tmp_path / "model.pt.abcdefgh.tmp",
+    ]
     for p in ours + others:
         p.write_text("x")
     (tmp_path / ".model.pt.dir12345.tmp").mkdir()  # a directory is never ours
@@ -315,8 +355,10 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
-            pytest.fail(f"the run ended (rc {proc.returncode}) before it could be killed:\n"
-                        f"{proc.stderr.read()[-2000:] if proc.stderr else ''}")
+            pytest.fail(
+                f"the run ended (rc {proc.returncode}) before it could be killed:\n"
+                f"{proc.stderr.read()[-2000:] if proc.stderr else ''}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             pytest.fail("timed out waiting for the moment to kill")
@@ -333,8 +375,7 @@ def _saved_step(out: Path) -> int:
     return int(ckpt["trainer"]["step"])
 
 
-def test_kill_9_leaves_a_loadable_checkpoint_and_resume_ends_like_an_uninterrupted_run(uninterrupted,
-                                                                                        tmp_path) -> None:
+def test_kill_9_leaves_a_loadable_checkpoint_and_resume_ends_like_an_uninterrupted_run(uninterrupted, tmp_path) -> None:
     """kill -9 (1) right after the first checkpoint appears, (2) in the resumed run while it
     writes a checkpoint (its temp file seen: what an interrupted atomic save leaves); each time
     model.pt loads, and the next --resume (after half a metrics record is appended) finishes with
@@ -344,9 +385,14 @@ def test_kill_9_leaves_a_loadable_checkpoint_and_resume_ends_like_an_uninterrupt
     ckpt = out / "model.pt"
 
     def start(resume: bool) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "part3_pretrain.pretrain", *args,
-                                 *(["--resume"] if resume else [])], cwd=ROOT, env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "part3_pretrain.pretrain", *args, *(["--resume"] if resume else [])],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def inode() -> tuple[int, int] | None:
         """Which model.pt is there: each save renames a new file onto it."""
@@ -380,8 +426,9 @@ def test_kill_9_leaves_a_loadable_checkpoint_and_resume_ends_like_an_uninterrupt
     assert resumed["trainer"]["step"] == straight["trainer"]["step"] == KILL_ARGS["max_steps"]
     for k, v in straight["model"].items():
         assert torch.equal(resumed["model"][k], v), k
-    assert without_timing(read_metrics(out / "metrics.jsonl")) == \
-        without_timing(read_metrics(uninterrupted / "metrics.jsonl"))
+    assert without_timing(read_metrics(out / "metrics.jsonl")) == without_timing(
+        read_metrics(uninterrupted / "metrics.jsonl")
+    )
     assert not list(out.glob(".*")), sorted(p.name for p in out.glob(".*"))  # no temp file left
 
 
@@ -405,8 +452,9 @@ def test_resume_after_a_torn_last_metrics_line(uninterrupted, tmp_path, monkeypa
     with one_thread():
         run(tiny_cfg(out, **{**KILL_ARGS, "checkpoint_every": 10}, resume=True))
     assert torch.load(out / "model.pt", weights_only=True)["trainer"]["step"] == KILL_ARGS["max_steps"]
-    assert without_timing(read_metrics(out / "metrics.jsonl")) == \
-        without_timing(read_metrics(uninterrupted / "metrics.jsonl"))
+    assert without_timing(read_metrics(out / "metrics.jsonl")) == without_timing(
+        read_metrics(uninterrupted / "metrics.jsonl")
+    )
 
 
 def test_resume_with_a_damaged_metrics_line_is_one_line_and_changes_nothing(old_run, tmp_path, capsys) -> None:

@@ -1,4 +1,5 @@
 """Part 4: masks, audit, disjointness, batching, the untouched baseline, and the entry point."""
+
 from __future__ import annotations
 
 import copy
@@ -17,8 +18,16 @@ from part3_pretrain.pretrain import PretrainConfig
 from part3_pretrain.pretrain import run as pretrain_run
 from part3_pretrain.slots import slot_values
 from part4_sft import sft
-from part4_sft.data import (Example, LabelAuditError, LeakError, SFTBatches, audit_labels, build_example,
-                            check_disjoint, collate)
+from part4_sft.data import (
+    Example,
+    LabelAuditError,
+    LeakError,
+    SFTBatches,
+    audit_labels,
+    build_example,
+    check_disjoint,
+    collate,
+)
 from part4_sft.prompts import SCHEMES, get_scheme
 from part4_sft.sft import SFTConfig
 
@@ -28,9 +37,24 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrain")
-    pretrain_run(PretrainConfig(out_dir=str(out), n_docs=300, vocab_size=400, block_size=192, n_layer=1,
-                                n_head=2, n_embd=32, batch_size=8, max_steps=20, eval_every=10,
-                                checkpoint_every=0, progress=False, device="cpu", dtype="float32"))
+    pretrain_run(
+        PretrainConfig(
+            out_dir=str(out),
+            n_docs=300,
+            vocab_size=400,
+            block_size=192,
+            n_layer=1,
+            n_head=2,
+            n_embd=32,
+            batch_size=8,
+            max_steps=20,
+            eval_every=10,
+            checkpoint_every=0,
+            progress=False,
+            device="cpu",
+            dtype="float32",
+        )
+    )
     return out / "model.pt"
 
 
@@ -40,10 +64,25 @@ def tok(pretrained):
 
 
 def tiny_cfg(pretrained: Path, out: Path, **kw) -> SFTConfig:
-    base = dict(pretrained=str(pretrained), out_dir=str(out), dataset_path=str(out / "sft_dataset.json"),
-                n_pairs=120, n_high_quality=24, n_val=6, n_test=10, epochs=2, batch_size=4, lr=1e-3,
-                max_new_tokens=12, n_boot=50, n_examples=3, progress=False, device="cpu", dtype="float32",
-                prompt_scheme="chat")  # the role-token scheme, evaluated beside the dialogue baseline
+    base = dict(
+        pretrained=str(pretrained),
+        out_dir=str(out),
+        dataset_path=str(out / "sft_dataset.json"),
+        n_pairs=120,
+        n_high_quality=24,
+        n_val=6,
+        n_test=10,
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        max_new_tokens=12,
+        n_boot=50,
+        n_examples=3,
+        progress=False,
+        device="cpu",
+        dtype="float32",
+        prompt_scheme="chat",
+    )  # the role-token scheme, evaluated beside the dialogue baseline
     base.update(kw)
     return SFTConfig(**base)
 
@@ -59,7 +98,7 @@ def test_labels_are_exactly_response_plus_eos(tok, scheme):
     prompt_ids = s.encode_prompt(tok, context)
     trained = [t for t in ex.labels if t != IGNORE_INDEX]
     assert trained == tok.encode(s.response(response)) + [tok.eos_id]
-    assert ex.input_ids[:len(prompt_ids)] == prompt_ids
+    assert ex.input_ids[: len(prompt_ids)] == prompt_ids
     assert len(ex.input_ids) == len(ex.labels)
     # the label of position t is input t+1: the first trained label predicts the first response token
     first = ex.labels.index(trained[0])
@@ -111,8 +150,7 @@ def test_collate_pads_to_batch_longest_with_ignore_labels(tok):
 
 
 def test_sft_batches_cover_each_example_once_per_epoch_and_resume(tok):
-    examples = [build_example(tok, get_scheme("chat"), f"order #A{1000 + i}", f"reply {i}.", 190)
-                for i in range(10)]
+    examples = [build_example(tok, get_scheme("chat"), f"order #A{1000 + i}", f"reply {i}.", 190) for i in range(10)]
     src = SFTBatches(examples, batch_size=3, pad_id=tok.pad_id, seed=1)
     assert src.steps_per_epoch == 4
     seen = [tuple(row.tolist()) for _ in range(4) for row in src.next_batch()["input_ids"]]
@@ -139,8 +177,12 @@ def test_heldout_value_in_training_text_is_refused():
     train = [{"context": "A question.", "response": f"Your {held} ships today."}]
     with pytest.raises(LeakError, match="held-out slot values"):
         check_disjoint(train, [{"context": "other", "reference": "x"}], "test", check_heldout_values=True)
-    assert check_disjoint([{"context": "A question.", "response": "Fine."}], [{"context": "other"}],
-                          "test", check_heldout_values=True)["shared_contexts"] == 0
+    assert (
+        check_disjoint(
+            [{"context": "A question.", "response": "Fine."}], [{"context": "other"}], "test", check_heldout_values=True
+        )["shared_contexts"]
+        == 0
+    )
 
 
 # -- the baseline stays untouched ----------------------------------------------------------------
@@ -152,6 +194,7 @@ def test_fine_tuning_never_touches_the_baseline(pretrained, tmp_path):
     model = copy.deepcopy(base)
     cfg = tiny_cfg(pretrained, tmp_path, epochs=1)
     from part4_sft.datasets import load_splits
+
     splits = load_splits(cfg)
     sft.fine_tune(cfg, model, tok, splits, tmp_path, cfg.prompt_scheme)
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
@@ -177,32 +220,64 @@ def test_special_token_text_in_user_data_stays_text(tok, scheme, special):
 def test_audit_refuses_eos_inside_a_target(tok):
     ex = build_example(tok, get_scheme("chat"), "where is my order?", "It ships today.", max_len=190)
     i = ex.prompt_len + 1
-    bad = Example(ex.input_ids[:i] + [tok.eos_id] + ex.input_ids[i + 1:],
-                  ex.labels[:i - 1] + [tok.eos_id] + ex.labels[i:], ex.prompt_len)
+    bad = Example(
+        ex.input_ids[:i] + [tok.eos_id] + ex.input_ids[i + 1 :],
+        ex.labels[: i - 1] + [tok.eos_id] + ex.labels[i:],
+        ex.prompt_len,
+    )
     with pytest.raises(LabelAuditError, match="special tokens would be trained"):
         audit_labels([bad], tok)
 
 
 # -- the entry point -----------------------------------------------------------------------------
 
-EVAL_KEYS = {"test_rows", "compute", "pretrained", "pretrained_dialogue", "sft", "sft_minus_pretrained",
-             "sft_minus_pretrained_dialogue", "best_baseline", "inter_reference_agreement",
-             "ignoring_the_message_control", "examples", "test_unseen", "timings_seconds", "config", "dataset",
-             "training", "max_abs_weight_change"}
+EVAL_KEYS = {
+    "test_rows",
+    "compute",
+    "pretrained",
+    "pretrained_dialogue",
+    "sft",
+    "sft_minus_pretrained",
+    "sft_minus_pretrained_dialogue",
+    "best_baseline",
+    "inter_reference_agreement",
+    "ignoring_the_message_control",
+    "examples",
+    "test_unseen",
+    "timings_seconds",
+    "config",
+    "dataset",
+    "training",
+    "max_abs_weight_change",
+}
 JOB_KEYS = {"specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean"}
 
 
 def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
     ev = sft.run(tiny_cfg(pretrained, tmp_path))
-    for name in ("sft_model.pt", "loss_curve.png", "evaluation.json", "generations.jsonl", "sft_dataset.json",
-                 "metrics.jsonl"):
+    for name in (
+        "sft_model.pt",
+        "loss_curve.png",
+        "evaluation.json",
+        "generations.jsonl",
+        "sft_dataset.json",
+        "metrics.jsonl",
+    ):
         assert (tmp_path / name).is_file(), name
     on_disk = json.loads((tmp_path / "evaluation.json").read_text())
     assert EVAL_KEYS <= set(on_disk)
     for model in ("pretrained", "pretrained_dialogue", "sft"):
         g = on_disk[model]["greedy"]
-        assert {"bleu", "bleu_ci", "rouge_l", "rouge_l_ci", "eos_stop_rate", "length_limit_rate",
-                "mean_length", "job"} <= set(g)
+        assert {
+            "bleu",
+            "bleu_ci",
+            "rouge_l",
+            "rouge_l_ci",
+            "eos_stop_rate",
+            "length_limit_rate",
+            "mean_length",
+            "job",
+        } <= set(g)
         assert JOB_KEYS <= set(g["job"]) and all(g["job"][k]["ci"] for k in JOB_KEYS)
         assert JOB_KEYS <= set(on_disk[model]["sampled"]["job"])
         assert {"loss", "perplexity", "token_accuracy"} <= set(on_disk[model]["reference_loss"])
@@ -216,6 +291,7 @@ def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
     for key in ("pretrained_greedy", "pretrained_sampled", "pretrained_dialogue_greedy", "sft_greedy", "sft_sampled"):
         assert {"reply", "stopped_by", "rating", "failed_rules", "specifics_hit", "invented"} <= set(records[0][key])
     from part4_sft.job_metrics import judge_reply
+
     for r in records:  # every stored judgement is the one its reply earns
         row = {"context": r["context"], "intent": r["intent"], "slots": r["slots"]}
         assert judge_reply(r["sft_greedy"]["reply"], row)["rating"] == r["sft_greedy"]["rating"]
@@ -229,19 +305,25 @@ def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
     assert len(on_disk["examples"]) <= 3 and on_disk["inter_reference_agreement"]["n"] == 10
     assert {e["outcome"] for e in on_disk["examples"]} <= {"sft_better", "pretrained_better", "tie"}
     from part3_pretrain.flops import flops_per_token
+
     c, fpt = on_disk["compute"], flops_per_token(load_model(pretrained)[0].config)["total"]
-    assert c["fine_tuning_tflop"] == round(c["tokens"]["fine_tuning"] * fpt / 1e12, 3) and c["tokens"]["fine_tuning"] > 0
+    assert (
+        c["fine_tuning_tflop"] == round(c["tokens"]["fine_tuning"] * fpt / 1e12, 3) and c["tokens"]["fine_tuning"] > 0
+    )
     assert c["tokens"]["pretraining"] == 20 * 8 * 192  # the fixture's steps x batch x block
     assert c["evaluation_tflop"] > 0 and c["total_tflop"] == pytest.approx(
-        c["pretraining_tflop"] + c["fine_tuning_tflop"] + c["evaluation_tflop"], abs=2e-3)
+        c["pretraining_tflop"] + c["fine_tuning_tflop"] + c["evaluation_tflop"], abs=2e-3
+    )
     tuned, _, ckpt = load_model(tmp_path / "sft_model.pt")  # a normal, weights_only checkpoint
     assert ckpt["prompt_scheme"] == "chat" and ev["max_abs_weight_change"] > 0
 
 
 def _metrics_only(e: dict) -> dict:
-    return {k: e[k] for k in ("pretrained", "sft", "sft_minus_pretrained", "inter_reference_agreement", "examples",
-                              "test_unseen")
-            if k != "seconds"} | {"val": e["training"]["val_per_epoch"]}
+    return {
+        k: e[k]
+        for k in ("pretrained", "sft", "sft_minus_pretrained", "inter_reference_agreement", "examples", "test_unseen")
+        if k != "seconds"
+    } | {"val": e["training"]["val_per_epoch"]}
 
 
 def _strip_seconds(d):
@@ -257,8 +339,14 @@ def test_same_seed_gives_identical_metrics(pretrained, tmp_path):
 
 
 def test_own_data_jsonl_trains_and_evaluates(pretrained, tmp_path):
-    rows = [{"instruction": f"Where is order #B{1000 + i}?", "output": f"Order #B{1000 + i} ships today.",
-             "rating": 5 if i % 3 else 2} for i in range(40)]
+    rows = [
+        {
+            "instruction": f"Where is order #B{1000 + i}?",
+            "output": f"Order #B{1000 + i} ships today.",
+            "rating": 5 if i % 3 else 2,
+        }
+        for i in range(40)
+    ]
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     ev = sft.run(tiny_cfg(pretrained, tmp_path / "out", data=str(data), epochs=1))
@@ -270,23 +358,31 @@ def test_own_data_jsonl_trains_and_evaluates(pretrained, tmp_path):
 
 
 def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "part4_sft.sft", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "part4_sft.sft", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_every_option():
     res = _cli("--help")
     assert res.returncode == 0
     from dataclasses import fields
+
     for f in fields(SFTConfig):
         assert "--" + f.name.replace("_", "-") in res.stdout
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--lr", "-1"], "--lr"), (["--epochs", "0"], "--epochs"), (["--prompt-scheme", "nope"], "--prompt-scheme"),
-    (["--top-p", "2"], "--top-p"), (["--pretrained", "missing.pt"], "--pretrained"),
-    (["--data", "missing.jsonl"], "--data"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--lr", "-1"], "--lr"),
+        (["--epochs", "0"], "--epochs"),
+        (["--prompt-scheme", "nope"], "--prompt-scheme"),
+        (["--top-p", "2"], "--top-p"),
+        (["--pretrained", "missing.pt"], "--pretrained"),
+        (["--data", "missing.jsonl"], "--data"),
+    ],
+)
 def test_bad_options_fail_with_one_line(args, needle, tmp_path):
     res = _cli(*args, "--out-dir", str(tmp_path / "out"))
     assert res.returncode == 2
@@ -294,16 +390,22 @@ def test_bad_options_fail_with_one_line(args, needle, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("content,needle", [
-    ('{"context": "a", "response": "b"}\n{"context": "c", "response": \n', "mine.jsonl:2"),
-    ('{"context": "a", "response": ""}\n', "mine.jsonl:1"),
-    ('{"context": "a"}\n', "mine.jsonl"),  # no response field: detection names the file and the flags
-    ('{"context": "a", "response": "b"}\n\xff\n', "not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ('{"context": "a", "response": "b"}\n{"context": "c", "response": \n', "mine.jsonl:2"),
+        ('{"context": "a", "response": ""}\n', "mine.jsonl:1"),
+        ('{"context": "a"}\n', "mine.jsonl"),  # no response field: detection names the file and the flags
+        ('{"context": "a", "response": "b"}\n\xff\n', "not valid UTF-8"),
+    ],
+)
 def test_malformed_own_data_fails_before_writing(pretrained, tmp_path, content, needle):
     data = tmp_path / "mine.jsonl"
-    data.write_bytes(content.encode("utf-8", "surrogateescape") if "\xff" not in content
-                     else content.replace("\xff", "").encode() + b"\xff\n")
+    data.write_bytes(
+        content.encode("utf-8", "surrogateescape")
+        if "\xff" not in content
+        else content.replace("\xff", "").encode() + b"\xff\n"
+    )
     out = tmp_path / "out"
     res = _cli("--data", str(data), "--pretrained", str(pretrained), "--out-dir", str(out))
     assert res.returncode == 2, res.stderr
@@ -320,11 +422,41 @@ def test_label_audit_counts_reach_evaluation_json(pretrained, tmp_path):
 
 # -- reliability: bad values stop at the door, a failing run destroys nothing ------------------------
 
+
 def _tiny_args(pretrained: Path, out: Path) -> list[str]:
-    return ["--pretrained", str(pretrained), "--out-dir", str(out), "--dataset-path", str(out.parent / "d.json"),
-            "--n-pairs", "120", "--n-high-quality", "24", "--n-val", "6", "--n-test", "10", "--epochs", "1",
-            "--batch-size", "4", "--lr", "1e-3", "--max-new-tokens", "12", "--n-boot", "20", "--n-examples", "3",
-            "--no-progress", "--device", "cpu", "--dtype", "float32"]
+    return [
+        "--pretrained",
+        str(pretrained),
+        "--out-dir",
+        str(out),
+        "--dataset-path",
+        str(out.parent / "d.json"),
+        "--n-pairs",
+        "120",
+        "--n-high-quality",
+        "24",
+        "--n-val",
+        "6",
+        "--n-test",
+        "10",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--max-new-tokens",
+        "12",
+        "--n-boot",
+        "20",
+        "--n-examples",
+        "3",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -347,13 +479,17 @@ def _snapshot(out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in sft.OUTPUTS}
 
 
-@pytest.mark.parametrize("extra,needle", [
-    (["--lr", "nan"], "--lr must be a finite number"), (["--lr", "inf"], "--lr must be a finite number"),
-    (["--min-quality", "nan"], "--min-quality must be a finite number"),
-    (["--temperature", "nan"], "--temperature"),
-    (["--max-new-tokens", "200"], "--max-new-tokens 200 leaves no room"),  # needs the checkpoint's context
-    (["--lr", "1e9"], "is not finite"),  # passes the door, diverges in training
-])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--lr", "nan"], "--lr must be a finite number"),
+        (["--lr", "inf"], "--lr must be a finite number"),
+        (["--min-quality", "nan"], "--min-quality must be a finite number"),
+        (["--temperature", "nan"], "--temperature"),
+        (["--max-new-tokens", "200"], "--max-new-tokens 200 leaves no room"),  # needs the checkpoint's context
+        (["--lr", "1e9"], "is not finite"),  # passes the door, diverges in training
+    ],
+)
 def test_failing_run_leaves_previous_outputs_byte_identical(finished_run, pretrained, extra, needle, capsys):
     out, before = finished_run
     capsys.readouterr()
@@ -370,16 +506,34 @@ def test_resume_refuses_changed_settings_and_other_base(finished_run, pretrained
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot resume with changed settings: --prompt-scheme 'dialogue' -> 'qa'" in err
     other = tmp_path / "other"
-    pretrain_run(PretrainConfig(out_dir=str(other), n_docs=300, vocab_size=300, block_size=192, n_layer=1, n_head=2,
-                                n_embd=32, batch_size=8, max_steps=2, eval_every=0, checkpoint_every=0,
-                                progress=False, device="cpu", dtype="float32"))
+    pretrain_run(
+        PretrainConfig(
+            out_dir=str(other),
+            n_docs=300,
+            vocab_size=300,
+            block_size=192,
+            n_layer=1,
+            n_head=2,
+            n_embd=32,
+            batch_size=8,
+            max_steps=2,
+            eval_every=0,
+            checkpoint_every=0,
+            progress=False,
+            device="cpu",
+            dtype="float32",
+        )
+    )
     args = _tiny_args(pretrained, out)
     args[args.index("--pretrained") + 1] = str(other / "model.pt")
     # the base path is part of the run's identity; with it allowed to differ, the weights still are checked
     with pytest.raises(CheckpointError, match="different base"):
-        sft.check_against_base(SFTConfig(pretrained=str(other / "model.pt"), out_dir=str(out), resume=True),
-                               *load_model(other / "model.pt")[:2], other / "model.pt",
-                               load_checkpoint(out / "sft_model.pt"))
+        sft.check_against_base(
+            SFTConfig(pretrained=str(other / "model.pt"), out_dir=str(out), resume=True),
+            *load_model(other / "model.pt")[:2],
+            other / "model.pt",
+            load_checkpoint(out / "sft_model.pt"),
+        )
     assert _exit_code(args + ["--resume"]) == 2 and "--pretrained" in capsys.readouterr().err
     assert _snapshot(out) == before
 
@@ -388,6 +542,7 @@ def test_resume_after_interrupt_keeps_the_whole_history(pretrained, tmp_path, mo
     cfg = tiny_cfg(pretrained, tmp_path / "straight", n_boot=20)
     straight = sft.run(cfg)
     from part3_pretrain.trainer import Trainer
+
     real_step = Trainer.train_step
 
     def interrupt_at_step_4(self, *a, **k):
@@ -421,8 +576,9 @@ def test_responses_longer_than_the_context_are_one_clear_error(pretrained, tmp_p
 
 def test_quality_filter_that_keeps_nothing_names_the_fix(pretrained, tmp_path, capsys):
     data = tmp_path / "labels.jsonl"
-    data.write_text("".join(json.dumps({"context": f"q{i}", "response": "ok.", "label": i % 2}) + "\n"
-                            for i in range(40)))
+    data.write_text(
+        "".join(json.dumps({"context": f"q{i}", "response": "ok.", "label": i % 2}) + "\n" for i in range(40))
+    )
     assert _exit_code(_tiny_args(pretrained, tmp_path / "out") + ["--data", str(data), "--quality-field", "label"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "kept 0 of 40 rows" in err and "use --min-quality 1" in err
@@ -439,9 +595,16 @@ def test_tiny_run_scores_fixed_replies_as_computed_by_hand(pretrained, tmp_path,
     real_load = ds.load_splits
     monkeypatch.setattr(sft, "load_splits", lambda cfg: replace(real_load(cfg), test=rows, test_unseen=[]))
     fixed = [COPIES_ALL, INVENTS, OFF_INTENT, EMPTY]
-    monkeypatch.setattr(ev, "generate_replies", lambda model, tok, scheme, contexts, settings, temperature: {
-        "texts": fixed[:len(contexts)], "stopped_by_eos": [True, True, False, True][:len(contexts)],
-        "lengths": [30, 28, 12, 0][:len(contexts)], "prompt_lengths": [20] * len(contexts)})
+    monkeypatch.setattr(
+        ev,
+        "generate_replies",
+        lambda model, tok, scheme, contexts, settings, temperature: {
+            "texts": fixed[: len(contexts)],
+            "stopped_by_eos": [True, True, False, True][: len(contexts)],
+            "lengths": [30, 28, 12, 0][: len(contexts)],
+            "prompt_lengths": [20] * len(contexts),
+        },
+    )
     result = sft.run(tiny_cfg(pretrained, tmp_path, epochs=1))
     for model in ("pretrained", "pretrained_dialogue", "sft"):
         job = result[model]["greedy"]["job"]
@@ -452,6 +615,10 @@ def test_tiny_run_scores_fixed_replies_as_computed_by_hand(pretrained, tmp_path,
         assert result[model]["greedy"]["eos_stop_rate"] == pytest.approx(3 / 4)
     assert result["sft_minus_pretrained"]["greedy"]["job"]["rubric_pass"]["diff"] == 0
     records = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
-    assert [r["sft_greedy"]["invented"] for r in records] == [[], ["order_id:N8343", "product:maple running shoes"],
-                                                             [], []]
+    assert [r["sft_greedy"]["invented"] for r in records] == [
+        [],
+        ["order_id:N8343", "product:maple running shoes"],
+        [],
+        [],
+    ]
     assert [r["sft_greedy"]["stopped_by"] for r in records] == ["eos", "eos", "length", "eos"]

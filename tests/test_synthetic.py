@@ -1,6 +1,7 @@
 """Tests for part4_sft.synthetic: the rubric on hand-written replies, trait draws, top-rated
 selection, determinism, splits, and the held-out phrasing of "test_unseen". The retail world it
 writes with (intents, template partition, contexts, good replies) is tested in test_domain.py."""
+
 from __future__ import annotations
 
 import copy
@@ -40,35 +41,59 @@ def unseen_set() -> list[dict]:
 
 # ----------------------------------------------------------------------------- the rubric
 SLOTS = {"customer": "Leila", "order_id": "A1234", "product": "Cedar Rain Jacket"}
-GOOD = ("I'm so sorry about the damage, Leila. Your Cedar Rain Jacket from order #A1234 arrived "
-        "damaged, so I've sent a free replacement that ships today. Have a great day!")
+GOOD = (
+    "I'm so sorry about the damage, Leila. Your Cedar Rain Jacket from order #A1234 arrived "
+    "damaged, so I've sent a free replacement that ships today. Have a great day!"
+)
 
 
 def _rate(response: str, intent: str = "damaged_item", slots: dict | None = None) -> tuple[float, list[str]]:
-    return syn.rate_response({"context": "", "response": response, "intent": intent,
-                              "slots": SLOTS if slots is None else slots})
+    return syn.rate_response(
+        {"context": "", "response": response, "intent": intent, "slots": SLOTS if slots is None else slots}
+    )
 
 
 def test_good_response_scores_high() -> None:
     assert _rate(GOOD) == (5.0, [])
 
 
-@pytest.mark.parametrize("response, rule", [
-    ("Calm down, Leila. Your Cedar Rain Jacket from order #A1234 arrived damaged, so I've sent a "
-     "free replacement that ships today. Have a great day!", "rude"),
-    ("I'm so sorry about the damage, Leila. Your Cedar Rain Jacket from order #A1234 arrived "
-     "damaged, so I've sent a free replacement that", "truncated"),
-    ("I'm so sorry about the damage, Leila. Your Cedar Rain Jacket arrived damaged, so I've sent a "
-     "free replacement that ships today. Have a great day!", "ignores_specifics"),
-    ("Thanks for reaching out, Leila. Your Cedar Rain Jacket from order #A1234 is in transit, and "
-     "I've emailed you the tracking link. Have a great day!", "off_intent"),
-    ("I'm so sorry about the damage, Leila. Your Cedar Rain Jacket from order #A1234 arrived "
-     "damaged and we know that is frustrating. Have a great day!", "no_next_step"),
-    ("Sorry Leila, order #A1234 damaged, replacement sent.", "curt"),
-    (GOOD + " Have a great day! Have a great day!", "repetitive"),
-    ("Thank you for contacting customer support. We value your business. Our team will get back "
-     "to you as soon as possible. Have a great day!", "generic"),
-])
+@pytest.mark.parametrize(
+    "response, rule",
+    [
+        (
+            "Calm down, Leila. Your Cedar Rain Jacket from order #A1234 arrived damaged, so I've sent a "
+            "free replacement that ships today. Have a great day!",
+            "rude",
+        ),
+        (
+            "I'm so sorry about the damage, Leila. Your Cedar Rain Jacket from order #A1234 arrived "
+            "damaged, so I've sent a free replacement that",
+            "truncated",
+        ),
+        (
+            "I'm so sorry about the damage, Leila. Your Cedar Rain Jacket arrived damaged, so I've sent a "
+            "free replacement that ships today. Have a great day!",
+            "ignores_specifics",
+        ),
+        (
+            "Thanks for reaching out, Leila. Your Cedar Rain Jacket from order #A1234 is in transit, and "
+            "I've emailed you the tracking link. Have a great day!",
+            "off_intent",
+        ),
+        (
+            "I'm so sorry about the damage, Leila. Your Cedar Rain Jacket from order #A1234 arrived "
+            "damaged and we know that is frustrating. Have a great day!",
+            "no_next_step",
+        ),
+        ("Sorry Leila, order #A1234 damaged, replacement sent.", "curt"),
+        (GOOD + " Have a great day! Have a great day!", "repetitive"),
+        (
+            "Thank you for contacting customer support. We value your business. Our team will get back "
+            "to you as soon as possible. Have a great day!",
+            "generic",
+        ),
+    ],
+)
 def test_flawed_responses_score_low_with_the_rule(response: str, rule: str) -> None:
     rating, rules = _rate(response)
     assert rating < syn.HIGH_QUALITY_THRESHOLD
@@ -91,8 +116,10 @@ def test_boilerplate_padding_a_specific_reply_is_generic() -> None:
 
 def test_product_name_does_not_count_as_intent_keyword() -> None:
     slots = {"product": "Juniper Organic Cotton Tote"}
-    reply = ("Thanks for asking! The Juniper Organic Cotton Tote ships today, and I've emailed you "
-             "the tracking link. Have a great day!")
+    reply = (
+        "Thanks for asking! The Juniper Organic Cotton Tote ships today, and I've emailed you "
+        "the tracking link. Have a great day!"
+    )
     assert "off_intent" in _rate(reply, "eco_products", slots)[1]
 
 
@@ -115,8 +142,15 @@ def test_rubric_recognises_every_template_on_both_sides() -> None:
 
 
 # ----------------------------------------------------------------------------- traits
-REAL_FLAWS = {"specifics": ("some", "none"), "intent": ("other",), "next_step": (False,), "tone": ("rude",),
-              "length": ("curt",), "truncated": (True,), "repetition": (True,)}
+REAL_FLAWS = {
+    "specifics": ("some", "none"),
+    "intent": ("other",),
+    "next_step": (False,),
+    "tone": ("rude",),
+    "length": ("curt",),
+    "truncated": (True,),
+    "repetition": (True,),
+}
 MILD_FLAWS = {"acknowledgement": (False,), "name": (False,), "close": (False,)}
 
 
@@ -130,7 +164,7 @@ def test_single_traits_and_the_rubric_agree(side: str) -> None:
         ctx = domain.make_context(syn.INTENTS[i % len(syn.INTENTS)], pools, rng, ph)
         example = {"intent": ctx.intent, "slots": ctx.slots}
 
-        def rate(trait: str | None = None, value: object = None) -> tuple[float, list[str]]:
+        def rate(trait: str | None = None, value: object = None, example=example, ctx=ctx) -> tuple[float, list[str]]:
             traits = {**syn._GOOD_TRAITS, **({trait: value} if trait else {})}
             return syn.rate_response({**example, "response": syn._response(ctx, traits, pools, rng, ph)})
 
@@ -162,7 +196,7 @@ def test_traits_vary_independently(pairs: list[dict]) -> None:
     for trait, options in syn._TRAITS.items():
         seen = Counter(t[trait] for t in traits)
         assert {value for value, _ in options} <= set(seen), trait
-    assert all((t["name"] is None) == ("customer" not in p["slots"]) for t, p in zip(traits, pairs))
+    assert all((t["name"] is None) == ("customer" not in p["slots"]) for t, p in zip(traits, pairs, strict=False))
     # Each pair of traits: "both off their careful value" about as often as independence predicts.
     off = {k: [t[k] is not None and t[k] != syn._GOOD_TRAITS[k] for t in traits] for k in syn._TRAITS}
     for a, b in itertools.combinations(syn._TRAITS, 2):
@@ -179,8 +213,10 @@ def test_top_rated_are_kept(pairs: list[dict]) -> None:
     assert len(pairs) == 5000
     assert sum(p["high_quality"] for p in pairs) == 500
     assert [p["id"] for p in pairs] == list(range(5000))
-    assert all(list(p) == ["id", "context", "response", "intent", "slots", "rating", "rules", "high_quality",
-                           "traits"] for p in pairs)
+    assert all(
+        list(p) == ["id", "context", "response", "intent", "slots", "rating", "rules", "high_quality", "traits"]
+        for p in pairs
+    )
     for p in pairs:
         assert (p["rating"], p["rules"]) == syn.rate_response(p)
     assert all(p["rules"] == [] for p in pairs if p["rating"] == 5.0)
@@ -201,7 +237,7 @@ def test_selection_reads_only_the_ratings(pairs: list[dict]) -> None:
     shuffled = copy.deepcopy(pairs)
     traits = [p["traits"] for p in shuffled]
     random.Random(1).shuffle(traits)
-    for p, t in zip(shuffled, traits):
+    for p, t in zip(shuffled, traits, strict=False):
         p["traits"] = t
     assert syn._select(shuffled, 500, seed=0) == flags
     bare = [{"rating": p["rating"]} for p in pairs]
@@ -257,8 +293,7 @@ def test_training_pairs_use_only_train_values(pairs: list[dict]) -> None:
 
 
 # ----------------------------------------------------------------------------- held-out phrasing
-def test_training_text_has_no_held_out_phrasing(pairs: list[dict], val_set: list[dict],
-                                                 test_set: list[dict]) -> None:
+def test_training_text_has_no_held_out_phrasing(pairs: list[dict], val_set: list[dict], test_set: list[dict]) -> None:
     assert template_leaks(p["context"] + "\n" + p["response"] for p in pairs) == []
     for rows in (val_set, test_set):
         assert template_leaks(r[k] for r in rows for k in ("context", "reference", "reference_2")) == []
@@ -292,8 +327,9 @@ def test_references_are_high_quality_and_independent(split: str, request: pytest
     assert len({syn._context_key(r["context"]) for r in rows}) == len(rows)
 
 
-def test_unseen_split_is_phrased_with_held_out_templates(pairs: list[dict], unseen_set: list[dict],
-                                                         test_set: list[dict]) -> None:
+def test_unseen_split_is_phrased_with_held_out_templates(
+    pairs: list[dict], unseen_set: list[dict], test_set: list[dict]
+) -> None:
     contexts = [r["context"] for r in unseen_set]
     with_held = sum(bool(template_leaks([c])) for c in contexts)
     assert with_held >= 0.6 * len(contexts)

@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, models
 
-from part3_pretrain.tokenizer import (ASSISTANT, EOS, PAD, SPECIAL_TOKENS, USER, RetailTokenizer,
-                                      TokenizerError, train_tokenizer)
+from part3_pretrain.tokenizer import (
+    ASSISTANT,
+    EOS,
+    PAD,
+    SPECIAL_TOKENS,
+    USER,
+    RetailTokenizer,
+    TokenizerError,
+    train_tokenizer,
+)
 
 VOCAB = 300
 LINES = [
@@ -110,8 +118,12 @@ def test_save_load_round_trip(tok: RetailTokenizer, tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["tokenizer.json"]  # no temp file left
     loaded = RetailTokenizer.load(path)
     assert loaded.vocab_size == tok.vocab_size
-    assert (loaded.pad_id, loaded.eos_id, loaded.user_id, loaded.assistant_id) == \
-        (tok.pad_id, tok.eos_id, tok.user_id, tok.assistant_id)
+    assert (loaded.pad_id, loaded.eos_id, loaded.user_id, loaded.assistant_id) == (
+        tok.pad_id,
+        tok.eos_id,
+        tok.user_id,
+        tok.assistant_id,
+    )
     for text in ROUND_TRIP:
         assert loaded.encode(text) == tok.encode(text)
         assert loaded.decode(loaded.encode(text)) == text

@@ -1,8 +1,9 @@
 """Small helpers shared by the test files."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

@@ -49,8 +49,8 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
 
     from part4_sft import evaluate as ev
     from part4_sft import sft
-    from part4_sft.datasets import load_splits
     from part4_sft.prompts import get_scheme
+    from part4_sft.splits import load_splits
 
     cfg = sft.SFTConfig(
         pretrained=base,

@@ -31,7 +31,7 @@ from part3_pretrain.model import GPT
 from part3_pretrain.tokenizer import RetailTokenizer
 
 from . import job_metrics, metrics
-from .data import build_examples, fixed_batches
+from .examples import build_examples, fixed_batches
 from .prompts import PromptScheme
 
 MODES = ("greedy", "sampled")

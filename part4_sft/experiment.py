@@ -76,7 +76,7 @@ from part3_pretrain.tokenizer import TokenizerError
 from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, TrainingDiverged
 
 from . import report
-from .data import LabelAuditError, LeakError
+from .examples import LabelAuditError
 from .grid import (
     BASES,
     DATA_CHOICES,
@@ -94,7 +94,6 @@ from .grid import (
     load_grid_file,
     valid_run_name,
 )
-from .loaders import DataError
 from .prompts import SCHEMES
 from .runner import (
     RunConfig,
@@ -110,6 +109,8 @@ from .runner import (
     save_run_config,
     train_chunk,
 )
+from .splits import LeakError
+from .user_data import DataError
 
 PROG = "python -m part4_sft.experiment"
 DEFAULT_EXPERIMENTS_DIR = "checkpoints/experiments"

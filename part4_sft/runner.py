@@ -69,14 +69,14 @@ from part3_pretrain.tokenizer import RetailTokenizer
 from part3_pretrain.trainer import Trainer, TrainerConfig, TrainingDiverged
 
 from . import evaluate as ev
-from .data import SFTBatches, audit_labels, build_examples, check_disjoint, fixed_batches
-from .datasets import DatasetSplits, load_splits
+from .examples import SFTBatches, audit_labels, build_examples, fixed_batches
 from .grid import BASES, Knobs
 from .job_metrics import JOB_KEYS
 from .lora import apply_lora, count_parameters, merged_state_dict, save_adapter
 from .prompts import get_scheme
 from .report import KNOB_COLUMNS, missing_keys
 from .sft import SFTConfig, load_baseline
+from .splits import DatasetSplits, check_disjoint, load_splits
 
 # settings that decide the data every run of an experiment sees
 DATA_FIELDS = ("dataset_path", "n_pairs", "n_high_quality", "n_val", "n_test", "data_seed")

@@ -51,10 +51,10 @@ from part3_pretrain.trainer import (
 
 from . import evaluate as ev
 from . import job_metrics
-from .data import LabelAuditError, LeakError, SFTBatches, audit_labels, build_examples, fixed_batches
-from .datasets import TRAIN_SETS, DatasetSplits, load_splits
-from .loaders import DataError
+from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
 from .prompts import SCHEMES, get_scheme
+from .splits import TRAIN_SETS, DatasetSplits, LeakError, load_splits
+from .user_data import DataError
 
 PROG = "python -m part4_sft.sft"
 DEFAULT_PRETRAINED = "checkpoints/pretrain/model.pt"

@@ -55,6 +55,8 @@ from part3_pretrain.domain import (
 )
 from part3_pretrain.slots import SlotPools, split_pools
 
+from .contexts import context_key
+
 HIGH_QUALITY_THRESHOLD = 4.0
 EVAL_SPLITS = ("val", "test", "test_unseen")
 
@@ -425,15 +427,6 @@ def _response(
 # ---------------------------------------------------------------------------------------------
 # Public generators.
 # ---------------------------------------------------------------------------------------------
-def _context_key(text: str) -> str:
-    """Case-, punctuation- and whitespace-insensitive form of a context, for duplicate checks.
-
-    Coarser than an exact match on purpose: a casual variant ("hi my order #A1 ...") of a training
-    context must count as the same context when keeping evaluation contexts out of training.
-    """
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s#$]", "", text.lower())).strip()
-
-
 def _select(pairs: Sequence[Mapping], n_high_quality: int, seed: object) -> list[int]:
     """1 for the ``n_high_quality`` best-rated pairs, else 0, in the order of ``pairs``.
 
@@ -467,7 +460,7 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
         if len(drawn) == n:
             break
         ctx = make_context(INTENTS[len(drawn) % len(INTENTS)], values, rng, ph)
-        key = _context_key(ctx.text)
+        key = context_key(ctx.text)
         if key in seen:
             continue
         seen.add(key)
@@ -492,7 +485,7 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
 
 @lru_cache(maxsize=1)
 def _default_training_contexts() -> frozenset[str]:
-    return frozenset(_context_key(p["context"]) for p in generate_pairs())
+    return frozenset(context_key(p["context"]) for p in generate_pairs())
 
 
 def _reference(ctx: Context, values: SlotPools, rng: random.Random, avoid: str = "", ph: Phrasing | None = None) -> str:
@@ -531,7 +524,7 @@ def generate_eval_set(split: str, n: int, seed: int, exclude_contexts: Collectio
     values = split_pools("train" if split == "val" else "heldout")
     ph = phrasing("heldout" if split == "test_unseen" else "train")
     exclude = (
-        frozenset(map(_context_key, exclude_contexts))
+        frozenset(map(context_key, exclude_contexts))
         if exclude_contexts is not None
         else (_default_training_contexts() if split == "val" else frozenset())
     )
@@ -541,7 +534,7 @@ def generate_eval_set(split: str, n: int, seed: int, exclude_contexts: Collectio
     seen: set[str] = set()
     while len(rows) < n:
         ctx = make_context(INTENTS[len(rows) % len(INTENTS)], values, rng, ph)
-        key = _context_key(ctx.text)
+        key = context_key(ctx.text)
         if key in exclude or key in seen:
             continue
         seen.add(key)

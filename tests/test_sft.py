@@ -18,18 +18,17 @@ from part3_pretrain.pretrain import PretrainConfig
 from part3_pretrain.pretrain import run as pretrain_run
 from part3_pretrain.slots import slot_values
 from part4_sft import sft
-from part4_sft.data import (
+from part4_sft.examples import (
     Example,
     LabelAuditError,
-    LeakError,
     SFTBatches,
     audit_labels,
     build_example,
-    check_disjoint,
     collate,
 )
 from part4_sft.prompts import SCHEMES, get_scheme
 from part4_sft.sft import SFTConfig
+from part4_sft.splits import LeakError, check_disjoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,7 +192,7 @@ def test_fine_tuning_never_touches_the_baseline(pretrained, tmp_path):
     before = copy.deepcopy(base.state_dict())
     model = copy.deepcopy(base)
     cfg = tiny_cfg(pretrained, tmp_path, epochs=1)
-    from part4_sft.datasets import load_splits
+    from part4_sft.splits import load_splits
 
     splits = load_splits(cfg)
     sft.fine_tune(cfg, model, tok, splits, tmp_path, cfg.prompt_scheme)
@@ -587,8 +586,8 @@ def test_quality_filter_that_keeps_nothing_names_the_fix(pretrained, tmp_path, c
 def test_tiny_run_scores_fixed_replies_as_computed_by_hand(pretrained, tmp_path, monkeypatch):
     """The whole entry point, with the generator replaced by four fixed replies to one message: the
     job metrics in evaluation.json and generations.jsonl are the values worked out by hand."""
-    from part4_sft import datasets as ds
     from part4_sft import evaluate as ev
+    from part4_sft import splits as ds
     from tests.test_job_metrics import COPIES_ALL, EMPTY, INVENTS, OFF_INTENT, ROW
 
     rows = [{**ROW, "context": ROW["context"] + " " * i, "reference": COPIES_ALL} for i in range(4)]

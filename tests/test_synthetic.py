@@ -17,6 +17,7 @@ from part3_pretrain import domain
 from part3_pretrain.domain import template_leaks
 from part3_pretrain.slots import find_heldout_leaks, slot_values, split_pools
 from part4_sft import synthetic as syn
+from part4_sft.contexts import context_key
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +325,7 @@ def test_references_are_high_quality_and_independent(split: str, request: pytest
             assert rating >= 4.0
     assert sum(r["reference"] != r["reference_2"] for r in rows) >= 0.9 * len(rows)
     assert len({r["intent"] for r in rows}) == len(syn.INTENTS)
-    assert len({syn._context_key(r["context"]) for r in rows}) == len(rows)
+    assert len({context_key(r["context"]) for r in rows}) == len(rows)
 
 
 def test_unseen_split_is_phrased_with_held_out_templates(
@@ -340,8 +341,8 @@ def test_unseen_split_is_phrased_with_held_out_templates(
     assert domain._find_fragments(contexts + refs, "train", 5) == []
     # whereas the "test" split (train-side phrasing) is full of train-only fragments
     assert domain._find_fragments([r["context"] for r in test_set], "train", 5) != []
-    train_keys = {syn._context_key(p["context"]) for p in pairs}
-    assert not train_keys & {syn._context_key(c) for c in contexts}
+    train_keys = {context_key(p["context"]) for p in pairs}
+    assert not train_keys & {context_key(c) for c in contexts}
 
 
 def test_val_contexts_are_not_training_contexts(pairs: list[dict], val_set: list[dict]) -> None:
@@ -353,7 +354,7 @@ def test_val_contexts_are_not_training_contexts(pairs: list[dict], val_set: list
     assert first not in {r["context"] for r in excluded}
     # Default exclusion: the training contexts of generate_pairs() with default arguments.
     default = syn.generate_eval_set("val", 50, seed=0)
-    assert not {syn._context_key(c) for c in train_contexts} & {syn._context_key(r["context"]) for r in default}
+    assert not {context_key(c) for c in train_contexts} & {context_key(r["context"]) for r in default}
 
 
 def test_eval_set_rejects_bad_split() -> None:

@@ -1,4 +1,4 @@
-"""Tests for part4_sft.loaders: every format loads, and every bad file is one clear DataError."""
+"""Tests for part4_sft.user_data: every format loads, and every bad file is one clear DataError."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from part4_sft.loaders import (
+from part4_sft.user_data import (
     FIELD_PAIRS,
     QUALITY_FIELDS,
     DataError,

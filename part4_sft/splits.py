@@ -10,18 +10,42 @@ Either way the test set is checked against the training data before anything tra
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from part3_pretrain.checkpoint import write_text_atomic
 from part3_pretrain.domain import template_leaks
+from part3_pretrain.slots import find_heldout_leaks
 
 from . import synthetic
-from .data import LeakError, check_disjoint, normalise_context
-from .loaders import DataError, filter_by_quality, load_pairs
+from .contexts import context_key
+from .user_data import DataError, filter_by_quality, load_pairs
 
 TRAIN_SETS = ("hq", "random", "all")  # the quality-filter ablation: best-rated, random, everything
+
+
+class LeakError(ValueError):
+    """Evaluation data that overlaps the training data."""
+
+
+def check_disjoint(
+    train_pairs: Sequence[dict], eval_rows: Sequence[dict], name: str, check_heldout_values: bool
+) -> dict:
+    """Refuse an evaluation set that shares a context with training, or (for the synthetic data)
+    training text that contains a held-out slot value. Returns the counts that were checked."""
+    train_ctx = {context_key(p["context"]) for p in train_pairs}
+    shared = [r["context"] for r in eval_rows if context_key(r["context"]) in train_ctx]
+    if shared:
+        raise LeakError(f"{len(shared)} {name} contexts also appear in the training data, e.g. {shared[0]!r}")
+    result = {f"{name}_contexts": len(eval_rows), "train_contexts": len(train_ctx), "shared_contexts": 0}
+    if check_heldout_values:
+        leaks = find_heldout_leaks(p["context"] + "\n" + p["response"] for p in train_pairs)
+        if leaks:
+            raise LeakError(f"training data contains held-out slot values reserved for {name}: {leaks[:5]}")
+        result["heldout_values_in_train"] = 0
+    return result
 
 
 @dataclass
@@ -100,7 +124,7 @@ def _seeded_split(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     is held out, so a context repeated in the file never lands on both sides."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(normalise_context(r["context"]), []).append(r)
+        groups.setdefault(context_key(r["context"]), []).append(r)
     keys = list(groups)
     if len(keys) < 3:
         raise DataError("--data", f"need at least 3 distinct contexts to split off held-out data, got {len(keys)}")

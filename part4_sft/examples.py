@@ -1,22 +1,19 @@
-"""SFT examples: tokenise with masks, audit the labels, check the split, batch.
+"""SFT examples: tokenise with masks, audit the labels, batch.
 
 One example is ``prompt(context) + response + EOS``. Inputs and labels are aligned (label t is
 the token after input t), and a label is -100 wherever the next token belongs to the prompt, and
 on padding, so only the response and its EOS are learned. ``audit_labels`` re-derives that
 from the token ids, independently of the builder, and fails on any violation before training.
-``check_disjoint`` refuses an evaluation set that overlaps the training data.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from part3_pretrain.model import IGNORE_INDEX
-from part3_pretrain.slots import find_heldout_leaks
 from part3_pretrain.tokenizer import RetailTokenizer
 
 from .prompts import PromptScheme
@@ -24,10 +21,6 @@ from .prompts import PromptScheme
 
 class LabelAuditError(ValueError):
     """Masked labels that would train the wrong tokens (context, PAD) or never train EOS."""
-
-
-class LeakError(ValueError):
-    """Evaluation data that overlaps the training data."""
 
 
 @dataclass
@@ -119,29 +112,6 @@ def audit_labels(examples: Sequence[Example], tok: RetailTokenizer) -> dict:
     if problems:
         raise LabelAuditError(f"label audit failed ({len(problems)} problems): " + "; ".join(problems[:5]))
     return counts
-
-
-def normalise_context(text: str) -> str:
-    """Case- and whitespace-insensitive form for overlap checks."""
-    return re.sub(r"\s+", " ", text.strip().lower())
-
-
-def check_disjoint(
-    train_pairs: Sequence[dict], eval_rows: Sequence[dict], name: str, check_heldout_values: bool
-) -> dict:
-    """Refuse an evaluation set that shares a context with training, or (for the synthetic data)
-    training text that contains a held-out slot value. Returns the counts that were checked."""
-    train_ctx = {normalise_context(p["context"]) for p in train_pairs}
-    shared = [r["context"] for r in eval_rows if normalise_context(r["context"]) in train_ctx]
-    if shared:
-        raise LeakError(f"{len(shared)} {name} contexts also appear in the training data, e.g. {shared[0]!r}")
-    result = {f"{name}_contexts": len(eval_rows), "train_contexts": len(train_ctx), "shared_contexts": 0}
-    if check_heldout_values:
-        leaks = find_heldout_leaks(p["context"] + "\n" + p["response"] for p in train_pairs)
-        if leaks:
-            raise LeakError(f"training data contains held-out slot values reserved for {name}: {leaks[:5]}")
-        result["heldout_values_in_train"] = 0
-    return result
 
 
 PAD_MULTIPLE = 16  # batch lengths are rounded up to this (see ``collate``)

@@ -2,16 +2,17 @@
 
 Writes a JSONL corpus of N documents in the SFT generator's own wording ("Customer:
 <message>\\nAgent: <good reply>", train-side templates only, slot values from the open-ended
-pools of ``part3_pretrain.open_values``: pseudo-words, random ids, never a held-out value),
-optionally mixed with the "generic" generated corpus (``--n-corpus-docs``, 0 for none);
+pools of ``part3_pretrain.open_values``: pseudo-words, random ids, never a held-out value);
 ``--evaluate BASE`` then runs the default fine-tuning of a base pretrained on it and prints the
 job metrics.
 
-Part 3 now writes such documents itself (``python -m part3_pretrain.pretrain --corpus-kind
-dialogue``, ``domain.dialogue_documents``). This script keeps its own seed stream ("probe-<seed>")
-and shuffle only so that the corpora behind the README's probe table are reproduced exactly.
+Part 3 now writes such documents itself (``python -m part3_pretrain.pretrain``,
+``domain.dialogue_documents``). This script keeps its own seed stream ("probe-<seed>") and shuffle
+only so that the corpora behind the README's probe table are reproduced exactly. (Its option to mix
+in the old "generic" corpus went with that corpus; the probe rows that used it were measured at
+commit f2ec52b.)
 
-    python bench/copy_corpus_probe.py --n-sft-docs 20000 --n-corpus-docs 0 --out /tmp/probe
+    python bench/copy_corpus_probe.py --n-sft-docs 20000 --out /tmp/probe
     python bench/copy_corpus_probe.py --evaluate /tmp/probe/base/model.pt --out /tmp/probe/sft
 """
 
@@ -90,12 +91,6 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-sft-docs", type=int, default=corpus_mod.DIALOGUE_N_DOCS)
-    p.add_argument(
-        "--n-corpus-docs",
-        type=int,
-        default=corpus_mod.DEFAULT_N_DOCS,
-        help="documents of the generic generated corpus mixed in (0: none)",
-    )
     p.add_argument("--out", default="/tmp/probe")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--evaluate", metavar="BASE", help="fine-tune BASE (model.pt) and print job metrics")
@@ -105,8 +100,7 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    docs = corpus_mod.generate_corpus(args.n_corpus_docs, kind="generic") if args.n_corpus_docs else []
-    docs += sft_style_docs(args.n_sft_docs, 0)
+    docs = sft_style_docs(args.n_sft_docs, 0)
     random.Random(0).shuffle(docs)
     leaks = slots_mod.find_heldout_leaks(docs)
     tleaks = domain.template_leaks(docs)

@@ -64,17 +64,7 @@ class PretrainConfig:
 
     out_dir: str = option("checkpoints/pretrain", "directory for model.pt, tokenizer.json, metrics and plots")
     corpus: tuple[str, ...] = option((), "your own .txt/.jsonl files instead of the generated corpus", metavar="PATH")
-    corpus_kind: str = option(
-        "dialogue",
-        "generated corpus: dialogue (the SFT generator's wording, open-ended "
-        "values), generic (corpus.py's own documents) or mixed (half each)",
-        choices=corpus_mod.CORPUS_KINDS,
-    )
-    n_docs: int | None = option(
-        None,
-        f"documents in the generated corpus (None: {corpus_mod.DIALOGUE_N_DOCS} for "
-        f"dialogue and mixed, {corpus_mod.DEFAULT_N_DOCS} for generic)",
-    )
+    n_docs: int = option(corpus_mod.DIALOGUE_N_DOCS, "documents in the generated corpus")
     corpus_seed: int = option(0, "seed of the generated corpus")
     val_fraction: float = option(0.02, "share of documents held out for validation loss")
     vocab_size: int = option(2048, "BPE vocabulary size, special tokens included")
@@ -120,10 +110,6 @@ class PretrainConfig:
     resume: bool = option(False, "continue the run in --out-dir from its checkpoint")
     progress: bool = option(True, "show a progress bar")
 
-    def __post_init__(self) -> None:
-        if self.n_docs is None and self.corpus_kind in corpus_mod.CORPUS_KINDS:
-            self.n_docs = corpus_mod.default_n_docs(self.corpus_kind)
-
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(
             vocab_size=vocab_size,
@@ -158,8 +144,6 @@ class PretrainConfig:
         )
 
     def problems(self) -> list[str]:
-        if self.corpus_kind not in corpus_mod.CORPUS_KINDS:
-            return [f"--corpus-kind must be one of {', '.join(corpus_mod.CORPUS_KINDS)} (got {self.corpus_kind!r})"]
         p = (
             []
             if self.corpus or self.n_docs != 1
@@ -207,8 +191,8 @@ def load_documents(cfg: PretrainConfig) -> tuple[list[str], str]:
     if cfg.corpus:
         return corpus_mod.load_corpus_files(cfg.corpus), "files: " + ", ".join(cfg.corpus)
     return (
-        corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed, kind=cfg.corpus_kind),
-        f"generated {cfg.corpus_kind} corpus (seed {cfg.corpus_seed})",
+        corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed),
+        f"generated dialogue corpus (seed {cfg.corpus_seed})",
     )
 
 
@@ -332,7 +316,6 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
     same = (
         "n_docs",
         "corpus",
-        "corpus_kind",
         "corpus_seed",
         "val_fraction",
         "vocab_size",
@@ -460,7 +443,7 @@ def _finish(
     summary = {
         "corpus": {
             "source": source_desc,
-            "kind": "files" if cfg.corpus else cfg.corpus_kind,
+            "kind": "files" if cfg.corpus else "dialogue",
             **stats,
             "train_tokens": int(len(train_tokens)),
             "val_tokens": int(len(val_tokens)),

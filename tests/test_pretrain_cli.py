@@ -114,15 +114,10 @@ def test_help_lists_every_field_with_its_default() -> None:
 # ------------------------------------------------------------------------------ bad flags
 
 
-def test_corpus_kind_and_its_default_size() -> None:
+def test_default_corpus_size() -> None:
     from part3_pretrain import corpus
 
-    assert PretrainConfig().corpus_kind == "dialogue"
-    assert PretrainConfig().n_docs == corpus.DIALOGUE_N_DOCS == PretrainConfig(corpus_kind="mixed").n_docs
-    assert PretrainConfig(corpus_kind="generic").n_docs == corpus.DEFAULT_N_DOCS
-    assert PretrainConfig(corpus_kind="generic", n_docs=300).n_docs == 300
-    with pytest.raises(ConfigError, match="--corpus-kind"):
-        run(PretrainConfig(corpus_kind="tweets"))
+    assert PretrainConfig().n_docs == corpus.DIALOGUE_N_DOCS
 
 
 @pytest.mark.parametrize(
@@ -345,8 +340,8 @@ def test_resume_with_changed_settings_is_refused(finished_run, capsys) -> None:
         run(tiny_cfg(out, resume=True, optimizer="muon"))
     with pytest.raises(ConfigError, match="--schedule 'cosine' -> 'wsd'"):
         run(tiny_cfg(out, resume=True, schedule="wsd"))
-    with pytest.raises(ConfigError, match="--corpus-kind 'dialogue' -> 'generic'"):
-        run(tiny_cfg(out, resume=True, corpus_kind="generic"))
+    with pytest.raises(ConfigError, match="--corpus-seed 0 -> 1"):
+        run(tiny_cfg(out, resume=True, corpus_seed=1))
     argv = [
         f"--{k.replace('_', '-')}"
         if v is True

@@ -429,11 +429,11 @@ def make_trainer(pc: PretrainConfig, tokens, vocab_size: int, steps: int, dtype:
 
     torch.manual_seed(pc.seed)
     model = GPT(pc.model_config(vocab_size))
-    source = TokenWindows(tokens, pc.block_size, pc.batch_size, pc.seed)
+    source = TokenWindows(tokens, pc.model.block_size, pc.optim.batch_size, pc.seed)
     tc = replace(
         pc.trainer_config(),
         max_steps=steps,
-        warmup_steps=min(pc.warmup_steps, steps // 4),
+        warmup_steps=min(pc.optim.warmup_steps, steps // 4),
         eval_every=0,
         checkpoint_every=0,
         progress=False,
@@ -650,13 +650,13 @@ def run(bc: BenchConfig) -> dict:
             "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
             "bench_config": asdict(bc),
         },
-        "model": {**cfg.to_dict(), "batch_size": pc.batch_size, "flops_per_token": flops_per_token(cfg)["total"]},
+        "model": {**cfg.to_dict(), "batch_size": pc.optim.batch_size, "flops_per_token": flops_per_token(cfg)["total"]},
     }
     t0 = time.perf_counter()
     if "matmul" in bc.sections:
-        res["matmul"] = bench_matmul(bc, cfg, pc.batch_size)
+        res["matmul"] = bench_matmul(bc, cfg, pc.optim.batch_size)
     if "throughput" in bc.sections:
-        th = bench_throughput(bc, cfg, pc.batch_size)
+        th = bench_throughput(bc, cfg, pc.optim.batch_size)
         variants, batch = th.pop("_variants"), th.pop("_batch")
         res["throughput"] = th
         if "matmul" in res:

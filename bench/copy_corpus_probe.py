@@ -48,12 +48,14 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
 
     import torch
 
+    from part3_pretrain.cli import compose
     from part4_sft import evaluate as ev
     from part4_sft import sft
     from part4_sft.prompts import get_scheme
     from part4_sft.splits import load_splits
 
-    cfg = sft.SFTConfig(
+    cfg = compose(
+        sft.SFTConfig,
         pretrained=base,
         out_dir=out,
         dataset_path=f"{out}/d.json",
@@ -62,7 +64,7 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
         n_boot=200,
         max_new_tokens=max_new_tokens,
     )
-    splits = load_splits(cfg)
+    splits = load_splits(cfg.dataset)
     model, tok, _ = sft.load_baseline(Path(base))
     torch.manual_seed(cfg.seed)
     tuned = copy.deepcopy(model)
@@ -76,7 +78,14 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
                 continue
             with torch.no_grad():
                 replies = ev.generate_replies(
-                    m, tok, get_scheme(scheme), [r["context"] for r in rows], cfg.eval_settings(), 0.0
+                    m,
+                    tok,
+                    get_scheme(scheme),
+                    [r["context"] for r in rows],
+                    cfg.evaluation,
+                    0.0,
+                    cfg.seed,
+                    cfg.execution.eval_batch_size,
                 )
             report, judged = ev.score(rows, replies, 200, 0)
             key = name if label == "sft" else f"{name}_{label}"

@@ -1,14 +1,20 @@
-"""Command lines generated from config dataclasses, with one-line errors.
+"""Command lines generated from composed config dataclasses, with one-line errors.
 
 Every entry point has a dataclass config whose fields carry their help text in
-``field(metadata={"help": ...})``. ``parse_config`` turns the fields into ``--flags`` (so
-``--help`` lists every option with its default), builds the config, and rejects bad values
-before any work is done: one line, naming the option, exit code 2.
+``field(metadata={"help": ...})``; shared typed parts (``configs.OptimConfig``,
+``configs.ExecConfig``, part 4's ``DataConfig`` and ``EvalConfig``, the model's ``GPTConfig``)
+are nested in it with ``part(default, omit=..., help=...)``. ``parse_config`` flattens the tree
+into ``--flags`` named after the leaf fields (the flags users type stay flat: ``--lr``, not
+``--optim.lr``; a name may appear once per tree), builds the nested config, and rejects bad values
+before any work is done: one line, naming the option, exit code 2. ``compose(cls, **flat)`` builds
+a config from the same flat names (tests and scripts), ``flat_dict(cfg)`` is the flat view that
+checkpoints store and ``--resume`` compares.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import types
@@ -37,8 +43,54 @@ def option(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
 
+def part(default: Any, omit: Sequence[str] = (), help: dict[str, str] | None = None, checked: bool = True) -> Any:
+    """A nested config part: ``default`` (an instance, copied per config) gives the entry point's
+    defaults; ``omit`` names leaf fields that are not options of this entry point (they keep their
+    default); ``help`` overrides a leaf's help text for this entry point; ``checked=False`` when the
+    entry point checks the part's values itself (the part's own ``problems()`` is then not called)."""
+    return field(
+        default_factory=lambda: copy.deepcopy(default),
+        metadata={"part": True, "omit": tuple(omit), "help_for": dict(help or {}), "checked": checked},
+    )
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _is_part(f: Field) -> bool:
+    return bool(f.metadata.get("part"))
+
+
+def _leaves(cls: type, default: Any = None, omit: Sequence[str] = (), help_for: dict | None = None):
+    """``(field, type, default value, help text)`` for every option of ``cls``, nested parts flattened."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if _is_part(f):
+            sub = f.default_factory() if default is None else getattr(default, f.name)  # type: ignore[misc]
+            yield from _leaves(type(sub), sub, f.metadata["omit"], f.metadata["help_for"])
+            continue
+        if f.name in omit or not f.metadata.get("cli", True):
+            continue
+        if default is not None:
+            value = getattr(default, f.name)
+        else:
+            value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        yield f, hints[f.name], value, (help_for or {}).get(f.name, f.metadata.get("help", ""))
+
+
+def options(cls: type) -> list[tuple[str, Any, str]]:
+    """``(name, default, help text)`` of every command-line option of ``cls``, parts flattened."""
+    return [(f.name, default, help_text) for f, _, default, help_text in _leaves(cls)]
+
+
+def leaf_names(cls: type) -> list[str]:
+    """The option names of ``cls`` in order (nested parts flattened); refuses a name used twice."""
+    names = [f.name for f, *_ in _leaves(cls)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TypeError(f"{cls.__name__}: options defined twice in its parts: {twice}")
+    return names
 
 
 def _base_type(tp: Any) -> tuple[Any, bool, bool]:
@@ -54,10 +106,8 @@ def _base_type(tp: Any) -> tuple[Any, bool, bool]:
     return tp, optional, False
 
 
-def _add_field(parser: argparse.ArgumentParser, f: Field, tp: Any) -> None:
+def _add_field(parser: argparse.ArgumentParser, f: Field, tp: Any, default: Any, help_text: str) -> None:
     scalar, _, is_seq = _base_type(tp)
-    default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-    help_text = f.metadata.get("help", "")
     kwargs: dict[str, Any] = {"default": default, "dest": f.name, "help": f"{help_text} (default: {default!r})"}
     if "choices" in f.metadata:
         kwargs["choices"] = f.metadata["choices"]
@@ -74,24 +124,70 @@ def _add_field(parser: argparse.ArgumentParser, f: Field, tp: Any) -> None:
 
 def build_parser(cls: type, prog: str, description: str) -> OneLineParser:
     parser = OneLineParser(prog=prog, description=description)
-    hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        if f.metadata.get("cli", True):
-            _add_field(parser, f, hints[f.name])
+    leaf_names(cls)  # refuses a name defined twice
+    for f, tp, default, help_text in _leaves(cls):
+        _add_field(parser, f, tp, default, help_text)
     return parser
 
 
-def config_from_namespace(cls: type[C], ns: argparse.Namespace) -> C:
+def _build(cls: type[C], values: dict[str, Any], default: Any = None, omit: Sequence[str] = ()) -> C:
+    """``cls`` with its leaves from ``values`` (flat names) and the rest (and the ``omit``ted ones)
+    from ``default`` (or the field defaults); nested parts are built the same way from their
+    entry-point defaults."""
     hints = typing.get_type_hints(cls)
-    values = {}
+    kwargs = {}
     for f in fields(cls):
-        if not hasattr(ns, f.name):
-            continue
-        v = getattr(ns, f.name)
-        if isinstance(v, list) and typing.get_origin(_strip_optional(hints[f.name])) is tuple:
-            v = tuple(v)
-        values[f.name] = v
-    return cls(**values)
+        if _is_part(f):
+            sub = f.default_factory() if default is None else getattr(default, f.name)  # type: ignore[misc]
+            kwargs[f.name] = _build(type(sub), values, sub, f.metadata["omit"])
+        elif f.name in values and f.name not in omit:
+            v = values[f.name]
+            if isinstance(v, list) and typing.get_origin(_strip_optional(hints[f.name])) is tuple:
+                v = tuple(v)
+            kwargs[f.name] = v
+        elif default is not None:
+            kwargs[f.name] = getattr(default, f.name)
+    return cls(**kwargs)
+
+
+def config_from_namespace(cls: type[C], ns: argparse.Namespace) -> C:
+    return _build(cls, vars(ns))
+
+
+def compose(cls: type[C], **flat: Any) -> C:
+    """``cls`` from flat option names, e.g. ``compose(SFTConfig, lr=1e-3, n_pairs=50)``: each name
+    lands in the part that holds it. An unknown name is a TypeError, as for a plain dataclass."""
+    unknown = sorted(set(flat) - set(_all_leaf_names(cls)))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no option {unknown}")
+    return _build(cls, flat)
+
+
+def _all_leaf_names(cls: type) -> list[str]:
+    """Every leaf field name that ``compose`` accepts: the options, and top-level non-CLI fields."""
+    return [f.name for f in fields(cls) if not _is_part(f) and not f.metadata.get("cli", True)] + leaf_names(cls)
+
+
+def flat_dict(cfg: Any, omit: Sequence[str] = ()) -> dict[str, Any]:
+    """``{leaf name: value}`` of a composed config, parts flattened in field order and their omitted
+    fields left out (the same dict ``dataclasses.asdict`` gave when the config was flat)."""
+    out: dict[str, Any] = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_part(f):
+            out.update(flat_dict(value, f.metadata["omit"]))
+        elif f.name not in omit:
+            out[f.name] = copy.deepcopy(value)
+    return out
+
+
+def parts(cfg: Any) -> list[Any]:
+    """``cfg`` and every nested part of it whose problems the CLI checks, depth first."""
+    found = [cfg]
+    for f in fields(cfg):
+        if _is_part(f) and f.metadata["checked"]:
+            found += parts(getattr(cfg, f.name))
+    return found
 
 
 def _strip_optional(tp: Any) -> Any:
@@ -101,10 +197,12 @@ def _strip_optional(tp: Any) -> Any:
 
 
 def below(cfg: Any, names: Sequence[str], minimum: float, strict: bool = False) -> list[str]:
-    """Problems for the fields of ``cfg`` below ``minimum`` (or not above it, when ``strict``)."""
-    bad = [n for n in names if (getattr(cfg, n) <= minimum if strict else getattr(cfg, n) < minimum)]
+    """Problems for the options of ``cfg`` (its own or its parts') below ``minimum`` (or not above
+    it, when ``strict``)."""
+    values = flat_dict(cfg)
+    bad = [n for n in names if (values[n] <= minimum if strict else values[n] < minimum)]
     op = ">" if strict else ">="
-    return [f"{flag(n)} must be {op} {minimum} (got {getattr(cfg, n)})" for n in bad]
+    return [f"{flag(n)} must be {op} {minimum} (got {values[n]})" for n in bad]
 
 
 def refuse_changed(path: Any, saved: dict, current: dict, keys: Sequence[str]) -> None:
@@ -121,19 +219,19 @@ def refuse_changed(path: Any, saved: dict, current: dict, keys: Sequence[str]) -
 
 
 def non_finite(cfg: Any) -> list[str]:
-    """Problems for float fields of ``cfg`` that are NaN or infinite (they pass every range test,
-    since any comparison with NaN is false, and would then train on NaN)."""
+    """Problems for float fields of ``cfg`` (and its parts) that are NaN or infinite (they pass every
+    range test, since any comparison with NaN is false, and would then train on NaN)."""
     return [
-        f"{flag(f.name)} must be a finite number (got {getattr(cfg, f.name)})"
-        for f in fields(cfg)
-        if isinstance(getattr(cfg, f.name), float) and not math.isfinite(getattr(cfg, f.name))
+        f"{flag(name)} must be a finite number (got {value})"
+        for name, value in flat_dict(cfg).items()
+        if isinstance(value, float) and not math.isfinite(value)
     ]
 
 
 def check_config(cfg: Any) -> None:
     """Raise ConfigError with every problem of ``cfg`` on one line: non-finite numbers first (range
-    checks are meaningless on them), else the config's own ``problems()``."""
-    problems = non_finite(cfg) or cfg.problems()
+    checks are meaningless on them), else the ``problems()`` of every part, then of the config."""
+    problems = non_finite(cfg) or [p for c in parts(cfg) if hasattr(c, "problems") for p in c.problems()]
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ import torch
 
 from . import corpus as corpus_mod
 from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, write_text_atomic
-from .cli import ConfigError, below, check_config, option, refuse_changed, run_main
+from .cli import ConfigError, below, check_config, flat_dict, option, part, refuse_changed, run_main
+from .configs import ExecConfig, OptimConfig
 from .data import (
     TokenWindows,
     encode_documents,
@@ -42,10 +43,6 @@ from .sink import MetricsSink, read_metrics
 from .slots import find_heldout_leaks
 from .tokenizer import RetailTokenizer, TokenizerError, train_tokenizer
 from .trainer import (
-    DEVICES,
-    DTYPES,
-    OPTIMIZERS,
-    SCHEDULES,
     Trainer,
     TrainerConfig,
     TrainingDiverged,
@@ -56,6 +53,26 @@ from .trainer import (
 
 PROG = "python -m part3_pretrain.pretrain"
 SAMPLE_PROMPT = "Customer: Hi, my order #A1234 still hasn't arrived and it was due on Monday.\nAgent:"
+
+
+MODEL_HELP = {
+    "block_size": "context length in tokens",
+    "n_layer": "transformer blocks",
+    "n_head": "attention heads",
+    "n_embd": "embedding width",
+    "dropout": "dropout probability",
+    "smear_keys": "smeared keys: each attention key mixes in its predecessor's, so one layer "
+    "can copy what followed a token earlier in the message (model.py)",
+}
+OPTIM_HELP = {
+    "batch_size": "sequences per micro-batch (per process)",
+    "schedule": "LR schedule after warmup (wsd: constant, then linear decay over the last "
+    "--decay-fraction of the steps)",
+    "decay_fraction": "share of --max-steps at the end in which wsd decays to --lr x --min-lr-ratio",
+    "weight_decay": "decoupled weight decay of AdamW and Muon (matrices only)",
+    "optimizer": "optimizer (muon: Muon for the blocks' weight matrices, AdamW for embeddings, "
+    "norms and biases, at the same --lr)",
+}
 
 
 @dataclass
@@ -69,77 +86,40 @@ class PretrainConfig:
     val_fraction: float = option(0.02, "share of documents held out for validation loss")
     vocab_size: int = option(2048, "BPE vocabulary size, special tokens included")
     split_digits: bool = option(True, "tokenize every digit on its own (ids and amounts copy digit by digit)")
-    block_size: int = option(160, "context length in tokens")
-    n_layer: int = option(4, "transformer blocks")
-    n_head: int = option(4, "attention heads")
-    n_embd: int = option(128, "embedding width")
-    smear_keys: bool = option(
-        True,
-        "smeared keys: each attention key mixes in its predecessor's, so one layer "
-        "can copy what followed a token earlier in the message (model.py)",
+    model: GPTConfig = part(
+        GPTConfig(vocab_size=2048, block_size=160, n_layer=4, n_head=4, n_embd=128, dropout=0.0, smear_keys=True),
+        omit=("vocab_size", "bias", "layer_norm_epsilon"),  # the vocabulary is the tokenizer's
+        help=MODEL_HELP,
+        checked=False,  # problems() below names the flags
     )
-    dropout: float = option(0.0, "dropout probability")
-    batch_size: int = option(6, "sequences per micro-batch (per process)")
-    grad_accum: int = option(1, "micro-batches per optimizer step")
+    optim: OptimConfig = part(
+        OptimConfig(lr=5e-3, warmup_steps=50, weight_decay=0.1, batch_size=6),
+        help=OPTIM_HELP,
+    )
     max_steps: int = option(4296, "optimizer steps")
-    lr: float = option(5e-3, "peak learning rate")
-    min_lr_ratio: float = option(0.1, "final LR as a fraction of --lr (cosine and wsd decay)")
-    schedule: str = option(
-        "cosine",
-        "LR schedule after warmup (wsd: constant, then linear decay over the last --decay-fraction of the steps)",
-        choices=SCHEDULES,
-    )
-    decay_fraction: float = option(0.2, "share of --max-steps at the end in which wsd decays to --lr x --min-lr-ratio")
-    warmup_steps: int = option(50, "linear warmup steps")
-    weight_decay: float = option(0.1, "decoupled weight decay of AdamW and Muon (matrices only)")
-    grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
-    optimizer: str = option(
-        "adamw",
-        "optimizer (muon: Muon for the blocks' weight matrices, AdamW for embeddings, "
-        "norms and biases, at the same --lr)",
-        choices=OPTIMIZERS,
-    )
     eval_every: int = option(200, "steps between validation losses")
     log_every: int = option(10, "steps between train-loss records in metrics.jsonl")
     eval_batches: int = option(8, "validation batches per evaluation")
     checkpoint_every: int = option(200, "steps between checkpoints (also written at the end and on Ctrl-C)")
-    device: str = option("auto", "device", choices=DEVICES)
-    dtype: str = option("auto", "autocast dtype (auto: bf16 where the hardware has it)", choices=DTYPES)
-    compile: bool = option(False, "torch.compile the model")
     seed: int = option(0, "seed for init and data order")
     resume: bool = option(False, "continue the run in --out-dir from its checkpoint")
-    progress: bool = option(True, "show a progress bar")
+    execution: ExecConfig = part(
+        ExecConfig(),
+        omit=("threads", "eval_batch_size"),
+        help={"dtype": "autocast dtype (auto: bf16 where the hardware has it)", "progress": "show a progress bar"},
+    )
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(
-            vocab_size=vocab_size,
-            block_size=self.block_size,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_embd=self.n_embd,
-            dropout=self.dropout,
-            smear_keys=self.smear_keys,
-        )
+        return replace(self.model, vocab_size=vocab_size)
 
     def trainer_config(self) -> TrainerConfig:
         return TrainerConfig(
             max_steps=self.max_steps,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            schedule=self.schedule,
-            min_lr_ratio=self.min_lr_ratio,
-            decay_fraction=self.decay_fraction,
-            grad_clip=self.grad_clip,
-            grad_accum=self.grad_accum,
+            **self.optim.trainer_fields(),
             eval_every=self.eval_every,
             log_every=self.log_every,
             checkpoint_every=self.checkpoint_every,
-            device=self.device,
-            dtype=self.dtype,
-            compile=self.compile,
-            progress=self.progress,
+            **self.execution.trainer_fields(),
             desc="pretrain",
         )
 
@@ -149,35 +129,16 @@ class PretrainConfig:
             if self.corpus or self.n_docs != 1
             else ["--n-docs 1: need at least 2 documents, one held out for validation; use --n-docs >= 2"]
         )
-        p += below(
-            self,
-            (
-                "n_docs",
-                "vocab_size",
-                "block_size",
-                "n_layer",
-                "n_head",
-                "n_embd",
-                "batch_size",
-                "grad_accum",
-                "max_steps",
-                "eval_batches",
-                "log_every",
-            ),
-            1,
-        )
-        p += below(self, ("warmup_steps", "weight_decay", "grad_clip", "eval_every", "checkpoint_every"), 0)
-        p += below(self, ("lr",), 0, strict=True)
-        if not 0 <= self.min_lr_ratio <= 1:
-            p.append(f"--min-lr-ratio must be in [0, 1] (got {self.min_lr_ratio})")
-        if not 0 < self.decay_fraction <= 1:
-            p.append(f"--decay-fraction must be in (0, 1] (got {self.decay_fraction})")
+        p += below(self, ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd"), 1)
+        p += below(self, ("max_steps", "eval_batches", "log_every"), 1)
+        p += below(self, ("eval_every", "checkpoint_every"), 0)
         if not 0 < self.val_fraction < 0.5:
             p.append(f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
-        if self.n_head >= 1 and self.n_embd % self.n_head:
-            p.append(f"--n-embd ({self.n_embd}) must be divisible by --n-head ({self.n_head})")
-        if not 0 <= self.dropout < 1:
-            p.append(f"--dropout must be in [0, 1) (got {self.dropout})")
+        m = self.model
+        if m.n_head >= 1 and m.n_embd % m.n_head:
+            p.append(f"--n-embd ({m.n_embd}) must be divisible by --n-head ({m.n_head})")
+        if not 0 <= m.dropout < 1:
+            p.append(f"--dropout must be in [0, 1) (got {m.dropout})")
         if not 260 <= self.vocab_size <= 65536:
             p.append(f"--vocab-size must be in [260, 65536] (got {self.vocab_size})")
         return p
@@ -228,14 +189,14 @@ def split_for_validation(cfg: PretrainConfig, docs: list[str]) -> tuple[list[str
 def check_streams(cfg: PretrainConfig, n_docs: int, train_tokens, val_tokens, world: int) -> None:
     """Refuse token streams that cannot make one training batch or one validation window (the
     corpus is too small for --block-size/--batch-size), BEFORE anything is written."""
-    block, need = cfg.block_size, cfg.batch_size * world
+    block, need = cfg.model.block_size, cfg.optim.batch_size * world
     windows = (len(train_tokens) - 1) // block
     problems = []
     if windows < need:
         procs = f" x {world} processes" if world > 1 else ""
         problems.append(
             f"the training split has {len(train_tokens)} tokens = {windows} window(s) of --block-size "
-            f"{block}, but one batch needs {need} (--batch-size {cfg.batch_size}{procs})"
+            f"{block}, but one batch needs {need} (--batch-size {cfg.optim.batch_size}{procs})"
         )
     if len(val_tokens) < block + 1:
         problems.append(
@@ -266,8 +227,8 @@ def _enough_docs(cfg: PretrainConfig, n_docs: int, n_tokens: int, need: int, val
     from the tokens per document seen now (with a 20% margin)."""
     per_doc = max(1.0, n_tokens / max(1, n_docs))
     # documents wanted in the validation split: as many as now when they are enough
-    want_val = n_docs - _n_train(n_docs, cfg) if val_ok else math.ceil(1.2 * (cfg.block_size + 1) / per_doc)
-    want_train = 1.2 * (need * cfg.block_size + 1) / per_doc
+    want_val = n_docs - _n_train(n_docs, cfg) if val_ok else math.ceil(1.2 * (cfg.model.block_size + 1) / per_doc)
+    want_train = 1.2 * (need * cfg.model.block_size + 1) / per_doc
     n = max(n_docs + 1, 2)
     while _n_train(n, cfg) < want_train or n - _n_train(n, cfg) < want_val:
         n = max(n + 1, int(n * 1.05))
@@ -334,7 +295,7 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
         "seed",
     )
     same += ("decay_fraction",) if saved.get("schedule") == "wsd" else ()  # only wsd reads it
-    refuse_changed(path, saved, asdict(cfg), same)
+    refuse_changed(path, saved, flat_dict(cfg), same)
 
 
 def _norm(v):
@@ -380,8 +341,8 @@ def run(cfg: PretrainConfig) -> dict:
             flush=True,
         )
     world = dist_info()[1]
-    source = TokenWindows(train_tokens, cfg.block_size, cfg.batch_size, cfg.seed, rank, world)
-    val_batches = sequential_batches(val_tokens, cfg.block_size, cfg.batch_size, cfg.eval_batches)
+    source = TokenWindows(train_tokens, cfg.model.block_size, cfg.optim.batch_size, cfg.seed, rank, world)
+    val_batches = sequential_batches(val_tokens, cfg.model.block_size, cfg.optim.batch_size, cfg.eval_batches)
     sink = MetricsSink(
         out / "metrics.jsonl", enabled=rank == 0, resume_step=resume_ckpt["trainer"]["step"] if resume_ckpt else None
     )
@@ -391,7 +352,7 @@ def run(cfg: PretrainConfig) -> dict:
     meta = {
         "model_config": model.config.to_dict(),
         "tokenizer": tok.to_str(),
-        "pretrain_config": {k: _norm(v) for k, v in asdict(cfg).items()},
+        "pretrain_config": {k: _norm(v) for k, v in flat_dict(cfg).items()},
         "corpus_heldout_leaks": leaks,
     }
     trainer = Trainer(
@@ -460,7 +421,7 @@ def _finish(
         },
         "seconds": {"data_and_tokenizer": round(t_data, 1), "training": round(t_train, 1), "total": round(t_total, 1)},
         "sample": {"prompt": SAMPLE_PROMPT, "greedy_reply": greedy_reply(model, tok)},
-        "config": {k: _norm(v) for k, v in asdict(cfg).items()},
+        "config": {k: _norm(v) for k, v in flat_dict(cfg).items()},
     }
     write_text_atomic(json.dumps(summary, indent=2) + "\n", out / "summary.json")
     _print_summary(summary, out)

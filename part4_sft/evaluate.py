@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,21 +30,11 @@ from part3_pretrain.model import GPT
 from part3_pretrain.tokenizer import RetailTokenizer
 
 from . import job_metrics, metrics
+from .configs import EvalConfig
 from .examples import build_examples, fixed_batches
 from .prompts import PromptScheme
 
 MODES = ("greedy", "sampled")
-
-
-@dataclass
-class EvalSettings:
-    max_new_tokens: int = 90
-    temperature: float = 0.7  # the sampled run; greedy (0.0) is always run too
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-    batch_size: int = 64
-    n_boot: int = 1000
 
 
 def references(rows: Sequence[Mapping]) -> list[list[str]]:
@@ -65,8 +54,10 @@ def generate_replies(
     tok: RetailTokenizer,
     scheme: PromptScheme,
     contexts: Sequence[str],
-    settings: EvalSettings,
+    settings: EvalConfig,
     temperature: float,
+    seed: int,
+    batch_size: int,
 ) -> dict:
     """Replies (text), whether each stopped at EOS, and their lengths in tokens."""
     max_prompt = model.config.block_size - settings.max_new_tokens
@@ -85,8 +76,8 @@ def generate_replies(
         temperature=temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,
-        seed=settings.seed,
-        batch_size=settings.batch_size,
+        seed=seed,
+        batch_size=batch_size,
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],
@@ -135,7 +126,13 @@ def scalars(report: Mapping) -> dict[str, float | None]:
 
 @torch.no_grad()
 def evaluate_model(
-    model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict], settings: EvalSettings
+    model: GPT,
+    tok: RetailTokenizer,
+    scheme: PromptScheme,
+    rows: Sequence[dict],
+    settings: EvalConfig,
+    seed: int,
+    batch_size: int,
 ) -> tuple[dict, dict]:
     """(report, outputs) of one model on the rows: greedy, sampled and reference loss.
 
@@ -147,8 +144,8 @@ def evaluate_model(
     outputs: dict = {}
     for mode in MODES:
         temperature = 0.0 if mode == "greedy" else settings.temperature
-        replies = generate_replies(model, tok, scheme, contexts, settings, temperature=temperature)
-        report[mode], replies["judged"] = score(rows, replies, settings.n_boot, settings.seed)
+        replies = generate_replies(model, tok, scheme, contexts, settings, temperature, seed, batch_size)
+        report[mode], replies["judged"] = score(rows, replies, settings.n_boot, seed)
         if mode == "sampled":
             report[mode] = {"temperature": settings.temperature, **report[mode]}
         outputs[mode] = replies

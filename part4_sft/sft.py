@@ -24,13 +24,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
-from part3_pretrain.cli import ConfigError, below, check_config, option, refuse_changed, run_main
+from part3_pretrain.cli import ConfigError, below, check_config, flat_dict, option, part, refuse_changed, run_main
+from part3_pretrain.configs import ExecConfig, OptimConfig
 from part3_pretrain.data import mean_loss
 from part3_pretrain.flops import FORMULA, forward_flops, training_flops
 from part3_pretrain.model import GPT
@@ -38,10 +39,6 @@ from part3_pretrain.plot import plot_losses
 from part3_pretrain.sink import MetricsSink, read_metrics
 from part3_pretrain.tokenizer import TokenizerError
 from part3_pretrain.trainer import (
-    DEVICES,
-    DTYPES,
-    OPTIMIZERS,
-    SCHEDULES,
     Trainer,
     TrainerConfig,
     TrainingDiverged,
@@ -51,9 +48,10 @@ from part3_pretrain.trainer import (
 
 from . import evaluate as ev
 from . import job_metrics
+from .configs import DataConfig, EvalConfig
 from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
 from .prompts import SCHEMES, get_scheme
-from .splits import TRAIN_SETS, DatasetSplits, LeakError, load_splits
+from .splits import DatasetSplits, LeakError, load_splits
 from .user_data import DataError
 
 PROG = "python -m part4_sft.sft"
@@ -66,23 +64,7 @@ class SFTConfig:
 
     pretrained: str = option(DEFAULT_PRETRAINED, "part-3 checkpoint (the default one is pretrained first if missing)")
     out_dir: str = option("checkpoints/sft", "directory for sft_model.pt, loss_curve.png, evaluation.json")
-    dataset_path: str = option("data/sft_dataset.json", "where the generated 5,000-pair dataset is written")
-    data: str | None = option(None, "your own JSON/JSONL/CSV pairs instead of the synthetic data", metavar="PATH")
-    test_data: str | None = option(None, "your own held-out test file (else a seeded split of --data)", metavar="PATH")
-    context_field: str | None = option(None, "context field of --data (auto-detected if omitted)")
-    response_field: str | None = option(None, "response field of --data (auto-detected if omitted)")
-    quality_field: str | None = option(None, "quality/rating field of --data (auto-detected if omitted)")
-    min_quality: float = option(4.0, "keep pairs whose quality/rating is >= this (0/1 labels: use 1)")
-    test_fraction: float = option(0.1, "share of --data held out for testing when --test-data is absent")
-    val_fraction: float = option(0.1, "share of --data (after the test split) used for validation loss")
-    n_pairs: int = option(5000, "synthetic pairs generated")
-    n_high_quality: int = option(500, "best-rated synthetic pairs kept for training")
-    train_set: str = option(
-        "hq", "synthetic training pairs: the best-rated (hq), as many at random, or all", choices=TRAIN_SETS
-    )
-    n_val: int = option(100, "synthetic validation contexts")
-    n_test: int = option(250, "synthetic held-out test contexts")
-    data_seed: int = option(0, "seed of the synthetic data and of --data splits")
+    dataset: DataConfig = part(DataConfig())
     prompt_scheme: str = option(
         "dialogue",
         "prompt template (dialogue: the pretraining corpus's own Customer:/Agent: format)",
@@ -90,62 +72,20 @@ class SFTConfig:
     )
     epochs: int = option(5, "passes over the training pairs")
     max_steps: int = option(0, "optimizer steps (0: --epochs passes; set it to compare data sets at equal steps)")
-    lr: float = option(5e-5, "learning rate")
-    optimizer: str = option("adam", "optimizer", choices=OPTIMIZERS)
-    schedule: str = option("constant", "LR schedule after warmup", choices=SCHEDULES)
-    warmup_steps: int = option(0, "linear warmup steps")
-    batch_size: int = option(1, "pairs per optimizer step (small: at LR 5e-5 the model needs many Adam steps to move)")
-    grad_accum: int = option(1, "micro-batches per optimizer step")
-    grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
-    max_new_tokens: int = option(90, "longest generated reply")
-    temperature: float = option(0.7, "sampling temperature of the sampled evaluation (greedy is always run)")
-    top_k: int = option(0, "top-k for sampling (0: off)")
-    top_p: float = option(1.0, "nucleus top-p for sampling (1: off)")
-    eval_batch_size: int = option(64, "prompts generated at once")
-    n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")
-    n_examples: int = option(
-        12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)"
+    optim: OptimConfig = part(
+        OptimConfig(lr=5e-5, optimizer="adam", schedule="constant", beta2=0.999, batch_size=1),
+        help={
+            "lr": "learning rate",
+            "batch_size": "pairs per optimizer step (small: at LR 5e-5 the model needs many Adam steps to move)",
+        },
     )
-    device: str = option("auto", "device", choices=DEVICES)
-    dtype: str = option("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
+    evaluation: EvalConfig = part(EvalConfig())
     seed: int = option(0, "seed for data order and sampling")
     resume: bool = option(False, "continue an interrupted fine-tuning in --out-dir")
-    progress: bool = option(True, "show progress bars")
+    execution: ExecConfig = part(ExecConfig(), omit=("compile", "threads"))
 
     def problems(self) -> list[str]:
-        p = below(
-            self,
-            (
-                "n_pairs",
-                "n_high_quality",
-                "n_val",
-                "n_test",
-                "epochs",
-                "batch_size",
-                "grad_accum",
-                "max_new_tokens",
-                "eval_batch_size",
-                "n_boot",
-            ),
-            1,
-        )
-        p += below(self, ("warmup_steps", "grad_clip", "temperature", "top_k", "n_examples", "max_steps"), 0)
-        p += below(self, ("lr",), 0, strict=True)
-        if not 0 < self.top_p <= 1:
-            p.append(f"--top-p must be in (0, 1] (got {self.top_p})")
-        if self.n_high_quality > self.n_pairs:
-            p.append(f"--n-high-quality ({self.n_high_quality}) cannot exceed --n-pairs ({self.n_pairs})")
-        for name in ("test_fraction", "val_fraction"):
-            if not 0 < getattr(self, name) < 0.5:
-                p.append(f"--{name.replace('_', '-')} must be in (0, 0.5) (got {getattr(self, name)})")
-        for name in ("data", "test_data"):
-            path = getattr(self, name)
-            if path is not None and not Path(path).is_file():
-                p.append(f"--{name.replace('_', '-')} {path}: no such file")
-        if self.test_data is not None and self.data is None:
-            p.append("--test-data needs --data")
-        if self.data is not None and self.train_set != "hq":
-            p.append("--train-set applies to the synthetic data (use --min-quality with --data)")
+        p = below(self, ("epochs",), 1) + below(self, ("max_steps",), 0)
         if self.pretrained != DEFAULT_PRETRAINED and not Path(self.pretrained).is_file():
             p.append(f"--pretrained {self.pretrained}: no such checkpoint file")
         return p
@@ -153,32 +93,11 @@ class SFTConfig:
     def trainer_config(self, max_steps: int, steps_per_epoch: int) -> TrainerConfig:
         return TrainerConfig(
             max_steps=max_steps,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            weight_decay=0.0,
-            beta1=0.9,
-            beta2=0.999,
-            warmup_steps=self.warmup_steps,
-            schedule=self.schedule,
-            grad_clip=self.grad_clip,
-            grad_accum=self.grad_accum,
+            **self.optim.trainer_fields(),
             eval_every=steps_per_epoch,
             checkpoint_every=steps_per_epoch,
-            device=self.device,
-            dtype=self.dtype,
-            progress=self.progress,
+            **self.execution.trainer_fields(),
             desc="sft",
-        )
-
-    def eval_settings(self) -> ev.EvalSettings:
-        return ev.EvalSettings(
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            seed=self.seed,
-            batch_size=self.eval_batch_size,
-            n_boot=self.n_boot,
         )
 
 
@@ -204,10 +123,10 @@ def ensure_pretrained(cfg: SFTConfig) -> Path:
         "--out-dir",
         str(path.parent),
         "--device",
-        cfg.device,
+        cfg.execution.device,
         "--dtype",
-        cfg.dtype,
-        "--progress" if cfg.progress else "--no-progress",
+        cfg.execution.dtype,
+        "--progress" if cfg.execution.progress else "--no-progress",
     ]
     code = subprocess.run(cmd).returncode
     if code != 0 or not path.is_file():
@@ -240,19 +159,15 @@ def weight_change(base: GPT, tuned: GPT) -> float:
     return max(float((t[k].float().cpu() - b[k].float().cpu()).abs().max()) for k in b)
 
 
-def _data_name(cfg: SFTConfig) -> str:
-    return cfg.data if cfg.data is not None else cfg.dataset_path
-
-
 def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int) -> None:
     """Refuse training data that leaves less than one batch; warn when more than 1% is dropped."""
     dropped, pairs = counts["dropped_response_too_long"], counts["pairs"]
     why = f"the response and EOS do not fit the model's {block_size}-token context"
-    if counts["examples"] < cfg.batch_size * world:
+    if counts["examples"] < cfg.optim.batch_size * world:
         raise DataError(
-            _data_name(cfg),
+            cfg.dataset.name,
             f"{counts['examples']} of {pairs} training pairs are usable, fewer than one "
-            f"batch of {cfg.batch_size * world}: {dropped} dropped because {why}; "
+            f"batch of {cfg.optim.batch_size * world}: {dropped} dropped because {why}; "
             f"use shorter responses or a base with a longer --block-size",
         )
     if dropped > 0.01 * pairs:
@@ -280,8 +195,8 @@ def fine_tune(
     )
     val_batches = fixed_batches(val_examples, 32, tok.pad_id, model.config.block_size)
     rank, world, _ = dist_info()
-    source = SFTBatches(examples, cfg.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
-    steps_per_epoch = -(-source.steps_per_epoch // cfg.grad_accum)
+    source = SFTBatches(examples, cfg.optim.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
+    steps_per_epoch = -(-source.steps_per_epoch // cfg.optim.grad_accum)
     tcfg = cfg.trainer_config(cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
     ckpt_path = out / "sft_model.pt"
     sink = MetricsSink(
@@ -291,7 +206,7 @@ def fine_tune(
         "model_config": model.config.to_dict(),
         "tokenizer": tok.to_str(),
         "prompt_scheme": scheme_name,
-        "sft_config": asdict(cfg),
+        "sft_config": flat_dict(cfg),
     }
     trainer = Trainer(
         model,
@@ -350,7 +265,7 @@ def _resume_checkpoint(cfg: SFTConfig, out: Path) -> dict | None:
     if not path.is_file():
         raise ConfigError(f"--resume: nothing to resume in {out} (no {stage} or {final})")
     ckpt = load_checkpoint(path)
-    current = asdict(cfg)
+    current = flat_dict(cfg)
     refuse_changed(path, ckpt.get("sft_config") or {}, current, [k for k in current if k not in RESUME_FREE])
     return ckpt
 
@@ -358,9 +273,9 @@ def _resume_checkpoint(cfg: SFTConfig, out: Path) -> dict | None:
 def check_against_base(cfg: SFTConfig, model: GPT, tok, path: Path, resume: dict | None) -> None:
     """Limits that need the checkpoint, checked before anything is written."""
     block = model.config.block_size
-    if cfg.max_new_tokens >= block:
+    if cfg.evaluation.max_new_tokens >= block:
         raise ConfigError(
-            f"--max-new-tokens {cfg.max_new_tokens} leaves no room for a prompt in the "
+            f"--max-new-tokens {cfg.evaluation.max_new_tokens} leaves no room for a prompt in the "
             f"{block}-token context of {path}; use at most {block // 2}"
         )
     if resume is not None and (
@@ -411,7 +326,7 @@ def run(cfg: SFTConfig) -> dict:
     out = Path(cfg.out_dir)
     resume = _resume_checkpoint(cfg, out)
     loaded = _load_base(cfg, resume) if Path(cfg.pretrained).is_file() else None
-    splits = load_splits(cfg)  # every data problem surfaces here, before any model work
+    splits = load_splits(cfg.dataset)  # every data problem surfaces here, before any model work
     if loaded is None:
         ensure_pretrained(cfg)
         loaded = _load_base(cfg, resume)
@@ -433,7 +348,7 @@ def run(cfg: SFTConfig) -> dict:
         "total": round(time.perf_counter() - t0, 1),
     }
     evaluation.update(
-        config=asdict(cfg),
+        config=flat_dict(cfg),
         pretrained_checkpoint=str(pretrained_path),
         dataset=splits.summary,
         training=_training_summary(history, train_counts),
@@ -497,23 +412,26 @@ def evaluate_test_set(
     """Every model on one test set: reports, paired SFT-minus-baseline differences, the stronger
     baseline, inter-reference agreement, the ignoring-the-message control, examples; plus one
     generations record per row."""
-    settings = cfg.eval_settings()
     reports, outputs = {}, {}
     for name, (model, scheme) in models.items():
-        reports[name], outputs[name] = ev.evaluate_model(model, tok, get_scheme(scheme), rows, settings)
+        reports[name], outputs[name] = ev.evaluate_model(
+            model, tok, get_scheme(scheme), rows, cfg.evaluation, cfg.seed, cfg.execution.eval_batch_size
+        )
     baselines = [n for n in models if n != "sft"]
     best = max(baselines, key=lambda n: _baseline_strength(reports[n]))  # the harder comparison
     result = {"test_rows": len(rows), **reports, "best_baseline": best}
     for name in baselines:
         suffix = "" if name == "pretrained" else name.removeprefix("pretrained")
-        result[f"sft_minus_pretrained{suffix}"] = ev.compare(rows, outputs[name], outputs["sft"], cfg.n_boot, cfg.seed)
-    result["inter_reference_agreement"] = ev.inter_reference_agreement(rows, cfg.n_boot, cfg.seed)
+        result[f"sft_minus_pretrained{suffix}"] = ev.compare(
+            rows, outputs[name], outputs["sft"], cfg.evaluation.n_boot, cfg.seed
+        )
+    result["inter_reference_agreement"] = ev.inter_reference_agreement(rows, cfg.evaluation.n_boot, cfg.seed)
     result["ignoring_the_message_control"] = {
         "note": "SFT greedy replies judged against the next row's message: what replies that ignore "
         "the message would score",
-        **job_metrics.shuffled_control(rows, outputs["sft"]["greedy"]["texts"], cfg.n_boot, cfg.seed),
+        **job_metrics.shuffled_control(rows, outputs["sft"]["greedy"]["texts"], cfg.evaluation.n_boot, cfg.seed),
     }
-    result["examples"] = ev.select_examples(rows, outputs[best], outputs["sft"], cfg.n_examples)
+    result["examples"] = ev.select_examples(rows, outputs[best], outputs["sft"], cfg.evaluation.n_examples)
     return result, ev.generation_records(rows, outputs, split)
 
 
@@ -573,7 +491,7 @@ def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
         + ("" if c["total_tflop"] is None else f"; total {c['total_tflop']:.1f}")
     )
     print("wrote:")
-    for p in (Path(cfg.dataset_path) if cfg.data is None else None, *(out / name for name in OUTPUTS)):
+    for p in (Path(cfg.dataset.dataset_path) if cfg.dataset.data is None else None, *(out / name for name in OUTPUTS)):
         if p is not None:
             print(f"  {p}")
 

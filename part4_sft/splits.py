@@ -20,10 +20,9 @@ from part3_pretrain.domain import template_leaks
 from part3_pretrain.slots import find_heldout_leaks
 
 from . import synthetic
+from .configs import TRAIN_SETS, DataConfig
 from .contexts import context_key
 from .user_data import DataError, filter_by_quality, load_pairs
-
-TRAIN_SETS = ("hq", "random", "all")  # the quality-filter ablation: best-rated, random, everything
 
 
 class LeakError(ValueError):
@@ -74,7 +73,7 @@ def choose_train(pairs: list[dict], train_set: str, n_keep: int, seed: int) -> l
     raise ValueError(f"unknown train set {train_set!r}; choose from {TRAIN_SETS}")
 
 
-def synthetic_splits(cfg) -> DatasetSplits:
+def synthetic_splits(cfg: DataConfig) -> DatasetSplits:
     """Generate, write and rate the synthetic pairs; choose the training pairs; build val and the
     two test sets (unseen slot values; unseen values and phrasing); check disjointness."""
     pairs = synthetic.generate_pairs(cfg.n_pairs, cfg.n_high_quality, seed=cfg.data_seed)
@@ -135,7 +134,7 @@ def _seeded_split(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     return rest, held
 
 
-def user_splits(cfg) -> DatasetSplits:
+def user_splits(cfg: DataConfig) -> DatasetSplits:
     """The user's pairs: quality filter, test (file or split), validation split, disjointness."""
     fields = dict(context_field=cfg.context_field, response_field=cfg.response_field, quality_field=cfg.quality_field)
     rows = load_pairs(cfg.data, **fields)
@@ -184,5 +183,5 @@ def _quality_hint(qualities: list) -> str:
     return f"labels range {values[0]:g}..{values[-1]:g}: use a --min-quality in that range"
 
 
-def load_splits(cfg) -> DatasetSplits:
+def load_splits(cfg: DataConfig) -> DatasetSplits:
     return user_splits(cfg) if cfg.data is not None else synthetic_splits(cfg)

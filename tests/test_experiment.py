@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from part3_pretrain import pretrain
 from part3_pretrain.checkpoint import load_checkpoint, non_finite_tensors
+from part3_pretrain.cli import compose
 from part3_pretrain.trainer import Trainer
 from part4_sft import evaluate as ev
 from part4_sft import experiment as E
@@ -47,7 +48,8 @@ def tiny_base(tmp_path_factory) -> Path:
 
 def _pretrain_tiny(out: Path) -> None:
     pretrain.run(
-        pretrain.PretrainConfig(
+        compose(
+            pretrain.PretrainConfig,
             out_dir=str(out),
             n_docs=300,
             vocab_size=400,

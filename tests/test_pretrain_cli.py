@@ -5,7 +5,6 @@ refusal to resume with changed settings."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -20,7 +19,7 @@ import torch
 
 from part3_pretrain import trainer as trainer_mod
 from part3_pretrain.checkpoint import load_model
-from part3_pretrain.cli import ConfigError
+from part3_pretrain.cli import ConfigError, compose, flat_dict, options
 from part3_pretrain.pretrain import PROG, PretrainConfig, main, run
 from part3_pretrain.sink import read_metrics
 
@@ -49,7 +48,7 @@ TINY = dict(
 
 
 def tiny_cfg(out_dir: Path, **kw) -> PretrainConfig:
-    return PretrainConfig(out_dir=str(out_dir), **{**TINY, **kw})
+    return compose(PretrainConfig, out_dir=str(out_dir), **{**TINY, **kw})
 
 
 def call_main(argv: list[str]) -> int:
@@ -100,15 +99,14 @@ def test_help_lists_every_field_with_its_default() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     entries = _help_entries(proc.stdout)
-    for f in dataclasses.fields(PretrainConfig):
-        name = "--" + f.name.replace("_", "-")
+    for field_name, default, help_text in options(PretrainConfig):  # nested parts flattened
+        name = "--" + field_name.replace("_", "-")
         assert name in entries, name
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         assert entries[name].endswith(f"(default: {default!r})"), (name, entries[name])
-        assert f.metadata.get("help") in entries[name], name
+        assert help_text in entries[name], name
         if isinstance(default, bool):
             assert entries[name].startswith(f"{name}, --no-{name[2:]}"), entries[name]
-    assert len(entries) == len(dataclasses.fields(PretrainConfig))  # no flag without a field
+    assert len(entries) == len(options(PretrainConfig))  # no flag without a field
 
 
 # ------------------------------------------------------------------------------ bad flags
@@ -230,9 +228,9 @@ def test_summary_keys_and_values(finished_run) -> None:
     assert on_disk["corpus"]["train_tokens"] > 0 and on_disk["corpus"]["val_tokens"] > 0
     assert on_disk["model"]["n_embd"] == 32 and on_disk["model"]["parameters"] > 0
     assert isinstance(on_disk["sample"]["greedy_reply"], str)
-    assert on_disk["config"] == json.loads(json.dumps(dataclasses.asdict(tiny_cfg(out))))
+    assert on_disk["config"] == json.loads(json.dumps(flat_dict(tiny_cfg(out))))
     cfg = tiny_cfg(out)
-    tokens = 4 * cfg.batch_size * cfg.block_size  # steps x sequences x tokens, counted by the trainer
+    tokens = 4 * cfg.optim.batch_size * cfg.model.block_size  # steps x sequences x tokens, counted by the trainer
     from part3_pretrain.flops import flops_per_token
     from part3_pretrain.model import GPTConfig
 
@@ -303,7 +301,7 @@ def test_muon_wsd_run_resumes_exactly(tmp_path: Path, monkeypatch) -> None:
     straight = run(tiny_cfg(tmp_path / "straight", **kw))
     assert math.isfinite(straight["final_val_loss"])
     lrs = [r["train/lr"] for r in read_metrics(tmp_path / "straight" / "metrics.jsonl") if "train/lr" in r]
-    lr = TINY.get("lr", PretrainConfig.lr)
+    lr = TINY.get("lr", PretrainConfig().optim.lr)
     assert lrs == pytest.approx([lr, lr, lr, lr - 0.9 * lr / 2])  # warmup 1, steady to step 2, decay from 2 to 4
 
     out = tmp_path / "run"

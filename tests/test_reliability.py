@@ -15,7 +15,6 @@ past the door, no run destroys the last good checkpoint, no NaN is ever saved.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from part3_pretrain.checkpoint import (
     save_atomic,
     write_text_atomic,
 )
+from part3_pretrain.cli import compose, options
 from part3_pretrain.data import TokenWindows
 from part3_pretrain.model import GPT, GPTConfig
 from part3_pretrain.pretrain import PROG, PretrainConfig, main, run
@@ -72,7 +72,7 @@ TINY = dict(
 
 
 def tiny_cfg(out_dir: Path, **kw) -> PretrainConfig:
-    return PretrainConfig(out_dir=str(out_dir), **{**TINY, **kw})
+    return compose(PretrainConfig, out_dir=str(out_dir), **{**TINY, **kw})
 
 
 def argv_of(**kw) -> list[str]:
@@ -210,7 +210,7 @@ def test_checkpoint_with_a_nan_weight_is_refused_at_load(tmp_path) -> None:
 
 # ------------------------------------------------------------------------------ non-finite options
 
-FLOAT_OPTIONS = [f.name for f in dataclasses.fields(PretrainConfig) if f.type in ("float", float)]
+FLOAT_OPTIONS = [name for name, default, _ in options(PretrainConfig) if isinstance(default, float)]
 
 
 def test_every_float_option_is_covered() -> None:

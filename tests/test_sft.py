@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model
+from part3_pretrain.cli import compose, options
 from part3_pretrain.model import IGNORE_INDEX
 from part3_pretrain.pretrain import PretrainConfig
 from part3_pretrain.pretrain import run as pretrain_run
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def pretrained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrain")
     pretrain_run(
-        PretrainConfig(
+        compose(
+            PretrainConfig,
             out_dir=str(out),
             n_docs=300,
             vocab_size=400,
@@ -83,7 +85,7 @@ def tiny_cfg(pretrained: Path, out: Path, **kw) -> SFTConfig:
         prompt_scheme="chat",
     )  # the role-token scheme, evaluated beside the dialogue baseline
     base.update(kw)
-    return SFTConfig(**base)
+    return compose(SFTConfig, **base)
 
 
 # -- masks and audit ---------------------------------------------------------------------------
@@ -194,7 +196,7 @@ def test_fine_tuning_never_touches_the_baseline(pretrained, tmp_path):
     cfg = tiny_cfg(pretrained, tmp_path, epochs=1)
     from part4_sft.splits import load_splits
 
-    splits = load_splits(cfg)
+    splits = load_splits(cfg.dataset)
     sft.fine_tune(cfg, model, tok, splits, tmp_path, cfg.prompt_scheme)
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
     sft.assert_untouched(base, ckpt)
@@ -365,10 +367,8 @@ def _cli(*args, cwd=ROOT):
 def test_help_lists_every_option():
     res = _cli("--help")
     assert res.returncode == 0
-    from dataclasses import fields
-
-    for f in fields(SFTConfig):
-        assert "--" + f.name.replace("_", "-") in res.stdout
+    for name, _, _ in options(SFTConfig):  # nested parts flattened
+        assert "--" + name.replace("_", "-") in res.stdout
 
 
 @pytest.mark.parametrize(
@@ -506,7 +506,8 @@ def test_resume_refuses_changed_settings_and_other_base(finished_run, pretrained
     assert err.count("\n") == 1 and "cannot resume with changed settings: --prompt-scheme 'dialogue' -> 'qa'" in err
     other = tmp_path / "other"
     pretrain_run(
-        PretrainConfig(
+        compose(
+            PretrainConfig,
             out_dir=str(other),
             n_docs=300,
             vocab_size=300,
@@ -528,7 +529,7 @@ def test_resume_refuses_changed_settings_and_other_base(finished_run, pretrained
     # the base path is part of the run's identity; with it allowed to differ, the weights still are checked
     with pytest.raises(CheckpointError, match="different base"):
         sft.check_against_base(
-            SFTConfig(pretrained=str(other / "model.pt"), out_dir=str(out), resume=True),
+            compose(SFTConfig, pretrained=str(other / "model.pt"), out_dir=str(out), resume=True),
             *load_model(other / "model.pt")[:2],
             other / "model.pt",
             load_checkpoint(out / "sft_model.pt"),
@@ -597,7 +598,7 @@ def test_tiny_run_scores_fixed_replies_as_computed_by_hand(pretrained, tmp_path,
     monkeypatch.setattr(
         ev,
         "generate_replies",
-        lambda model, tok, scheme, contexts, settings, temperature: {
+        lambda model, tok, scheme, contexts, settings, temperature, seed, batch_size: {
             "texts": fixed[: len(contexts)],
             "stopped_by_eos": [True, True, False, True][: len(contexts)],
             "lengths": [30, 28, 12, 0][: len(contexts)],

@@ -1,0 +1,82 @@
+"""Part 4's typed config parts: the data a fine-tuning sees and how its replies are evaluated.
+
+``DataConfig`` (the synthetic data's sizes and seed, or the user's files and how to read them) and
+``EvalConfig`` (reply length, sampling, bootstrap, examples kept) are defined, documented and
+checked here once, and nested with ``cli.part`` in ``sft.SFTConfig`` and the experiment mode's
+config, each with its own defaults and the options it leaves out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from part3_pretrain.cli import below, option
+
+TRAIN_SETS = ("hq", "random", "all")  # the quality-filter ablation: best-rated, random, everything
+DEFAULT_DATASET_PATH = "data/sft_dataset.json"
+
+
+@dataclass
+class DataConfig:
+    """The training, validation and test data: generated, or the user's own files."""
+
+    dataset_path: str = option(DEFAULT_DATASET_PATH, "where the generated 5,000-pair dataset is written")
+    data: str | None = option(None, "your own JSON/JSONL/CSV pairs instead of the synthetic data", metavar="PATH")
+    test_data: str | None = option(None, "your own held-out test file (else a seeded split of --data)", metavar="PATH")
+    context_field: str | None = option(None, "context field of --data (auto-detected if omitted)")
+    response_field: str | None = option(None, "response field of --data (auto-detected if omitted)")
+    quality_field: str | None = option(None, "quality/rating field of --data (auto-detected if omitted)")
+    min_quality: float = option(4.0, "keep pairs whose quality/rating is >= this (0/1 labels: use 1)")
+    test_fraction: float = option(0.1, "share of --data held out for testing when --test-data is absent")
+    val_fraction: float = option(0.1, "share of --data (after the test split) used for validation loss")
+    n_pairs: int = option(5000, "synthetic pairs generated")
+    n_high_quality: int = option(500, "best-rated synthetic pairs kept for training")
+    train_set: str = option(
+        "hq", "synthetic training pairs: the best-rated (hq), as many at random, or all", choices=TRAIN_SETS
+    )
+    n_val: int = option(100, "synthetic validation contexts")
+    n_test: int = option(250, "synthetic held-out test contexts")
+    data_seed: int = option(0, "seed of the synthetic data and of --data splits")
+
+    @property
+    def name(self) -> str:
+        """The file training reads: the user's, or the generated dataset."""
+        return self.data if self.data is not None else self.dataset_path
+
+    def problems(self) -> list[str]:
+        p = below(self, ("n_pairs", "n_high_quality", "n_val", "n_test"), 1)
+        if self.n_high_quality > self.n_pairs:
+            p.append(f"--n-high-quality ({self.n_high_quality}) cannot exceed --n-pairs ({self.n_pairs})")
+        for name in ("test_fraction", "val_fraction"):
+            if not 0 < getattr(self, name) < 0.5:
+                p.append(f"--{name.replace('_', '-')} must be in (0, 0.5) (got {getattr(self, name)})")
+        for name in ("data", "test_data"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                p.append(f"--{name.replace('_', '-')} {path}: no such file")
+        if self.test_data is not None and self.data is None:
+            p.append("--test-data needs --data")
+        if self.data is not None and self.train_set != "hq":
+            p.append("--train-set applies to the synthetic data (use --min-quality with --data)")
+        return p
+
+
+@dataclass
+class EvalConfig:
+    """How replies are generated and scored on held-out data."""
+
+    max_new_tokens: int = option(90, "longest generated reply")
+    temperature: float = option(0.7, "sampling temperature of the sampled evaluation (greedy is always run)")
+    top_k: int = option(0, "top-k for sampling (0: off)")
+    top_p: float = option(1.0, "nucleus top-p for sampling (1: off)")
+    n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")
+    n_examples: int = option(
+        12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)"
+    )
+
+    def problems(self) -> list[str]:
+        p = below(self, ("max_new_tokens", "n_boot"), 1) + below(self, ("temperature", "top_k", "n_examples"), 0)
+        if not 0 < self.top_p <= 1:
+            p.append(f"--top-p must be in (0, 1] (got {self.top_p})")
+        return p

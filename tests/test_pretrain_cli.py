@@ -19,36 +19,14 @@ import torch
 
 from part3_pretrain import trainer as trainer_mod
 from part3_pretrain.checkpoint import load_model
-from part3_pretrain.cli import ConfigError, compose, flat_dict, options
+from part3_pretrain.cli import ConfigError, flat_dict, options
 from part3_pretrain.pretrain import PROG, PretrainConfig, main, run
 from part3_pretrain.sink import read_metrics
+from tests.tools import TINY_PRETRAIN, tiny_pretrain_config
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {"model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "summary.json"}
 STREAMS = {"train.bin", "val.bin"}  # the token streams the run reads through memmap
-
-TINY = dict(
-    n_docs=120,
-    vocab_size=280,
-    n_layer=1,
-    n_embd=32,
-    n_head=2,
-    block_size=128,
-    batch_size=2,
-    max_steps=4,
-    eval_every=2,
-    eval_batches=2,
-    warmup_steps=1,
-    checkpoint_every=0,
-    log_every=1,
-    progress=False,
-    device="cpu",
-    dtype="float32",
-)
-
-
-def tiny_cfg(out_dir: Path, **kw) -> PretrainConfig:
-    return compose(PretrainConfig, out_dir=str(out_dir), **{**TINY, **kw})
 
 
 def call_main(argv: list[str]) -> int:
@@ -196,7 +174,7 @@ def test_resume_without_checkpoint_is_one_line(tmp_path: Path, capsys) -> None:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("pretrain") / "run"
-    summary = run(tiny_cfg(out))
+    summary = run(tiny_pretrain_config(out))
     return out, summary
 
 
@@ -228,8 +206,8 @@ def test_summary_keys_and_values(finished_run) -> None:
     assert on_disk["corpus"]["train_tokens"] > 0 and on_disk["corpus"]["val_tokens"] > 0
     assert on_disk["model"]["n_embd"] == 32 and on_disk["model"]["parameters"] > 0
     assert isinstance(on_disk["sample"]["greedy_reply"], str)
-    assert on_disk["config"] == json.loads(json.dumps(flat_dict(tiny_cfg(out))))
-    cfg = tiny_cfg(out)
+    assert on_disk["config"] == json.loads(json.dumps(flat_dict(tiny_pretrain_config(out))))
+    cfg = tiny_pretrain_config(out)
     tokens = 4 * cfg.optim.batch_size * cfg.model.block_size  # steps x sequences x tokens, counted by the trainer
     from part3_pretrain.flops import flops_per_token
     from part3_pretrain.model import GPTConfig
@@ -275,13 +253,13 @@ def test_resume_equals_uninterrupted_run(finished_run, tmp_path: Path, monkeypat
 
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt if stop == "ctrl_c" else RuntimeError):
-        run(tiny_cfg(out, checkpoint_every=2))
+        run(tiny_pretrain_config(out, checkpoint_every=2))
     saved = torch.load(out / "model.pt", weights_only=True)["trainer"]["step"]
     assert saved == (3 if stop == "ctrl_c" else 2)
     assert max(r["step"] for r in read_metrics(out / "metrics.jsonl")) == 3
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
 
-    run(tiny_cfg(out, checkpoint_every=2, resume=True))
+    run(tiny_pretrain_config(out, checkpoint_every=2, resume=True))
     resumed = torch.load(out / "model.pt", weights_only=True)
     straight = torch.load(straight_out / "model.pt", weights_only=True)
     assert resumed["trainer"]["step"] == 4
@@ -298,10 +276,10 @@ def test_muon_wsd_run_resumes_exactly(tmp_path: Path, monkeypatch) -> None:
     """--optimizer muon --schedule wsd: Ctrl-C before step 4, then --resume, ends exactly where
     the uninterrupted run does, and the logged LR is wsd's (steady, then decaying)."""
     kw = dict(optimizer="muon", schedule="wsd", decay_fraction=0.5, warmup_steps=1, checkpoint_every=2)
-    straight = run(tiny_cfg(tmp_path / "straight", **kw))
+    straight = run(tiny_pretrain_config(tmp_path / "straight", **kw))
     assert math.isfinite(straight["final_val_loss"])
     lrs = [r["train/lr"] for r in read_metrics(tmp_path / "straight" / "metrics.jsonl") if "train/lr" in r]
-    lr = TINY.get("lr", PretrainConfig().optim.lr)
+    lr = TINY_PRETRAIN.get("lr", PretrainConfig().optim.lr)
     assert lrs == pytest.approx([lr, lr, lr, lr - 0.9 * lr / 2])  # warmup 1, steady to step 2, decay from 2 to 4
 
     out = tmp_path / "run"
@@ -314,9 +292,9 @@ def test_muon_wsd_run_resumes_exactly(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run(tiny_cfg(out, **kw))
+        run(tiny_pretrain_config(out, **kw))
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
-    run(tiny_cfg(out, **kw, resume=True))
+    run(tiny_pretrain_config(out, **kw, resume=True))
     resumed = torch.load(out / "model.pt", weights_only=True)
     reference = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
     assert set(resumed["trainer"]["optimizer"]) == {"muon", "adamw"}
@@ -326,27 +304,27 @@ def test_muon_wsd_run_resumes_exactly(tmp_path: Path, monkeypatch) -> None:
         read_metrics(tmp_path / "straight" / "metrics.jsonl")
     )
     with pytest.raises(ConfigError, match="--decay-fraction 0.5 -> 0.3"):  # wsd reads it: part of the run
-        run(tiny_cfg(out, **{**kw, "decay_fraction": 0.3}, resume=True))
+        run(tiny_pretrain_config(out, **{**kw, "decay_fraction": 0.3}, resume=True))
 
 
 def test_resume_with_changed_settings_is_refused(finished_run, capsys) -> None:
     out, _ = finished_run
     before = (out / "model.pt").read_bytes()
     with pytest.raises(ConfigError, match="--lr"):
-        run(tiny_cfg(out, resume=True, lr=1e-2))
+        run(tiny_pretrain_config(out, resume=True, lr=1e-2))
     with pytest.raises(ConfigError, match="--optimizer 'adamw' -> 'muon'"):
-        run(tiny_cfg(out, resume=True, optimizer="muon"))
+        run(tiny_pretrain_config(out, resume=True, optimizer="muon"))
     with pytest.raises(ConfigError, match="--schedule 'cosine' -> 'wsd'"):
-        run(tiny_cfg(out, resume=True, schedule="wsd"))
+        run(tiny_pretrain_config(out, resume=True, schedule="wsd"))
     with pytest.raises(ConfigError, match="--corpus-seed 0 -> 1"):
-        run(tiny_cfg(out, resume=True, corpus_seed=1))
+        run(tiny_pretrain_config(out, resume=True, corpus_seed=1))
     argv = [
         f"--{k.replace('_', '-')}"
         if v is True
         else f"--no-{k.replace('_', '-')}"
         if v is False
         else f"--{k.replace('_', '-')}={v}"
-        for k, v in {**TINY, "max_steps": 8}.items()
+        for k, v in {**TINY_PRETRAIN, "max_steps": 8}.items()
     ]
     assert call_main(argv + ["--resume", "--out-dir", str(out)]) == 2
     assert "--max-steps" in one_error_line(capsys)
@@ -357,11 +335,11 @@ def test_resume_of_a_cosine_run_ignores_decay_fraction(finished_run, tmp_path: P
     """Only wsd reads --decay-fraction: a cosine run resumes with another one."""
     out = tmp_path / "run"
     shutil.copytree(finished_run[0], out)
-    run(tiny_cfg(out, resume=True, decay_fraction=0.5))
+    run(tiny_pretrain_config(out, resume=True, decay_fraction=0.5))
 
 
 def test_small_block_size_run_finishes(tmp_path: Path) -> None:
-    summary = run(tiny_cfg(tmp_path / "run", block_size=32, batch_size=4, max_steps=1, eval_every=0))
+    summary = run(tiny_pretrain_config(tmp_path / "run", block_size=32, batch_size=4, max_steps=1, eval_every=0))
     assert summary["steps"] == 1
 
 
@@ -369,5 +347,5 @@ def test_resume_of_finished_run_changes_nothing(finished_run, tmp_path: Path) ->
     out = tmp_path / "run"
     shutil.copytree(finished_run[0], out)
     before = read_metrics(out / "metrics.jsonl")
-    run(tiny_cfg(out, resume=True))
+    run(tiny_pretrain_config(out, resume=True))
     assert read_metrics(out / "metrics.jsonl") == before

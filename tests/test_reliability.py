@@ -39,46 +39,23 @@ from part3_pretrain.checkpoint import (
     save_atomic,
     write_text_atomic,
 )
-from part3_pretrain.cli import compose, options
+from part3_pretrain.cli import options
 from part3_pretrain.data import TokenWindows
 from part3_pretrain.model import GPT, GPTConfig
 from part3_pretrain.pretrain import PROG, PretrainConfig, main, run
 from part3_pretrain.sink import read_metrics
 from part3_pretrain.tokenizer import train_tokenizer
 from part3_pretrain.trainer import Trainer, TrainerConfig, TrainingDiverged
-from tests.tools import one_thread
+from tests.tools import TINY_PRETRAIN, one_thread, tiny_pretrain_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-# as tests/test_pretrain_cli.py's TINY: a 1-layer model that trains a step in ~20 ms
-TINY = dict(
-    n_docs=120,
-    vocab_size=280,
-    n_layer=1,
-    n_embd=32,
-    n_head=2,
-    block_size=128,
-    batch_size=2,
-    max_steps=4,
-    eval_every=2,
-    eval_batches=2,
-    warmup_steps=1,
-    checkpoint_every=0,
-    log_every=1,
-    progress=False,
-    device="cpu",
-    dtype="float32",
-)
-
-
-def tiny_cfg(out_dir: Path, **kw) -> PretrainConfig:
-    return compose(PretrainConfig, out_dir=str(out_dir), **{**TINY, **kw})
 
 
 def argv_of(**kw) -> list[str]:
-    """Command-line flags for ``TINY`` updated with ``kw``."""
+    """Command-line flags for ``TINY_PRETRAIN`` updated with ``kw``."""
     out = []
-    for k, v in {**TINY, **kw}.items():
+    for k, v in {**TINY_PRETRAIN, **kw}.items():
         name = "--" + k.replace("_", "-")
         out += [name] if v is True else [f"--no-{name[2:]}"] if v is False else [f"{name}={v}"]
     return out
@@ -122,7 +99,7 @@ def old_run(tmp_path_factory) -> Path:
     """A finished tiny run: the files a later bad command must leave byte-identical."""
     out = tmp_path_factory.mktemp("old") / "run"
     with one_thread():
-        run(tiny_cfg(out, max_steps=2, eval_every=0))
+        run(tiny_pretrain_config(out, max_steps=2, eval_every=0))
     return out
 
 
@@ -331,7 +308,7 @@ def test_trainer_and_pretraining_clear_stale_temps_where_they_write(tmp_path) ->
         (out / n).write_bytes(b"half a file")
     (out / "keep.tmp").write_text("a user's file")
     with one_thread():
-        run(tiny_cfg(out, max_steps=1, eval_every=0))
+        run(tiny_pretrain_config(out, max_steps=1, eval_every=0))
     assert not any((out / n).exists() for n in names)
     assert (out / "keep.tmp").read_text() == "a user's file"
     assert not list(out.glob(".*"))  # train.bin/val.bin are written through atomic_file too
@@ -346,7 +323,7 @@ KILL_ARGS = dict(max_steps=40, checkpoint_every=1, eval_every=10)
 def uninterrupted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("straight") / "run"
     with one_thread():
-        run(tiny_cfg(out, **KILL_ARGS))
+        run(tiny_pretrain_config(out, **KILL_ARGS))
     return out
 
 
@@ -445,12 +422,12 @@ def test_resume_after_a_torn_last_metrics_line(uninterrupted, tmp_path, monkeypa
 
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", crash)
     with one_thread(), pytest.raises(RuntimeError, match="power cut"):
-        run(tiny_cfg(out, **{**KILL_ARGS, "checkpoint_every": 10}))
+        run(tiny_pretrain_config(out, **{**KILL_ARGS, "checkpoint_every": 10}))
     monkeypatch.setattr(trainer_mod.Trainer, "train_step", original)
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write('{"step": 14, "train/loss": 4.6')
     with one_thread():
-        run(tiny_cfg(out, **{**KILL_ARGS, "checkpoint_every": 10}, resume=True))
+        run(tiny_pretrain_config(out, **{**KILL_ARGS, "checkpoint_every": 10}, resume=True))
     assert torch.load(out / "model.pt", weights_only=True)["trainer"]["step"] == KILL_ARGS["max_steps"]
     assert without_timing(read_metrics(out / "metrics.jsonl")) == without_timing(
         read_metrics(uninterrupted / "metrics.jsonl")

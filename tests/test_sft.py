@@ -15,8 +15,6 @@ import torch
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model
 from part3_pretrain.cli import compose, options
 from part3_pretrain.model import IGNORE_INDEX
-from part3_pretrain.pretrain import PretrainConfig
-from part3_pretrain.pretrain import run as pretrain_run
 from part3_pretrain.slots import slot_values
 from part4_sft import sft
 from part4_sft.examples import (
@@ -30,33 +28,9 @@ from part4_sft.examples import (
 from part4_sft.prompts import SCHEMES, get_scheme
 from part4_sft.sft import SFTConfig
 from part4_sft.splits import LeakError, check_disjoint
+from tests.tools import pretrain_tiny_base
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pretrain")
-    pretrain_run(
-        compose(
-            PretrainConfig,
-            out_dir=str(out),
-            n_docs=300,
-            vocab_size=400,
-            block_size=192,
-            n_layer=1,
-            n_head=2,
-            n_embd=32,
-            batch_size=8,
-            max_steps=20,
-            eval_every=10,
-            checkpoint_every=0,
-            progress=False,
-            device="cpu",
-            dtype="float32",
-        )
-    )
-    return out / "model.pt"
 
 
 @pytest.fixture(scope="module")
@@ -504,26 +478,7 @@ def test_resume_refuses_changed_settings_and_other_base(finished_run, pretrained
     assert _exit_code(_tiny_args(pretrained, out) + ["--resume", "--prompt-scheme", "qa"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot resume with changed settings: --prompt-scheme 'dialogue' -> 'qa'" in err
-    other = tmp_path / "other"
-    pretrain_run(
-        compose(
-            PretrainConfig,
-            out_dir=str(other),
-            n_docs=300,
-            vocab_size=300,
-            block_size=192,
-            n_layer=1,
-            n_head=2,
-            n_embd=32,
-            batch_size=8,
-            max_steps=2,
-            eval_every=0,
-            checkpoint_every=0,
-            progress=False,
-            device="cpu",
-            dtype="float32",
-        )
-    )
+    other = pretrain_tiny_base(tmp_path / "other", vocab_size=300, block_size=192, max_steps=2, eval_every=0).parent
     args = _tiny_args(pretrained, out)
     args[args.index("--pretrained") + 1] = str(other / "model.pt")
     # the base path is part of the run's identity; with it allowed to differ, the weights still are checked

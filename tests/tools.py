@@ -1,11 +1,59 @@
-"""Small helpers shared by the test files."""
+"""Small helpers shared by the test files: tiny pretraining configs, one-thread torch."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
+
+from part3_pretrain.cli import compose
+from part3_pretrain.pretrain import PretrainConfig, run
+
+# A 1-layer model that trains a step in ~20 ms: the part-3 tests' run.
+TINY_PRETRAIN = dict(
+    n_docs=120,
+    vocab_size=280,
+    n_layer=1,
+    n_embd=32,
+    n_head=2,
+    block_size=128,
+    batch_size=2,
+    max_steps=4,
+    eval_every=2,
+    eval_batches=2,
+    warmup_steps=1,
+    checkpoint_every=0,
+    log_every=1,
+    progress=False,
+    device="cpu",
+    dtype="float32",
+)
+# A base for the fine-tuning tests: more documents and a larger vocabulary than TINY_PRETRAIN.
+TINY_BASE = dict(
+    n_docs=300,
+    vocab_size=400,
+    n_layer=1,
+    n_head=2,
+    n_embd=32,
+    batch_size=8,
+    checkpoint_every=0,
+    progress=False,
+    device="cpu",
+    dtype="float32",
+)
+
+
+def tiny_pretrain_config(out_dir: Path, **kw) -> PretrainConfig:
+    """``TINY_PRETRAIN`` writing to ``out_dir``, updated with ``kw`` (flat option names)."""
+    return compose(PretrainConfig, out_dir=str(out_dir), **{**TINY_PRETRAIN, **kw})
+
+
+def pretrain_tiny_base(out_dir: Path, **kw) -> Path:
+    """Pretrain ``TINY_BASE`` (updated with ``kw``) into ``out_dir``; returns its model.pt."""
+    run(compose(PretrainConfig, out_dir=str(out_dir), **{**TINY_BASE, **kw}))
+    return Path(out_dir) / "model.pt"
 
 
 @contextlib.contextmanager

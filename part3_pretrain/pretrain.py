@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import corpus as corpus_mod
-from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, write_text_atomic
+from .checkpoint import CheckpointError, load_checkpoint
 from .cli import ConfigError, below, check_config, option, refuse_changed, run_main
 from .data import (
     TokenWindows,
@@ -34,6 +34,7 @@ from .data import (
     split_documents,
     write_tokens,
 )
+from .fileio import remove_stale_temps, write_text_atomic
 from .flops import FORMULA, flops_per_token, training_flops
 from .generate import generate
 from .model import GPT, GPTConfig
@@ -196,8 +197,8 @@ def load_documents(cfg: PretrainConfig) -> tuple[list[str], str]:
     )
 
 
-# what a run writes into --out-dir (besides metrics.jsonl and loss_curve.png, written in place)
-ATOMIC_OUTPUTS = ("model.pt", "tokenizer.json", "summary.json", "train.bin", "val.bin")
+# what a run writes into --out-dir through fileio's temp files (besides metrics.jsonl, appended in place)
+ATOMIC_OUTPUTS = ("model.pt", "tokenizer.json", "summary.json", "train.bin", "val.bin", "loss_curve.png")
 
 
 def _source_name(cfg: PretrainConfig) -> str:

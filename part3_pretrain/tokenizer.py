@@ -20,6 +20,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .fileio import write_text_atomic
+
 PAD = "<|pad|>"
 EOS = "<|endoftext|>"
 USER = "<|user|>"
@@ -86,8 +88,6 @@ class RetailTokenizer:
         return cls(Tokenizer.from_str(s))
 
     def save(self, path: str | os.PathLike) -> Path:
-        from .checkpoint import write_text_atomic  # local import: checkpoint imports this module
-
         return write_text_atomic(self.to_str(), path)
 
     @classmethod

@@ -30,7 +30,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .checkpoint import FORMAT, non_finite_tensors, remove_stale_temps, save_atomic
+from .checkpoint import FORMAT, non_finite_tensors
+from .fileio import remove_stale_temps, save_atomic
 from .model import IGNORE_INDEX
 from .sink import MetricsSink
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from part3_pretrain.checkpoint import save_atomic
+from part3_pretrain.fileio import save_atomic
 
 ADAPTER_FORMAT = "retail-sft/lora-v1"
 NEVER_WRAP = ("lm_head",)  # tied to wte: wrapping it would adapt the input embedding too

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import torch
 
-from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
+from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model
 from part3_pretrain.cli import ConfigError, below, check_config, option, refuse_changed, run_main
 from part3_pretrain.data import mean_loss
+from part3_pretrain.fileio import write_text_atomic
 from part3_pretrain.flops import FORMULA, forward_flops, training_flops
 from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses

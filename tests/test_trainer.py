@@ -18,15 +18,16 @@ import pytest
 import torch
 
 from part3_pretrain import checkpoint as ckpt_mod
+from part3_pretrain import fileio
 from part3_pretrain.checkpoint import (
     CheckpointError,
     build_model,
     load_checkpoint,
     load_model,
     model_checkpoint,
-    save_atomic,
 )
 from part3_pretrain.data import TokenWindows, encode_documents, mean_loss, sequential_batches
+from part3_pretrain.fileio import save_atomic
 from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, lm_loss
 from part3_pretrain.tokenizer import train_tokenizer
 from part3_pretrain.trainer import MuonWithAdamW, Trainer, TrainerConfig, lr_at, make_optimizer, muon_split
@@ -275,7 +276,7 @@ def test_save_atomic_leaves_old_file_on_failure(tmp_path: Path, monkeypatch) -> 
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
+    monkeypatch.setattr(fileio.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_atomic({"format": ckpt_mod.FORMAT, "x": torch.zeros(3)}, path)
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]

@@ -34,6 +34,7 @@ from .data import (
     split_documents,
     write_tokens,
 )
+from .datafile import DataError
 from .fileio import remove_stale_temps, write_text_atomic
 from .flops import FORMULA, flops_per_token, training_flops
 from .generate import generate
@@ -208,7 +209,7 @@ def _source_name(cfg: PretrainConfig) -> str:
 
 def _corpus_too_small(cfg: PretrainConfig, problem: str, fix: str) -> ValueError:
     if cfg.corpus:
-        return corpus_mod.CorpusError(_source_name(cfg), f"{problem}; {fix}")
+        return DataError(_source_name(cfg), f"{problem}; {fix}")
     return ConfigError(f"{_source_name(cfg)}: {problem}; {fix}")
 
 
@@ -481,7 +482,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         print(f"  {out / name}")
 
 
-USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, corpus_mod.CorpusError, TrainingDiverged)
+USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, TrainingDiverged)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

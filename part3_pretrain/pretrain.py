@@ -365,7 +365,7 @@ def run(cfg: PretrainConfig) -> dict:
         resume_ckpt = load_checkpoint(ckpt_path)
         check_resumable(cfg, resume_ckpt, ckpt_path)
         check_metrics(out / "metrics.jsonl")
-    rank = dist_info()[0]
+    rank = dist_info().rank
     docs, source_desc = load_documents(cfg)
     train_docs, val_docs = split_for_validation(cfg, docs)
     # every check on the data is done before this writes the first file into --out-dir
@@ -381,7 +381,7 @@ def run(cfg: PretrainConfig) -> dict:
             f"tokens, {len(val_tokens):,} val tokens",
             flush=True,
         )
-    world = dist_info()[1]
+    world = dist_info().world
     source = TokenWindows(train_tokens, cfg.block_size, cfg.batch_size, cfg.seed, rank, world)
     val_batches = sequential_batches(val_tokens, cfg.block_size, cfg.batch_size, cfg.eval_batches)
     sink = MetricsSink(

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.distributed as dist
@@ -86,7 +86,7 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"--device must be one of {DEVICES} (got {name!r})")
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", dist_info()[2] if dist_info()[1] > 1 else 0)
+            return torch.device("cuda", dist_info().local_rank if dist_info().world > 1 else 0)
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -94,8 +94,8 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("--device cuda requested but CUDA is not available on this machine")
     if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps requested but MPS is not available on this machine")
-    if name == "cuda" and dist_info()[1] > 1:
-        return torch.device("cuda", dist_info()[2])
+    if name == "cuda" and dist_info().world > 1:
+        return torch.device("cuda", dist_info().local_rank)
     return torch.device(name)
 
 
@@ -128,15 +128,24 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def dist_info() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+class DistInfo(NamedTuple):
+    """Where this process sits in a torchrun job."""
+
+    rank: int  # 0 .. world - 1; rank 0 writes the files
+    world: int  # number of processes
+    local_rank: int  # rank on this machine: its GPU index
+
+
+def dist_info() -> DistInfo:
+    """(rank, world, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return DistInfo(
+        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    )
 
 
 def init_distributed(device: torch.device) -> bool:
     """Join the torchrun process group if there is one; True when running distributed."""
-    _, world, _ = dist_info()
-    if world <= 1:
+    if dist_info().world <= 1:
         return False
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -146,7 +155,7 @@ def init_distributed(device: torch.device) -> bool:
 
 
 def is_main_process() -> bool:
-    return dist_info()[0] == 0
+    return dist_info().rank == 0
 
 
 def close_distributed() -> None:
@@ -162,7 +171,7 @@ def barrier() -> None:
     """Wait for every process. Under torchrun this joins the process group if nobody has yet:
     entry points synchronise on files (tokenizer, token streams) before any Trainer exists,
     and a no-op barrier there would let other ranks read files rank 0 has not written."""
-    if dist_info()[1] > 1 and not dist.is_initialized():
+    if dist_info().world > 1 and not dist.is_initialized():
         # Both backends when CUDA is present: barriers run on gloo (CPU) and a later DDP on
         # CUDA tensors still gets nccl, so the Trainer's device choice is not constrained.
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")

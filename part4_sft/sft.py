@@ -271,7 +271,7 @@ def fine_tune(
     after a resume; audit/example counts; seconds)."""
     scheme = get_scheme(scheme_name)
     examples, ex_counts = build_examples(tok, scheme, splits.train, model.config.block_size)
-    check_examples(cfg, ex_counts, model.config.block_size, dist_info()[1])
+    check_examples(cfg, ex_counts, model.config.block_size, dist_info().world)
     audit = audit_labels(examples, tok)
     val_examples, _ = build_examples(
         tok,
@@ -421,7 +421,7 @@ def run(cfg: SFTConfig) -> dict:
     model = copy.deepcopy(base)  # the object we fine-tune; `base` is never handed to the trainer
     stage = _prepare_stage(out, resume)
     history, train_counts, t_train = fine_tune(cfg, model, tok, splits, stage, cfg.prompt_scheme, resume)
-    if dist_info()[0] != 0:
+    if dist_info().rank != 0:
         close_distributed()  # rank 0 evaluates and publishes alone, then leaves the group too
         return {}
     assert_untouched(base, base_ckpt)

@@ -154,10 +154,6 @@ def init_distributed(device: torch.device) -> bool:
     return True
 
 
-def is_main_process() -> bool:
-    return dist_info().rank == 0
-
-
 def close_distributed() -> None:
     """Leave the torchrun process group together: every rank waits here, then the group is torn
     down. A rank that simply exits while another still holds the group can abort in gloo's

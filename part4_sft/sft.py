@@ -264,6 +264,14 @@ def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int) ->
         )
 
 
+def _val_batches(tok, scheme, splits: DatasetSplits, block_size: int) -> list[dict[str, torch.Tensor]]:
+    """The validation loss's fixed batches: the val split's contexts with their references."""
+    val_examples, _ = build_examples(
+        tok, scheme, [{"context": r["context"], "response": r["reference"]} for r in splits.val], block_size
+    )
+    return fixed_batches(val_examples, 32, tok.pad_id, block_size)
+
+
 def fine_tune(
     cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path, scheme_name: str, resume: dict | None = None
 ):
@@ -273,13 +281,7 @@ def fine_tune(
     examples, ex_counts = build_examples(tok, scheme, splits.train, model.config.block_size)
     check_examples(cfg, ex_counts, model.config.block_size, dist_info().world)
     audit = audit_labels(examples, tok)
-    val_examples, _ = build_examples(
-        tok,
-        scheme,
-        [{"context": r["context"], "response": r["reference"]} for r in splits.val],
-        model.config.block_size,
-    )
-    val_batches = fixed_batches(val_examples, 32, tok.pad_id, model.config.block_size)
+    val_batches = _val_batches(tok, scheme, splits, model.config.block_size)
     rank, world, _ = dist_info()
     source = SFTBatches(examples, cfg.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
     steps_per_epoch = -(-source.steps_per_epoch // cfg.grad_accum)

@@ -1,4 +1,4 @@
-"""Byte-level BPE tokenizer (HF ``tokenizers``) with reserved special tokens.
+"""The tokenizer of every model here: byte-level BPE (HF ``tokenizers``) with reserved special tokens.
 
 The special tokens are added at training time, so they own the first ids and are never split
 or merged: PAD (``<|pad|>``), EOS (``<|endoftext|>``) and the two role markers of the chat prompt

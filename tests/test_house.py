@@ -1,7 +1,8 @@
 """House rules of the code base, checked on the source text (nothing is imported or run).
 
 The import graph of ``part3_pretrain`` and ``part4_sft`` (subpackages included) has no cycle,
-and part 3 never imports part 4: part 4 builds on part 3, never the reverse.
+and part 3 never imports part 4: part 4 builds on part 3, never the reverse. Every part-3
+module opens with a docstring.
 """
 
 from __future__ import annotations
@@ -138,3 +139,12 @@ def test_part3_never_imports_part4() -> None:
         if target.split(".")[0] == "part4_sft"
     ]
     assert not bad, "part 3 must not depend on part 4: " + "; ".join(bad)
+
+
+def test_every_part3_module_says_what_it_is_for() -> None:
+    missing = [
+        name
+        for name, path in _module_files(REPO_ROOT, ("part3_pretrain",)).items()
+        if not (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").strip()
+    ]
+    assert not missing, f"modules without a docstring: {missing}"

@@ -18,8 +18,8 @@ instances only, so the output is identical in every process.
 README rows G and "previous default", and was removed: one retail world, in ``domain.py``.)
 
 ``load_corpus_files(paths)`` reads the user's own text instead (.txt: documents separated by
-blank lines; .jsonl: one ``{"text": ...}`` object per line), raising ``CorpusError`` with a
-one-line message naming the file (and line) on any problem.
+blank lines; .jsonl: one ``{"text": ...}`` object per line), raising ``datafile.DataError`` with
+a one-line message naming the file (and line) on any problem.
 """
 
 from __future__ import annotations
@@ -31,20 +31,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from part3_pretrain.datafile import DataError, read_text
 from part3_pretrain.domain import dialogue_documents, reference_drills
 
 # ~7.5 MB at ~250 bytes a document; a few seconds on one core.
 DIALOGUE_N_DOCS = 30000
 SUFFIXES = (".txt", ".jsonl")
-
-
-class CorpusError(ValueError):
-    """A problem with a user's corpus file; ``str(err)`` is one line naming file (and line)."""
-
-    def __init__(self, path: str | os.PathLike, problem: str, line: int | None = None) -> None:
-        where = f"{os.fspath(path)}:" if line is None else f"{os.fspath(path)}:{line}:"
-        # Messages go to a terminal one per line; never let a path or a JSON message break that.
-        super().__init__(f"{where} {problem}".replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _dialogue_corpus(n_docs: int, seed: int) -> list[str]:
@@ -80,26 +72,6 @@ def corpus_stats(docs: Sequence[str]) -> dict:
 # The user's own files
 
 
-def _read_text(path: Path, shown: str | os.PathLike) -> str:
-    """The file's text, or a CorpusError naming it (missing, unreadable, not UTF-8, empty)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CorpusError(shown, "no such file") from None
-    except IsADirectoryError:
-        raise CorpusError(shown, "is a directory, not a file") from None
-    except OSError as err:
-        raise CorpusError(shown, f"cannot read ({err.strerror or err})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CorpusError(shown, f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
-        raise CorpusError(shown, "file is empty")
-    return text
-
-
 def _txt_docs(text: str) -> list[str]:
     # A blank line is empty or whitespace-only; one or more of them separate documents.
     blocks = re.split(r"\n[ \t]*\n(?:[ \t]*\n)*", text)
@@ -114,25 +86,25 @@ def _jsonl_docs(text: str, shown: str | os.PathLike) -> list[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise CorpusError(shown, f"invalid JSON ({err.msg})", lineno) from None
+            raise DataError(shown, f"invalid JSON ({err.msg})", lineno) from None
         value = record.get("text") if isinstance(record, dict) else None
         if not isinstance(value, str):
-            raise CorpusError(shown, 'missing string field "text"', lineno)
+            raise DataError(shown, 'missing string field "text"', lineno)
         if not value.strip():
-            raise CorpusError(shown, 'field "text" is empty', lineno)
+            raise DataError(shown, 'field "text" is empty', lineno)
         docs.append(value)
     return docs
 
 
 def load_corpus_files(paths: Sequence[str | os.PathLike]) -> list[str]:
     """Documents from the user's .txt files (split on blank lines) and .jsonl files (one
-    ``{"text": ...}`` per line), in the order given. Any problem raises ``CorpusError``."""
+    ``{"text": ...}`` per line), in the order given. Any problem raises ``DataError``."""
     docs: list[str] = []
     for shown in paths:
         path = Path(shown)
         suffix = path.suffix.lower()
         if suffix not in SUFFIXES:
-            raise CorpusError(shown, f"unsupported file type {suffix or '(none)'!r}; expected .txt or .jsonl")
-        text = _read_text(path, shown)
+            raise DataError(shown, f"unsupported file type {suffix or '(none)'!r}; expected .txt or .jsonl")
+        text = read_text(path, shown)
         docs.extend(_txt_docs(text) if suffix == ".txt" else _jsonl_docs(text, shown))
     return docs

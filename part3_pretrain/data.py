@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import atomic_file
+from .fileio import atomic_file
 from .model import IGNORE_INDEX
 from .tokenizer import RetailTokenizer
 
@@ -34,7 +34,7 @@ def encode_documents(docs: Sequence[str], tokenizer: RetailTokenizer) -> np.ndar
 
 
 def write_tokens(tokens: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write the stream to ``path`` atomically (``checkpoint.atomic_file``: temp file, fsync, rename)."""
+    """Write the stream to ``path`` atomically (``fileio.atomic_file``: temp file, fsync, rename)."""
     path = Path(path)
     with atomic_file(path, "wb") as f:
         f.write(tokens.astype(np.uint16).tobytes())

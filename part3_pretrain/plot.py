@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .fileio import save_figure_atomic
 from .sink import read_metrics
 
 
@@ -40,10 +41,7 @@ def plot_losses(panels: Sequence[tuple[str | os.PathLike, str, str]], out_png: s
     for ax, (records, title, val_label) in zip(axes[0], loaded, strict=False):
         _draw(ax, records, title, val_label)
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
+    try:
+        return save_figure_atomic(fig, out_png, dpi=110)
+    finally:
+        plt.close(fig)

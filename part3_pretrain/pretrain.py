@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import corpus as corpus_mod
-from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, write_text_atomic
+from .checkpoint import CheckpointError, load_checkpoint
 from .cli import ConfigError, below, check_config, flat_dict, option, part, refuse_changed, run_main
 from .configs import ExecConfig, OptimConfig
 from .data import (
@@ -35,6 +35,8 @@ from .data import (
     split_documents,
     write_tokens,
 )
+from .datafile import DataError
+from .fileio import remove_stale_temps, write_text_atomic
 from .flops import FORMULA, flops_per_token, training_flops
 from .generate import generate
 from .model import GPT, GPTConfig
@@ -157,8 +159,8 @@ def load_documents(cfg: PretrainConfig) -> tuple[list[str], str]:
     )
 
 
-# what a run writes into --out-dir (besides metrics.jsonl and loss_curve.png, written in place)
-ATOMIC_OUTPUTS = ("model.pt", "tokenizer.json", "summary.json", "train.bin", "val.bin")
+# what a run writes into --out-dir through fileio's temp files (besides metrics.jsonl, appended in place)
+ATOMIC_OUTPUTS = ("model.pt", "tokenizer.json", "summary.json", "train.bin", "val.bin", "loss_curve.png")
 
 
 def _source_name(cfg: PretrainConfig) -> str:
@@ -168,7 +170,7 @@ def _source_name(cfg: PretrainConfig) -> str:
 
 def _corpus_too_small(cfg: PretrainConfig, problem: str, fix: str) -> ValueError:
     if cfg.corpus:
-        return corpus_mod.CorpusError(_source_name(cfg), f"{problem}; {fix}")
+        return DataError(_source_name(cfg), f"{problem}; {fix}")
     return ConfigError(f"{_source_name(cfg)}: {problem}; {fix}")
 
 
@@ -318,13 +320,8 @@ def run(cfg: PretrainConfig) -> dict:
     check_config(cfg)
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
-    ckpt_path = out / "model.pt"
-    resume_ckpt = None
-    if cfg.resume:
-        resume_ckpt = load_checkpoint(ckpt_path)
-        check_resumable(cfg, resume_ckpt, ckpt_path)
-        check_metrics(out / "metrics.jsonl")
-    rank = dist_info()[0]
+    resume_ckpt = load_resume(cfg, out)
+    rank = dist_info().rank
     docs, source_desc = load_documents(cfg)
     train_docs, val_docs = split_for_validation(cfg, docs)
     # every check on the data is done before this writes the first file into --out-dir
@@ -340,36 +337,11 @@ def run(cfg: PretrainConfig) -> dict:
             f"tokens, {len(val_tokens):,} val tokens",
             flush=True,
         )
-    world = dist_info()[1]
-    source = TokenWindows(train_tokens, cfg.model.block_size, cfg.optim.batch_size, cfg.seed, rank, world)
-    val_batches = sequential_batches(val_tokens, cfg.model.block_size, cfg.optim.batch_size, cfg.eval_batches)
-    sink = MetricsSink(
-        out / "metrics.jsonl", enabled=rank == 0, resume_step=resume_ckpt["trainer"]["step"] if resume_ckpt else None
-    )
-    # Part 4 evaluates on held-out slot values: record that this corpus holds none of them
-    # (checked on the text, whatever its source), so fine-tuning can refuse a leaky base model.
-    leaks = find_heldout_leaks(docs) if rank == 0 else []
-    meta = {
-        "model_config": model.config.to_dict(),
-        "tokenizer": tok.to_str(),
-        "pretrain_config": {k: _norm(v) for k, v in flat_dict(cfg).items()},
-        "corpus_heldout_leaks": leaks,
-    }
-    trainer = Trainer(
-        model,
-        source,
-        cfg.trainer_config(),
-        sink=sink,
-        checkpoint_path=ckpt_path,
-        checkpoint_meta=meta,
-        evaluate=lambda m: mean_loss(m, val_batches),
-    )
-    if resume_ckpt is not None:
-        trainer.load_state_dict(resume_ckpt)
+    trainer = make_trainer(cfg, out, model, tok, docs, train_tokens, val_tokens, resume_ckpt)
     t_train = time.perf_counter()
     trainer.fit()
     t_train = time.perf_counter() - t_train
-    sink.close()
+    trainer.sink.close()
     summary = (
         _finish(
             cfg,
@@ -390,6 +362,59 @@ def run(cfg: PretrainConfig) -> dict:
     )
     close_distributed()
     return summary
+
+
+def load_resume(cfg: PretrainConfig, out: Path) -> dict | None:
+    """With ``--resume``: the checkpoint in ``out``, checked to continue the same run, after
+    checking that metrics.jsonl can be rewritten from what it holds. None without ``--resume``."""
+    if not cfg.resume:
+        return None
+    ckpt_path = out / "model.pt"
+    resume_ckpt = load_checkpoint(ckpt_path)
+    check_resumable(cfg, resume_ckpt, ckpt_path)
+    check_metrics(out / "metrics.jsonl")
+    return resume_ckpt
+
+
+def make_trainer(
+    cfg: PretrainConfig,
+    out: Path,
+    model: GPT,
+    tok: RetailTokenizer,
+    docs: list[str],
+    train_tokens: np.ndarray,
+    val_tokens: np.ndarray,
+    resume_ckpt: dict | None,
+) -> Trainer:
+    """The Trainer of this run: this rank's windows of the training stream, the validation loss,
+    the metrics sink (rank 0), the checkpoint in ``out`` and its metadata; resumed if asked."""
+    rank, world, _ = dist_info()
+    source = TokenWindows(train_tokens, cfg.model.block_size, cfg.optim.batch_size, cfg.seed, rank, world)
+    val_batches = sequential_batches(val_tokens, cfg.model.block_size, cfg.optim.batch_size, cfg.eval_batches)
+    sink = MetricsSink(
+        out / "metrics.jsonl", enabled=rank == 0, resume_step=resume_ckpt["trainer"]["step"] if resume_ckpt else None
+    )
+    # Part 4 evaluates on held-out slot values: record that this corpus holds none of them
+    # (checked on the text, whatever its source), so fine-tuning can refuse a leaky base model.
+    leaks = find_heldout_leaks(docs) if rank == 0 else []
+    meta = {
+        "model_config": model.config.to_dict(),
+        "tokenizer": tok.to_str(),
+        "pretrain_config": {k: _norm(v) for k, v in flat_dict(cfg).items()},
+        "corpus_heldout_leaks": leaks,
+    }
+    trainer = Trainer(
+        model,
+        source,
+        cfg.trainer_config(),
+        sink=sink,
+        checkpoint_path=out / "model.pt",
+        checkpoint_meta=meta,
+        evaluate=lambda m: mean_loss(m, val_batches),
+    )
+    if resume_ckpt is not None:
+        trainer.load_state_dict(resume_ckpt)
+    return trainer
 
 
 def _finish(
@@ -441,7 +466,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         print(f"  {out / name}")
 
 
-USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, corpus_mod.CorpusError, TrainingDiverged)
+USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, TrainingDiverged)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_text_atomic
+from .fileio import write_text_atomic
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:

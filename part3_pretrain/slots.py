@@ -1,4 +1,4 @@
-"""Slot values (names, products, order numbers, ...) with a fixed train / held-out partition.
+"""Slot values (names, products, order numbers, ...) split once into train / held-out, so tests use unseen values.
 
 One module serves every text generator in the project: the part-3 pretraining corpus and the
 part-4 SFT pairs draw only from the ``train`` side (the corpus's "dialogue" kind also from the

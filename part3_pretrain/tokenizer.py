@@ -1,4 +1,4 @@
-"""Byte-level BPE tokenizer (HF ``tokenizers``) with reserved special tokens.
+"""The tokenizer of every model here: byte-level BPE (HF ``tokenizers``) with reserved special tokens.
 
 The special tokens are added at training time, so they own the first ids and are never split
 or merged: PAD (``<|pad|>``), EOS (``<|endoftext|>``) and the two role markers of the chat prompt
@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from .fileio import write_text_atomic
 
 PAD = "<|pad|>"
 EOS = "<|endoftext|>"
@@ -86,8 +88,6 @@ class RetailTokenizer:
         return cls(Tokenizer.from_str(s))
 
     def save(self, path: str | os.PathLike) -> Path:
-        from .checkpoint import write_text_atomic  # local import: checkpoint imports this module
-
         return write_text_atomic(self.to_str(), path)
 
     @classmethod

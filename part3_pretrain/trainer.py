@@ -23,14 +23,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .checkpoint import FORMAT, non_finite_tensors, remove_stale_temps, save_atomic
+from .checkpoint import FORMAT, non_finite_tensors
+from .fileio import remove_stale_temps, save_atomic
 from .model import IGNORE_INDEX
 from .sink import MetricsSink
 
@@ -85,7 +86,7 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"--device must be one of {DEVICES} (got {name!r})")
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", dist_info()[2] if dist_info()[1] > 1 else 0)
+            return torch.device("cuda", dist_info().local_rank if dist_info().world > 1 else 0)
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -93,8 +94,8 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("--device cuda requested but CUDA is not available on this machine")
     if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps requested but MPS is not available on this machine")
-    if name == "cuda" and dist_info()[1] > 1:
-        return torch.device("cuda", dist_info()[2])
+    if name == "cuda" and dist_info().world > 1:
+        return torch.device("cuda", dist_info().local_rank)
     return torch.device(name)
 
 
@@ -127,25 +128,30 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def dist_info() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+class DistInfo(NamedTuple):
+    """Where this process sits in a torchrun job."""
+
+    rank: int  # 0 .. world - 1; rank 0 writes the files
+    world: int  # number of processes
+    local_rank: int  # rank on this machine: its GPU index
+
+
+def dist_info() -> DistInfo:
+    """(rank, world, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return DistInfo(
+        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    )
 
 
 def init_distributed(device: torch.device) -> bool:
     """Join the torchrun process group if there is one; True when running distributed."""
-    _, world, _ = dist_info()
-    if world <= 1:
+    if dist_info().world <= 1:
         return False
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return True
-
-
-def is_main_process() -> bool:
-    return dist_info()[0] == 0
 
 
 def close_distributed() -> None:
@@ -161,7 +167,7 @@ def barrier() -> None:
     """Wait for every process. Under torchrun this joins the process group if nobody has yet:
     entry points synchronise on files (tokenizer, token streams) before any Trainer exists,
     and a no-op barrier there would let other ranks read files rank 0 has not written."""
-    if dist_info()[1] > 1 and not dist.is_initialized():
+    if dist_info().world > 1 and not dist.is_initialized():
         # Both backends when CUDA is present: barriers run on gloo (CPU) and a later DDP on
         # CUDA tensors still gets nccl, so the Trainer's device choice is not constrained.
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
@@ -460,17 +466,49 @@ class Trainer:
         tokens in the WHOLE step (over all micro-batches and ranks): the gradient is exactly that
         of one big batch, however unevenly the targets fall into micro-batches.
         """
-        cfg, model = self.cfg, self.forward_model
         # Where this step started: a Ctrl-C in the middle rolls back to it (see ``fit``).
         self._step_start = (self.source.state_dict(), torch.get_rng_state())
-        micro = [self._to_device(self.source.next_batch()) for _ in range(cfg.grad_accum)]
+        micro = [self._to_device(self.source.next_batch()) for _ in range(self.cfg.grad_accum)]
+        n_tgt = self._target_count(micro)
+        lr = self._set_lr()
+        loss_sum, correct, n_tokens = self._forward_backward(micro, n_tgt, with_accuracy)
+        grad_norm = self._clip()
+        step_loss = (loss_sum / n_tgt).item()
+        self._check_finite(step_loss, grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self._step_start = None  # the step is complete: nothing to roll back any more
+        return StepStats(
+            loss=step_loss,
+            n_targets=int(n_tgt.item()),
+            n_tokens=n_tokens * self.world,
+            correct=int(correct.item()),
+            grad_norm=grad_norm,
+            lr=lr,
+        )
+
+    def _target_count(self, micro: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Target tokens of the whole step: every micro-batch, every rank."""
         n_tgt = torch.stack([(b["labels"] != IGNORE_INDEX).sum() for b in micro]).sum()
         n_tgt = self._all_reduce(n_tgt)
         if n_tgt.item() == 0:
             raise ValueError("a training step has no target tokens (every label is -100)")
-        lr = lr_at(self.step, cfg)
+        return n_tgt
+
+    def _set_lr(self) -> float:
+        """Put this step's scheduled learning rate into every parameter group."""
+        lr = lr_at(self.step, self.cfg)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
+        return lr
+
+    def _forward_backward(
+        self, micro: list[dict[str, torch.Tensor]], n_tgt: torch.Tensor, with_accuracy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Accumulate the step's gradient over ``micro``; returns (summed token loss and correct
+        predictions, both over all ranks; tokens this rank processed)."""
+        model = self.forward_model
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         n_tokens = 0
@@ -494,22 +532,7 @@ class Trainer:
             if with_accuracy:  # an argmax over the vocabulary: only on steps that get logged
                 correct += out.n_correct
             n_tokens += int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
-        loss_sum, correct = self._all_reduce(loss_sum), self._all_reduce(correct)
-        grad_norm = self._clip()
-        step_loss = (loss_sum / n_tgt).item()
-        self._check_finite(step_loss, grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        self._step_start = None  # the step is complete: nothing to roll back any more
-        return StepStats(
-            loss=step_loss,
-            n_targets=int(n_tgt.item()),
-            n_tokens=n_tokens * self.world,
-            correct=int(correct.item()),
-            grad_norm=grad_norm,
-            lr=lr,
-        )
+        return self._all_reduce(loss_sum), self._all_reduce(correct), n_tokens
 
     def _check_finite(self, loss: float, grad_norm: float) -> None:
         """Stop before a non-finite update reaches the weights: the model and the last checkpoint
@@ -576,39 +599,11 @@ class Trainer:
             dynamic_ncols=True,
             disable=not (cfg.progress and self.rank == 0),
         )
-        t_last, tokens_since = time.perf_counter(), 0
         try:
-            while self.step < end:
-                log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == end
-                stats = self.train_step(with_accuracy=log_now)
-                self.tokens_seen += stats.n_tokens
-                tokens_since += stats.n_tokens
-                if log_now:
-                    now = time.perf_counter()
-                    tps = tokens_since / max(now - t_last, 1e-9)
-                    t_last, tokens_since = now, 0
-                    self._log(
-                        {
-                            "train/loss": stats.loss,
-                            "train/token_acc": stats.correct / stats.n_targets,
-                            "train/lr": stats.lr,
-                            "train/grad_norm": stats.grad_norm,
-                            "train/tokens_per_s": tps,
-                        }
-                    )
-                    bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
-                bar.update(1)
-                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
-                    self.run_evaluation()
-                if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0 and self.step < end:
-                    self.save_checkpoint()
+            self._train_until(end, bar)
         except KeyboardInterrupt:
             bar.close()
-            if self._step_start is not None and self.step < end:
-                # the interrupted step never reached the optimizer: forget its data and RNG draws
-                self.source.load_state_dict(self._step_start[0])
-                torch.set_rng_state(self._step_start[1])
-                self.optimizer.zero_grad(set_to_none=True)
+            self._forget_unfinished_step(end)
             self.save_checkpoint()
             raise
         bar.close()
@@ -616,3 +611,43 @@ class Trainer:
             self.run_evaluation()
         self.save_checkpoint()
         return self.history
+
+    def _train_until(self, end: int, bar: tqdm) -> None:
+        """Steps up to ``end``, with the train-loss records, evaluations and checkpoints due."""
+        cfg = self.cfg
+        t_last, tokens_since = time.perf_counter(), 0
+        while self.step < end:
+            log_now = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == end
+            stats = self.train_step(with_accuracy=log_now)
+            self.tokens_seen += stats.n_tokens
+            tokens_since += stats.n_tokens
+            if log_now:
+                now = time.perf_counter()
+                tps = tokens_since / max(now - t_last, 1e-9)
+                t_last, tokens_since = now, 0
+                self._log_train(stats, tps)
+                bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+            bar.update(1)
+            if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                self.run_evaluation()
+            if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0 and self.step < end:
+                self.save_checkpoint()
+
+    def _log_train(self, stats: StepStats, tokens_per_s: float) -> None:
+        self._log(
+            {
+                "train/loss": stats.loss,
+                "train/token_acc": stats.correct / stats.n_targets,
+                "train/lr": stats.lr,
+                "train/grad_norm": stats.grad_norm,
+                "train/tokens_per_s": tokens_per_s,
+            }
+        )
+
+    def _forget_unfinished_step(self, end: int) -> None:
+        """After a Ctrl-C inside a step: that step never reached the optimizer, so its data and
+        RNG draws are undone and its partial gradients dropped (the checkpoint then resumes it)."""
+        if self._step_start is not None and self.step < end:
+            self.source.load_state_dict(self._step_start[0])
+            torch.set_rng_state(self._step_start[1])
+            self.optimizer.zero_grad(set_to_none=True)

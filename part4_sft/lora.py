@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from part3_pretrain.checkpoint import save_atomic
+from part3_pretrain.fileio import save_atomic
 
 ADAPTER_FORMAT = "retail-sft/lora-v1"
 NEVER_WRAP = ("lm_head",)  # tied to wte: wrapping it would adapt the input embedding too
@@ -255,70 +255,3 @@ def adapter_state(model: nn.Module, cfg: LoRAConfig) -> dict:
 def save_adapter(model: nn.Module, cfg: LoRAConfig, path: str | os.PathLike) -> Path:
     """Write only the adapters (and their config) to ``path``, atomically."""
     return save_atomic(adapter_state(model, cfg), path)
-
-
-def _read_adapter(path: Path) -> tuple[LoRAConfig, dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such adapter file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt zip, pickled objects, truncated file, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: cannot load adapter ({first})") from None
-    if not isinstance(state, dict) or state.get("format") != ADAPTER_FORMAT:
-        raise ValueError(f"{path}: not a LoRA adapter file (format {ADAPTER_FORMAT!r} expected)")
-    adapter = state.get("adapter")
-    if not isinstance(adapter, dict) or not all(isinstance(t, torch.Tensor) for t in adapter.values()):
-        raise ValueError(f"{path}: adapter entry is not a dict of tensors")
-    try:
-        cfg = LoRAConfig.from_dict(state.get("lora_config"))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: bad LoRA config ({e})") from None
-    return cfg, adapter
-
-
-def _expected_shapes(model: nn.Module, cfg: LoRAConfig) -> dict[str, tuple[int, ...]]:
-    """Adapter name -> shape that ``cfg`` needs on ``model`` (existing layers, or would-be ones)."""
-    layers = _lora_layers(model)
-    for name, layer in layers.items():
-        if layer.r != cfg.r or layer.alpha != cfg.alpha:
-            raise ValueError(
-                f"{name} has LoRA r={layer.r}, alpha={layer.alpha} but the adapter "
-                f"was saved with r={cfg.r}, alpha={cfg.alpha}"
-            )
-    linears = {n: m.base for n, m in layers.items()} if layers else _target_linears(model, cfg)
-    shapes = {}
-    for name, lin in linears.items():
-        shapes[f"{name}.lora_A"] = (cfg.r, lin.in_features)
-        shapes[f"{name}.lora_B"] = (lin.out_features, cfg.r)
-    return shapes
-
-
-def load_adapter(model: nn.Module, path: str | os.PathLike) -> LoRAConfig:
-    """Load adapters saved by ``save_adapter`` into ``model``; return their config.
-
-    A model without LoRA layers gets them first (``apply_lora`` with the saved config). All
-    checks run before the model is touched, so a bad file leaves it unchanged.
-    """
-    path = Path(path)
-    cfg, adapter = _read_adapter(path)
-    layers = _lora_layers(model)
-    if any(layer.merged for layer in layers.values()):
-        raise ValueError(f"{path}: cannot load adapters into a merged model; unmerge it first")
-    try:
-        expected = _expected_shapes(model, cfg)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    if set(expected) != set(adapter):
-        missing, extra = sorted(set(expected) - set(adapter)), sorted(set(adapter) - set(expected))
-        raise ValueError(f"{path}: adapter keys do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
-    for name, shape in expected.items():
-        if tuple(adapter[name].shape) != shape:
-            raise ValueError(f"{path}: {name} has shape {tuple(adapter[name].shape)}, the model needs {shape}")
-    if not layers:
-        apply_lora(model, cfg)
-    params = lora_parameters(model)
-    with torch.no_grad():
-        for name, tensor in adapter.items():
-            params[name].copy_(tensor)
-    return cfg

@@ -1,4 +1,4 @@
-"""Text and token metrics for comparing generated support replies with references.
+"""Text metrics for comparing generated support replies with references, and how generations stopped.
 
 Everything here works offline: BLEU comes from ``nltk.translate.bleu_score`` (which needs no
 nltk data) and ROUGE-L from ``rouge_score``; both see the same tokens, produced by
@@ -24,7 +24,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from nltk.translate import bleu_score as nltk_bleu
 from rouge_score import rouge_scorer
 
@@ -357,24 +356,7 @@ def text_metrics(
     }
 
 
-# ---------------------------------------------------------------------------- token level
-
-
-def token_accuracy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> tuple[int, int]:
-    """(correct, counted) of argmax predictions over positions whose label != ignore_index.
-
-    The tensors must ALREADY be aligned: ``logits[b, t]`` is the prediction for
-    ``labels[b, t]``. For a causal LM whose labels are the inputs, the caller shifts first
-    (``logits[:, :-1]`` against ``labels[:, 1:]``) unless the dataset already did.
-    """
-    if logits.dim() != 3 or labels.dim() != 2 or logits.shape[:2] != labels.shape:
-        raise ValueError(
-            f"expected logits (B, T, V) and labels (B, T), got {tuple(logits.shape)} and {tuple(labels.shape)}"
-        )
-    mask = labels != ignore_index  # (B, T)
-    pred = logits.detach().argmax(dim=-1)  # (B, T)
-    correct = ((pred == labels) & mask).sum().item()
-    return int(correct), int(mask.sum().item())
+# --------------------------------------------------------------------------- generations
 
 
 def stop_stats(finished_by_eos: Sequence[bool], lengths: Sequence[int]) -> dict[str, float]:

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import torch
 
-from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model, write_text_atomic
+from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model
 from part3_pretrain.cli import ConfigError, below, check_config, flat_dict, option, part, refuse_changed, run_main
 from part3_pretrain.configs import ExecConfig, OptimConfig
 from part3_pretrain.data import mean_loss
+from part3_pretrain.fileio import write_text_atomic
 from part3_pretrain.flops import FORMULA, forward_flops, training_flops
 from part3_pretrain.model import GPT
 from part3_pretrain.plot import plot_losses
@@ -178,6 +179,14 @@ def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int) ->
         )
 
 
+def _val_batches(tok, scheme, splits: DatasetSplits, block_size: int) -> list[dict[str, torch.Tensor]]:
+    """The validation loss's fixed batches: the val split's contexts with their references."""
+    val_examples, _ = build_examples(
+        tok, scheme, [{"context": r["context"], "response": r["reference"]} for r in splits.val], block_size
+    )
+    return fixed_batches(val_examples, 32, tok.pad_id, block_size)
+
+
 def fine_tune(
     cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path, scheme_name: str, resume: dict | None = None
 ):
@@ -185,15 +194,9 @@ def fine_tune(
     after a resume; audit/example counts; seconds)."""
     scheme = get_scheme(scheme_name)
     examples, ex_counts = build_examples(tok, scheme, splits.train, model.config.block_size)
-    check_examples(cfg, ex_counts, model.config.block_size, dist_info()[1])
+    check_examples(cfg, ex_counts, model.config.block_size, dist_info().world)
     audit = audit_labels(examples, tok)
-    val_examples, _ = build_examples(
-        tok,
-        scheme,
-        [{"context": r["context"], "response": r["reference"]} for r in splits.val],
-        model.config.block_size,
-    )
-    val_batches = fixed_batches(val_examples, 32, tok.pad_id, model.config.block_size)
+    val_batches = _val_batches(tok, scheme, splits, model.config.block_size)
     rank, world, _ = dist_info()
     source = SFTBatches(examples, cfg.optim.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
     steps_per_epoch = -(-source.steps_per_epoch // cfg.optim.grad_accum)
@@ -335,7 +338,7 @@ def run(cfg: SFTConfig) -> dict:
     model = copy.deepcopy(base)  # the object we fine-tune; `base` is never handed to the trainer
     stage = _prepare_stage(out, resume)
     history, train_counts, t_train = fine_tune(cfg, model, tok, splits, stage, cfg.prompt_scheme, resume)
-    if dist_info()[0] != 0:
+    if dist_info().rank != 0:
         close_distributed()  # rank 0 evaluates and publishes alone, then leaves the group too
         return {}
     assert_untouched(base, base_ckpt)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from part3_pretrain.checkpoint import write_text_atomic
 from part3_pretrain.domain import template_leaks
+from part3_pretrain.fileio import write_text_atomic
 from part3_pretrain.slots import find_heldout_leaks
 
 from . import synthetic

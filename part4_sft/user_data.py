@@ -22,6 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+# DataError is part 3's (one error for every user data file); ``from .user_data import DataError`` keeps working
+from part3_pretrain.datafile import DataError, read_text
+
 FIELD_PAIRS: tuple[tuple[str, str], ...] = (
     ("context", "response"),
     ("instruction", "response"),
@@ -40,24 +43,6 @@ _SHOW_CHARS = 40  # how much of an offending value to quote in a message
 
 # (location, record) where location is a physical line (jsonl, csv) or a 1-based list index (json)
 Located = list[tuple[int, Any]]
-
-
-class DataError(ValueError):
-    """A problem with the user's data file; ``str(err)`` is one line naming file and place."""
-
-    def __init__(self, path: str | os.PathLike, problem: str, line: int | None = None, *, record: bool = False) -> None:
-        self.path = str(path)
-        self.problem = problem
-        self.line = line
-        if line is None:
-            where = f"{self.path}:"
-        elif record:
-            where = f"{self.path}: record {line}:"
-        else:
-            where = f"{self.path}:{line}:"
-        # Messages go to a terminal one per line; never let a path or value break that.
-        message = f"{where} {problem}".replace("\r", "\\r").replace("\n", "\\n")
-        super().__init__(message)
 
 
 def _show(value: Any) -> str:
@@ -87,29 +72,6 @@ def _suffix_of(path: Path) -> str:
         shown = f"'{path.suffix}'" if path.suffix else "no suffix"
         raise DataError(path, f"unsupported file type ({shown}); expected one of {', '.join(SUFFIXES)}")
     return suffix
-
-
-def _read_text(path: Path) -> str:
-    """The file as text; missing, unreadable, non-UTF-8 and empty files are DataErrors."""
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if not path.is_file():
-        raise DataError(path, "not a regular file")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(path, f"cannot read file: {err.strerror or err}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise DataError(
-            path, f"not valid UTF-8 at byte offset {err.start} ({err.reason}); save the file as UTF-8", line
-        ) from None
-    text = text.removeprefix("\ufeff")  # a BOM (Excel's UTF-8 export) would corrupt the 1st key
-    if not text.strip():
-        raise DataError(path, "file is empty")
-    return text
 
 
 def _parse_json(text: str, path: Path) -> Located:
@@ -359,7 +321,7 @@ def load_pairs(
     """
     path = Path(path)
     suffix = _suffix_of(path)
-    located = _PARSERS[suffix](_read_text(path), path)
+    located = _PARSERS[suffix](read_text(path), path)
     is_json = suffix == ".json"
     if not located:
         raise DataError(path, "no records" + (" (only a header row)" if suffix == ".csv" else ""))

@@ -15,11 +15,11 @@ import pytest
 
 from part3_pretrain.corpus import (
     DIALOGUE_N_DOCS,
-    CorpusError,
     corpus_stats,
     generate_corpus,
     load_corpus_files,
 )
+from part3_pretrain.datafile import DataError
 from part3_pretrain.domain import dialogue_documents, reference_drills, template_leaks
 from part3_pretrain.slots import find_heldout_leaks
 
@@ -140,7 +140,7 @@ def _error(tmp_path: Path, name: str, content: bytes | None) -> str:
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(CorpusError) as info:
+    with pytest.raises(DataError) as info:
         load_corpus_files([path])
     message = str(info.value)
     assert "\n" not in message and str(path) in message
@@ -192,5 +192,5 @@ def test_directory_is_an_error(tmp_path: Path) -> None:
     assert "is a directory" in _error(tmp_path, "dir.txt", None)
 
 
-def test_corpus_error_is_value_error() -> None:
-    assert issubclass(CorpusError, ValueError)
+def test_data_error_is_value_error() -> None:
+    assert issubclass(DataError, ValueError)

@@ -187,10 +187,10 @@ def test_trainable_count_hand_computed():
     assert total == tiny_gpt().num_params() + trainable  # tied wte/lm_head counted once
 
 
-# ------------------------------------------------------------------------------ save / load
+# ------------------------------------------------------------------------------ save
 
 
-def test_adapter_round_trip(tmp_path):
+def test_save_adapter_writes_only_the_adapters(tmp_path):
     model, cfg, _ = lora_gpt(("c_attn", "c_fc"))
     randomize_b(model)
     with torch.no_grad():
@@ -204,53 +204,8 @@ def test_adapter_round_trip(tmp_path):
     state = torch.load(path, weights_only=True)
     assert state["format"] == "retail-sft/lora-v1" and state["lora_config"] == cfg.to_dict()
     assert set(state["adapter"]) == set(L.lora_parameters(model))
-
-    fresh = tiny_gpt()
-    loaded_cfg = L.load_adapter(fresh, path)
-    assert loaded_cfg == cfg
-    idx = batch()
-    with torch.no_grad():
-        assert torch.equal(fresh(idx), model(idx))
-    assert L.count_parameters(fresh) == L.count_parameters(model)
-
-    again = L.load_adapter(fresh, path)  # into existing adapters of the same shape
-    assert again == cfg
-
-
-def test_load_adapter_errors(tmp_path):
-    model, cfg, _ = lora_gpt()
-    good = L.save_adapter(model, cfg, tmp_path / "adapter.pt")
-    with pytest.raises(ValueError, match="no such adapter"):
-        L.load_adapter(tiny_gpt(), tmp_path / "missing.pt")
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(ValueError, match="cannot load"):
-        L.load_adapter(tiny_gpt(), garbage)
-    wrong = tmp_path / "wrong.pt"
-    torch.save({"format": "retail-sft/checkpoint-v1", "model": {}}, wrong)
-    with pytest.raises(ValueError, match="not a LoRA adapter"):
-        L.load_adapter(tiny_gpt(), wrong)
-
-    state = torch.load(good, weights_only=True)
-    key = next(iter(state["adapter"]))
-    state["adapter"]["transformer.h.9.attn.c_attn.lora_A"] = state["adapter"].pop(key)
-    renamed = tmp_path / "renamed.pt"
-    torch.save(state, renamed)
-    target = tiny_gpt()
-    with pytest.raises(ValueError, match="keys do not match"):
-        L.load_adapter(target, renamed)
-    assert not L.lora_parameters(target)  # a bad file leaves the model untouched
-
-    bigger = GPT(GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=48))
-    with pytest.raises(ValueError, match="shape"):
-        L.load_adapter(bigger, good)
-    other_rank, _, _ = lora_gpt(r=2)
-    with pytest.raises(ValueError, match="r=2"):
-        L.load_adapter(other_rank, good)
-    merged, _, _ = lora_gpt()
-    L.merge_lora(merged)
-    with pytest.raises(ValueError, match="merged"):
-        L.load_adapter(merged, good)
+    for name, tensor in L.lora_parameters(model).items():
+        assert torch.equal(state["adapter"][name], tensor)
 
 
 # ------------------------------------------------------------------------------ merged state dict

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from nltk.translate import bleu_score as nltk_bleu
 
 from part4_sft import metrics as M
@@ -180,21 +179,7 @@ def test_text_metrics_keys() -> None:
     assert out["rouge_l_ci"][0] <= out["rouge_l"] <= out["rouge_l_ci"][1]
 
 
-# ---------------------------------------------------------------------------- token level
-
-
-def test_token_accuracy_ignores_masked_positions() -> None:
-    # Predictions (argmax): [[0, 1, 2], [1, 1, 0]]
-    logits = torch.zeros(2, 3, 3)
-    for b, row in enumerate([[0, 1, 2], [1, 1, 0]]):
-        for t, v in enumerate(row):
-            logits[b, t, v] = 5.0
-    labels = torch.tensor([[0, 2, -100], [1, -100, -100]])
-    # counted: (0,0) ok, (0,1) wrong, (1,0) ok -> 2 of 3; the masked wrong/right ones ignored.
-    assert M.token_accuracy(logits, labels) == (2, 3)
-    assert M.token_accuracy(logits, torch.full((2, 3), -100)) == (0, 0)
-    with pytest.raises(ValueError):
-        M.token_accuracy(logits, labels[:, :2])
+# --------------------------------------------------------------------------- generations
 
 
 def test_stop_stats_arithmetic() -> None:

@@ -31,16 +31,13 @@ import torch
 from part3_pretrain import trainer as trainer_mod
 from part3_pretrain.checkpoint import (
     CheckpointError,
-    _temp_beside,
     load_model,
     model_checkpoint,
     non_finite_tensors,
-    remove_stale_temps,
-    save_atomic,
-    write_text_atomic,
 )
 from part3_pretrain.cli import options
 from part3_pretrain.data import TokenWindows
+from part3_pretrain.fileio import _temp_beside, remove_stale_temps, save_atomic, write_text_atomic
 from part3_pretrain.model import GPT, GPTConfig
 from part3_pretrain.pretrain import PROG, PretrainConfig, main, run
 from part3_pretrain.sink import read_metrics

@@ -18,18 +18,27 @@ import pytest
 import torch
 
 from part3_pretrain import checkpoint as ckpt_mod
+from part3_pretrain import fileio
 from part3_pretrain.checkpoint import (
     CheckpointError,
     build_model,
     load_checkpoint,
     load_model,
     model_checkpoint,
-    save_atomic,
 )
 from part3_pretrain.data import TokenWindows, encode_documents, mean_loss, sequential_batches
+from part3_pretrain.fileio import save_atomic
 from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, lm_loss
 from part3_pretrain.tokenizer import train_tokenizer
-from part3_pretrain.trainer import MuonWithAdamW, Trainer, TrainerConfig, lr_at, make_optimizer, muon_split
+from part3_pretrain.trainer import (
+    MuonWithAdamW,
+    Trainer,
+    TrainerConfig,
+    dist_info,
+    lr_at,
+    make_optimizer,
+    muon_split,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 V, BLOCK = 64, 16
@@ -108,6 +117,17 @@ def _one_step_grads(trainer: Trainer) -> dict[str, torch.Tensor]:
     trainer.optimizer.step = step_and_record
     trainer.stats = trainer.train_step()
     return seen
+
+
+def test_dist_info_names_torchrun_environment(monkeypatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert dist_info() == (0, 1, 0)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    info = dist_info()
+    assert (info.rank, info.world, info.local_rank) == (3, 4, 1)
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam"])
@@ -275,7 +295,7 @@ def test_save_atomic_leaves_old_file_on_failure(tmp_path: Path, monkeypatch) -> 
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
+    monkeypatch.setattr(fileio.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_atomic({"format": ckpt_mod.FORMAT, "x": torch.zeros(3)}, path)
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]

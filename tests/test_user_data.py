@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from part3_pretrain import datafile
 from part4_sft.user_data import (
     FIELD_PAIRS,
     QUALITY_FIELDS,
@@ -77,6 +78,12 @@ def test_utf8_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", b"\xef\xbb\xbfcontext,response\r\nA,B\r\nC,D\r\n")
     rows = load_pairs(path)
     assert [(r["context"], r["response"], r["line"]) for r in rows] == [("A", "B", 2), ("C", "D", 3)]
+
+
+def test_line_ends_inside_a_quoted_field_become_newlines(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", b'context,response\r\n"line one\r\nline two",Got it\r\nLast,One\r\n')
+    rows = load_pairs(path)
+    assert [(r["context"], r["line"]) for r in rows] == [("line one\nline two", 2), ("Last", 4)]
 
 
 def test_whitespace_is_stripped_and_unicode_kept(tmp_path: Path) -> None:
@@ -219,7 +226,7 @@ def test_filter_by_quality_does_not_mutate_and_rejects_nan() -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    assert "not found" in error_of(tmp_path / "nope.jsonl")
+    assert "no such file" in error_of(tmp_path / "nope.jsonl")
 
 
 def test_directory_is_not_a_file(tmp_path: Path) -> None:
@@ -331,3 +338,4 @@ def test_data_error_format() -> None:
     assert str(DataError("a.json", "bad", 3, record=True)) == "a.json: record 3: bad"
     assert str(DataError("a.csv", "bad")) == "a.csv: bad"
     assert isinstance(DataError("a", "b"), ValueError)
+    assert DataError is datafile.DataError  # one error for part 3's corpus files and part 4's pairs

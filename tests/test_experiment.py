@@ -21,9 +21,11 @@ from part3_pretrain import pretrain
 from part3_pretrain.checkpoint import load_checkpoint, non_finite_tensors
 from part3_pretrain.trainer import Trainer
 from part4_sft import evaluate as ev
-from part4_sft import experiment as E
-from part4_sft import report as R
-from part4_sft import runner, synthetic
+from part4_sft import synthetic
+from part4_sft.experiment import cli as E
+from part4_sft.experiment import evaluation as run_evaluation
+from part4_sft.experiment import report as R
+from part4_sft.experiment import run_model, runs, scheduler, store, workspace
 from part4_sft.lora import apply_lora, merged_state_dict
 from tests.tools import one_thread
 
@@ -106,10 +108,10 @@ def make_cfg(tiny_base, tmp_path_factory):
 def finished(make_cfg, tmp_path_factory):
     """The 2-run grid (Q/A and instruction prompts), trained unchunked, with plots. Every call of
     ``evaluate.generate_replies`` is recorded in ``result["generate_calls"]``: its contexts, its
-    temperature and whether it ran inside ``runner.final_evaluation`` (the end of a run)."""
+    temperature and whether it ran inside ``evaluation.final_evaluation`` (the end of a run)."""
     cfg = make_cfg(tmp_path_factory.mktemp("finished"), plots=True)
     calls, in_final = [], []
-    real_generate, real_final = ev.generate_replies, runner.final_evaluation
+    real_generate, real_final = ev.generate_replies, run_evaluation.final_evaluation
 
     def spy_generate(model, tok, scheme, contexts, settings, temperature):
         calls.append({"contexts": list(contexts), "temperature": temperature, "final": bool(in_final)})
@@ -124,7 +126,7 @@ def finished(make_cfg, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ev, "generate_replies", spy_generate)
-        mp.setattr(runner, "final_evaluation", spy_final)
+        mp.setattr(run_evaluation, "final_evaluation", spy_final)
         result = E.run(cfg)
     result["generate_calls"] = calls
     return cfg, Path(result["exp_dir"]), result
@@ -206,7 +208,7 @@ def test_interval_generation_uses_validation_rows_never_test_rows(finished):
     validation contexts are generated; at the end of each run the whole validation split, then
     the test set, exactly once."""
     cfg, _, result = finished
-    splits = runner.ExperimentData.load(runner.RunSettings.from_object(cfg)).splits
+    splits = workspace.ExperimentData.load(runs.RunSettings.from_object(cfg)).splits
     val, test = [r["context"] for r in splits.val], [r["context"] for r in splits.test]
     assert len(val) == cfg.n_val and len(test) == cfg.n_test and not set(val) & set(test)
     calls = result["generate_calls"]
@@ -299,7 +301,7 @@ def test_report_rebuilds_the_same_table_from_the_directory(finished, tmp_path, c
 
 def test_rerun_skips_finished_runs(finished, monkeypatch):
     cfg, exp_dir, _ = finished
-    monkeypatch.setattr(E, "train_chunk", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(scheduler, "train_chunk", lambda *a, **k: pytest.fail("a finished run was trained again"))
     before = (exp_dir / "results.csv").read_text()
     E.run(replace(cfg, plots=False))
     assert (exp_dir / "results.csv").read_text() == before
@@ -351,11 +353,13 @@ def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypat
         monkeypatch.setattr(Trainer, "train_step", real_step)
         step = load_checkpoint(tmp_path / "exp" / RUN_QA / "state.pt")["trainer"]["step"]
         assert step == (spe if fail_at == spe + 3 else spe + 3)  # Ctrl-C saves the last finished step
-    real_finish = runner._finish
-    monkeypatch.setattr(runner, "_finish", lambda *a: (_ for _ in ()).throw(RuntimeError("killed in evaluation")))
+    real_finish = run_evaluation.finish_run
+    monkeypatch.setattr(
+        run_evaluation, "finish_run", lambda *a: (_ for _ in ()).throw(RuntimeError("killed in evaluation"))
+    )
     with pytest.raises(RuntimeError):
         E.run(cfg)  # trained to the end and checkpointed, but never evaluated
-    monkeypatch.setattr(runner, "_finish", real_finish)
+    monkeypatch.setattr(run_evaluation, "finish_run", real_finish)
     run_dir = tmp_path / "exp" / RUN_QA
     assert not (run_dir / "DONE").exists()
     E.run(cfg)
@@ -375,7 +379,7 @@ def test_stop_is_honoured_while_running_and_unstop_resumes(finished, make_cfg, t
     _, one_dir, _ = finished
     spe, max_steps = _plan(one_dir / RUN_QA)
     cfg = make_cfg(tmp_path, chunks=2)
-    real_chunk = E.train_chunk
+    real_chunk = scheduler.train_chunk
     calls = []
 
     def chunk_then_stop(run, exp_dir, until, ws):
@@ -385,9 +389,9 @@ def test_stop_is_honoured_while_running_and_unstop_resumes(finished, make_cfg, t
         calls.append((run.name, until))
         return res
 
-    monkeypatch.setattr(E, "train_chunk", chunk_then_stop)
+    monkeypatch.setattr(scheduler, "train_chunk", chunk_then_stop)
     result = E.run(cfg)
-    monkeypatch.setattr(E, "train_chunk", real_chunk)
+    monkeypatch.setattr(scheduler, "train_chunk", real_chunk)
     assert calls == [(RUN_QA, spe), (RUN_INSTR, spe), (RUN_INSTR, max_steps)]
     rows = {r["run"]: r for r in result["table"].rows}
     assert rows[RUN_QA]["status"] == "stopped" and rows[RUN_QA]["step"] == spe
@@ -406,23 +410,23 @@ def test_clone_warm_starts_from_the_parent(finished, make_cfg, tmp_path):
     parent = _weights(exp / RUN_QA)
     result = E.run(replace(cfg, clone=RUN_QA, set=("lr=1e-3", "epochs=1")))
     name = RUN_QA + "+lr=1e-3+epochs=1"
-    run_cfg = runner.load_run_config(exp / name)
+    run_cfg = store.load_run_config(exp / name)
     assert run_cfg.parent == RUN_QA and run_cfg.knobs.lr == 1e-3 and run_cfg.knobs.epochs == 1
     assert run_cfg.knobs.prompt == "qa" and run_cfg.base_path == cfg.large_base
-    ws = runner.Workspace(progress=False)
-    _assert_same_weights(parent, runner.initial_model(run_cfg, exp, ws).state_dict())
+    ws = workspace.Workspace(progress=False)
+    _assert_same_weights(parent, run_model.build_run_model(run_cfg, exp, ws).state_dict())
     state = load_checkpoint(exp / name / "state.pt")
     assert state["trainer"]["step"] == _plan(exp / RUN_QA)[0]  # one epoch, from 0: a fresh optimizer and schedule
     assert {r["run"] for r in result["table"].rows} == {RUN_QA, RUN_INSTR, name}
     # another adapter shape: starts from the parent's merged weights (same function at step 0)
     E.run(replace(cfg, clone=RUN_QA, set=("lora_r=8", "epochs=1"), plots=False))
-    other = runner.load_run_config(exp / (RUN_QA + "+lora_r=8+epochs=1"))
-    init = runner.initial_model(other, exp, ws)
-    parent_model = runner.initial_model(runner.load_run_config(exp / RUN_QA), exp, ws)
+    other = store.load_run_config(exp / (RUN_QA + "+lora_r=8+epochs=1"))
+    init = run_model.build_run_model(other, exp, ws)
+    parent_model = run_model.build_run_model(store.load_run_config(exp / RUN_QA), exp, ws)
     parent_model.load_state_dict(parent)
     _assert_same_weights(merged_state_dict(parent_model), merged_state_dict(init))
     # the same changes again get a distinct name
-    E.register_clone(exp, RUN_QA, ["lr=1e-3", "epochs=1"])
+    store.register_clone(exp, RUN_QA, ["lr=1e-3", "epochs=1"])
     assert (exp / (name + "+2") / "config.json").is_file()
 
 
@@ -488,7 +492,7 @@ def test_default_adapter_targets_match_the_model(tiny_base):
     """The default grid's targets exist on the part-3 model; c_proj means attn.c_proj and mlp.c_proj
     (a suffix match, as peft matches GPT-2's c_proj)."""
     from part3_pretrain.checkpoint import load_model
-    from part4_sft.grid import Adapter
+    from part4_sft.experiment.grid import Adapter
 
     model, _, _ = load_model(tiny_base)
     wrapped = apply_lora(model, Adapter.parse("r32:c_attn+c_proj").lora_config())

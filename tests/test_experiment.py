@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from part3_pretrain import pretrain
 from part3_pretrain.checkpoint import load_checkpoint, non_finite_tensors
+from part3_pretrain.cli import ConfigError
 from part3_pretrain.trainer import Trainer
 from part4_sft import evaluate as ev
 from part4_sft import synthetic
@@ -305,6 +306,33 @@ def test_rerun_skips_finished_runs(finished, monkeypatch):
     before = (exp_dir / "results.csv").read_text()
     E.run(replace(cfg, plots=False))
     assert (exp_dir / "results.csv").read_text() == before
+
+
+def test_rerun_with_other_execution_settings_is_accepted(finished, make_cfg, tmp_path, monkeypatch):
+    """Device, dtype, generation batch size, threads and progress bars are how a process runs the
+    experiment, not what a run is: a registered experiment continues under other ones (also from
+    a config.json of an older version, which kept device/dtype/eval_batch_size in the settings),
+    and nothing is trained again; a changed run setting is still refused."""
+    _, exp_dir, _ = finished
+    exp = tmp_path / "exp"
+    shutil.copytree(exp_dir, exp)
+    assert not {"device", "dtype", "eval_batch_size"} & set(
+        json.loads((exp / RUN_QA / "config.json").read_text())["settings"]
+    )
+    old = exp / RUN_INSTR / "config.json"
+    doc = json.loads(old.read_text())
+    doc["settings"].update(device="auto", dtype="float32", eval_batch_size=64)  # as older versions wrote it
+    old.write_text(json.dumps(doc))
+    cfg = make_cfg(tmp_path)
+    monkeypatch.setattr(scheduler, "train_chunk", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    before = (exp / "results.csv").read_text()
+    for changes in ({"device": "cpu"}, {"eval_batch_size": 3}, {"dtype": "auto", "threads": 1, "progress": True}):
+        assert E.main(_argv(replace(cfg, **changes))) == 0, changes
+        assert (exp / "results.csv").read_text() == before
+    assert json.loads((exp / "experiment.json").read_text())["execution"]["dtype"] == "auto"
+    assert store.load_run_config(exp / RUN_INSTR).settings == runs.RunSettings.from_object(cfg)
+    with pytest.raises(ConfigError, match="already has runs with other settings.*n_boot"):
+        E.run(replace(cfg, n_boot=50))
 
 
 def test_chunked_equals_unchunked_and_interleaves(finished, make_cfg, tmp_path, capsys):

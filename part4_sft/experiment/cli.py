@@ -94,7 +94,7 @@ from .grid import (
     load_grid_file,
     valid_run_name,
 )
-from .runs import RunConfig, RunSettings
+from .runs import ExecSettings, RunConfig, RunSettings
 from .scheduler import schedule
 from .workspace import Workspace, prepare_bases
 
@@ -133,7 +133,8 @@ class ExperimentConfig:
     full_lr: float = option(DEFAULT_FULL_LR, "LR of full fine-tuning runs when --lrs is not given")
     large_base: str = option(BASES["large"].path, "checkpoint of base 'large' (the default is pretrained if missing)")
     small_base: str = option(BASES["small"].path, "checkpoint of base 'small' (the default is pretrained if missing)")
-    # ---- shared training and evaluation settings (runs.RunSettings)
+    # ---- shared training and evaluation settings (runs.RunSettings; how they are executed:
+    # device, dtype, eval_batch_size, threads and progress, runs.ExecSettings, not part of a run)
     batch_size: int = option(16, "pairs per optimizer step")
     optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
     weight_decay: float = option(0.0, "weight decay (matrices only)")
@@ -315,6 +316,7 @@ def _write_experiment_json(exp_dir: Path, cfg: ExperimentConfig, specs: list[Gri
         "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "chunks": cfg.chunks,
         "settings": asdict(RunSettings.from_object(cfg)),
+        "execution": asdict(ExecSettings.from_object(cfg)),
         "grid": [{**asdict(s), "adapter": [a.spec() for a in s.adapter]} for s in specs],
         "bases": bases,
     }
@@ -346,9 +348,9 @@ EXPERIMENT_FILES = ("experiment.json", "results.csv", "results.md", "results_run
 
 def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig]) -> dict:
     print(f"experiment {exp_dir}: follow it with\n  {_tensorboard_line(exp_dir)}", flush=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ws = Workspace(progress=cfg.progress)
+    ws = Workspace(ExecSettings.from_object(cfg))
+    if ws.execution.threads:
+        torch.set_num_threads(ws.execution.threads)
     for name in EXPERIMENT_FILES:  # temp files of a write a kill -9 interrupted; we hold the lock
         remove_stale_temps(exp_dir / name)
     t0 = time.perf_counter()
@@ -357,7 +359,7 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
         store.check_registration(exp_dir, new_runs)
         ws.data(new_runs[0].settings)  # every data problem surfaces before any model work
         t_bases = time.perf_counter()
-        bases = prepare_bases(new_runs, ws, cfg.device, cfg.dtype, cfg.threads)
+        bases = prepare_bases(new_runs, ws)
         base_seconds = time.perf_counter() - t_bases
         added = store.register(exp_dir, new_runs)
         _write_experiment_json(exp_dir, cfg, cfg.grid_specs(), bases)

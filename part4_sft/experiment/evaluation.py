@@ -43,13 +43,16 @@ from ..prompts import get_scheme
 from .runs import RunConfig, RunSettings
 
 
-def greedy_replies(model: GPT, tok: RetailTokenizer, prompt: str, rows: list[dict], settings: RunSettings) -> dict:
-    """Greedy replies to ``rows`` in float32 (as part4_sft.sft generates, even inside the trainer's
-    autocast): ``evaluate.generate_replies``'s dict (texts, stopped_by_eos, lengths)."""
+def greedy_replies(
+    model: GPT, tok: RetailTokenizer, prompt: str, rows: list[dict], settings: RunSettings, batch_size: int
+) -> dict:
+    """Greedy replies to ``rows``, ``batch_size`` prompts at once, in float32 (as part4_sft.sft
+    generates, even inside the trainer's autocast): ``evaluate.generate_replies``'s dict (texts,
+    stopped_by_eos, lengths)."""
     es = ev.EvalSettings(
         max_new_tokens=settings.max_new_tokens,
         seed=settings.data_seed,
-        batch_size=settings.eval_batch_size,
+        batch_size=batch_size,
         n_boot=settings.n_boot,
     )
     device_type = next(model.parameters()).device.type
@@ -88,7 +91,7 @@ class IntervalEval:
     greedy generation metrics on a fixed subset of the VALIDATION rows (logged here as
     ``val_gen/``). The test set is never touched here. At the last step the subset's values come
     from the final whole-validation replies instead (same model, same decoding), so the subset is
-    not generated twice."""
+    not generated twice. ``batch_size``: prompts generated at once (an execution setting)."""
 
     def __init__(
         self,
@@ -98,9 +101,10 @@ class IntervalEval:
         subset: list[dict],
         sink: MetricsSink,
         max_steps: int,
+        batch_size: int,
     ) -> None:
         self.run, self.tok, self.val_batches, self.subset, self.sink = run, tok, val_batches, subset, sink
-        self.max_steps = max_steps
+        self.max_steps, self.batch_size = max_steps, batch_size
         self.trainer: Trainer | None = None
         self.last: dict = {}
 
@@ -108,7 +112,9 @@ class IntervalEval:
         result = mean_loss(model, self.val_batches)
         step = self.trainer.step if self.trainer is not None else 0
         if step < self.max_steps:
-            replies = greedy_replies(model, self.tok, self.run.knobs.prompt, self.subset, self.run.settings)
+            replies = greedy_replies(
+                model, self.tok, self.run.knobs.prompt, self.subset, self.run.settings, self.batch_size
+            )
             self.log_generation(score_replies(self.subset, replies, self.run.settings), step)
         return result
 
@@ -119,7 +125,7 @@ class IntervalEval:
 
 @torch.no_grad()
 def final_evaluation(
-    model: GPT, tok: RetailTokenizer, run: RunConfig, val_rows: list[dict], test_rows: list[dict]
+    model: GPT, tok: RetailTokenizer, run: RunConfig, val_rows: list[dict], test_rows: list[dict], batch_size: int
 ) -> dict:
     """The end of a run, greedy: the WHOLE validation split (what selects runs; its first
     ``val_gen_rows`` rows also give the last ``val_gen/`` point), then the whole held-out test
@@ -128,11 +134,11 @@ def final_evaluation(
     s = run.settings
     model.eval()
     t0 = time.perf_counter()
-    val_replies = greedy_replies(model, tok, run.knobs.prompt, val_rows, s)
+    val_replies = greedy_replies(model, tok, run.knobs.prompt, val_rows, s, batch_size)
     val_report = score_replies(val_rows, val_replies, s)
     n = min(s.val_gen_rows, len(val_rows))
     subset = score_replies(val_rows[:n], _head(val_replies, n), s)
-    replies = greedy_replies(model, tok, run.knobs.prompt, test_rows, s)
+    replies = greedy_replies(model, tok, run.knobs.prompt, test_rows, s, batch_size)
     report, judged = ev.score(test_rows, replies, s.n_boot, s.data_seed)
     ref = ev.reference_loss(model, tok, get_scheme(run.knobs.prompt), test_rows)
     test_scalars = {
@@ -186,9 +192,9 @@ def finish_run(
     evaluator: IntervalEval,
 ) -> dict:
     """The end of a run: final evaluation (logged as final_val/, final/ and the subset's last
-    val_gen/ point), weights for clones and users (adapter.pt, or model.pt for full fine-tuning),
-    evaluation.json. Returns the final scalars."""
-    result = final_evaluation(model, tok, run, val_rows, test_rows)
+    val_gen/ point, generated as ``evaluator``'s are), weights for clones and users (adapter.pt,
+    or model.pt for full fine-tuning), evaluation.json. Returns the final scalars."""
+    result = final_evaluation(model, tok, run, val_rows, test_rows, evaluator.batch_size)
     evaluator.log_generation(result["val_subset"], step)
     final = {
         **{f"final_val/{k}": v for k, v in result["validation"]["scalars"].items()},

@@ -34,7 +34,7 @@ from ..lora import count_parameters
 from . import evaluation, report
 from .evaluation import IntervalEval
 from .run_model import build_run_model
-from .runs import RunConfig
+from .runs import ExecSettings, RunConfig
 from .store import is_done, is_stopped, mark_done, read_status, registered_runs, write_status
 from .workspace import Workspace
 
@@ -73,7 +73,7 @@ class ChunkResult:
     last: dict  # the last train/val/val_gen/final_val/final scalars of this chunk
 
 
-def _trainer_config(run: RunConfig, max_steps: int, spe: int, until: int, progress: bool) -> TrainerConfig:
+def _trainer_config(run: RunConfig, max_steps: int, spe: int, until: int, ex: ExecSettings) -> TrainerConfig:
     s = run.settings
     eval_every = max(1, spe // s.evals_per_epoch) if s.evals_per_epoch > 0 else 0
     return TrainerConfig(
@@ -91,9 +91,9 @@ def _trainer_config(run: RunConfig, max_steps: int, spe: int, until: int, progre
         eval_every=eval_every,
         checkpoint_every=eval_every,
         stop_after=until if until < max_steps else 0,
-        device=s.device,
-        dtype=s.dtype,
-        progress=progress,
+        device=ex.device,
+        dtype=ex.dtype,
+        progress=ex.progress,
         desc=run.name,
     )
 
@@ -179,7 +179,8 @@ def _open_trainer(
     val_rows = ws.data(run.settings).splits.val
     _, tok = ws.base(run.base_path)
     model = build_run_model(run, exp_dir, ws, resume=state is not None)
-    evaluator = IntervalEval(run, tok, val_batches, val_rows[: run.settings.val_gen_rows], sink, max_steps)
+    subset = val_rows[: run.settings.val_gen_rows]
+    evaluator = IntervalEval(run, tok, val_batches, subset, sink, max_steps, ws.execution.eval_batch_size)
     meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(), "run_config": run.to_dict()}
     source = SFTBatches(
         train, run.settings.batch_size, tok.pad_id, seed=run.knobs.seed, max_len=model.config.block_size
@@ -187,7 +188,7 @@ def _open_trainer(
     trainer = Trainer(
         model,
         source,
-        _trainer_config(run, max_steps, spe, until, ws.progress),
+        _trainer_config(run, max_steps, spe, until, ws.execution),
         sink=sink,
         evaluate=evaluator,
         checkpoint_path=exp_dir / run.name / "state.pt",

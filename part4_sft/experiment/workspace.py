@@ -1,16 +1,18 @@
-"""What the runs of one process share: base models (pretrained when missing), data and examples.
+"""What the runs of one process share: execution settings, base models (pretrained when missing),
+data and examples.
 
-The ``Workspace`` caches per process: base checkpoints by path, the data by data settings, the
-tokenised examples by (base, prompt scheme, training data); each is loaded once and shared by
-every run that needs it. ``prepare_bases`` gets the bases a grid uses, pretraining a missing
-default one the way ``python -m part4_sft.sft`` does (``part4_sft.base_model.ensure_base``).
+The ``Workspace`` holds the process's ``ExecSettings`` and caches base checkpoints by path, the
+data by data settings and the tokenised examples by (base, prompt scheme, training data); each
+is loaded once and shared by every run that needs it. ``prepare_bases`` gets the bases a grid
+uses, pretraining a missing default one the way ``python -m part4_sft.sft`` does
+(``part4_sft.base_model.ensure_base``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from part3_pretrain.checkpoint import build_model
@@ -22,7 +24,7 @@ from ..prompts import get_scheme
 from ..sft import SFTConfig, load_baseline
 from ..splits import DatasetSplits, check_disjoint, load_splits
 from .grid import BASES
-from .runs import RunConfig, RunSettings
+from .runs import ExecSettings, RunConfig, RunSettings
 
 
 @dataclass
@@ -59,10 +61,13 @@ class ExperimentData:
 
 
 class Workspace:
-    """Per-process caches: base checkpoints, data per data settings, tokenised examples."""
+    """Per process: the execution settings, and caches of base checkpoints, data per data
+    settings and tokenised examples."""
 
-    def __init__(self, progress: bool = True) -> None:
-        self.progress = progress
+    def __init__(self, execution: ExecSettings | None = None, **changes) -> None:
+        """``execution`` (default: ``ExecSettings()``) with any of its fields changed by keyword,
+        e.g. ``Workspace(progress=False)``."""
+        self.execution = replace(execution or ExecSettings(), **changes)
         self._bases: dict[str, tuple[dict, RetailTokenizer]] = {}
         self._data: dict[tuple, ExperimentData] = {}
         self._examples: dict[tuple, tuple] = {}
@@ -96,17 +101,20 @@ class Workspace:
         return self._examples[key]
 
 
-def prepare_bases(runs: Sequence[RunConfig], ws: Workspace, device: str, dtype: str, threads: int = 0) -> dict:
-    """Pretrain missing default bases (part 3, in a child process), then describe every base the
-    runs use: ``{base name: {"path", "pretrained_now", "pretrain_seconds", "parameters", ...}}``."""
-    out = {}
+def prepare_bases(runs: Sequence[RunConfig], ws: Workspace) -> dict:
+    """Pretrain missing default bases (part 3, in a child process, on the workspace's device and
+    dtype), then describe every base the runs use: ``{base name: {"path", "pretrained_now",
+    "pretrain_seconds", "parameters", "n_layer", "n_embd"}}``."""
+    ex, out = ws.execution, {}
     for run in runs:
         name = run.knobs.base
         if name in out:
             continue
         spec = BASES[name]
         announce = f"base {name!r}: no checkpoint at {run.base_path}; pretraining it with part 3 ({spec.description})"
-        info = ensure_base(run.base_path, spec.path, spec.pretrain, device, dtype, ws.progress, announce, threads)
+        info = ensure_base(
+            run.base_path, spec.path, spec.pretrain, ex.device, ex.dtype, ex.progress, announce, ex.threads
+        )
         ckpt, _ = ws.base(run.base_path)
         model, _ = build_model(ckpt, run.base_path)
         info.update(parameters=model.num_params(), n_layer=model.config.n_layer, n_embd=model.config.n_embd)

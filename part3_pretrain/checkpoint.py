@@ -16,10 +16,6 @@ from typing import Any
 
 import torch
 
-# re-exported until the experiment package lands
-from .fileio import remove_stale_temps as remove_stale_temps
-from .fileio import save_atomic as save_atomic
-from .fileio import write_text_atomic as write_text_atomic
 from .model import GPT, GPTConfig
 from .tokenizer import RetailTokenizer
 

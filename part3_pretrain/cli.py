@@ -163,6 +163,12 @@ def compose(cls: type[C], **flat: Any) -> C:
     return _build(cls, flat)
 
 
+def updated(cfg: C, **flat: Any) -> C:
+    """A copy of ``cfg`` with options changed by their flat names (``dataclasses.replace`` for a
+    composed config), e.g. ``updated(cfg, device="cpu", lr=1e-3)``."""
+    return compose(type(cfg), **{**flat_dict(cfg), **flat})
+
+
 def _all_leaf_names(cls: type) -> list[str]:
     """Every leaf field name that ``compose`` accepts: the options, and top-level non-CLI fields."""
     return [f.name for f in fields(cls) if not _is_part(f) and not f.metadata.get("cli", True)] + leaf_names(cls)

@@ -20,7 +20,6 @@ import copy
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -49,6 +48,7 @@ from part3_pretrain.trainer import (
 
 from . import evaluate as ev
 from . import job_metrics
+from .base_model import ensure_base
 from .configs import DataConfig, EvalConfig
 from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
 from .prompts import SCHEMES, get_scheme
@@ -108,33 +108,21 @@ class SFTConfig:
 def ensure_pretrained(cfg: SFTConfig) -> Path:
     """The part-3 checkpoint; the default one is created by running part 3 if it is missing.
 
-    Part 3 runs as a child process: its corpus, tokenizer trainer and activations are freed when
-    it exits, so the peak memory of the whole job is the larger of the two stages, not their sum.
+    Part 3 runs as a child process (``base_model.ensure_base``, as in the experiment mode): its
+    corpus, tokenizer trainer and activations are freed when it exits, so the peak memory of the
+    whole job is the larger of the two stages, not their sum.
     """
-    path = Path(cfg.pretrained)
-    if path.is_file():
-        return path
-    if cfg.pretrained != DEFAULT_PRETRAINED:
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    print(f"no pretrained checkpoint at {path}: running part 3 pretraining first (defaults)", flush=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "part3_pretrain.pretrain",
-        "--out-dir",
-        str(path.parent),
-        "--device",
+    announce = f"no pretrained checkpoint at {Path(cfg.pretrained)}: running part 3 pretraining first (defaults)"
+    info = ensure_base(
+        cfg.pretrained,
+        DEFAULT_PRETRAINED,
+        {},
         cfg.execution.device,
-        "--dtype",
         cfg.execution.dtype,
-        "--progress" if cfg.execution.progress else "--no-progress",
-    ]
-    code = subprocess.run(cmd).returncode
-    if code != 0 or not path.is_file():
-        raise CheckpointError(
-            f"{path}: part 3 pretraining failed (exit code {code}); run python -m part3_pretrain.pretrain to see why"
-        )
-    return path
+        cfg.execution.progress,
+        announce,
+    )
+    return Path(info["path"])
 
 
 def load_baseline(path: Path) -> tuple[GPT, object, dict]:

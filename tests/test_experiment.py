@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from part3_pretrain import pretrain
 from part3_pretrain.checkpoint import load_checkpoint, non_finite_tensors
-from part3_pretrain.cli import compose
+from part3_pretrain.cli import ConfigError, compose, flat_dict, leaf_names, updated
 from part3_pretrain.trainer import Trainer
 from part4_sft import evaluate as ev
-from part4_sft import experiment as E
-from part4_sft import report as R
-from part4_sft import runner, synthetic
+from part4_sft import synthetic
+from part4_sft.experiment import cli as E
+from part4_sft.experiment import evaluation as run_evaluation
+from part4_sft.experiment import report as R
+from part4_sft.experiment import run_model, scheduler, store, workspace
 from part4_sft.lora import apply_lora, merged_state_dict
 from tests.tools import one_thread
 
@@ -36,36 +36,6 @@ RUN_INSTR = "large-instruction-lora4-c_attn-ep2"
 def _one_thread():
     with one_thread():
         yield
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("base")
-    with one_thread():
-        _pretrain_tiny(out)
-    return out / "model.pt"
-
-
-def _pretrain_tiny(out: Path) -> None:
-    pretrain.run(
-        compose(
-            pretrain.PretrainConfig,
-            out_dir=str(out),
-            n_docs=300,
-            vocab_size=400,
-            n_layer=1,
-            n_head=2,
-            n_embd=32,
-            block_size=128,
-            batch_size=8,
-            max_steps=30,
-            warmup_steps=0,
-            eval_every=0,
-            eval_batches=2,
-            checkpoint_every=0,
-            progress=False,
-        )
-    )
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +69,7 @@ def make_cfg(tiny_base, tmp_path_factory):
             plots=False,
         )
         base.update(kw)
-        return E.ExperimentConfig(**base)
+        return compose(E.ExperimentConfig, **base)
 
     return make
 
@@ -108,14 +78,14 @@ def make_cfg(tiny_base, tmp_path_factory):
 def finished(make_cfg, tmp_path_factory):
     """The 2-run grid (Q/A and instruction prompts), trained unchunked, with plots. Every call of
     ``evaluate.generate_replies`` is recorded in ``result["generate_calls"]``: its contexts, its
-    temperature and whether it ran inside ``runner.final_evaluation`` (the end of a run)."""
+    temperature and whether it ran inside ``evaluation.final_evaluation`` (the end of a run)."""
     cfg = make_cfg(tmp_path_factory.mktemp("finished"), plots=True)
     calls, in_final = [], []
-    real_generate, real_final = ev.generate_replies, runner.final_evaluation
+    real_generate, real_final = ev.generate_replies, run_evaluation.final_evaluation
 
-    def spy_generate(model, tok, scheme, contexts, settings, temperature):
+    def spy_generate(model, tok, scheme, contexts, settings, temperature, seed, batch_size):
         calls.append({"contexts": list(contexts), "temperature": temperature, "final": bool(in_final)})
-        return real_generate(model, tok, scheme, contexts, settings, temperature)
+        return real_generate(model, tok, scheme, contexts, settings, temperature, seed, batch_size)
 
     def spy_final(*args, **kwargs):
         in_final.append(True)
@@ -126,7 +96,7 @@ def finished(make_cfg, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ev, "generate_replies", spy_generate)
-        mp.setattr(runner, "final_evaluation", spy_final)
+        mp.setattr(run_evaluation, "final_evaluation", spy_final)
         result = E.run(cfg)
     result["generate_calls"] = calls
     return cfg, Path(result["exp_dir"]), result
@@ -198,9 +168,9 @@ def test_grid_writes_events_configs_and_table(finished):
     assert len(csv_lines) == 3 and csv_lines[0].startswith("run,best,best_by,status")
     assert all(p.endswith(".png") and Path(p).is_file() for p in result["plots"])
     # evaluated on part 4's held-out test set
-    test = synthetic.generate_eval_set("test", cfg.n_test, seed=cfg.data_seed)
+    test = synthetic.generate_eval_set("test", cfg.settings.dataset.n_test, seed=cfg.settings.dataset.data_seed)
     evaluation = (exp_dir / RUN_QA / "evaluation.json").read_text()
-    assert f'"test_rows": {cfg.n_test}' in evaluation and test[0]["context"][:40] in evaluation
+    assert f'"test_rows": {cfg.settings.dataset.n_test}' in evaluation and test[0]["context"][:40] in evaluation
 
 
 def test_interval_generation_uses_validation_rows_never_test_rows(finished):
@@ -208,16 +178,18 @@ def test_interval_generation_uses_validation_rows_never_test_rows(finished):
     validation contexts are generated; at the end of each run the whole validation split, then
     the test set, exactly once."""
     cfg, _, result = finished
-    splits = runner.ExperimentData.load(runner.RunSettings.from_object(cfg)).splits
+    splits = workspace.ExperimentData.load(cfg.settings).splits
     val, test = [r["context"] for r in splits.val], [r["context"] for r in splits.test]
-    assert len(val) == cfg.n_val and len(test) == cfg.n_test and not set(val) & set(test)
+    assert (
+        len(val) == cfg.settings.dataset.n_val and len(test) == cfg.settings.dataset.n_test and not set(val) & set(test)
+    )
     calls = result["generate_calls"]
     assert calls and all(c["temperature"] == 0.0 for c in calls)  # greedy everywhere
     during = [c["contexts"] for c in calls if not c["final"]]
     at_end = [c["contexts"] for c in calls if c["final"]]
     # per run: step 0 and the end of epoch 1 (the last step's subset values come from the final
     # whole-validation replies)
-    assert during == [val[: cfg.val_gen_rows]] * 2 * 2
+    assert during == [val[: cfg.settings.val_gen_rows]] * 2 * 2
     assert at_end == [val, test] * 2
     assert sum(c["contexts"] == test for c in calls) == 2  # once per run
     assert not any(set(c["contexts"]) & set(test) for c in calls if not c["final"])
@@ -252,7 +224,7 @@ def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
         tags = EventAccumulator(str(d / "tb")).Reload().Tags()["scalars"]  # TensorBoard reads them
         assert "val_gen/specifics_recall" in tags and "final/specifics_recall" in tags
         doc = json.loads((d / "evaluation.json").read_text())
-        assert doc["test_rows"] == cfg.n_test and doc["val_rows"] == cfg.n_val
+        assert doc["test_rows"] == cfg.settings.dataset.n_test and doc["val_rows"] == cfg.settings.dataset.n_val
         for part in ("test", "validation"):
             job = doc[part]["greedy"]["job"]
             assert job["specifics_basis"] == "slots" and len(job["rubric_pass"]["ci"]) == 2
@@ -260,7 +232,9 @@ def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
         assert "reference_loss" in doc["test"]
         assert doc["test"]["scalars"]["specifics_recall"] == pytest.approx(s["final/specifics_recall"][0][1])
         assert doc["validation"]["scalars"]["rubric_pass"] == pytest.approx(s["final_val/rubric_pass"][0][1])
-        assert len(doc["examples"]) == cfg.n_examples and {"greedy", "rating", "references"} <= set(doc["examples"][0])
+        assert len(doc["examples"]) == cfg.settings.evaluation.n_examples and {"greedy", "rating", "references"} <= set(
+            doc["examples"][0]
+        )
         r = rows[name]
         assert r["test_specifics_recall"] == pytest.approx(s["final/specifics_recall"][0][1])
         assert r["test_rubric_pass"] == pytest.approx(s["final/rubric_pass"][0][1])
@@ -301,10 +275,37 @@ def test_report_rebuilds_the_same_table_from_the_directory(finished, tmp_path, c
 
 def test_rerun_skips_finished_runs(finished, monkeypatch):
     cfg, exp_dir, _ = finished
-    monkeypatch.setattr(E, "train_chunk", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(scheduler, "train_chunk", lambda *a, **k: pytest.fail("a finished run was trained again"))
     before = (exp_dir / "results.csv").read_text()
-    E.run(replace(cfg, plots=False))
+    E.run(updated(cfg, plots=False))
     assert (exp_dir / "results.csv").read_text() == before
+
+
+def test_rerun_with_other_execution_settings_is_accepted(finished, make_cfg, tmp_path, monkeypatch):
+    """Device, dtype, generation batch size, threads and progress bars are how a process runs the
+    experiment, not what a run is: a registered experiment continues under other ones (also from
+    a config.json of an older version, which kept device/dtype/eval_batch_size in the settings),
+    and nothing is trained again; a changed run setting is still refused."""
+    _, exp_dir, _ = finished
+    exp = tmp_path / "exp"
+    shutil.copytree(exp_dir, exp)
+    assert not {"device", "dtype", "eval_batch_size"} & set(
+        json.loads((exp / RUN_QA / "config.json").read_text())["settings"]
+    )
+    old = exp / RUN_INSTR / "config.json"
+    doc = json.loads(old.read_text())
+    doc["settings"].update(device="auto", dtype="float32", eval_batch_size=64)  # as older versions wrote it
+    old.write_text(json.dumps(doc))
+    cfg = make_cfg(tmp_path)
+    monkeypatch.setattr(scheduler, "train_chunk", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    before = (exp / "results.csv").read_text()
+    for changes in ({"device": "cpu"}, {"eval_batch_size": 3}, {"dtype": "auto", "threads": 1, "progress": True}):
+        assert E.main(_argv(updated(cfg, **changes))) == 0, changes
+        assert (exp / "results.csv").read_text() == before
+    assert json.loads((exp / "experiment.json").read_text())["execution"]["dtype"] == "auto"
+    assert store.load_run_config(exp / RUN_INSTR).settings == cfg.settings
+    with pytest.raises(ConfigError, match="already has runs with other settings.*n_boot"):
+        E.run(updated(cfg, n_boot=50))
 
 
 def test_chunked_equals_unchunked_and_interleaves(finished, make_cfg, tmp_path, capsys):
@@ -353,11 +354,13 @@ def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypat
         monkeypatch.setattr(Trainer, "train_step", real_step)
         step = load_checkpoint(tmp_path / "exp" / RUN_QA / "state.pt")["trainer"]["step"]
         assert step == (spe if fail_at == spe + 3 else spe + 3)  # Ctrl-C saves the last finished step
-    real_finish = runner._finish
-    monkeypatch.setattr(runner, "_finish", lambda *a: (_ for _ in ()).throw(RuntimeError("killed in evaluation")))
+    real_finish = run_evaluation.finish_run
+    monkeypatch.setattr(
+        run_evaluation, "finish_run", lambda *a: (_ for _ in ()).throw(RuntimeError("killed in evaluation"))
+    )
     with pytest.raises(RuntimeError):
         E.run(cfg)  # trained to the end and checkpointed, but never evaluated
-    monkeypatch.setattr(runner, "_finish", real_finish)
+    monkeypatch.setattr(run_evaluation, "finish_run", real_finish)
     run_dir = tmp_path / "exp" / RUN_QA
     assert not (run_dir / "DONE").exists()
     E.run(cfg)
@@ -377,7 +380,7 @@ def test_stop_is_honoured_while_running_and_unstop_resumes(finished, make_cfg, t
     _, one_dir, _ = finished
     spe, max_steps = _plan(one_dir / RUN_QA)
     cfg = make_cfg(tmp_path, chunks=2)
-    real_chunk = E.train_chunk
+    real_chunk = scheduler.train_chunk
     calls = []
 
     def chunk_then_stop(run, exp_dir, until, ws):
@@ -387,9 +390,9 @@ def test_stop_is_honoured_while_running_and_unstop_resumes(finished, make_cfg, t
         calls.append((run.name, until))
         return res
 
-    monkeypatch.setattr(E, "train_chunk", chunk_then_stop)
+    monkeypatch.setattr(scheduler, "train_chunk", chunk_then_stop)
     result = E.run(cfg)
-    monkeypatch.setattr(E, "train_chunk", real_chunk)
+    monkeypatch.setattr(scheduler, "train_chunk", real_chunk)
     assert calls == [(RUN_QA, spe), (RUN_INSTR, spe), (RUN_INSTR, max_steps)]
     rows = {r["run"]: r for r in result["table"].rows}
     assert rows[RUN_QA]["status"] == "stopped" and rows[RUN_QA]["step"] == spe
@@ -406,25 +409,25 @@ def test_clone_warm_starts_from_the_parent(finished, make_cfg, tmp_path):
     shutil.copytree(exp_dir, exp)
     cfg = make_cfg(tmp_path)
     parent = _weights(exp / RUN_QA)
-    result = E.run(replace(cfg, clone=RUN_QA, set=("lr=1e-3", "epochs=1")))
+    result = E.run(updated(cfg, clone=RUN_QA, set=("lr=1e-3", "epochs=1")))
     name = RUN_QA + "+lr=1e-3+epochs=1"
-    run_cfg = runner.load_run_config(exp / name)
+    run_cfg = store.load_run_config(exp / name)
     assert run_cfg.parent == RUN_QA and run_cfg.knobs.lr == 1e-3 and run_cfg.knobs.epochs == 1
     assert run_cfg.knobs.prompt == "qa" and run_cfg.base_path == cfg.large_base
-    ws = runner.Workspace(progress=False)
-    _assert_same_weights(parent, runner.initial_model(run_cfg, exp, ws).state_dict())
+    ws = workspace.Workspace(progress=False)
+    _assert_same_weights(parent, run_model.build_run_model(run_cfg, exp, ws).state_dict())
     state = load_checkpoint(exp / name / "state.pt")
     assert state["trainer"]["step"] == _plan(exp / RUN_QA)[0]  # one epoch, from 0: a fresh optimizer and schedule
     assert {r["run"] for r in result["table"].rows} == {RUN_QA, RUN_INSTR, name}
     # another adapter shape: starts from the parent's merged weights (same function at step 0)
-    E.run(replace(cfg, clone=RUN_QA, set=("lora_r=8", "epochs=1"), plots=False))
-    other = runner.load_run_config(exp / (RUN_QA + "+lora_r=8+epochs=1"))
-    init = runner.initial_model(other, exp, ws)
-    parent_model = runner.initial_model(runner.load_run_config(exp / RUN_QA), exp, ws)
+    E.run(updated(cfg, clone=RUN_QA, set=("lora_r=8", "epochs=1"), plots=False))
+    other = store.load_run_config(exp / (RUN_QA + "+lora_r=8+epochs=1"))
+    init = run_model.build_run_model(other, exp, ws)
+    parent_model = run_model.build_run_model(store.load_run_config(exp / RUN_QA), exp, ws)
     parent_model.load_state_dict(parent)
     _assert_same_weights(merged_state_dict(parent_model), merged_state_dict(init))
     # the same changes again get a distinct name
-    E.register_clone(exp, RUN_QA, ["lr=1e-3", "epochs=1"])
+    store.register_clone(exp, RUN_QA, ["lr=1e-3", "epochs=1"])
     assert (exp / (name + "+2") / "config.json").is_file()
 
 
@@ -490,7 +493,7 @@ def test_default_adapter_targets_match_the_model(tiny_base):
     """The default grid's targets exist on the part-3 model; c_proj means attn.c_proj and mlp.c_proj
     (a suffix match, as peft matches GPT-2's c_proj)."""
     from part3_pretrain.checkpoint import load_model
-    from part4_sft.grid import Adapter
+    from part4_sft.experiment.grid import Adapter
 
     model, _, _ = load_model(tiny_base)
     wrapped = apply_lora(model, Adapter.parse("r32:c_attn+c_proj").lora_config())
@@ -499,13 +502,11 @@ def test_default_adapter_targets_match_the_model(tiny_base):
 
 def _argv(cfg: E.ExperimentConfig) -> list[str]:
     """The command line that gives ``cfg``."""
-    import dataclasses
-
     argv = []
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        name = "--" + f.name.replace("_", "-")
-        if not f.metadata.get("cli", True) or v is None:
+    options = set(leaf_names(type(cfg)))
+    for key, v in flat_dict(cfg).items():  # nested parts flattened
+        name = "--" + key.replace("_", "-")
+        if key not in options or v is None:
             continue
         if isinstance(v, bool):
             argv.append(name if v else f"--no-{name[2:]}")

@@ -1,7 +1,7 @@
-"""Tests for part4_sft.grid and part4_sft.report without training: grid expansion, run names and
-their uniqueness, JSON grids, adapter specs, clone changes, chunk boundaries, reading event files
-(restart purges), and the table's sorting, best mark (by a validation metric only), seed
-aggregation, job-metric columns and formats."""
+"""Tests for part4_sft.experiment.grid and part4_sft.experiment.report without training: grid
+expansion, run names and their uniqueness, JSON grids, adapter specs, clone changes, chunk
+boundaries, reading event files (restart purges), and the table's sorting, best mark (by a
+validation metric only), seed aggregation, job-metric columns and formats."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from part4_sft import grid as G
-from part4_sft import report as R
-from part4_sft.experiment import ExperimentConfig, parse_args
-from part4_sft.runner import chunk_boundaries
+from part4_sft.experiment import grid as G
+from part4_sft.experiment import report as R
+from part4_sft.experiment.cli import ExperimentConfig, parse_args
+from part4_sft.experiment.scheduler import chunk_boundaries
 
 
 def test_default_grid_is_eight_readable_unique_runs():
@@ -402,7 +402,7 @@ def test_table_falls_back_to_validation_loss_without_job_metrics(tmp_path):
 
 
 def _report(exp, capsys) -> tuple[int, str, str]:
-    from part4_sft.experiment import main
+    from part4_sft.experiment.cli import main
 
     code = main(["report", str(exp), "--no-plots"])
     out = capsys.readouterr()
@@ -411,7 +411,7 @@ def _report(exp, capsys) -> tuple[int, str, str]:
 
 def test_report_names_the_config_file_and_the_keys_it_lacks(tmp_path, capsys):
     from part3_pretrain.checkpoint import CheckpointError
-    from part4_sft.runner import load_run_config
+    from part4_sft.experiment.store import load_run_config
 
     exp = tmp_path / "exp"
     _fake_run(exp, "good", 0, {"train/loss": [(1, 2.0)]})

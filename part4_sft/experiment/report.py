@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from part3_pretrain.checkpoint import write_text_atomic
+from part3_pretrain.fileio import save_figure_atomic, write_text_atomic
 
 KNOB_COLUMNS = ("base", "prompt", "adapter", "lr", "epochs", "data", "seed")
 _RATE, _LOSS = "{:.1%}", "{:.3f}"
@@ -573,6 +573,28 @@ def build_table(exp_dir: str | os.PathLike, sort_by: str | None = None, select_b
     aggregated = len({r["config_id"] for r in run_rows}) < len(run_rows)
     rows = sort_rows(aggregate(run_rows), sort_by, chosen) if aggregated else run_rows
     header, body = table_cells(rows, aggregated, shown_columns(chosen, sort_by))
+    left_out = [str(d) for d in orphan_run_dirs(exp_dir)]
+    notes = _table_notes(rows, aggregated, sort_by, select_by, chosen, left_out)
+    md = [f"# Experiment {_experiment_name(exp_dir)}", ""] + _bases_lines(exp_dir) + [format_markdown(header, body), ""]
+    md += [f"- {n}" for n in notes]
+    return Table(
+        rows,
+        run_rows,
+        aggregated,
+        sort_by,
+        chosen,
+        format_terminal(header, body) + "\n" + "\n".join(notes),
+        "\n".join(md) + "\n",
+        format_csv(rows, aggregated),
+        left_out,
+    )
+
+
+def _table_notes(
+    rows: Sequence[dict], aggregated: bool, sort_by: str, select_by: str, chosen: str, left_out: Sequence[str]
+) -> list[str]:
+    """The lines under the table: what marked the best (validation only), the order, what the
+    test and validation columns are, the marks, and the run folders left out."""
     best = next((r["run"] for r in rows if r.get("best")), None)
     unit = "config" if aggregated else "run"
     direction = "higher" if METRICS[sort_by][0] else "lower"
@@ -600,22 +622,9 @@ def build_table(exp_dir: str | os.PathLike, sort_by: str | None = None, select_b
         notes.append("~ = run not finished: latest interval value on the fixed validation subset")
     if aggregated:
         notes.append("values are mean ± std over seeds")
-    left_out = [str(d) for d in orphan_run_dirs(exp_dir)]
     if left_out:
         notes.append("LEFT OUT (run folders without config.json): " + ", ".join(left_out))
-    md = [f"# Experiment {_experiment_name(exp_dir)}", ""] + _bases_lines(exp_dir) + [format_markdown(header, body), ""]
-    md += [f"- {n}" for n in notes]
-    return Table(
-        rows,
-        run_rows,
-        aggregated,
-        sort_by,
-        chosen,
-        format_terminal(header, body) + "\n" + "\n".join(notes),
-        "\n".join(md) + "\n",
-        format_csv(rows, aggregated),
-        left_out,
-    )
+    return notes
 
 
 def _experiment_json(exp_dir: Path) -> dict:
@@ -662,10 +671,8 @@ def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .lora import LoRAConfig
-from .prompts import SCHEMES
+from ..lora import LoRAConfig
+from ..prompts import SCHEMES
 
 # ---------------------------------------------------------------------------------------------
 # base models: two sizes of the part-3 model
@@ -76,7 +76,7 @@ DATA_CHOICES = ("hq", "all")  # the 500 high-quality pairs, or all 5,000 (the fi
 DEFAULT_BASES = ("large", "small")
 DEFAULT_PROMPTS = ("qa", "instruction")
 DEFAULT_ADAPTERS = ("r8:c_attn", "r32:c_attn+c_proj")
-DEFAULT_LORA_LR = 5e-3  # why: see part4_sft/experiment.py
+DEFAULT_LORA_LR = 5e-3  # why: see the docstring of part4_sft/experiment/cli.py
 DEFAULT_FULL_LR = 1e-3
 DEFAULT_EPOCHS = 5
 DEFAULT_DATA = "hq"

@@ -8,7 +8,7 @@ The default grid is 2 base models (part 3's ``large`` 4-layer model and a ``smal
 pretrained on demand if missing and reused afterwards) x 2 prompt schemes (``qa``,
 ``instruction``) x 2 LoRA configs (r=8 on c_attn, r=32 on c_attn and c_proj) = 8 runs. Other
 grids: ``--grid FILE.json`` or the list options (``--lrs``, ``--epochs``, ``--adapters`` with
-ranks/alphas/targets or ``full``, ``--data hq all``, ``--seeds K``); see ``part4_sft/grid.py``.
+ranks/alphas/targets or ``full``, ``--data hq all``, ``--seeds K``); see ``grid.py``.
 
 Every run is evaluated on part 4's splits, and model selection never touches the test set:
 validation loss and token accuracy before training and after every epoch, with greedy replies to
@@ -50,8 +50,6 @@ experiment runs) stops a run before its next chunk; ``--unstop RUN`` lets it con
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -60,7 +58,7 @@ from pathlib import Path
 
 import torch
 
-from part3_pretrain.checkpoint import CheckpointError, build_model, remove_stale_temps, write_text_atomic
+from part3_pretrain.checkpoint import CheckpointError
 from part3_pretrain.cli import (
     ConfigError,
     OneLineParser,
@@ -69,14 +67,21 @@ from part3_pretrain.cli import (
     check_config,
     config_from_namespace,
     fail,
+    flat_dict,
     option,
     parse_config,
+    part,
 )
+from part3_pretrain.configs import ExecConfig
+from part3_pretrain.fileio import remove_stale_temps, write_text_atomic
 from part3_pretrain.tokenizer import TokenizerError
-from part3_pretrain.trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES, TrainingDiverged
+from part3_pretrain.trainer import TrainingDiverged
 
-from . import report
-from .examples import LabelAuditError
+from ..examples import LabelAuditError
+from ..prompts import SCHEMES
+from ..splits import LeakError
+from ..user_data import DataError
+from . import report, store
 from .grid import (
     BASES,
     DATA_CHOICES,
@@ -89,28 +94,13 @@ from .grid import (
     Adapter,
     GridError,
     GridSpec,
-    clone_name,
     expand_all,
     load_grid_file,
     valid_run_name,
 )
-from .prompts import SCHEMES
-from .runner import (
-    RunConfig,
-    RunSettings,
-    Workspace,
-    chunk_boundaries,
-    ensure_base,
-    is_done,
-    is_stopped,
-    load_run_config,
-    plan,
-    read_status,
-    save_run_config,
-    train_chunk,
-)
-from .splits import LeakError
-from .user_data import DataError
+from .runs import RunConfig, RunSettings
+from .scheduler import schedule
+from .workspace import Workspace, prepare_bases
 
 PROG = "python -m part4_sft.experiment"
 DEFAULT_EXPERIMENTS_DIR = "checkpoints/experiments"
@@ -147,35 +137,9 @@ class ExperimentConfig:
     full_lr: float = option(DEFAULT_FULL_LR, "LR of full fine-tuning runs when --lrs is not given")
     large_base: str = option(BASES["large"].path, "checkpoint of base 'large' (the default is pretrained if missing)")
     small_base: str = option(BASES["small"].path, "checkpoint of base 'small' (the default is pretrained if missing)")
-    # ---- shared training and evaluation settings (runner.RunSettings)
-    batch_size: int = option(16, "pairs per optimizer step")
-    optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
-    weight_decay: float = option(0.0, "weight decay (matrices only)")
-    warmup_ratio: float = option(0.1, "share of a run's steps spent warming the LR up")
-    schedule: str = option("cosine", "LR schedule after warmup", choices=SCHEDULES)
-    min_lr_ratio: float = option(0.1, "final LR as a fraction of the run's LR (cosine and wsd)")
-    grad_clip: float = option(1.0, "gradient-norm clip; 0 disables")
-    evals_per_epoch: int = option(
-        1, "validation evaluations per epoch, each with greedy replies to the validation subset (and one at the end)"
-    )
-    val_gen_rows: int = option(
-        48,
-        "validation rows (the first N, fixed) answered greedily at every interval "
-        "evaluation (val_gen/ curves); the whole validation split is scored at the end "
-        "(final_val/) and the test set only then (final/)",
-    )
-    max_new_tokens: int = option(90, "longest greedy reply (as part4_sft.sft)")
-    eval_batch_size: int = option(64, "prompts generated at once")
-    n_boot: int = option(1000, "bootstrap resamples for the final metrics' confidence intervals")
-    n_examples: int = option(8, "replies kept in each run's evaluation.json")
-    dataset_path: str = option("data/sft_dataset.json", "where the generated 5,000-pair dataset is written")
-    n_pairs: int = option(5000, "synthetic pairs generated")
-    n_high_quality: int = option(500, "synthetic pairs rated high quality")
-    n_val: int = option(100, "synthetic validation contexts")
-    n_test: int = option(250, "synthetic held-out test contexts")
-    data_seed: int = option(0, "seed of the synthetic data (and of generation)")
-    device: str = option("auto", "device", choices=DEVICES)
-    dtype: str = option("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
+    # ---- what every run shares (part of each run's identity), and how this process executes them
+    settings: RunSettings = part(RunSettings())
+    execution: ExecConfig = part(ExecConfig(), omit=("compile",))
     # ---- scheduling and control
     chunks: int = option(
         1,
@@ -201,8 +165,6 @@ class ExperimentConfig:
         choices=report.SORT_CHOICES,
     )
     plots: bool = option(True, "write comparison plots at the end")
-    threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 helps on a busy machine")
-    progress: bool = option(True, "show progress bars")
 
     def base_paths(self) -> dict[str, str]:
         return {"large": self.large_base, "small": self.small_base}
@@ -226,33 +188,10 @@ class ExperimentConfig:
         return specs
 
     def problems(self) -> list[str]:
-        p = below(
-            self,
-            (
-                "seeds",
-                "batch_size",
-                "val_gen_rows",
-                "max_new_tokens",
-                "eval_batch_size",
-                "n_boot",
-                "n_pairs",
-                "n_high_quality",
-                "n_val",
-                "n_test",
-                "chunks",
-            ),
-            1,
-        )
-        p += below(self, ("weight_decay", "grad_clip", "evals_per_epoch", "n_examples", "data_seed", "threads"), 0)
+        p = below(self, ("seeds", "chunks"), 1)
         p += [f"--lrs must all be > 0 (got {list(self.lrs)})"] if any(not lr > 0 for lr in self.lrs) else []
         p += [f"--epochs must all be >= 1 (got {list(self.epochs)})"] if any(e < 1 for e in self.epochs) else []
         p += below(self, ("lora_lr", "full_lr"), 0, strict=True)
-        if not 0 <= self.warmup_ratio < 1:
-            p.append(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
-        if not 0 <= self.min_lr_ratio <= 1:
-            p.append(f"--min-lr-ratio must be in [0, 1] (got {self.min_lr_ratio})")
-        if self.n_high_quality > self.n_pairs:
-            p.append(f"--n-high-quality ({self.n_high_quality}) cannot exceed --n-pairs ({self.n_pairs})")
         if not valid_run_name(self.name):
             p.append(f"--name {self.name!r} must be letters, digits and _.,+=- (not starting with a symbol)")
         p += self._control_problems()
@@ -288,7 +227,7 @@ class ExperimentConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# the experiment directory: runs, lock, control commands
+# running the experiment
 
 
 def experiment_dir(cfg: ExperimentConfig) -> Path:
@@ -298,224 +237,29 @@ def experiment_dir(cfg: ExperimentConfig) -> Path:
 def resolve_runs(cfg: ExperimentConfig) -> list[RunConfig]:
     """The grid's runs, resolved against the shared settings and base checkpoints."""
     knobs = expand_all(cfg.grid_specs(), cfg.lora_lr, cfg.full_lr)
-    settings = RunSettings.from_object(cfg)
+    settings = cfg.settings
     paths = cfg.base_paths()
     return [RunConfig(k.name(), k, settings, paths[k.base]) for k in knobs]
-
-
-def registered_runs(exp_dir: Path) -> list[RunConfig]:
-    return [load_run_config(d) for d in report.run_dirs(exp_dir)]
-
-
-def check_registration(exp_dir: Path, runs: Sequence[RunConfig]) -> None:
-    """A run already in the directory must have exactly the config the grid gives it now."""
-    conflicts = []
-    for run in runs:
-        path = exp_dir / run.name
-        if (path / "config.json").is_file():
-            diffs = load_run_config(path).differences(run)
-            if diffs:
-                conflicts.append(f"{run.name} ({'; '.join(diffs[:3])})")
-    if conflicts:
-        raise ConfigError(
-            f"{exp_dir} already has runs with other settings: {', '.join(conflicts[:3])}; "
-            "use the same options to continue it, or another --name"
-        )
-
-
-def register(exp_dir: Path, runs: Sequence[RunConfig]) -> list[str]:
-    """Write each new run's config.json (after ``check_registration``); returns the added names."""
-    check_registration(exp_dir, runs)
-    index = len(report.run_dirs(exp_dir))
-    added = []
-    for run in runs:
-        if not (exp_dir / run.name / "config.json").is_file():
-            save_run_config(run, exp_dir / run.name, index)
-            index += 1
-            added.append(run.name)
-    return added
-
-
-def _existing_run(exp_dir: Path, name: str, flag: str) -> Path:
-    d = exp_dir / name
-    if not (d / "config.json").is_file():
-        known = [p.name for p in report.run_dirs(exp_dir)] if exp_dir.is_dir() else []
-        raise ConfigError(
-            f"{flag} {name}: no such run in {exp_dir}"
-            + (f" (runs: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''})" if known else "")
-        )
-    return d
-
-
-def register_clone(exp_dir: Path, parent_name: str, sets: Sequence[str]) -> RunConfig:
-    """Add a run that warm-starts from ``parent_name``'s weights with the ``--set`` changes."""
-    parent_dir = _existing_run(exp_dir, parent_name, "--clone")
-    parent = load_run_config(parent_dir)
-    if not (parent_dir / "state.pt").is_file():
-        raise ConfigError(f"--clone {parent_name}: the run has no weights yet; train it first")
-    knobs, changes = parent.knobs.changed(sets)
-    taken = {p.name for p in exp_dir.iterdir()}
-    run = RunConfig(
-        clone_name(parent.name, changes, taken),
-        knobs,
-        parent.settings,
-        parent.base_path,
-        parent=parent.name,
-        changes=tuple(f"{k}={v}" for k, v in changes),
-    )
-    save_run_config(run, exp_dir / run.name, len(report.run_dirs(exp_dir)))
-    which = "final" if is_done(parent_dir) else f"latest (step {read_status(parent_dir).get('step', '?')})"
-    print(
-        f"added run {run.name}: {parent.name} with {', '.join(run.changes)}, warm-started from its {which} "
-        "weights with a fresh optimizer",
-        flush=True,
-    )
-    return run
 
 
 def control(cfg: ExperimentConfig, exp_dir: Path) -> dict:
     """--stop / --unstop: write or remove the run's STOP marker (honoured before each chunk)."""
     name = cfg.stop or cfg.unstop
-    d = _existing_run(exp_dir, name, "--stop" if cfg.stop else "--unstop")
+    d = store.existing_run(exp_dir, name, "--stop" if cfg.stop else "--unstop")
     if cfg.stop:
-        if is_done(d):
+        if store.is_done(d):
             print(f"{name} has already finished; nothing to stop")
         else:
-            write_text_atomic(f"stopped {time.strftime('%Y-%m-%d %H:%M:%S')}\n", d / "STOP")
+            store.mark_stopped(d)
             print(f"{name} stops before its next chunk (marker {d / 'STOP'}); continue it with --unstop {name}")
     else:
-        (d / "STOP").unlink(missing_ok=True)
+        store.clear_stopped(d)
         print(f"{name} will continue at the next run of the experiment ({PROG} --name {cfg.name})")
     return {"exp_dir": str(exp_dir), "run": name}
 
 
-def lock_holder(exp_dir: Path) -> str | None:
-    """Who runs the experiment now ("pid@host"), or None (no lock, or a dead process's)."""
-    try:
-        pid_text, _, host = (exp_dir / "LOCK").read_text(encoding="utf-8").strip().partition("@")
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    if host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-    return f"{pid}@{host}"
-
-
-class ExperimentLock:
-    """One process trains an experiment at a time; a dead holder's lock is taken over."""
-
-    def __init__(self, exp_dir: Path) -> None:
-        self.path = exp_dir / "LOCK"
-
-    def __enter__(self) -> ExperimentLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = lock_holder(self.path.parent)
-                if holder is not None:
-                    raise ConfigError(
-                        f"{self.path.parent} is being trained by process {holder}; control it with "
-                        "--stop/--clone, or delete the LOCK file if that process is gone"
-                    ) from None
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}@{socket.gethostname()}\n")
-            return self
-        raise ConfigError(f"{self.path}: cannot take the experiment lock")
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# scheduling
-
-
-def _chunk_line(res, chunk: int, chunks: int) -> str:
-    last = res.last
-    parts = [f"step {res.step}/{res.max_steps}"]
-    for key, label in (
-        ("train/loss", "train loss"),
-        ("val/loss", "eval loss"),
-        ("val_gen/rubric_pass", "rubric pass@val subset"),
-        ("val_gen/rouge_l", "ROUGE-L@val subset"),
-        ("final_val/rubric_pass", "rubric pass@val"),
-        ("final/rubric_pass", "rubric pass@test"),
-        ("final/specifics_recall", "specifics@test"),
-        ("final/rouge_l", "ROUGE-L@test"),
-    ):
-        if key in last:
-            parts.append(f"{label} {last[key]:.3f}")
-    return f"[chunk {chunk + 1}/{chunks}] {res.name}: " + ", ".join(parts) + f" ({res.seconds:.1f} s)"
-
-
-def schedule(
-    exp_dir: Path, chunks: int, ws: Workspace, sort_by: str | None, select_by: str = report.DEFAULT_SELECT
-) -> None:
-    """Train every registered run that is neither done nor stopped, chunk k of every run before
-    chunk k+1 of any; re-reads the directory each round (clones added meanwhile join in)."""
-    k, announced = 0, set()
-    while True:
-        pending = [r for r in registered_runs(exp_dir) if not is_done(exp_dir / r.name)]
-        chunk = min(k, chunks - 1)
-        progressed = False
-        for run in pending:
-            run_dir = exp_dir / run.name
-            if is_stopped(run_dir):  # checked before every chunk: --stop works on a running experiment
-                if run.name not in announced:
-                    print(f"{run.name}: stopped (continue it with --unstop {run.name})", flush=True)
-                    announced.add(run.name)
-                continue
-            _, max_steps = plan(run, ws)
-            until = chunk_boundaries(max_steps, chunks)[chunk]
-            if until < max_steps and read_status(run_dir).get("step", 0) >= until:
-                continue  # resumed past this boundary already
-            res = train_chunk(run, exp_dir, until, ws)
-            progressed = True
-            print(_chunk_line(res, chunk, chunks), flush=True)
-            report.write_tables(exp_dir, sort_by, select_by)
-        if not progressed and chunk == chunks - 1:
-            return
-        if progressed and chunk < chunks - 1:  # the last round's table is printed by the caller
-            print("\n" + report.build_table(exp_dir, sort_by, select_by).terminal + "\n", flush=True)
-        k += 1
-
-
-# ---------------------------------------------------------------------------------------------
-
-
 def _tensorboard_line(exp_dir: Path) -> str:
     return f"tensorboard --logdir {exp_dir}"
-
-
-def prepare_bases(runs: Sequence[RunConfig], ws: Workspace, cfg: ExperimentConfig) -> dict:
-    """Pretrain missing default bases (part 3), then describe every base the grid uses."""
-    out = {}
-    for run in runs:
-        name = run.knobs.base
-        if name in out:
-            continue
-        info = ensure_base(name, run.base_path, cfg.device, cfg.dtype, cfg.progress)
-        ckpt, _ = ws.base(run.base_path)
-        model, _ = build_model(ckpt, run.base_path)
-        info.update(parameters=model.num_params(), n_layer=model.config.n_layer, n_embd=model.config.n_embd)
-        secs = info["pretrain_seconds"]
-        print(
-            f"base {name}: {run.base_path} ({info['parameters']:,} parameters, {model.config.n_layer} layers; "
-            f"{'pretrained now' if info['pretrained_now'] else 'reused'}, part-3 pretraining "
-            f"{f'{secs:.0f} s' if secs is not None else 'time unknown'})",
-            flush=True,
-        )
-        out[name] = info
-    return out
 
 
 def _write_experiment_json(exp_dir: Path, cfg: ExperimentConfig, specs: list[GridSpec], bases: dict) -> None:
@@ -523,7 +267,8 @@ def _write_experiment_json(exp_dir: Path, cfg: ExperimentConfig, specs: list[Gri
         "name": cfg.name,
         "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "chunks": cfg.chunks,
-        "settings": asdict(RunSettings.from_object(cfg)),
+        "settings": cfg.settings.to_dict(),
+        "execution": flat_dict(cfg.execution, omit=("compile",)),
         "grid": [{**asdict(s), "adapter": [a.spec() for a in s.adapter]} for s in specs],
         "bases": bases,
     }
@@ -538,14 +283,14 @@ def run(cfg: ExperimentConfig) -> dict:
         return control(cfg, exp_dir)
     new_runs: list[RunConfig] = []
     if cfg.clone:
-        added = register_clone(exp_dir, cfg.clone, cfg.set)
-        holder = lock_holder(exp_dir)
+        added = store.register_clone(exp_dir, cfg.clone, cfg.set)
+        holder = store.lock_holder(exp_dir)
         if holder is not None:
             print(f"the experiment is running in process {holder}: it trains {added.name} after its current chunk")
             return {"exp_dir": str(exp_dir), "added": added.name}
     else:
         new_runs = resolve_runs(cfg)
-    with ExperimentLock(exp_dir):
+    with store.ExperimentLock(exp_dir):
         return _run_locked(cfg, exp_dir, new_runs)
 
 
@@ -555,22 +300,22 @@ EXPERIMENT_FILES = ("experiment.json", "results.csv", "results.md", "results_run
 
 def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig]) -> dict:
     print(f"experiment {exp_dir}: follow it with\n  {_tensorboard_line(exp_dir)}", flush=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ws = Workspace(progress=cfg.progress)
+    ws = Workspace(cfg.execution)
+    if ws.execution.threads:
+        torch.set_num_threads(ws.execution.threads)
     for name in EXPERIMENT_FILES:  # temp files of a write a kill -9 interrupted; we hold the lock
         remove_stale_temps(exp_dir / name)
     t0 = time.perf_counter()
     base_seconds = 0.0  # pretraining base models that were missing
     if new_runs:
-        check_registration(exp_dir, new_runs)
+        store.check_registration(exp_dir, new_runs)
         ws.data(new_runs[0].settings)  # every data problem surfaces before any model work
         t_bases = time.perf_counter()
-        bases = prepare_bases(new_runs, ws, cfg)
+        bases = prepare_bases(new_runs, ws)
         base_seconds = time.perf_counter() - t_bases
-        added = register(exp_dir, new_runs)
+        added = store.register(exp_dir, new_runs)
         _write_experiment_json(exp_dir, cfg, cfg.grid_specs(), bases)
-        skipped = [r.name for r in new_runs if is_done(exp_dir / r.name)]
+        skipped = [r.name for r in new_runs if store.is_done(exp_dir / r.name)]
         print(
             f"{len(new_runs)} runs in the grid ({len(added)} new, {len(skipped)} already finished and skipped)",
             flush=True,
@@ -687,7 +432,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\ninterrupted: every run keeps its last checkpoint; rerun the same command to resume", file=sys.stderr)
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

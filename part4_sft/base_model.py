@@ -1,0 +1,116 @@
+"""Getting a part-3 base model: the checkpoint if it exists, else part 3 pretrains it in a child process.
+
+``python -m part4_sft.sft`` and the experiment mode both get a missing base here, the same way:
+only a base's default path is pretrained on demand (any other missing path is an error), and
+part 3 runs as ``python -m part3_pretrain.pretrain`` in a child process, its settings passed as
+command-line flags. Its corpus, tokenizer trainer, activations and random state go when it
+exits, so the caller's memory peak is the larger of the two stages, not their sum, and the
+caller's global RNG is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from part3_pretrain.checkpoint import CheckpointError
+from part3_pretrain.cli import flag
+from part3_pretrain.pretrain import PROG as PART3_PROG
+from part3_pretrain.pretrain import PretrainConfig
+
+PART3_MODULE = "part3_pretrain.pretrain"
+_PART3_FIELDS = {f.name: f for f in fields(PretrainConfig)}
+# how the child runs: set from the caller's own settings, never by a base's pretraining settings
+_EXECUTION = ("out_dir", "device", "dtype", "progress")
+
+
+def pretrain_flags(pretrain_args: dict[str, Any]) -> list[str]:
+    """Part 3's command-line flags for ``PretrainConfig`` overrides: ``{"n_layer": 2}`` ->
+    ``["--n-layer", "2"]``; booleans as ``--x`` / ``--no-x``, sequences as several values."""
+    out: list[str] = []
+    for key, value in pretrain_args.items():
+        if key not in _PART3_FIELDS or key in _EXECUTION:
+            raise ValueError(f"{key!r} is not a part-3 pretraining setting a base may set")
+        if isinstance(value, bool):
+            out.append(flag(key) if value else "--no-" + flag(key)[2:])
+        elif isinstance(value, (list, tuple)):
+            out += [flag(key), *map(str, value)] if value else []
+        else:
+            out += [flag(key), str(value)]
+    return out
+
+
+def pretrain_command(
+    out_dir: str | Path, pretrain_args: dict[str, Any], device: str, dtype: str, progress: bool
+) -> list[str]:
+    """The child process's command line: part 3 with ``pretrain_args`` writing to ``out_dir``."""
+    return [
+        sys.executable,
+        "-m",
+        PART3_MODULE,
+        "--out-dir",
+        str(out_dir),
+        *pretrain_flags(pretrain_args),
+        "--device",
+        device,
+        "--dtype",
+        dtype,
+        "--progress" if progress else "--no-progress",
+    ]
+
+
+def _rerun_hint(out_dir: Path, pretrain_args: dict[str, Any]) -> str:
+    """The command a user reruns to see why part 3 failed (``--out-dir`` when not part 3's own)."""
+    own_dir = Path(_PART3_FIELDS["out_dir"].default) == out_dir
+    return " ".join([PART3_PROG, *([] if own_dir else ["--out-dir", str(out_dir)]), *pretrain_flags(pretrain_args)])
+
+
+def pretrain_seconds(path: Path) -> float | None:
+    """Part 3's total wall time for the checkpoint at ``path``, from its summary.json (None if unknown)."""
+    summary = path.parent / "summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        return json.loads(summary.read_text(encoding="utf-8"))["seconds"]["total"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ensure_base(
+    path: str | Path,
+    default_path: str | Path | None,
+    pretrain_args: dict[str, Any] | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    progress: bool = True,
+    announce: str | None = None,
+    threads: int = 0,
+) -> dict:
+    """The base checkpoint at ``path``. When it is missing and ``path`` is ``default_path``, part 3
+    pretrains it first, in a child process, with ``pretrain_args`` (``PretrainConfig`` overrides,
+    passed as flags) and the caller's ``device``, ``dtype`` and ``progress``; ``announce`` is the
+    line printed before (default: one naming the path), ``threads`` > 0 sets the child's
+    OMP_NUM_THREADS. Any other missing path is a CheckpointError, and so is a failed child.
+
+    Returns ``{"path", "pretrained_now", "pretrain_seconds"}`` (seconds from part 3's summary.json).
+    """
+    path, pretrain_args = Path(path), dict(pretrain_args or {})
+    pretrained_now = False
+    if not path.is_file():
+        if default_path is None or Path(default_path) != path:
+            raise CheckpointError(f"{path}: no such checkpoint file")
+        print(announce or f"no checkpoint at {path}: pretraining it with part 3 first", flush=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads > 0 else None
+        code = subprocess.run(pretrain_command(path.parent, pretrain_args, device, dtype, progress), env=env).returncode
+        if code != 0 or not path.is_file():
+            raise CheckpointError(
+                f"{path}: part 3 pretraining failed (exit code {code}); run "
+                f"{_rerun_hint(path.parent, pretrain_args)} to see why"
+            )
+        pretrained_now = True
+    return {"path": str(path), "pretrained_now": pretrained_now, "pretrain_seconds": pretrain_seconds(path)}

@@ -54,6 +54,7 @@ from .trainer import (
 )
 
 PROG = "python -m part3_pretrain.pretrain"
+DEFAULT_OUT_DIR = "checkpoints/pretrain"
 SAMPLE_PROMPT = "Customer: Hi, my order #A1234 still hasn't arrived and it was due on Monday.\nAgent:"
 
 
@@ -81,7 +82,7 @@ OPTIM_HELP = {
 class PretrainConfig:
     """Everything ``python -m part3_pretrain.pretrain`` does; defaults: 30 TFLOP, ~5.5 min on 2 AVX-512 cores."""
 
-    out_dir: str = option("checkpoints/pretrain", "directory for model.pt, tokenizer.json, metrics and plots")
+    out_dir: str = option(DEFAULT_OUT_DIR, "directory for model.pt, tokenizer.json, metrics and plots")
     corpus: tuple[str, ...] = option((), "your own .txt/.jsonl files instead of the generated corpus", metavar="PATH")
     n_docs: int = option(corpus_mod.DIALOGUE_N_DOCS, "documents in the generated corpus")
     corpus_seed: int = option(0, "seed of the generated corpus")

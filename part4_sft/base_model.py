@@ -14,17 +14,17 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from part3_pretrain.checkpoint import CheckpointError
-from part3_pretrain.cli import flag
+from part3_pretrain.cli import flag, leaf_names
+from part3_pretrain.pretrain import DEFAULT_OUT_DIR, PretrainConfig
 from part3_pretrain.pretrain import PROG as PART3_PROG
-from part3_pretrain.pretrain import PretrainConfig
 
 PART3_MODULE = "part3_pretrain.pretrain"
-_PART3_FIELDS = {f.name: f for f in fields(PretrainConfig)}
+_PART3_OPTIONS = frozenset(leaf_names(PretrainConfig))
+DEFAULT_PRETRAINED = f"{DEFAULT_OUT_DIR}/model.pt"  # part 3's default run, the base ``sft`` uses
 # how the child runs: set from the caller's own settings, never by a base's pretraining settings
 _EXECUTION = ("out_dir", "device", "dtype", "progress")
 
@@ -34,7 +34,7 @@ def pretrain_flags(pretrain_args: dict[str, Any]) -> list[str]:
     ``["--n-layer", "2"]``; booleans as ``--x`` / ``--no-x``, sequences as several values."""
     out: list[str] = []
     for key, value in pretrain_args.items():
-        if key not in _PART3_FIELDS or key in _EXECUTION:
+        if key not in _PART3_OPTIONS or key in _EXECUTION:
             raise ValueError(f"{key!r} is not a part-3 pretraining setting a base may set")
         if isinstance(value, bool):
             out.append(flag(key) if value else "--no-" + flag(key)[2:])
@@ -66,7 +66,7 @@ def pretrain_command(
 
 def _rerun_hint(out_dir: Path, pretrain_args: dict[str, Any]) -> str:
     """The command a user reruns to see why part 3 failed (``--out-dir`` when not part 3's own)."""
-    own_dir = Path(_PART3_FIELDS["out_dir"].default) == out_dir
+    own_dir = Path(DEFAULT_OUT_DIR) == out_dir
     return " ".join([PART3_PROG, *([] if own_dir else ["--out-dir", str(out_dir)]), *pretrain_flags(pretrain_args)])
 
 

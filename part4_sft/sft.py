@@ -48,7 +48,7 @@ from part3_pretrain.trainer import (
 
 from . import evaluate as ev
 from . import job_metrics
-from .base_model import ensure_base
+from .base_model import DEFAULT_PRETRAINED, ensure_base
 from .configs import DataConfig, EvalConfig
 from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
 from .prompts import SCHEMES, get_scheme
@@ -56,7 +56,6 @@ from .splits import DatasetSplits, LeakError, load_splits
 from .user_data import DataError
 
 PROG = "python -m part4_sft.sft"
-DEFAULT_PRETRAINED = "checkpoints/pretrain/model.pt"
 
 
 @dataclass

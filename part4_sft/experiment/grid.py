@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..base_model import DEFAULT_PRETRAINED
 from ..lora import LoRAConfig
 from ..prompts import SCHEMES
 
@@ -58,7 +59,7 @@ class BaseModel:
 SMALL_PRETRAIN = {"n_layer": 2}
 BASES: dict[str, BaseModel] = {
     "large": BaseModel(
-        "large", "checkpoints/pretrain/model.pt", {}, "part-3 default: 4 layers, 4 heads, 128 wide (~1.08M parameters)"
+        "large", DEFAULT_PRETRAINED, {}, "part-3 default: 4 layers, 4 heads, 128 wide (~1.08M parameters)"
     ),
     "small": BaseModel(
         "small",

@@ -29,7 +29,17 @@ from pathlib import Path
 import torch
 
 from part3_pretrain.checkpoint import CheckpointError, load_checkpoint, load_model
-from part3_pretrain.cli import ConfigError, below, check_config, flat_dict, option, part, refuse_changed, run_main
+from part3_pretrain.cli import (
+    ConfigError,
+    below,
+    check_config,
+    flat_dict,
+    leaf_names,
+    option,
+    part,
+    refuse_changed,
+    run_main,
+)
 from part3_pretrain.configs import ExecConfig, OptimConfig
 from part3_pretrain.data import mean_loss
 from part3_pretrain.fileio import write_text_atomic
@@ -226,23 +236,7 @@ STAGE = ".incomplete"  # a run lives in OUT/.incomplete until it succeeds, then 
 OUTPUTS = ("sft_model.pt", "metrics.jsonl", "evaluation.json", "generations.jsonl", "loss_curve.png")
 # Settings that --resume may change: where and how it runs, and how the result is evaluated.
 # Everything else decides what is trained, and a change would make the resumed run another run.
-RESUME_FREE = frozenset(
-    {
-        "out_dir",
-        "dataset_path",
-        "device",
-        "dtype",
-        "progress",
-        "resume",
-        "eval_batch_size",
-        "n_boot",
-        "n_examples",
-        "max_new_tokens",
-        "temperature",
-        "top_k",
-        "top_p",
-    }
-)
+RESUME_FREE = frozenset({"out_dir", "dataset_path", "resume", *leaf_names(ExecConfig), *leaf_names(EvalConfig)})
 
 
 def _resume_checkpoint(cfg: SFTConfig, out: Path) -> dict | None:

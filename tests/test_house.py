@@ -1,8 +1,8 @@
 """House rules of the code base, checked on the source text (nothing is imported or run).
 
 The import graph of ``part3_pretrain`` and ``part4_sft`` (subpackages included) has no cycle,
-and part 3 never imports part 4: part 4 builds on part 3, never the reverse. Every part-3
-module opens with a docstring.
+and part 3 never imports part 4: part 4 builds on part 3, never the reverse. Every module opens
+with a docstring that says what it is for, and no function is longer than 50 lines.
 """
 
 from __future__ import annotations
@@ -141,10 +141,42 @@ def test_part3_never_imports_part4() -> None:
     assert not bad, "part 3 must not depend on part 4: " + "; ".join(bad)
 
 
-def test_every_part3_module_says_what_it_is_for() -> None:
+SOURCES = ("part3_pretrain", "part4_sft", "bench", "tests")
+MAX_FUNCTION_LINES = 50
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (REPO_ROOT / folder).rglob("*.py"))
+
+
+def test_every_module_says_what_it_is_for() -> None:
     missing = [
-        name
-        for name, path in _module_files(REPO_ROOT, ("part3_pretrain",)).items()
+        str(path.relative_to(REPO_ROOT))
+        for path in _python_files("part3_pretrain", "part4_sft", "bench")
         if not (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").strip()
     ]
     assert not missing, f"modules without a docstring: {missing}"
+
+
+def long_functions(paths: list[Path], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``file:line name (n lines)`` for every function or method longer than ``limit`` lines."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit:
+                    where = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path.name
+                    found.append(f"{where}:{node.lineno} {node.name} ({n} lines)")
+    return found
+
+
+def test_long_functions_are_found(tmp_path: Path) -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(50))
+    (tmp_path / "m.py").write_text(f"def short():\n    pass\n\n\ndef long():\n{body}", encoding="utf-8")
+    assert long_functions([tmp_path / "m.py"], limit=50) == ["m.py:5 long (51 lines)"]
+
+
+def test_no_function_over_50_lines() -> None:
+    found = long_functions(_python_files(*SOURCES))
+    assert not found, "split these into named helpers: " + "; ".join(found)

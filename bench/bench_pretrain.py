@@ -213,22 +213,7 @@ def build_hf(cfg: GPTConfig, ours: GPT):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     transformers.logging.set_verbosity_error()
-    hcfg = GPT2Config(
-        vocab_size=cfg.vocab_size,
-        n_positions=cfg.block_size,
-        n_embd=cfg.n_embd,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        activation_function="gelu_new",
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        layer_norm_epsilon=cfg.layer_norm_epsilon,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=None,
-        loss_type="ForCausalLM",
-    )
+    hcfg = GPT2Config(**cfg.gpt2_kwargs(), bos_token_id=None, eos_token_id=None, loss_type="ForCausalLM")
     try:
         hf = GPT2LMHeadModel._from_config(hcfg, attn_implementation="sdpa")
     except (ValueError, ImportError):

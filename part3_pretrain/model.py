@@ -67,6 +67,24 @@ class GPTConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def gpt2_kwargs(self) -> dict:
+        """The ``transformers.GPT2Config`` arguments of the same layout (dropout off, tied
+        embeddings): the reference tests and the benchmark build their twin from it. With
+        ``smear_keys`` the twin equals this model only when every gate is fully open."""
+        return {
+            "vocab_size": self.vocab_size,
+            "n_positions": self.block_size,
+            "n_embd": self.n_embd,
+            "n_layer": self.n_layer,
+            "n_head": self.n_head,
+            "activation_function": "gelu_new",
+            "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "attn_pdrop": 0.0,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "tie_word_embeddings": True,
+        }
+
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
         known = {f.name for f in fields(cls)}

@@ -47,22 +47,7 @@ def hf_twin(model: GPT):
     """A ``transformers.GPT2LMHeadModel`` with the same config and (copied) weights as ``model``."""
     transformers = pytest.importorskip("transformers")
     c = model.config
-    hf_cfg = transformers.GPT2Config(
-        vocab_size=c.vocab_size,
-        n_positions=c.block_size,
-        n_embd=c.n_embd,
-        n_layer=c.n_layer,
-        n_head=c.n_head,
-        activation_function="gelu_new",
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        layer_norm_epsilon=c.layer_norm_epsilon,
-        bos_token_id=1,
-        eos_token_id=1,
-        pad_token_id=0,
-        tie_word_embeddings=True,
-    )
+    hf_cfg = transformers.GPT2Config(**c.gpt2_kwargs(), bos_token_id=1, eos_token_id=1, pad_token_id=0)
     hf_cfg._attn_implementation = "eager"  # the textbook attention: an independent reference
     hf = transformers.GPT2LMHeadModel(hf_cfg).eval()
     ours = model.state_dict()

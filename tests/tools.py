@@ -11,38 +11,23 @@ import torch
 from part3_pretrain.cli import compose
 from part3_pretrain.pretrain import PretrainConfig, run
 
-# A 1-layer model that trains a step in ~20 ms: the part-3 tests' run.
+# The tiny model and how its tests run: one layer, CPU, float32, quiet.
+_TINY = dict(n_layer=1, n_head=2, n_embd=32, checkpoint_every=0, progress=False, device="cpu", dtype="float32")
+# A run that trains a step in ~20 ms: the part-3 tests'.
 TINY_PRETRAIN = dict(
+    _TINY,
     n_docs=120,
     vocab_size=280,
-    n_layer=1,
-    n_embd=32,
-    n_head=2,
     block_size=128,
     batch_size=2,
     max_steps=4,
     eval_every=2,
     eval_batches=2,
     warmup_steps=1,
-    checkpoint_every=0,
     log_every=1,
-    progress=False,
-    device="cpu",
-    dtype="float32",
 )
-# A base for the fine-tuning tests: more documents and a larger vocabulary than TINY_PRETRAIN.
-TINY_BASE = dict(
-    n_docs=300,
-    vocab_size=400,
-    n_layer=1,
-    n_head=2,
-    n_embd=32,
-    batch_size=8,
-    checkpoint_every=0,
-    progress=False,
-    device="cpu",
-    dtype="float32",
-)
+# A base for the fine-tuning tests: more documents and a larger vocabulary.
+TINY_BASE = dict(_TINY, n_docs=300, vocab_size=400, batch_size=8)
 
 
 def tiny_pretrain_config(out_dir: Path, **kw) -> PretrainConfig:

@@ -352,6 +352,23 @@ def test_own_data_jsonl_trains_and_evaluates(pretrained, tmp_path):
     assert ev["dataset"]["filter"]["kept"] == sum(r["rating"] >= 4 for r in rows)
 
 
+def test_own_data_without_pretrained_gets_a_base_fitted_to_the_training_split(pretrained, tmp_path, monkeypatch):
+    rows = [
+        {"instruction": f"Where is parcel QX-{7000 + i}?", "output": f"Parcel QX-{7000 + i} ships today."}
+        for i in range(40)
+    ]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    seen = []
+    monkeypatch.setattr(sft, "ensure_data_base", lambda train, *a: seen.append(train) or {"path": str(pretrained)})
+    cfg = tiny_cfg(sft.DEFAULT_PRETRAINED, tmp_path / "out", data=str(data), epochs=1)
+    ev = sft.run(cfg)
+    (train,) = seen  # asked once, with the training split: never a validation or test row
+    held_out = {r["context"] for r in ev["examples"]} | {r["context"] for r in sft.load_splits(cfg.dataset).val}
+    assert len(train) == ev["dataset"]["train"] and not {r["context"] for r in train} & held_out
+    assert ev["pretrained_checkpoint"] == str(pretrained)
+
+
 def _cli(*args, cwd=ROOT):
     return subprocess.run(
         [sys.executable, "-m", "part4_sft.sft", *args], cwd=cwd, capture_output=True, text=True, timeout=120

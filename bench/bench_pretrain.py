@@ -560,7 +560,35 @@ def targets(res: dict) -> dict:
     return {k: {"value": v, "target": s, "met": ok} for k, (v, s, ok) in t.items()}
 
 
+def _print_matmul(res: dict) -> None:
+    """The matmul section: median TFLOP/s per shape and kernel, then the peaks."""
+    kernels = res["matmul"]["kernels"]
+    print("\nmatmul (median TFLOP/s; fp32/bf16: torch.mm, fp32_onednn: as cpu_gemm calls it)")
+    print(f"  {'':<33}" + "".join(f"{k:>13}" for k in kernels))
+    for name, s in res["matmul"]["shapes"].items():
+        mkn = "x".join(map(str, s["mkn"]))
+        print(f"  {name:<9}{mkn:<24}" + "".join(f"{s[f'{k}_tflops']:>13.3f}" for k in kernels))
+    p = res["matmul"]["peak_tflops"]
+    print(f"  {'peak':<33}" + "".join(f"{p[k]:>13.3f}" for k in kernels))
+
+
+def _print_throughput(res: dict) -> None:
+    """The training-step section: tokens/s and MFU per variant, speed ratios, HF parity."""
+    th = res["throughput"]
+    print(f"\ntraining step (fwd+loss+bwd+AdamW), median tokens/s; HF attn={th['hf_attn_implementation']}")
+    print(f"  {'variant':<22}{'median':>10}{'best':>10}   MFU vs torch.mm peak (vs best kernel)")
+    for name, v in th["tokens_per_s"].items():
+        mf = res.get("mfu", {}).get("by_variant", {}).get(name)
+        extra = f"   {mf['mfu']:6.1%} ({mf['mfu_best_kernel']:.1%}) of {mf['peak_dtype']}" if mf else ""
+        print(f"  {name:<22}{v:>10,.0f}{th['best_tokens_per_s'][name]:>10,.0f}{extra}")
+    for k, v in th["ratios"].items():
+        print(f"  {k:<28}{v:6.2f}x")
+    pa = th["parity"]
+    print(f"  parity: |loss hf - ours| at init = {pa['hf_fp32_abs_diff']:.2e} (same weights)")
+
+
 def print_report(res: dict) -> None:
+    """Print the results ``run`` returned, one section per part that ran."""
     meta = res["meta"]
     print(
         f"\n== bench_pretrain ({'QUICK, ' if meta['quick'] else ''}{meta['threads']} threads, "
@@ -577,26 +605,9 @@ def print_report(res: dict) -> None:
         f"C={m['n_embd']} batch={m['batch_size']}; {m['flops_per_token'] / 1e6:.1f} MFLOP/token"
     )
     if "matmul" in res:
-        kernels = res["matmul"]["kernels"]
-        print("\nmatmul (median TFLOP/s; fp32/bf16: torch.mm, fp32_onednn: as cpu_gemm calls it)")
-        print(f"  {'':<33}" + "".join(f"{k:>13}" for k in kernels))
-        for name, s in res["matmul"]["shapes"].items():
-            mkn = "x".join(map(str, s["mkn"]))
-            print(f"  {name:<9}{mkn:<24}" + "".join(f"{s[f'{k}_tflops']:>13.3f}" for k in kernels))
-        p = res["matmul"]["peak_tflops"]
-        print(f"  {'peak':<33}" + "".join(f"{p[k]:>13.3f}" for k in kernels))
+        _print_matmul(res)
     if "throughput" in res:
-        th = res["throughput"]
-        print(f"\ntraining step (fwd+loss+bwd+AdamW), median tokens/s; HF attn={th['hf_attn_implementation']}")
-        print(f"  {'variant':<22}{'median':>10}{'best':>10}   MFU vs torch.mm peak (vs best kernel)")
-        for name, v in th["tokens_per_s"].items():
-            mf = res.get("mfu", {}).get("by_variant", {}).get(name)
-            extra = f"   {mf['mfu']:6.1%} ({mf['mfu_best_kernel']:.1%}) of {mf['peak_dtype']}" if mf else ""
-            print(f"  {name:<22}{v:>10,.0f}{th['best_tokens_per_s'][name]:>10,.0f}{extra}")
-        for k, v in th["ratios"].items():
-            print(f"  {k:<28}{v:6.2f}x")
-        pa = th["parity"]
-        print(f"  parity: |loss hf - ours| at init = {pa['hf_fp32_abs_diff']:.2e} (same weights)")
+        _print_throughput(res)
     if "loss_curve" in res:
         lc = res["loss_curve"]
         f, b = lc["final_smoothed_loss"]["fp32"], lc["final_smoothed_loss"]["bf16"]

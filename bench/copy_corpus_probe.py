@@ -42,6 +42,33 @@ def sft_style_docs(n: int, seed: int) -> list[str]:
     return docs
 
 
+def _greedy_replies(model, tok, scheme: str, rows: list[dict], cfg) -> dict:
+    """``evaluate.generate_replies`` for the contexts of ``rows``: temperature 0, no gradients."""
+    import torch
+
+    from part4_sft import evaluate as ev
+    from part4_sft.prompts import get_scheme
+
+    with torch.no_grad():
+        return ev.generate_replies(
+            model,
+            tok,
+            get_scheme(scheme),
+            [r["context"] for r in rows],
+            cfg.evaluation,
+            0.0,
+            cfg.seed,
+            cfg.execution.eval_batch_size,
+        )
+
+
+def _write_replies(path: Path, rows: list[dict], replies: dict) -> None:
+    """One JSON line per row: its context, the generated reply and the reference response."""
+    with open(path, "w") as f:
+        for r, text in zip(rows, replies["texts"], strict=False):
+            f.write(json.dumps({"context": r["context"], "reply": text, "ref": r.get("response")}) + "\n")
+
+
 def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64) -> dict:
     """Default fine-tuning of ``base``, then greedy SFT replies on both test sets: job metrics."""
     import copy
@@ -51,7 +78,6 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
     from part3_pretrain.cli import compose
     from part4_sft import evaluate as ev
     from part4_sft import sft
-    from part4_sft.prompts import get_scheme
     from part4_sft.splits import load_splits
 
     cfg = compose(
@@ -76,23 +102,11 @@ def quick_eval(base: str, out: str, n_test: int = 250, max_new_tokens: int = 64)
         for label, m, scheme in (("sft", tuned, "chat"), ("base_dialogue", model, "dialogue")):
             if label != "sft" and name != "test":
                 continue
-            with torch.no_grad():
-                replies = ev.generate_replies(
-                    m,
-                    tok,
-                    get_scheme(scheme),
-                    [r["context"] for r in rows],
-                    cfg.evaluation,
-                    0.0,
-                    cfg.seed,
-                    cfg.execution.eval_batch_size,
-                )
+            replies = _greedy_replies(m, tok, scheme, rows, cfg)
             report, judged = ev.score(rows, replies, 200, 0)
             key = name if label == "sft" else f"{name}_{label}"
             result[key] = {k: (round(v, 3) if v is not None else None) for k, v in ev.scalars(report).items()}
-            with open(Path(out) / f"{key}.jsonl", "w") as f:
-                for r, text in zip(rows, replies["texts"], strict=False):
-                    f.write(json.dumps({"context": r["context"], "reply": text, "ref": r.get("response")}) + "\n")
+            _write_replies(Path(out) / f"{key}.jsonl", rows, replies)
     print(json.dumps(result, indent=1))
     return result
 

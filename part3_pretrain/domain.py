@@ -937,6 +937,101 @@ def _always_train_texts() -> tuple[str, ...]:
     )
 
 
+_Group = tuple[str, str]  # (list name, topic): templates held out in proportion per group
+
+
+def _template_groups(
+    lists: Sequence[tuple[str, Sequence[str], int]],
+) -> tuple[dict[_Group, list[int]], dict[str, list[tuple[str, int]]]]:
+    """(list, topic) -> its template indices, and template text (topic stripped) -> its (list, index)."""
+    groups: dict[_Group, list[int]] = {}
+    where: dict[str, list[tuple[str, int]]] = {}
+    for name, items, _ in lists:
+        for i, t in enumerate(items):
+            groups.setdefault((name, _topic_of(t)[0]), []).append(i)
+            where.setdefault(_topic_of(t)[1], []).append((name, i))
+    return groups, where
+
+
+@dataclass(frozen=True)
+class _Components:
+    """Texts joined by a shared >= 4-word fragment: root of each text, members per root, pinned roots."""
+
+    root: dict[str, str]
+    members: dict[str, list[str]]
+    blocked: set[str]
+
+
+def _fragment_components(texts: Sequence[str], pinned: Collection[str]) -> _Components:
+    """Union-find over ``texts``: two texts are one component when they share a fragment."""
+    joined = {t: " | ".join([""] + _pieces(t) + [""]) for t in texts}
+    parent = {t: t for t in texts}
+
+    def root(t: str) -> str:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for a in texts:  # union templates that share a fragment
+        for frag in _fragments(a):
+            for b in texts:
+                if b != a and f" {frag} " in joined[b]:
+                    parent[root(a)] = root(b)
+    roots = {t: root(t) for t in texts}
+    members: dict[str, list[str]] = {}
+    for t in texts:
+        members.setdefault(roots[t], []).append(t)
+    return _Components(roots, members, {roots[t] for t in pinned})
+
+
+def _hold_out(
+    lists: Sequence[tuple[str, Sequence[str], int]],
+    groups: dict[_Group, list[int]],
+    where: dict[str, list[tuple[str, int]]],
+    comps: _Components,
+) -> set[str]:
+    """Greedy hold-out (rules in ``_template_partition``): the held-out template texts, topic stripped."""
+    by_name = {name: items for name, items, _ in lists}
+    split_from = {name: size for name, _, size in lists}
+
+    def group_of(name: str, i: int) -> _Group:
+        return name, _topic_of(by_name[name][i])[0]
+
+    def min_train(group: _Group) -> int:
+        return 2 if len(groups[group]) >= 3 else 1
+
+    def target(group: _Group) -> int:
+        return max(1, round(len(groups[group]) / 4))
+
+    rng = random.Random("template-partition")
+    held: set[str] = set()
+    n_held: Counter = Counter()
+    # Smallest groups first: they have the fewest choices that keep two templates on the train side.
+    for (name, topic), idxs in sorted(groups.items(), key=lambda item: len(item[1])):
+        if len(idxs) < split_from[name]:
+            continue
+        order = list(idxs)
+        rng.shuffle(order)
+        for i in order:
+            if n_held[(name, topic)] >= target((name, topic)):
+                break
+            comp = comps.root[_topic_of(by_name[name][i])[1]]
+            if comp in comps.blocked or _topic_of(by_name[name][i])[1] in held:
+                continue
+            new = [t for t in comps.members[comp] if t not in held]
+            add = Counter(group_of(ln, li) for t in new for ln, li in where[t])
+            if all(
+                len(groups[g]) >= split_from[g[0]]
+                and len(groups[g]) - n_held[g] - k >= min_train(g)
+                and n_held[g] + k <= target(g)
+                for g, k in add.items()
+            ):
+                held.update(new)
+                n_held.update(add)
+    return held
+
+
 @lru_cache(maxsize=1)
 def _template_partition() -> dict[str, frozenset[int]]:
     """List name -> indices of its held-out templates. A pure function of the template lists.
@@ -952,70 +1047,10 @@ def _template_partition() -> dict[str, frozenset[int]]:
     occur in train-side text.
     """
     lists = _partition_lists()
-    by_name = {name: items for name, items, _ in lists}
-    split_from = {name: size for name, _, size in lists}
-    groups: dict[tuple[str, str], list[int]] = {}
-    where: dict[str, list[tuple[str, int]]] = {}  # template text (topic stripped) -> its (list, index)
-    for name, items, _ in lists:
-        for i, t in enumerate(items):
-            groups.setdefault((name, _topic_of(t)[0]), []).append(i)
-            where.setdefault(_topic_of(t)[1], []).append((name, i))
+    groups, where = _template_groups(lists)
     pinned = set(_always_train_texts())
     texts = sorted(where) + sorted(pinned - set(where))
-    joined = {t: " | ".join([""] + _pieces(t) + [""]) for t in texts}
-    parent = {t: t for t in texts}
-
-    def root(t: str) -> str:
-        while parent[t] != t:
-            parent[t] = parent[parent[t]]
-            t = parent[t]
-        return t
-
-    for a in texts:  # union templates that share a fragment
-        for frag in _fragments(a):
-            for b in texts:
-                if b != a and f" {frag} " in joined[b]:
-                    parent[root(a)] = root(b)
-    members: dict[str, list[str]] = {}
-    for t in texts:
-        members.setdefault(root(t), []).append(t)
-    blocked = {root(t) for t in pinned}
-
-    def group_of(name: str, i: int) -> tuple[str, str]:
-        return name, _topic_of(by_name[name][i])[0]
-
-    def min_train(group: tuple[str, str]) -> int:
-        return 2 if len(groups[group]) >= 3 else 1
-
-    def target(group: tuple[str, str]) -> int:
-        return max(1, round(len(groups[group]) / 4))
-
-    rng = random.Random("template-partition")
-    held: set[str] = set()
-    n_held: Counter = Counter()
-    # Smallest groups first: they have the fewest choices that keep two templates on the train side.
-    for (name, topic), idxs in sorted(groups.items(), key=lambda item: len(item[1])):
-        size = len(idxs)
-        if size < split_from[name]:
-            continue
-        order = list(idxs)
-        rng.shuffle(order)
-        for i in order:
-            if n_held[(name, topic)] >= target((name, topic)):
-                break
-            comp = root(_topic_of(by_name[name][i])[1])
-            if comp in blocked or _topic_of(by_name[name][i])[1] in held:
-                continue
-            new = [t for t in members[comp] if t not in held]
-            add = Counter(group_of(ln, li) for t in new for ln, li in where[t])
-            if all(
-                len(groups[g]) >= split_from[g[0]]
-                and len(groups[g]) - n_held[g] - k >= min_train(g)
-                and n_held[g] + k <= target(g)
-                for g, k in add.items()
-            ):
-                held.update(new)
-                n_held.update(add)
+    held = _hold_out(lists, groups, where, _fragment_components(texts, pinned))
     return {name: frozenset(i for i, t in enumerate(items) if _topic_of(t)[1] in held) for name, items, _ in lists}
 
 

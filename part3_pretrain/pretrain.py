@@ -89,6 +89,7 @@ class PretrainConfig:
         '({"text"} rows, support pairs or "messages" conversations)',
         metavar="PATH",
     )
+    mix_generated: bool = option(False, "with --corpus: add the generated corpus (--n-docs documents) to your files")
     n_docs: int = option(corpus_mod.DIALOGUE_N_DOCS, "documents in the generated corpus")
     corpus_seed: int = option(0, "seed of the generated corpus")
     val_fraction: float = option(0.02, "share of documents held out for validation loss")
@@ -138,6 +139,8 @@ class PretrainConfig:
             else ["--n-docs 1: need at least 2 documents, one held out for validation; use --n-docs >= 2"]
         )
         p += below(self, ("n_docs", "vocab_size", "block_size", "n_layer", "n_head", "n_embd"), 1)
+        if self.mix_generated and not self.corpus:
+            p.append("--mix-generated adds the generated corpus to your --corpus files: give --corpus")
         p += below(self, ("max_steps", "eval_batches", "log_every"), 1)
         p += below(self, ("eval_every", "checkpoint_every"), 0)
         if not 0 < self.val_fraction < 0.5:
@@ -157,12 +160,15 @@ class PretrainConfig:
 
 
 def load_documents(cfg: PretrainConfig) -> tuple[list[str], str]:
-    if cfg.corpus:
-        return corpus_mod.load_corpus_files(cfg.corpus), "files: " + ", ".join(cfg.corpus)
-    return (
-        corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed),
-        f"generated dialogue corpus (seed {cfg.corpus_seed})",
-    )
+    """The documents and a line saying where they come from: the generated corpus, the user's
+    files, or (``--mix-generated``) the generated corpus followed by the files."""
+    generated = f"generated dialogue corpus (seed {cfg.corpus_seed})"
+    if not cfg.corpus:
+        return corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed), generated
+    docs, files = corpus_mod.load_corpus_files(cfg.corpus), "files: " + ", ".join(cfg.corpus)
+    if cfg.mix_generated:
+        return corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed) + docs, f"{generated} + {files}"
+    return docs, files
 
 
 # what a run writes into --out-dir through fileio's temp files (besides metrics.jsonl, appended in place)
@@ -285,6 +291,7 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
     same = (
         "n_docs",
         "corpus",
+        "mix_generated",
         "corpus_seed",
         "val_fraction",
         "vocab_size",
@@ -435,7 +442,7 @@ def _finish(
     summary = {
         "corpus": {
             "source": source_desc,
-            "kind": "files" if cfg.corpus else "dialogue",
+            "kind": ("mixed" if cfg.mix_generated else "files") if cfg.corpus else "dialogue",
             **stats,
             "train_tokens": int(len(train_tokens)),
             "val_tokens": int(len(val_tokens)),

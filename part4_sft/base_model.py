@@ -10,17 +10,23 @@ caller's global RNG is left as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from part3_pretrain import corpus as corpus_mod
 from part3_pretrain.checkpoint import CheckpointError
 from part3_pretrain.cli import flag, leaf_names
+from part3_pretrain.fileio import write_text_atomic
+from part3_pretrain.flops import flops_per_token
 from part3_pretrain.pretrain import DEFAULT_OUT_DIR, PretrainConfig
 from part3_pretrain.pretrain import PROG as PART3_PROG
+from part3_pretrain.tokenizer import train_tokenizer
 
 PART3_MODULE = "part3_pretrain.pretrain"
 _PART3_OPTIONS = frozenset(leaf_names(PretrainConfig))
@@ -114,3 +120,72 @@ def ensure_base(
             )
         pretrained_now = True
     return {"path": str(path), "pretrained_now": pretrained_now, "pretrain_seconds": pretrain_seconds(path)}
+
+
+# ---------------------------------------------------------------------------------------------
+# a base fitted to the user's data: `python -m part4_sft.sft --data pairs.jsonl` without --pretrained
+
+DATA_BASES_DIR = "checkpoints/pretrain_data"
+PRETRAIN_BUDGET_TFLOP = 30.0  # part 3's default run: the data-fitted base gets the same compute
+MAX_DATA_BLOCK = 1024  # longer contexts cost more attention than the budget buys
+TOKENIZER_SAMPLE_DOCS = 3000  # generated documents beside the user's text when measuring token lengths
+
+
+def dialogue_text(row: dict) -> str:
+    """A training row as pretraining text in the corpus's own format: "Customer: ...\\nAgent: ..."
+    (every turn of a chat row, a system message first)."""
+    names = {"system": "System", "user": "Customer", "assistant": "Agent"}
+    turns = row.get("turns") or [
+        {"role": "user", "content": row["context"]},
+        {"role": "assistant", "content": row["response"]},
+    ]
+    return "\n".join(f"{names[t['role']]}: {t['content']}" for t in turns)
+
+
+def _round_up(n: int, multiple: int = 32) -> int:
+    return -(-n // multiple) * multiple
+
+
+def data_base_plan(train_rows: list[dict], defaults: PretrainConfig | None = None) -> dict:
+    """The part-3 overrides of a base for ``train_rows``: a context that holds the longest
+    training exchange (measured with a tokenizer trained like part 3's, capped at
+    ``MAX_DATA_BLOCK``) and as many steps as fit the default run's ``PRETRAIN_BUDGET_TFLOP``."""
+    defaults = defaults or PretrainConfig()
+    texts = [dialogue_text(r) for r in train_rows]
+    sample = corpus_mod.generate_corpus(TOKENIZER_SAMPLE_DOCS, seed=defaults.corpus_seed)
+    tok = train_tokenizer(sample + texts, defaults.vocab_size, defaults.split_digits)
+    longest = max(len(tok.encode(t)) + 1 for t in texts)  # + EOS
+    block = min(MAX_DATA_BLOCK, max(defaults.model.block_size, _round_up(longest)))
+    model = replace(defaults.model, vocab_size=defaults.vocab_size, block_size=block)
+    per_step = defaults.optim.batch_size * block * flops_per_token(model)["total"]
+    steps = max(1, int(PRETRAIN_BUDGET_TFLOP * 1e12 // per_step))
+    return {"block_size": block, "max_steps": steps, "longest_exchange_tokens": longest}
+
+
+def data_base_dir(train_rows: list[dict], plan: dict) -> Path:
+    """Where the base for these training rows lives: named by a hash of their text and the plan,
+    so the same data reuses it and other data gets its own."""
+    digest = hashlib.sha256(json.dumps([[dialogue_text(r) for r in train_rows], plan]).encode()).hexdigest()
+    return Path(DATA_BASES_DIR) / digest[:12]
+
+
+def ensure_data_base(train_rows: list[dict], device: str, dtype: str, progress: bool) -> dict:
+    """A base fitted to ``train_rows`` (pretrained first when missing): the generated corpus plus
+    the training split's text (never validation or test), with a context that holds its longest
+    exchange, at the default run's compute. Returns ``ensure_base``'s dict plus the plan."""
+    plan = data_base_plan(train_rows)
+    out = data_base_dir(train_rows, plan)
+    corpus = out / "train_text.jsonl"
+    if not (out / "model.pt").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic("".join(json.dumps({"text": dialogue_text(r)}) + "\n" for r in train_rows), corpus)
+    args = {"block_size": plan["block_size"], "max_steps": plan["max_steps"], "corpus": [str(corpus)]}
+    args["mix_generated"] = True
+    announce = (
+        f"no --pretrained: pretraining a base for your data in {out} (part 3, in a child process): "
+        f"the generated corpus + your {len(train_rows)} training pairs, context {plan['block_size']} tokens "
+        f"(longest training exchange {plan['longest_exchange_tokens']}), {plan['max_steps']} steps = "
+        f"{PRETRAIN_BUDGET_TFLOP:g} TFLOP like the default base"
+    )
+    info = ensure_base(out / "model.pt", out / "model.pt", args, device, dtype, progress, announce)
+    return {**info, "plan": plan}

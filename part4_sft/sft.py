@@ -58,7 +58,7 @@ from part3_pretrain.trainer import (
 
 from . import evaluate as ev
 from . import job_metrics
-from .base_model import DEFAULT_PRETRAINED, ensure_base
+from .base_model import DEFAULT_PRETRAINED, ensure_base, ensure_data_base
 from .configs import DataConfig, EvalConfig
 from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
 from .prompts import SCHEMES, get_scheme
@@ -72,7 +72,12 @@ PROG = "python -m part4_sft.sft"
 class SFTConfig:
     """``python -m part4_sft.sft``; defaults fine-tune and evaluate in ~2 min on 2 CPU cores."""
 
-    pretrained: str = option(DEFAULT_PRETRAINED, "part-3 checkpoint (the default one is pretrained first if missing)")
+    pretrained: str = option(
+        DEFAULT_PRETRAINED,
+        "part-3 checkpoint (the default one is pretrained first if missing; with --data and no "
+        "--pretrained, a base with a context that fits your data is pretrained on the generated "
+        "corpus plus your training split, at the default base's compute)",
+    )
     out_dir: str = option("checkpoints/sft", "directory for sft_model.pt, loss_curve.png, evaluation.json")
     dataset: DataConfig = part(DataConfig())
     prompt_scheme: str = option(
@@ -114,23 +119,25 @@ class SFTConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def ensure_pretrained(cfg: SFTConfig) -> Path:
-    """The part-3 checkpoint; the default one is created by running part 3 if it is missing.
+def fits_data(cfg: SFTConfig) -> bool:
+    """``--data`` without ``--pretrained``: the base is one pretrained for the user's data."""
+    return cfg.dataset.data is not None and cfg.pretrained == DEFAULT_PRETRAINED
+
+
+def ensure_pretrained(cfg: SFTConfig, train_rows: list[dict]) -> Path:
+    """The base checkpoint, pretrained first when missing: ``--pretrained`` (the default one only
+    is pretrained on demand) or, for ``--data`` without ``--pretrained``, a base fitted to the
+    training split (``base_model.ensure_data_base``).
 
     Part 3 runs as a child process (``base_model.ensure_base``, as in the experiment mode): its
     corpus, tokenizer trainer and activations are freed when it exits, so the peak memory of the
     whole job is the larger of the two stages, not their sum.
     """
+    ex = cfg.execution
+    if fits_data(cfg):
+        return Path(ensure_data_base(train_rows, ex.device, ex.dtype, ex.progress)["path"])
     announce = f"no pretrained checkpoint at {Path(cfg.pretrained)}: running part 3 pretraining first (defaults)"
-    info = ensure_base(
-        cfg.pretrained,
-        DEFAULT_PRETRAINED,
-        {},
-        cfg.execution.device,
-        cfg.execution.dtype,
-        cfg.execution.progress,
-        announce,
-    )
+    info = ensure_base(cfg.pretrained, DEFAULT_PRETRAINED, {}, ex.device, ex.dtype, ex.progress, announce)
     return Path(info["path"])
 
 
@@ -291,8 +298,7 @@ def _publish(stage: Path, out: Path) -> None:
     shutil.rmtree(stage)
 
 
-def _load_base(cfg: SFTConfig, resume: dict | None):
-    path = Path(cfg.pretrained)
+def _load_base(cfg: SFTConfig, path: Path, resume: dict | None):
     base, tok, ckpt = load_baseline(path)
     check_against_base(cfg, base, tok, path, resume)
     return path, base, tok, ckpt
@@ -309,11 +315,11 @@ def run(cfg: SFTConfig) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     resume = _resume_checkpoint(cfg, out)
-    loaded = _load_base(cfg, resume) if Path(cfg.pretrained).is_file() else None
+    given = Path(cfg.pretrained)
+    loaded = _load_base(cfg, given, resume) if given.is_file() and not fits_data(cfg) else None
     splits = load_splits(cfg.dataset)  # every data problem surfaces here, before any model work
     if loaded is None:
-        ensure_pretrained(cfg)
-        loaded = _load_base(cfg, resume)
+        loaded = _load_base(cfg, ensure_pretrained(cfg, splits.train), resume)
     pretrained_path, base, tok, base_ckpt = loaded
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(base)  # the object we fine-tune; `base` is never handed to the trainer

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +59,40 @@ def test_a_missing_default_base_is_pretrained_in_a_child_process(tmp_path, monke
     assert model.config.n_layer == TINY_PRETRAIN["n_layer"] and model.config.n_embd == TINY_PRETRAIN["n_embd"]
     again = ensure_base(path, path, overrides)
     assert not again["pretrained_now"]
+
+
+def _rows(n: int, words: int) -> list[dict]:
+    return [{"context": f"where is order {i}?", "response": " ".join(["fine"] * words)} for i in range(n)]
+
+
+def test_data_base_plan_fits_the_longest_exchange_within_the_default_budget() -> None:
+    from part3_pretrain.flops import training_flops
+    from part4_sft import base_model as bm
+
+    short, long = bm.data_base_plan(_rows(5, 20)), bm.data_base_plan(_rows(5, 20) + _rows(1, 400))
+    default = PretrainConfig()
+    assert short["block_size"] == default.model.block_size  # never shorter than the default base's
+    assert long["block_size"] >= long["longest_exchange_tokens"] > 400 and long["block_size"] % 32 == 0
+    assert bm.data_base_plan(_rows(1, 3000))["block_size"] == bm.MAX_DATA_BLOCK
+    for plan in (short, long):
+        model = replace(default.model, vocab_size=default.vocab_size, block_size=plan["block_size"])
+        tokens = plan["max_steps"] * default.optim.batch_size * plan["block_size"]
+        assert 0.99 * bm.PRETRAIN_BUDGET_TFLOP <= training_flops(model, tokens) / 1e12 <= bm.PRETRAIN_BUDGET_TFLOP
+    assert long["max_steps"] < short["max_steps"]
+
+
+def test_data_base_pretrains_on_the_training_text_only(tmp_path, monkeypatch) -> None:
+    from part4_sft import base_model as bm
+
+    monkeypatch.setattr(bm, "DATA_BASES_DIR", str(tmp_path / "bases"))
+    calls = []
+    monkeypatch.setattr(bm, "ensure_base", lambda path, default, args, *a, **k: calls.append((path, args)) or {})
+    train = _rows(4, 30)
+    info = bm.ensure_data_base(train, "cpu", "float32", False)
+    ((path, args),) = calls
+    assert path == bm.data_base_dir(train, info["plan"]) / "model.pt" and args["mix_generated"]
+    assert args["block_size"] == info["plan"]["block_size"] and args["max_steps"] == info["plan"]["max_steps"]
+    (corpus,) = args["corpus"]
+    docs = [json.loads(line)["text"] for line in Path(corpus).read_text().splitlines()]
+    assert docs == [f"Customer: {r['context']}\nAgent: {r['response']}" for r in train]
+    assert bm.data_base_dir(train, info["plan"]) != bm.data_base_dir(_rows(5, 30), info["plan"])

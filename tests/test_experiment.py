@@ -195,8 +195,8 @@ def test_interval_generation_uses_validation_rows_never_test_rows(finished):
     assert not any(set(c["contexts"]) & set(test) for c in calls if not c["final"])
 
 
-def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
-    cfg, exp_dir, result = finished
+def _assert_job_scalars(d: Path, s: dict) -> None:
+    """The job metrics in one run's TensorBoard scalars: every prefix, once at the end, inside their CIs."""
     keys = (
         "specifics_recall",
         "invented_share",
@@ -207,41 +207,46 @@ def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
         "bleu",
         "eos_stop_rate",
     )
-    rows = {r["run"]: r for r in result["table"].rows}
-    for name in (RUN_QA, RUN_INSTR):
-        d = exp_dir / name
-        s = R.read_scalars(d / "tb")
-        last = s["meta/max_steps"][0][1]
-        for prefix in ("val_gen/", "final_val/", "final/"):
-            for k in keys:
-                assert prefix + k in s, prefix + k
-        for tag in ("final/specifics_recall", "final/rubric_pass", "final_val/rubric_pass"):
-            assert [st for st, _ in s[tag]] == [last], tag  # once, at the end
-        for split in ("final", "final_val"):
-            for k in ("specifics_recall", "rubric_pass", "rouge_l"):
-                lo, v, hi = (s[f"{split}/{k}{x}"][0][1] for x in ("_ci_low", "", "_ci_high"))
-                assert lo - 1e-6 <= v <= hi + 1e-6, (split, k)
-        tags = EventAccumulator(str(d / "tb")).Reload().Tags()["scalars"]  # TensorBoard reads them
-        assert "val_gen/specifics_recall" in tags and "final/specifics_recall" in tags
-        doc = json.loads((d / "evaluation.json").read_text())
-        assert doc["test_rows"] == cfg.settings.dataset.n_test and doc["val_rows"] == cfg.settings.dataset.n_val
-        for part in ("test", "validation"):
-            job = doc[part]["greedy"]["job"]
-            assert job["specifics_basis"] == "slots" and len(job["rubric_pass"]["ci"]) == 2
-            assert set(job["rubric_failed_rules"]) and "rouge_l_ci" in doc[part]["greedy"]
-        assert "reference_loss" in doc["test"]
-        assert doc["test"]["scalars"]["specifics_recall"] == pytest.approx(s["final/specifics_recall"][0][1])
-        assert doc["validation"]["scalars"]["rubric_pass"] == pytest.approx(s["final_val/rubric_pass"][0][1])
-        assert len(doc["examples"]) == cfg.settings.evaluation.n_examples and {"greedy", "rating", "references"} <= set(
-            doc["examples"][0]
-        )
-        r = rows[name]
-        assert r["test_specifics_recall"] == pytest.approx(s["final/specifics_recall"][0][1])
-        assert r["test_rubric_pass"] == pytest.approx(s["final/rubric_pass"][0][1])
-        assert r["val_rubric_pass"] == pytest.approx(s["final_val/rubric_pass"][0][1])
-        assert r["best_by"] == "val_rubric_pass"
-    best = next(r for r in rows.values() if r["best"])
-    assert best["val_rubric_pass"] == max(r["val_rubric_pass"] for r in rows.values())
+    last = s["meta/max_steps"][0][1]
+    for prefix in ("val_gen/", "final_val/", "final/"):
+        for k in keys:
+            assert prefix + k in s, prefix + k
+    for tag in ("final/specifics_recall", "final/rubric_pass", "final_val/rubric_pass"):
+        assert [st for st, _ in s[tag]] == [last], tag  # once, at the end
+    for split in ("final", "final_val"):
+        for k in ("specifics_recall", "rubric_pass", "rouge_l"):
+            lo, v, hi = (s[f"{split}/{k}{x}"][0][1] for x in ("_ci_low", "", "_ci_high"))
+            assert lo - 1e-6 <= v <= hi + 1e-6, (split, k)
+    tags = EventAccumulator(str(d / "tb")).Reload().Tags()["scalars"]  # TensorBoard reads them
+    assert "val_gen/specifics_recall" in tags and "final/specifics_recall" in tags
+
+
+def _assert_evaluation_json(cfg, d: Path, s: dict) -> None:
+    """One run's evaluation.json: both splits' job metrics, matching the final TensorBoard scalars."""
+    doc = json.loads((d / "evaluation.json").read_text())
+    assert doc["test_rows"] == cfg.settings.dataset.n_test and doc["val_rows"] == cfg.settings.dataset.n_val
+    for part in ("test", "validation"):
+        job = doc[part]["greedy"]["job"]
+        assert job["specifics_basis"] == "slots" and len(job["rubric_pass"]["ci"]) == 2
+        assert set(job["rubric_failed_rules"]) and "rouge_l_ci" in doc[part]["greedy"]
+    assert "reference_loss" in doc["test"]
+    assert doc["test"]["scalars"]["specifics_recall"] == pytest.approx(s["final/specifics_recall"][0][1])
+    assert doc["validation"]["scalars"]["rubric_pass"] == pytest.approx(s["final_val/rubric_pass"][0][1])
+    assert len(doc["examples"]) == cfg.settings.evaluation.n_examples and {"greedy", "rating", "references"} <= set(
+        doc["examples"][0]
+    )
+
+
+def _assert_table_row(r: dict, s: dict) -> None:
+    """One run's results-table row carries its final TensorBoard job metrics; best chosen on validation."""
+    assert r["test_specifics_recall"] == pytest.approx(s["final/specifics_recall"][0][1])
+    assert r["test_rubric_pass"] == pytest.approx(s["final/rubric_pass"][0][1])
+    assert r["val_rubric_pass"] == pytest.approx(s["final_val/rubric_pass"][0][1])
+    assert r["best_by"] == "val_rubric_pass"
+
+
+def _assert_results_files(exp_dir: Path) -> None:
+    """results.csv has the job-metric columns; results.md the labels and the validation-only note."""
     header = (exp_dir / "results.csv").read_text().splitlines()[0].split(",")
     for col in (
         "test_specifics_recall",
@@ -258,6 +263,20 @@ def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
     for label in ("specifics", "invented", "intent", "rubric pass", "val rubric pass", "ROUGE-L"):
         assert f"| {label} |" in md, label
     assert "VALIDATION metric" in md and "test columns never pick the best" in md
+
+
+def test_job_metrics_reach_tensorboard_table_and_evaluation_json(finished):
+    cfg, exp_dir, result = finished
+    rows = {r["run"]: r for r in result["table"].rows}
+    for name in (RUN_QA, RUN_INSTR):
+        d = exp_dir / name
+        s = R.read_scalars(d / "tb")
+        _assert_job_scalars(d, s)
+        _assert_evaluation_json(cfg, d, s)
+        _assert_table_row(rows[name], s)
+    best = next(r for r in rows.values() if r["best"])
+    assert best["val_rubric_pass"] == max(r["val_rubric_pass"] for r in rows.values())
+    _assert_results_files(exp_dir)
 
 
 def test_report_rebuilds_the_same_table_from_the_directory(finished, tmp_path, capsys):

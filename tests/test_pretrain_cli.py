@@ -349,3 +349,16 @@ def test_resume_of_finished_run_changes_nothing(finished_run, tmp_path: Path) ->
     before = read_metrics(out / "metrics.jsonl")
     run(tiny_pretrain_config(out, resume=True))
     assert read_metrics(out / "metrics.jsonl") == before
+
+
+def test_mix_generated_adds_the_generated_corpus_to_your_files(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    docs = [f"Customer: where is parcel QX-{i:05d}?\nAgent: Parcel QX-{i:05d} left our depot today." for i in range(30)]
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    summary = run(tiny_pretrain_config(tmp_path / "out", corpus=(str(path),), mix_generated=True))
+    corpus = json.loads((tmp_path / "out" / "summary.json").read_text())["corpus"]
+    assert corpus["kind"] == "mixed" and corpus["n_docs"] == TINY_PRETRAIN["n_docs"] + len(docs)
+    assert corpus["source"] == f"generated dialogue corpus (seed 0) + files: {path}"
+    assert math.isfinite(summary["final_val_loss"])
+    with pytest.raises(ConfigError, match="--mix-generated .* give --corpus"):
+        run(tiny_pretrain_config(tmp_path / "other", mix_generated=True))

@@ -349,6 +349,40 @@ def _saved_step(out: Path) -> int:
     return int(ckpt["trainer"]["step"])
 
 
+def _start_pretrain(args: list[str], resume: bool) -> subprocess.Popen:
+    """``python -m part3_pretrain.pretrain ARGS [--resume]`` in a child process, stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "part3_pretrain.pretrain", *args, *(["--resume"] if resume else [])],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _checkpoint_id(ckpt: Path) -> tuple[int, int] | None:
+    """Which model.pt is there: each save renames a new file onto it."""
+    try:
+        st = ckpt.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _assert_ends_like(out: Path, uninterrupted: Path) -> None:
+    """``out`` holds the uninterrupted run's final weights (bitwise) and metrics, and no temp file."""
+    resumed = torch.load(out / "model.pt", weights_only=True)
+    straight = torch.load(uninterrupted / "model.pt", weights_only=True)
+    assert resumed["trainer"]["step"] == straight["trainer"]["step"] == KILL_ARGS["max_steps"]
+    for k, v in straight["model"].items():
+        assert torch.equal(resumed["model"][k], v), k
+    assert without_timing(read_metrics(out / "metrics.jsonl")) == without_timing(
+        read_metrics(uninterrupted / "metrics.jsonl")
+    )
+    assert not list(out.glob(".*")), sorted(p.name for p in out.glob(".*"))  # no temp file left
+
+
 def test_kill_9_leaves_a_loadable_checkpoint_and_resume_ends_like_an_uninterrupted_run(uninterrupted, tmp_path) -> None:
     """kill -9 (1) right after the first checkpoint appears, (2) in the resumed run while it
     writes a checkpoint (its temp file seen: what an interrupted atomic save leaves); each time
@@ -358,52 +392,25 @@ def test_kill_9_leaves_a_loadable_checkpoint_and_resume_ends_like_an_uninterrupt
     args = argv_of(**KILL_ARGS) + ["--out-dir", str(out)]
     ckpt = out / "model.pt"
 
-    def start(resume: bool) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "part3_pretrain.pretrain", *args, *(["--resume"] if resume else [])],
-            cwd=ROOT,
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def inode() -> tuple[int, int] | None:
-        """Which model.pt is there: each save renames a new file onto it."""
-        try:
-            st = ckpt.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns
-
-    _kill_when(start(False), lambda: ckpt.is_file())
+    _kill_when(_start_pretrain(args, False), lambda: ckpt.is_file())
     steps = [_saved_step(out)]
-    first = inode()
-    seen = {first}
+    seen = {_checkpoint_id(ckpt)}
 
     def saving() -> bool:
         """In the middle of a save (its temp file is there), or else after 5 new checkpoints."""
-        seen.add(inode())
+        seen.add(_checkpoint_id(ckpt))
         return len(seen - {None}) > 1 and any(out.glob(".model.pt.*.tmp")) or len(seen - {None}) > 6
 
-    _kill_when(start(True), saving)
+    _kill_when(_start_pretrain(args, True), saving)
     steps.append(_saved_step(out))
     assert 1 <= steps[0] < steps[1] < KILL_ARGS["max_steps"], steps
 
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write('{"step": 39, "train/lo')  # as if killed in the middle of a record
-    proc = start(True)
+    proc = _start_pretrain(args, True)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
-    resumed = torch.load(ckpt, weights_only=True)
-    straight = torch.load(uninterrupted / "model.pt", weights_only=True)
-    assert resumed["trainer"]["step"] == straight["trainer"]["step"] == KILL_ARGS["max_steps"]
-    for k, v in straight["model"].items():
-        assert torch.equal(resumed["model"][k], v), k
-    assert without_timing(read_metrics(out / "metrics.jsonl")) == without_timing(
-        read_metrics(uninterrupted / "metrics.jsonl")
-    )
-    assert not list(out.glob(".*")), sorted(p.name for p in out.glob(".*"))  # no temp file left
+    _assert_ends_like(out, uninterrupted)
 
 
 def test_resume_after_a_torn_last_metrics_line(uninterrupted, tmp_path, monkeypatch) -> None:

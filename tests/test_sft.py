@@ -228,19 +228,8 @@ EVAL_KEYS = {
 JOB_KEYS = {"specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean"}
 
 
-def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
-    ev = sft.run(tiny_cfg(pretrained, tmp_path))
-    for name in (
-        "sft_model.pt",
-        "loss_curve.png",
-        "evaluation.json",
-        "generations.jsonl",
-        "sft_dataset.json",
-        "metrics.jsonl",
-    ):
-        assert (tmp_path / name).is_file(), name
-    on_disk = json.loads((tmp_path / "evaluation.json").read_text())
-    assert EVAL_KEYS <= set(on_disk)
+def _assert_model_sections(on_disk: dict) -> None:
+    """Each model's greedy and sampled metrics, the SFT-minus-pretrained diffs, the unseen test set."""
     for model in ("pretrained", "pretrained_dialogue", "sft"):
         g = on_disk[model]["greedy"]
         assert {
@@ -261,7 +250,11 @@ def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
     assert {"diff", "ci_low", "ci_high"} <= set(on_disk["sft_minus_pretrained"]["greedy"]["job"]["rubric_pass"])
     assert on_disk["pretrained_dialogue"]["prompt_scheme"] == "dialogue"
     assert on_disk["test_unseen"]["test_rows"] == 10 and JOB_KEYS <= set(on_disk["test_unseen"]["sft"]["greedy"]["job"])
-    records = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+
+
+def _assert_generations(out: Path, on_disk: dict) -> None:
+    """generations.jsonl: 20 records, every reply's stored judgement the one it earns."""
+    records = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(records) == 20 and {r["split"] for r in records} == {"test", "test_unseen"}
     for key in ("pretrained_greedy", "pretrained_sampled", "pretrained_dialogue_greedy", "sft_greedy", "sft_sampled"):
         assert {"reply", "stopped_by", "rating", "failed_rules", "specifics_hit", "invented"} <= set(records[0][key])
@@ -272,6 +265,10 @@ def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
         assert judge_reply(r["sft_greedy"]["reply"], row)["rating"] == r["sft_greedy"]["rating"]
     n_hit = sum(len(r["sft_greedy"]["specifics_hit"]) for r in records if r["split"] == "test")
     assert on_disk["sft"]["greedy"]["job"]["specifics_restated"] == n_hit
+
+
+def _assert_training_and_dataset(on_disk: dict) -> None:
+    """The label audit, dataset counts and disjointness, per-epoch validation and the examples."""
     audit = on_disk["training"]["audit"]
     assert audit["violations"] == 0 and audit["eos_trained"] == audit["examples"] == 24
     assert on_disk["dataset"]["filter"]["high_quality"] == 24 and on_disk["dataset"]["test"] == 10
@@ -279,6 +276,10 @@ def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
     assert len(on_disk["training"]["val_per_epoch"]) == 2
     assert len(on_disk["examples"]) <= 3 and on_disk["inter_reference_agreement"]["n"] == 10
     assert {e["outcome"] for e in on_disk["examples"]} <= {"sft_better", "pretrained_better", "tie"}
+
+
+def _assert_compute(on_disk: dict, pretrained: Path) -> None:
+    """The compute section: fine-tuning TFLOP from its tokens, the fixture's pretraining tokens, the total."""
     from part3_pretrain.flops import flops_per_token
 
     c, fpt = on_disk["compute"], flops_per_token(load_model(pretrained)[0].config)["total"]
@@ -289,6 +290,25 @@ def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
     assert c["evaluation_tflop"] > 0 and c["total_tflop"] == pytest.approx(
         c["pretraining_tflop"] + c["fine_tuning_tflop"] + c["evaluation_tflop"], abs=2e-3
     )
+
+
+def test_end_to_end_writes_files_and_keys(pretrained, tmp_path):
+    ev = sft.run(tiny_cfg(pretrained, tmp_path))
+    for name in (
+        "sft_model.pt",
+        "loss_curve.png",
+        "evaluation.json",
+        "generations.jsonl",
+        "sft_dataset.json",
+        "metrics.jsonl",
+    ):
+        assert (tmp_path / name).is_file(), name
+    on_disk = json.loads((tmp_path / "evaluation.json").read_text())
+    assert EVAL_KEYS <= set(on_disk)
+    _assert_model_sections(on_disk)
+    _assert_generations(tmp_path, on_disk)
+    _assert_training_and_dataset(on_disk)
+    _assert_compute(on_disk, pretrained)
     tuned, _, ckpt = load_model(tmp_path / "sft_model.pt")  # a normal, weights_only checkpoint
     assert ckpt["prompt_scheme"] == "chat" and ev["max_abs_weight_change"] > 0
 
@@ -330,6 +350,23 @@ def test_own_data_jsonl_trains_and_evaluates(pretrained, tmp_path):
     assert job["intent_accuracy"] is None and job["rubric_pass"] is None  # absent, not 0
     assert job["specifics_basis"] == "detected" and job["specifics_recall"] is not None
     assert ev["dataset"]["filter"]["kept"] == sum(r["rating"] >= 4 for r in rows)
+
+
+def test_own_data_without_pretrained_gets_a_base_fitted_to_the_training_split(pretrained, tmp_path, monkeypatch):
+    rows = [
+        {"instruction": f"Where is parcel QX-{7000 + i}?", "output": f"Parcel QX-{7000 + i} ships today."}
+        for i in range(40)
+    ]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    seen = []
+    monkeypatch.setattr(sft, "ensure_data_base", lambda train, *a: seen.append(train) or {"path": str(pretrained)})
+    cfg = tiny_cfg(sft.DEFAULT_PRETRAINED, tmp_path / "out", data=str(data), epochs=1)
+    ev = sft.run(cfg)
+    (train,) = seen  # asked once, with the training split: never a validation or test row
+    held_out = {r["context"] for r in ev["examples"]} | {r["context"] for r in sft.load_splits(cfg.dataset).val}
+    assert len(train) == ev["dataset"]["train"] and not {r["context"] for r in train} & held_out
+    assert ev["pretrained_checkpoint"] == str(pretrained)
 
 
 def _cli(*args, cwd=ROOT):

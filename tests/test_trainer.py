@@ -484,10 +484,10 @@ def _run_killing_group(cmd: list[str], timeout: float, **kw) -> subprocess.Compl
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
-    out = tmp_path / "run"
+def _torchrun_pretrain_cmd(out: Path) -> list[str]:
+    """``torchrun --nproc_per_node=2`` of a tiny 6-step CPU pretraining run writing to ``out``."""
     # block 64: the summary's sample prompt must fit in the context (see pretrain.greedy_reply)
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -527,6 +527,32 @@ def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
         "--out-dir",
         str(out),
     ]
+
+
+def _assert_one_record_per_step(out: Path) -> None:
+    """metrics.jsonl holds one train record per step and one val record per eval: rank 1 wrote none."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if "train/loss" in r]
+    val_steps = [r["step"] for r in records if "val/loss" in r]
+    assert train_steps == [1, 2, 3, 4, 5, 6]  # one record per step: rank 1 wrote nothing
+    assert val_steps == [3, 6]
+    assert len(records) == 8
+
+
+def _assert_summary_and_checkpoint(out: Path) -> None:
+    """summary.json and model.pt: 6 steps, finite losses, a source index counting both ranks' batches."""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 6
+    assert math.isfinite(summary["final_train_loss"]) and math.isfinite(summary["final_val_loss"])
+    model, tok, ckpt = load_model(out / "model.pt")
+    assert ckpt["trainer"]["step"] == 6
+    assert ckpt["trainer"]["source"]["index"] == 6 * 4 * 2  # both ranks' shares of every batch
+    assert model.config.vocab_size == tok.vocab_size <= 300
+
+
+def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = _torchrun_pretrain_cmd(out)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = _run_killing_group(cmd, timeout=120, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -535,18 +561,5 @@ def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
     expected = {"model.pt", "tokenizer.json", "metrics.jsonl", "loss_curve.png", "summary.json", "train.bin", "val.bin"}
     assert {p.name for p in out.iterdir()} == expected  # no temp files, nothing per rank
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing outside --out-dir
-
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    train_steps = [r["step"] for r in records if "train/loss" in r]
-    val_steps = [r["step"] for r in records if "val/loss" in r]
-    assert train_steps == [1, 2, 3, 4, 5, 6]  # one record per step: rank 1 wrote nothing
-    assert val_steps == [3, 6]
-    assert len(records) == 8
-
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 6
-    assert math.isfinite(summary["final_train_loss"]) and math.isfinite(summary["final_val_loss"])
-    model, tok, ckpt = load_model(out / "model.pt")
-    assert ckpt["trainer"]["step"] == 6
-    assert ckpt["trainer"]["source"]["index"] == 6 * 4 * 2  # both ranks' shares of every batch
-    assert model.config.vocab_size == tok.vocab_size <= 300
+    _assert_one_record_per_step(out)
+    _assert_summary_and_checkpoint(out)

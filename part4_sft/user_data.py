@@ -28,7 +28,6 @@ from part3_pretrain.datafile import DataError
 from part3_pretrain.records import (
     FIELD_PAIRS,
     JSON_LIST_KEYS,
-    MESSAGES,
     SUFFIXES,
     RaiseAt,
     conversation_turns,
@@ -165,17 +164,10 @@ def _make_row(record: dict, raise_at: RaiseAt, fields: tuple[str, str] | None) -
 def _pair_fields(
     path: Path, records: list[dict], conversation: list[bool], context_field: str | None, response_field: str | None
 ) -> tuple[str, str] | None:
-    """The pair rows' (context, response) field names; None when every row is a conversation."""
+    """The pair rows' (context, response) field names; None when every row is a conversation (the
+    field flags then have nothing to name: ``--test-data`` of conversations beside pairs)."""
     pairs = [r for r, is_conv in zip(records, conversation, strict=True) if not is_conv]
-    if pairs:
-        return _resolve_fields(pairs, path, context_field, response_field)
-    if context_field is not None or response_field is not None:
-        raise DataError(
-            path,
-            "--context-field/--response-field name the fields of (context, response) rows, but every "
-            f"row is a '{MESSAGES}' conversation; drop those flags",
-        )
-    return None
+    return _resolve_fields(pairs, path, context_field, response_field) if pairs else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -429,9 +429,11 @@ def test_bad_conversation_names_line_and_fix(tmp_path: Path, bad: dict, words: s
     assert "record 3" in message and words in message
 
 
-def test_field_flags_with_only_conversations_is_an_error(tmp_path: Path) -> None:
-    path = write(tmp_path, "d.jsonl", jsonl({"messages": TURNS}))
-    assert "drop those flags" in error_of(path, context_field="query")
+def test_field_flags_apply_to_pair_rows_only(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.jsonl", jsonl({"messages": TURNS}, {"q": "a", "a": "b"}))
+    chat, pair = load_pairs(path, context_field="q", response_field="a")
+    assert chat["response"] == "Issued yesterday." and (pair["context"], pair["response"]) == ("a", "b")
+    assert load_pairs(write(tmp_path, "c.jsonl", jsonl({"messages": TURNS})), context_field="q")[0]["turns"]
 
 
 def test_a_messages_column_in_csv_is_an_ordinary_field(tmp_path: Path) -> None:

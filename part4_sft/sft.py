@@ -6,8 +6,10 @@
    contains (both checked, not assumed). ``--data`` uses your own file.
 2. model: the part-3 checkpoint (pretrained first if it is missing), loaded strictly; an
    untouched copy is kept as the baseline.
-3. training: prompt + response + EOS, context masked out of the loss (audited), 5 epochs of
-   Adam at LR 5e-5 through the shared trainer.
+3. training: prompt + response + EOS, context masked out of the loss (audited; a conversation of
+   your own trains every assistant turn), 5 epochs of Adam at LR 5e-5 through the shared trainer;
+   ``--max-new-tokens auto`` fitted to the data, and whatever does not fit the context counted
+   and warned about (``fit.py``).
 4. evaluation: the SFT model, and the pretrained one both in the fine-tuning prompt and in its
    own corpus format, on the same held-out prompts and seed: job metrics (specifics recall,
    invented specifics, intent accuracy, rubric) and text metrics -> ``evaluation.json``; every

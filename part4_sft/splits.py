@@ -3,8 +3,11 @@
 Synthetic: 5,000 pairs rated by the rubric are written to ``data/sft_dataset.json``; the 500
 best-rated train (or, for the filter ablation, a random 500 or all of them); validation contexts
 use train slot values, test contexts held-out ones, and a second test set also held-out phrasing. User data:
-``--data`` filtered by its quality column, with ``--test-data`` or a seeded held-out split.
-Either way the test set is checked against the training data before anything trains.
+``--data`` (pairs and conversations) filtered by its quality column, with ``--test-data`` or a
+seeded held-out split by distinct context (``contexts.row_key``); ``--test-data`` rows whose
+message occurs in the training data stop the run, or are dropped and counted with
+``--drop-test-overlap``. Either way the test set is checked against the training data before
+anything trains.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ def remove_test_overlap(cfg: DataConfig, train_rows: list[dict], test_rows: list
         raise DataError(
             where,
             f"{len(shared)} of {len(test_rows)} test rows have a message that also occurs in the training "
-            f"data {cfg.data}, this one first ({shared[0]['context']!r}); pass --drop-test-overlap to drop them",
+            f"data {cfg.data} (this row: {shared[0]['context']!r}); pass --drop-test-overlap to drop them",
             shared[0].get("line"),
             record=is_json_file(where),
         )
@@ -207,8 +210,8 @@ def user_splits(cfg: DataConfig) -> DatasetSplits:
         "disjointness": disjoint,
     }
     print(
-        f"data: {cfg.data}: {report['total']} rows ({summary['conversations']} of the kept ones conversations), "
-        f"{report['kept']} kept by quality; {len(train_rows)} train, {len(val)} validation, {len(test)} test",
+        f"data: {cfg.data}: {report['total']} rows, {report['kept']} kept by quality ({summary['conversations']} "
+        f"of them conversations); {len(train_rows)} train, {len(val)} validation, {len(test)} test",
         flush=True,
     )
     return DatasetSplits(train_rows, val, test, summary=summary)

@@ -18,25 +18,27 @@ instances only, so the output is identical in every process.
 README rows G and "previous default", and was removed: one retail world, in ``domain.py``.)
 
 ``load_corpus_files(paths)`` reads the user's own text instead (.txt: documents separated by
-blank lines; .jsonl: one ``{"text": ...}`` object per line), raising ``datafile.DataError`` with
-a one-line message naming the file (and line) on any problem.
+blank lines; .jsonl, .json, .csv: one document per row, a ``{"text": ...}`` row as written, a
+support pair or a ``{"messages": [...]}`` conversation, as part 4 reads them, in the corpus's own
+"Customer: ...\nAgent: ..." format), raising ``datafile.DataError`` with a one-line message
+naming the file (and line) on any problem.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from part3_pretrain.datafile import DataError, read_text
+from part3_pretrain import records
+from part3_pretrain.datafile import read_text
 from part3_pretrain.domain import dialogue_documents, reference_drills
 
 # ~7.5 MB at ~250 bytes a document; a few seconds on one core.
 DIALOGUE_N_DOCS = 30000
-SUFFIXES = (".txt", ".jsonl")
+SUFFIXES = (".txt", ".jsonl", ".json", ".csv")
 
 
 def _dialogue_corpus(n_docs: int, seed: int) -> list[str]:
@@ -71,6 +73,10 @@ def corpus_stats(docs: Sequence[str]) -> dict:
 # ---------------------------------------------------------------------------------------------
 # The user's own files
 
+TEXT = "text"  # the field of a plain document row
+NOT_A_DOCUMENT = f'missing string field "{TEXT}" (or a "{records.MESSAGES}" conversation or a context/response pair)'
+FIELDS_FIX = f'give each row a "{TEXT}" field, or name its fields after one of the known pairs'
+
 
 def _txt_docs(text: str) -> list[str]:
     # A blank line is empty or whitespace-only; one or more of them separate documents.
@@ -78,33 +84,72 @@ def _txt_docs(text: str) -> list[str]:
     return [b.strip("\n") for b in blocks if b.strip()]
 
 
-def _jsonl_docs(text: str, shown: str | os.PathLike) -> list[str]:
+def dialogue_document(turns: Sequence[dict]) -> str:
+    """A conversation in the corpus's own format: one line per message, ``System: ...`` first,
+    then ``Customer: ...`` and ``Agent: ...``."""
+    label = {"system": "System", "user": "Customer", "assistant": "Agent"}
+    return "\n".join(f"{label[t['role']]}: {t['content']}" for t in turns)
+
+
+def _kind(record: dict, path: Path) -> str:
+    """What a row is: a conversation, a plain text document, or a (context, response) pair."""
+    if records.is_conversation(record, path):
+        return "messages"
+    return TEXT if TEXT in record else "pair"
+
+
+def _text_doc(record: dict, raise_at: records.RaiseAt) -> str:
+    """A ``{"text": ...}`` row's document, as written."""
+    value = record[TEXT]
+    if not isinstance(value, str):
+        raise_at(NOT_A_DOCUMENT)
+    if not value.strip():
+        raise_at(f'field "{TEXT}" is empty')
+    return value
+
+
+def _pair_fields(path: Path, pairs: records.Located) -> tuple[str, str]:
+    """The (context, response) fields of the pair rows; a first such row with no known pair is
+    reported at its line (it may be a text row that lacks its "text")."""
+    where, first = pairs[0]
+    if not any(c in first and r in first for c, r in records.FIELD_PAIRS):
+        records.raiser(path, where)(f"{NOT_A_DOCUMENT}; keys: {sorted(first)}; {FIELDS_FIX}")
+    return records.detect_fields([record for _, record in pairs], path, FIELDS_FIX)
+
+
+def _record_docs(path: Path) -> list[str]:
+    """Documents from a .jsonl/.json/.csv file: ``{"text"}`` rows as written, conversations and
+    (context, response) pairs as ``dialogue_document``s."""
+    located = records.read_records(path, not_object=NOT_A_DOCUMENT + ": expected a JSON object")
+    kinds = [_kind(record, path) for _, record in located]
+    pairs = [(where, record) for (where, record), kind in zip(located, kinds, strict=True) if kind == "pair"]
+    fields = _pair_fields(path, pairs) if pairs else None
     docs = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(shown, f"invalid JSON ({err.msg})", lineno) from None
-        value = record.get("text") if isinstance(record, dict) else None
-        if not isinstance(value, str):
-            raise DataError(shown, 'missing string field "text"', lineno)
-        if not value.strip():
-            raise DataError(shown, 'field "text" is empty', lineno)
-        docs.append(value)
+    for (where, record), kind in zip(located, kinds, strict=True):
+        raise_at = records.raiser(path, where)
+        if kind == TEXT:
+            docs.append(_text_doc(record, raise_at))
+        elif kind == "messages":
+            docs.append(dialogue_document(records.conversation_turns(record, raise_at)))
+        else:
+            context = records.text_field(record, fields[0], "context", raise_at)
+            response = records.text_field(record, fields[1], "response", raise_at)
+            docs.append(
+                dialogue_document([{"role": "user", "content": context}, {"role": "assistant", "content": response}])
+            )
     return docs
 
 
 def load_corpus_files(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """Documents from the user's .txt files (split on blank lines) and .jsonl files (one
-    ``{"text": ...}`` per line), in the order given. Any problem raises ``DataError``."""
+    """Documents from the user's files, in the order given: .txt files split on blank lines;
+    .jsonl/.json/.csv rows, each one document (``{"text": ...}`` as written, conversations and
+    (context, response) pairs as ``dialogue_document``s). Any problem raises ``DataError``."""
     docs: list[str] = []
     for shown in paths:
         path = Path(shown)
-        suffix = path.suffix.lower()
-        if suffix not in SUFFIXES:
-            raise DataError(shown, f"unsupported file type {suffix or '(none)'!r}; expected .txt or .jsonl")
-        text = read_text(path, shown)
-        docs.extend(_txt_docs(text) if suffix == ".txt" else _jsonl_docs(text, shown))
+        if path.suffix.lower() == ".txt":
+            docs.extend(_txt_docs(read_text(path, shown)))
+        else:
+            records.suffix_of(path, SUFFIXES)
+            docs.extend(_record_docs(path))
     return docs

@@ -83,7 +83,12 @@ class PretrainConfig:
     """Everything ``python -m part3_pretrain.pretrain`` does; defaults: 30 TFLOP, ~5.5 min on 2 AVX-512 cores."""
 
     out_dir: str = option(DEFAULT_OUT_DIR, "directory for model.pt, tokenizer.json, metrics and plots")
-    corpus: tuple[str, ...] = option((), "your own .txt/.jsonl files instead of the generated corpus", metavar="PATH")
+    corpus: tuple[str, ...] = option(
+        (),
+        "your own files instead of the generated corpus: .txt (blank-line separated), .jsonl/.json/.csv "
+        '({"text"} rows, support pairs or "messages" conversations)',
+        metavar="PATH",
+    )
     mix_generated: bool = option(False, "with --corpus: add the generated corpus (--n-docs documents) to your files")
     n_docs: int = option(corpus_mod.DIALOGUE_N_DOCS, "documents in the generated corpus")
     corpus_seed: int = option(0, "seed of the generated corpus")
@@ -188,7 +193,7 @@ def split_for_validation(cfg: PretrainConfig, docs: list[str]) -> tuple[list[str
         raise _corpus_too_small(
             cfg,
             f"holds {len(docs)} document; need at least 2, one held out for validation",
-            'separate documents with a blank line (.txt) or give one {"text": ...} per line (.jsonl)'
+            "separate documents with a blank line (.txt) or give one row per document (.jsonl/.json/.csv)"
             if cfg.corpus
             else "use --n-docs >= 2",
         )

@@ -133,13 +133,12 @@ TOKENIZER_SAMPLE_DOCS = 3000  # generated documents beside the user's text when 
 
 def dialogue_text(row: dict) -> str:
     """A training row as pretraining text in the corpus's own format: "Customer: ...\\nAgent: ..."
-    (every turn of a chat row, a system message first)."""
-    names = {"system": "System", "user": "Customer", "assistant": "Agent"}
+    (every turn of a chat row, a system message first), as ``--corpus`` writes pair files."""
     turns = row.get("turns") or [
         {"role": "user", "content": row["context"]},
         {"role": "assistant", "content": row["response"]},
     ]
-    return "\n".join(f"{names[t['role']]}: {t['content']}" for t in turns)
+    return corpus_mod.dialogue_document(turns)
 
 
 def _round_up(n: int, multiple: int = 32) -> int:

@@ -8,7 +8,7 @@ config, each with its own defaults and the options it leaves out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from part3_pretrain.cli import below, option
@@ -38,6 +38,10 @@ class DataConfig:
     n_val: int = option(100, "synthetic validation contexts")
     n_test: int = option(250, "synthetic held-out test contexts")
     data_seed: int = option(0, "seed of the synthetic data and of --data splits")
+    drop_test_overlap: bool = option(
+        False,
+        "drop the --test-data rows whose message also occurs in --data (else such overlap stops the run)",
+    )
 
     @property
     def name(self) -> str:
@@ -57,16 +61,33 @@ class DataConfig:
                 p.append(f"--{name.replace('_', '-')} {path}: no such file")
         if self.test_data is not None and self.data is None:
             p.append("--test-data needs --data")
+        if self.drop_test_overlap and self.data is None:
+            p.append("--drop-test-overlap applies to --data (the generated test sets never overlap training)")
         if self.data is not None and self.train_set != "hq":
             p.append("--train-set applies to the synthetic data (use --min-quality with --data)")
         return p
+
+
+AUTO = "auto"
+
+
+def _as_tokens(value: int | str) -> int | str:
+    """``--max-new-tokens`` as given: "auto", or an integer (from the command line's text too)."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    return value
 
 
 @dataclass
 class EvalConfig:
     """How replies are generated and scored on held-out data."""
 
-    max_new_tokens: int = option(90, "longest generated reply")
+    max_new_tokens: str = option(
+        AUTO,
+        "longest generated reply in tokens; auto: 90 for the generated data, for --data the 99th "
+        "percentile of the training replies + EOS (leaving the prompt at least 32 tokens)",
+        metavar="N|auto",
+    )
     temperature: float = option(0.7, "sampling temperature of the sampled evaluation (greedy is always run)")
     top_k: int = option(0, "top-k for sampling (0: off)")
     top_p: float = option(1.0, "nucleus top-p for sampling (1: off)")
@@ -75,8 +96,24 @@ class EvalConfig:
         12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)"
     )
 
+    def __post_init__(self) -> None:
+        self.max_new_tokens = _as_tokens(self.max_new_tokens)
+
     def problems(self) -> list[str]:
-        p = below(self, ("max_new_tokens", "n_boot"), 1) + below(self, ("temperature", "top_k", "n_examples"), 0)
+        p = below(self, ("n_boot",), 1) + below(self, ("temperature", "top_k", "n_examples"), 0)
+        n = self.max_new_tokens
+        if n != AUTO and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            p.append(f"--max-new-tokens must be an integer >= 1 or auto (got {n!r})")
         if not 0 < self.top_p <= 1:
             p.append(f"--top-p must be in (0, 1] (got {self.top_p})")
         return p
+
+    def new_tokens(self) -> int:
+        """``max_new_tokens`` as a number; "auto" must have been resolved first (``resolved``)."""
+        if not isinstance(self.max_new_tokens, int):
+            raise ValueError(f"max_new_tokens {self.max_new_tokens!r} is not resolved to a number of tokens")
+        return self.max_new_tokens
+
+    def resolved(self, auto: int) -> EvalConfig:
+        """A copy whose ``max_new_tokens`` is a number: ``auto`` where it is "auto"."""
+        return replace(self, max_new_tokens=auto if self.max_new_tokens == AUTO else self.max_new_tokens)

@@ -31,7 +31,7 @@ from part3_pretrain.tokenizer import RetailTokenizer
 
 from . import job_metrics, metrics
 from .configs import EvalConfig
-from .examples import build_examples, fixed_batches
+from .examples import build_examples, fixed_batches, prompt_ids
 from .prompts import PromptScheme
 
 MODES = ("greedy", "sampled")
@@ -43,36 +43,44 @@ def references(rows: Sequence[Mapping]) -> list[list[str]]:
 
 
 def encode_prompts(
-    tok: RetailTokenizer, scheme: PromptScheme, contexts: Sequence[str], max_prompt_len: int
+    tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[Mapping | str], max_prompt_len: int
 ) -> list[list[int]]:
-    """Prompt ids as in training (too-long prompts lose tokens from the left)."""
-    return [scheme.encode_prompt(tok, c)[-max_prompt_len:] for c in contexts]
+    """Prompt ids as in training, of rows (a conversation row, one with "turns", up to its final
+    reply) or bare contexts; too-long prompts lose tokens from the left (conversations: whole
+    oldest turns first)."""
+    return [prompt_ids(tok, scheme, r, max_prompt_len)[0] for r in rows]
+
+
+def cut_prompts(tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[Mapping], max_prompt_len: int) -> int:
+    """How many of the rows' prompts lose tokens (or turns) to fit ``max_prompt_len``."""
+    return sum(prompt_ids(tok, scheme, r, max_prompt_len)[1] for r in rows)
 
 
 def generate_replies(
     model: GPT,
     tok: RetailTokenizer,
     scheme: PromptScheme,
-    contexts: Sequence[str],
+    rows: Sequence[Mapping | str],
     settings: EvalConfig,
     temperature: float,
     seed: int,
     batch_size: int,
 ) -> dict:
-    """Replies (text), whether each stopped at EOS, and their lengths in tokens."""
-    max_prompt = model.config.block_size - settings.max_new_tokens
+    """Replies (text) to the rows (or bare contexts), whether each stopped at EOS, and their
+    lengths in tokens. ``settings.max_new_tokens`` must be resolved (an int, not "auto")."""
+    max_new = settings.new_tokens()
+    max_prompt = model.config.block_size - max_new
     if max_prompt < 1:
         raise ValueError(
-            f"max_new_tokens {settings.max_new_tokens} leaves no room for a prompt "
-            f"in block_size {model.config.block_size}"
+            f"max_new_tokens {max_new} leaves no room for a prompt in block_size {model.config.block_size}"
         )
-    prompts = encode_prompts(tok, scheme, contexts, max_prompt)
+    prompts = encode_prompts(tok, scheme, rows, max_prompt)
     results = generate(
         model,
         prompts,
         eos_id=tok.eos_id,
         pad_id=tok.pad_id,
-        max_new_tokens=settings.max_new_tokens,
+        max_new_tokens=max_new,
         temperature=temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,
@@ -90,9 +98,10 @@ def generate_replies(
 def reference_loss(
     model: GPT, tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[dict], batch_size: int = 32
 ) -> dict:
-    """Teacher-forced loss / perplexity / token accuracy of the references (response + EOS only)."""
-    pairs = [{"context": r["context"], "response": r["reference"]} for r in rows]
-    examples, _ = build_examples(tok, scheme, pairs, model.config.block_size)
+    """Teacher-forced loss / perplexity / token accuracy of the references (response + EOS only; a
+    conversation's final reply, after its earlier turns)."""
+    pairs = [{"context": r["context"], "response": r["reference"], "turns": r.get("turns")} for r in rows]
+    examples, _ = build_examples(tok, scheme, pairs, model.config.block_size, final_only=True)
     result = mean_loss(model, fixed_batches(examples, batch_size, tok.pad_id, model.config.block_size))
     return {
         "loss": result["loss"],
@@ -139,12 +148,11 @@ def evaluate_model(
     ``outputs[mode]`` holds the replies, stop flags, lengths and per-row judgements.
     """
     t0 = time.perf_counter()
-    contexts = [r["context"] for r in rows]
     report: dict = {"prompt_scheme": scheme.name}
     outputs: dict = {}
     for mode in MODES:
         temperature = 0.0 if mode == "greedy" else settings.temperature
-        replies = generate_replies(model, tok, scheme, contexts, settings, temperature, seed, batch_size)
+        replies = generate_replies(model, tok, scheme, rows, settings, temperature, seed, batch_size)
         report[mode], replies["judged"] = score(rows, replies, settings.n_boot, seed)
         if mode == "sampled":
             report[mode] = {"temperature": settings.temperature, **report[mode]}
@@ -247,6 +255,8 @@ def generation_records(rows: Sequence[dict], outputs: Mapping[str, dict], split:
             "intent": row.get("intent"),
             "slots": row.get("slots"),
         }
+        if row.get("turns"):  # a conversation: what the model read before its reply
+            rec["conversation"] = row["turns"][:-1]
         for name, out in outputs.items():
             for mode in MODES:
                 j = out[mode]["judged"][i]

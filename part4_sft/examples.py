@@ -2,13 +2,16 @@
 
 One example is ``prompt(context) + response + EOS``. Inputs and labels are aligned (label t is
 the token after input t), and a label is -100 wherever the next token belongs to the prompt, and
-on padding, so only the response and its EOS are learned. ``audit_labels`` re-derives that
+on padding, so only the response and its EOS are learned. A conversation (a row with "turns") is
+one example too: every assistant turn and its EOS are learned, the system message and user turns
+are masked (``Example.spans``: the trained replies' label positions); a conversation too long for
+the context loses whole oldest turns, never part of a reply. ``audit_labels`` re-derives that
 from the token ids, independently of the builder, and fails on any violation before training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +26,22 @@ class LabelAuditError(ValueError):
     """Masked labels that would train the wrong tokens (context, PAD) or never train EOS."""
 
 
+Span = tuple[int, int]  # [start, end) of the label positions of one trained reply (its EOS last)
+Chunk = tuple[str, list[int]]  # (role, ids) of one message of a conversation
+
+
 @dataclass
 class Example:
     input_ids: list[int]  # prompt + response + EOS, minus the last token
     labels: list[int]  # aligned targets: -100 on the prompt part
-    prompt_len: int  # number of prompt tokens (after any left truncation)
-    context_truncated: bool = False
+    prompt_len: int  # number of tokens before the first trained reply (after any truncation)
+    context_truncated: bool = False  # the prompt lost tokens, or (conversations) turns or its system message
+    spans: tuple[Span, ...] = ()  # the trained replies' label positions; () = the one reply after the prompt
+    turns_dropped: int = 0  # messages of a conversation dropped to fit the context
+
+    def __post_init__(self) -> None:
+        if not self.spans:
+            self.spans = ((self.prompt_len - 1, len(self.labels)),)
 
 
 def build_example(
@@ -51,13 +64,68 @@ def build_example(
     return Example(ids[:-1], labels, len(prompt_ids), truncated)
 
 
+def fit_conversation(chunks: Sequence[Chunk], budget: int) -> tuple[list[Chunk], int, bool] | None:
+    """A conversation's chunks cut to at most ``budget`` tokens: whole oldest exchanges (a user
+    turn and its reply) are dropped first, then the system message, then the oldest tokens of the
+    last user turn, which keeps at least one. Everything from the last user turn on (the final
+    reply, if any) is never cut: None when it does not fit. Returns (chunks, messages dropped,
+    whether anything was cut)."""
+    system = list(chunks[:1]) if chunks and chunks[0][0] == "system" else []
+    turns = list(chunks[len(system) :])
+    last_user = max(i for i, (role, _) in enumerate(turns) if role == "user")
+    dropped = 0
+
+    def total() -> int:
+        return sum(len(ids) for _, ids in system + turns)
+
+    while total() > budget and last_user >= 2:
+        turns, last_user, dropped = turns[2:], last_user - 2, dropped + 2
+    if total() > budget and system:
+        system, dropped = [], dropped + 1
+    excess = total() - budget
+    if excess <= 0:
+        return system + turns, dropped, dropped > 0
+    role, first = turns[0]
+    if len(first) <= excess:
+        return None
+    return [(role, first[excess:]), *turns[1:]], dropped, True
+
+
+def build_conversation_example(
+    tok: RetailTokenizer, scheme: PromptScheme, turns: Sequence[dict], max_len: int, final_only: bool = False
+) -> Example | None:
+    """The masked example for a conversation: every assistant turn and its EOS trained (with
+    ``final_only``, the last one only), everything else masked. Too long for ``max_len``: whole
+    oldest turns go first (``fit_conversation``); None when the last exchange alone cannot fit."""
+    chunks = scheme.encode_conversation(tok, turns)
+    fitted = fit_conversation(chunks, max_len + 1)  # ids = inputs + one final target
+    if fitted is None:
+        return None
+    chunks, dropped, truncated = fitted
+    ids: list[int] = []
+    spans: list[Span] = []
+    for i, (role, chunk) in enumerate(chunks):
+        if role == "assistant" and (not final_only or i == len(chunks) - 1):
+            spans.append((len(ids) - 1, len(ids) - 1 + len(chunk)))
+        ids += chunk
+    labels = [IGNORE_INDEX] * (len(ids) - 1)
+    for start, end in spans:
+        labels[start:end] = ids[start + 1 : end + 1]
+    return Example(ids[:-1], labels, spans[0][0] + 1, truncated, tuple(spans), dropped)
+
+
 def build_examples(
-    tok: RetailTokenizer, scheme: PromptScheme, pairs: Sequence[dict], max_len: int
+    tok: RetailTokenizer, scheme: PromptScheme, pairs: Sequence[dict], max_len: int, final_only: bool = False
 ) -> tuple[list[Example], dict]:
-    """Examples for ``pairs`` (dicts with context/response) and counts of what was dropped or cut."""
+    """Examples for ``pairs`` (dicts with context/response; conversations also with "turns") and
+    counts of what was dropped or cut. ``final_only``: train only a conversation's last reply
+    (the reference that evaluation scores)."""
     examples, too_long = [], 0
     for p in pairs:
-        ex = build_example(tok, scheme, p["context"], p["response"], max_len)
+        if p.get("turns"):
+            ex = build_conversation_example(tok, scheme, p["turns"], max_len, final_only)
+        else:
+            ex = build_example(tok, scheme, p["context"], p["response"], max_len)
         if ex is None:
             too_long += 1
         else:
@@ -67,46 +135,91 @@ def build_examples(
         "examples": len(examples),
         "dropped_response_too_long": too_long,
         "context_truncated": sum(e.context_truncated for e in examples),
+        "turns_dropped": sum(e.turns_dropped for e in examples),
     }
     return examples, counts
+
+
+def prompt_ids(tok: RetailTokenizer, scheme: PromptScheme, row: Mapping | str, max_len: int) -> tuple[list[int], bool]:
+    """The generation prompt of a row (or a bare context) in at most ``max_len`` tokens, and whether
+    it was cut: a pair's prompt loses its oldest tokens, a conversation (its "turns") is rendered
+    up to its final reply, whole oldest turns dropped first, as in training."""
+    turns = row.get("turns") if isinstance(row, Mapping) else None
+    if not turns:
+        ids = scheme.encode_prompt(tok, row["context"] if isinstance(row, Mapping) else row)
+        return ids[-max_len:], len(ids) > max_len
+    fitted = fit_conversation(scheme.encode_conversation(tok, turns[:-1]), max_len)
+    if fitted is None:  # not reachable for max_len >= 1: the last user turn keeps a token
+        raise ValueError(f"no prompt fits in {max_len} tokens")
+    return [t for _, ids in fitted[0] for t in ids], fitted[2]
+
+
+def _span_problems(i: int, ex: Example, eos_id: int) -> list[str]:
+    """Spans that are out of order or out of range, or whose labels are not exactly the next
+    input tokens ending with EOS."""
+    problems = []
+    previous_end = 0
+    for k, (start, end) in enumerate(ex.spans):
+        if not previous_end <= start < end <= len(ex.labels):
+            problems.append(f"example {i}: span {k} {(start, end)} is out of order or out of range")
+            break
+        previous_end = end
+        expected = ex.input_ids[start + 1 : end + 1] + ([eos_id] if end == len(ex.input_ids) else [])
+        if ex.labels[start:end] != expected or ex.labels[end - 1] != eos_id:
+            problems.append(f"example {i}: labels of reply {k} are not exactly the reply + EOS")
+    return problems
+
+
+def _outside_spans(ex: Example) -> list[int]:
+    """The labels outside the example's spans (all must be -100)."""
+    inside = set()
+    for start, end in ex.spans:
+        inside.update(range(start, end))
+    return [t for j, t in enumerate(ex.labels) if j not in inside]
 
 
 def audit_labels(examples: Sequence[Example], tok: RetailTokenizer) -> dict:
     """Check every example's labels from the ids alone; raise LabelAuditError on any violation.
 
-    Rules: each example has trainable tokens; its last input's label is EOS (EOS is trained);
-    no label falls on a prompt position; every label after the prompt is the next input token
-    (the response is trained exactly); PAD is never a label; no special id (EOS, PAD, a role
-    token) is a label anywhere but the final EOS, so text in a response never trains a stop.
+    Rules: each example has trainable tokens and ends with a trained EOS; no label falls outside
+    its spans (the prompt, a user turn, a system message); every label of a span is the next
+    input token and the span ends with EOS (each reply is trained exactly, with its stop); PAD is
+    never a label; no special id (EOS, PAD, a role token) is a label anywhere but a span's final
+    EOS, so text in a response never trains a stop. A pair's one span starts at its prompt's end.
     """
     problems: list[str] = []
-    n_targets = n_eos = n_context_trained = n_pad_trained = n_special_inside = 0
+    n = dict.fromkeys(("targets", "eos", "spans", "context", "pad", "special"), 0)
     for i, ex in enumerate(examples):
         targets = [t for t in ex.labels if t != IGNORE_INDEX]
-        n_targets += len(targets)
+        n["targets"] += len(targets)
         if not targets:
             problems.append(f"example {i}: no trainable tokens")
             continue
-        n_eos += ex.labels[-1] == tok.eos_id
-        n_context_trained += sum(t != IGNORE_INDEX for t in ex.labels[: ex.prompt_len - 1])
-        n_pad_trained += sum(t == tok.pad_id for t in targets)
-        n_special_inside += sum(t in tok.special_ids for t in targets[:-1])
-        expected = ex.input_ids[ex.prompt_len :] + [tok.eos_id]
-        if ex.labels[ex.prompt_len - 1 :] != expected or ex.labels[-1] != tok.eos_id:
-            problems.append(f"example {i}: labels are not exactly response + EOS")
-    if n_context_trained:
-        problems.append(f"{n_context_trained} context tokens would be trained")
-    if n_pad_trained:
-        problems.append(f"{n_pad_trained} PAD tokens would be trained")
-    if n_special_inside:
-        problems.append(f"{n_special_inside} special tokens would be trained before the final EOS")
+        n["spans"] += len(ex.spans)
+        n["eos"] += sum(ex.labels[end - 1] == tok.eos_id for _, end in ex.spans if 0 < end <= len(ex.labels))
+        n["context"] += sum(t != IGNORE_INDEX for t in _outside_spans(ex))
+        n["pad"] += sum(t == tok.pad_id for t in targets)
+        ends = {end - 1 for _, end in ex.spans}
+        n["special"] += sum(
+            t in tok.special_ids for j, t in enumerate(ex.labels) if t != IGNORE_INDEX and j not in ends
+        )
+        problems += _span_problems(i, ex, tok.eos_id)
+        if ex.labels[-1] != tok.eos_id:
+            problems.append(f"example {i}: does not end with a trained EOS")
+    if n["context"]:
+        problems.append(f"{n['context']} context tokens would be trained")
+    if n["pad"]:
+        problems.append(f"{n['pad']} PAD tokens would be trained")
+    if n["special"]:
+        problems.append(f"{n['special']} special tokens would be trained before the final EOS")
     counts = {
         "examples": len(examples),
-        "trainable_tokens": n_targets,
-        "eos_trained": n_eos,
-        "context_tokens_trained": n_context_trained,
-        "pad_tokens_trained": n_pad_trained,
-        "special_tokens_inside_targets": n_special_inside,
+        "trainable_tokens": n["targets"],
+        "eos_trained": n["eos"],
+        "replies_trained": n["spans"],
+        "context_tokens_trained": n["context"],
+        "pad_tokens_trained": n["pad"],
+        "special_tokens_inside_targets": n["special"],
         "violations": len(problems),
     }
     if problems:

@@ -9,11 +9,16 @@ sees exactly the prompt tokens training saw.
   The pretraining corpus never contains them: the pretrained model has to be taught the format.
 - ``qa``: ``Question: ctx\\nAnswer: response`` (the experiment grid's Q/A scheme).
 - ``instruction``: ``### Instruction:\\nctx\\n### Response:\\nresponse``.
+
+A conversation (``encode_conversation``) is each user turn in the scheme's prompt and each
+assistant turn as its response followed by EOS, in order; a system message comes first as plain
+text (``System: ...\\n``; in ``chat``, the text itself before the first ``<|user|>``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from part3_pretrain.tokenizer import ASSISTANT, SPECIAL_RE, USER, RetailTokenizer
@@ -29,6 +34,7 @@ class PromptScheme:
     name: str
     template: str  # contains "{context}"
     response_prefix: str = ""  # put before the response (e.g. the space after "Answer:")
+    system_template: str = "System: {system}\n"  # a conversation's system message, before its first turn
 
     def prompt(self, context: str) -> str:
         return self.template.format(context=context)
@@ -53,9 +59,28 @@ class PromptScheme:
     def response(self, response: str) -> str:
         return self.response_prefix + response
 
+    def encode_response(self, tok: RetailTokenizer, response: str) -> list[int]:
+        """A reply's ids as trained: the response text, then EOS."""
+        return tok.encode(self.response(response)) + [tok.eos_id]
+
+    def encode_conversation(self, tok: RetailTokenizer, turns: Sequence[dict]) -> list[tuple[str, list[int]]]:
+        """``(role, ids)`` per message of a conversation: a system message as plain text
+        (``system_template``), each user turn as this scheme's prompt, each assistant turn as its
+        response + EOS. A single-turn conversation gives exactly a pair's prompt and reply ids."""
+        chunks = []
+        for turn in turns:
+            if turn["role"] == "system":
+                ids = tok.encode(self.system_template.format(system=turn["content"]))
+            elif turn["role"] == "user":
+                ids = self.encode_prompt(tok, turn["content"])
+            else:
+                ids = self.encode_response(tok, turn["content"])
+            chunks.append((turn["role"], ids))
+        return chunks
+
 
 SCHEMES: dict[str, PromptScheme] = {
-    "chat": PromptScheme("chat", USER + "{context}" + ASSISTANT),
+    "chat": PromptScheme("chat", USER + "{context}" + ASSISTANT, system_template="{system}"),
     # The space belongs to the response: byte-level BPE glues a leading space to the next word.
     "dialogue": PromptScheme("dialogue", "Customer: {context}\nAgent:", " "),
     "qa": PromptScheme("qa", "Question: {context}\nAnswer:", " "),

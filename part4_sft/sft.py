@@ -6,8 +6,10 @@
    contains (both checked, not assumed). ``--data`` uses your own file.
 2. model: the part-3 checkpoint (pretrained first if it is missing), loaded strictly; an
    untouched copy is kept as the baseline.
-3. training: prompt + response + EOS, context masked out of the loss (audited), 5 epochs of
-   Adam at LR 5e-5 through the shared trainer.
+3. training: prompt + response + EOS, context masked out of the loss (audited; a conversation of
+   your own trains every assistant turn), 5 epochs of Adam at LR 5e-5 through the shared trainer;
+   ``--max-new-tokens auto`` fitted to the data, and whatever does not fit the context counted
+   and warned about (``fit.py``).
 4. evaluation: the SFT model, and the pretrained one both in the fine-tuning prompt and in its
    own corpus format, on the same held-out prompts and seed: job metrics (specifics recall,
    invented specifics, intent accuracy, rubric) and text metrics -> ``evaluation.json``; every
@@ -23,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -57,9 +59,9 @@ from part3_pretrain.trainer import (
 )
 
 from . import evaluate as ev
-from . import job_metrics
+from . import fit, job_metrics
 from .base_model import DEFAULT_PRETRAINED, ensure_base, ensure_data_base
-from .configs import DataConfig, EvalConfig
+from .configs import AUTO, DataConfig, EvalConfig
 from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
 from .prompts import SCHEMES, get_scheme
 from .splits import DatasetSplits, LeakError, load_splits
@@ -164,30 +166,41 @@ def weight_change(base: GPT, tuned: GPT) -> float:
     return max(float((t[k].float().cpu() - b[k].float().cpu()).abs().max()) for k in b)
 
 
-def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int) -> None:
-    """Refuse training data that leaves less than one batch; warn when more than 1% is dropped."""
+def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int, hint: int) -> None:
+    """Refuse training data that leaves less than one batch; warn when more than 1% of the rows are
+    dropped (reply too long) or cut (context too long). ``hint``: a --block-size that would fit."""
     dropped, pairs = counts["dropped_response_too_long"], counts["pairs"]
-    why = f"the response and EOS do not fit the model's {block_size}-token context"
     if counts["examples"] < cfg.optim.batch_size * world:
         raise DataError(
             cfg.dataset.name,
             f"{counts['examples']} of {pairs} training pairs are usable, fewer than one "
-            f"batch of {cfg.optim.batch_size * world}: {dropped} dropped because {why}; "
-            f"use shorter responses or a base with a longer --block-size",
+            f"batch of {cfg.optim.batch_size * world}: {dropped} dropped because the response and EOS "
+            f"do not fit the model's {block_size}-token context; use shorter responses or a base with a "
+            f"longer --block-size ({fit.fix_hint(hint, cfg.dataset.data is not None)})",
         )
-    if dropped > 0.01 * pairs:
-        print(
-            f"warning: {dropped} of {pairs} training pairs dropped because {why}; "
-            f"fix: a base pretrained with a larger --block-size",
-            flush=True,
-        )
+    for line in fit.train_warnings(counts, block_size, hint, cfg.dataset.data is not None):
+        print(line, flush=True)
+
+
+def fit_to_base(cfg: SFTConfig, splits: DatasetSplits, tok, block: int) -> tuple[SFTConfig, dict]:
+    """The config evaluation runs with (``--max-new-tokens auto`` resolved for this data and base,
+    and printed) and evaluation.json's ``data_fit``: the reply budget, the test prompts cut to fit
+    beside it (warned about past 1%), and a --block-size that would hold every training reply."""
+    scheme = get_scheme(cfg.prompt_scheme)
+    lengths = fit.reply_lengths(tok, scheme, splits.train)
+    new_tokens = fit.resolve_max_new_tokens(cfg.evaluation, cfg.dataset.data is None, lengths, block)
+    print(f"max new tokens: {new_tokens['value']} ({new_tokens['why']})", flush=True)
+    own = cfg.dataset.data is not None
+    cut, warnings = fit.cut_test_prompts(tok, scheme, splits.test_sets(), block, new_tokens["value"], own)
+    for line in warnings:
+        print(line, flush=True)
+    report = {"max_new_tokens": new_tokens, "test_prompts_cut": cut, "block_size_hint": fit.block_size_hint(lengths)}
+    return replace(cfg, evaluation=cfg.evaluation.resolved(new_tokens["value"])), report
 
 
 def _val_batches(tok, scheme, splits: DatasetSplits, block_size: int) -> list[dict[str, torch.Tensor]]:
     """The validation loss's fixed batches: the val split's contexts with their references."""
-    val_examples, _ = build_examples(
-        tok, scheme, [{"context": r["context"], "response": r["reference"]} for r in splits.val], block_size
-    )
+    val_examples, _ = build_examples(tok, scheme, [{**r, "response": r["reference"]} for r in splits.val], block_size)
     return fixed_batches(val_examples, 32, tok.pad_id, block_size)
 
 
@@ -198,7 +211,8 @@ def fine_tune(
     after a resume; audit/example counts; seconds)."""
     scheme = get_scheme(scheme_name)
     examples, ex_counts = build_examples(tok, scheme, splits.train, model.config.block_size)
-    check_examples(cfg, ex_counts, model.config.block_size, dist_info().world)
+    hint = fit.block_size_hint(fit.reply_lengths(tok, scheme, splits.train))
+    check_examples(cfg, ex_counts, model.config.block_size, dist_info().world, hint)
     audit = audit_labels(examples, tok)
     val_batches = _val_batches(tok, scheme, splits, model.config.block_size)
     rank, world, _ = dist_info()
@@ -264,7 +278,7 @@ def _resume_checkpoint(cfg: SFTConfig, out: Path) -> dict | None:
 def check_against_base(cfg: SFTConfig, model: GPT, tok, path: Path, resume: dict | None) -> None:
     """Limits that need the checkpoint, checked before anything is written."""
     block = model.config.block_size
-    if cfg.evaluation.max_new_tokens >= block:
+    if cfg.evaluation.max_new_tokens != AUTO and cfg.evaluation.max_new_tokens >= block:
         raise ConfigError(
             f"--max-new-tokens {cfg.evaluation.max_new_tokens} leaves no room for a prompt in the "
             f"{block}-token context of {path}; use at most {block // 2}"
@@ -321,6 +335,7 @@ def run(cfg: SFTConfig) -> dict:
     if loaded is None:
         loaded = _load_base(cfg, ensure_pretrained(cfg, splits.train), resume)
     pretrained_path, base, tok, base_ckpt = loaded
+    eval_cfg, data_fit = fit_to_base(cfg, splits, tok, base.config.block_size)
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(base)  # the object we fine-tune; `base` is never handed to the trainer
     stage = _prepare_stage(out, resume)
@@ -331,7 +346,7 @@ def run(cfg: SFTConfig) -> dict:
     assert_untouched(base, base_ckpt)
     model.cpu()
     t_eval = time.perf_counter()
-    evaluation, records = evaluate_all(cfg, base, model, tok, splits)
+    evaluation, records = evaluate_all(eval_cfg, base, model, tok, splits)
     evaluation["timings_seconds"] = {
         "training": round(t_train, 1),
         "evaluation": round(time.perf_counter() - t_eval, 1),
@@ -341,6 +356,7 @@ def run(cfg: SFTConfig) -> dict:
         config=flat_dict(cfg),
         pretrained_checkpoint=str(pretrained_path),
         dataset=splits.summary,
+        data_fit={**data_fit, "train": {k: train_counts[k] for k in fit.TRAIN_DROPS}},
         training=_training_summary(history, train_counts),
         max_abs_weight_change=weight_change(base, model),
         compute=compute_budget(base.config, base_ckpt, train_counts["tokens_processed"], evaluation),
@@ -466,7 +482,7 @@ def _write_outputs(stage: Path, evaluation: dict, records: list[dict], pretraine
 
 
 def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
-    _print_headline(evaluation, "test", "unseen slot values")
+    _print_headline(evaluation, "test", "unseen slot values" if cfg.dataset.data is None else "held out from --data")
     if "test_unseen" in evaluation:
         _print_headline(evaluation["test_unseen"], "test_unseen", "unseen slot values and phrasing")
     c = evaluation["compute"]

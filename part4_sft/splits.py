@@ -3,8 +3,11 @@
 Synthetic: 5,000 pairs rated by the rubric are written to ``data/sft_dataset.json``; the 500
 best-rated train (or, for the filter ablation, a random 500 or all of them); validation contexts
 use train slot values, test contexts held-out ones, and a second test set also held-out phrasing. User data:
-``--data`` filtered by its quality column, with ``--test-data`` or a seeded held-out split.
-Either way the test set is checked against the training data before anything trains.
+``--data`` (pairs and conversations) filtered by its quality column, with ``--test-data`` or a
+seeded held-out split by distinct context (``contexts.row_key``); ``--test-data`` rows whose
+message occurs in the training data stop the run, or are dropped and counted with
+``--drop-test-overlap``. Either way the test set is checked against the training data before
+anything trains.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import torch
 
 from part3_pretrain.domain import template_leaks
 from part3_pretrain.fileio import write_text_atomic
+from part3_pretrain.records import is_json_file
 from part3_pretrain.slots import find_heldout_leaks
 
 from . import synthetic
 from .configs import TRAIN_SETS, DataConfig
-from .contexts import context_key
+from .contexts import row_key
 from .user_data import DataError, filter_by_quality, load_pairs
 
 
@@ -32,10 +36,11 @@ class LeakError(ValueError):
 def check_disjoint(
     train_pairs: Sequence[dict], eval_rows: Sequence[dict], name: str, check_heldout_values: bool
 ) -> dict:
-    """Refuse an evaluation set that shares a context with training, or (for the synthetic data)
-    training text that contains a held-out slot value. Returns the counts that were checked."""
-    train_ctx = {context_key(p["context"]) for p in train_pairs}
-    shared = [r["context"] for r in eval_rows if context_key(r["context"]) in train_ctx]
+    """Refuse an evaluation set that shares a context (``contexts.row_key``) with training, or (for
+    the synthetic data) training text that contains a held-out slot value. Returns the counts that
+    were checked."""
+    train_ctx = {row_key(p) for p in train_pairs}
+    shared = [r["context"] for r in eval_rows if row_key(r) in train_ctx]
     if shared:
         raise LeakError(f"{len(shared)} {name} contexts also appear in the training data, e.g. {shared[0]!r}")
     result = {f"{name}_contexts": len(eval_rows), "train_contexts": len(train_ctx), "shared_contexts": 0}
@@ -115,7 +120,13 @@ def synthetic_splits(cfg: DataConfig) -> DatasetSplits:
 
 
 def _as_eval_rows(rows: list[dict]) -> list[dict]:
-    return [{"context": r["context"], "reference": r["response"], "line": r.get("line")} for r in rows]
+    """Rows to evaluate on: the context (a conversation's last user message, its "turns" kept),
+    the reference reply, the line in the file."""
+    return [{"context": r["context"], "reference": r["response"], "line": r.get("line"), **_turns(r)} for r in rows]
+
+
+def _turns(row: dict) -> dict:
+    return {"turns": row["turns"]} if row.get("turns") else {}
 
 
 def _seeded_split(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -123,7 +134,7 @@ def _seeded_split(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     is held out, so a context repeated in the file never lands on both sides."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(context_key(r["context"]), []).append(r)
+        groups.setdefault(row_key(r), []).append(r)
     keys = list(groups)
     if len(keys) < 3:
         raise DataError("--data", f"need at least 3 distinct contexts to split off held-out data, got {len(keys)}")
@@ -132,6 +143,34 @@ def _seeded_split(rows: list[dict], fraction: float, seed: int) -> tuple[list[di
     rest = [r for k in keys if k not in held_keys for r in groups[k]]
     held = [r for k in keys if k in held_keys for r in groups[k]]
     return rest, held
+
+
+def remove_test_overlap(cfg: DataConfig, train_rows: list[dict], test_rows: list[dict]) -> tuple[list[dict], int]:
+    """The test rows without those whose message (``row_key``) occurs in the training data, and how
+    many went: dropped with ``--drop-test-overlap`` (and said so), else refused in one line naming
+    the first such row and the flag."""
+    train_keys = {row_key(r) for r in train_rows}
+    shared = [r for r in test_rows if row_key(r) in train_keys]
+    if not shared:
+        return test_rows, 0
+    where = cfg.test_data if cfg.test_data is not None else cfg.data
+    if not cfg.drop_test_overlap:
+        raise DataError(
+            where,
+            f"{len(shared)} of {len(test_rows)} test rows have a message that also occurs in the training "
+            f"data {cfg.data} (this row: {shared[0]['context']!r}); pass --drop-test-overlap to drop them",
+            shared[0].get("line"),
+            record=is_json_file(where),
+        )
+    kept = [r for r in test_rows if row_key(r) not in train_keys]
+    if not kept:
+        raise DataError(where, f"all {len(test_rows)} test rows have a message that also occurs in {cfg.data}")
+    print(
+        f"dropped {len(shared)} of {len(test_rows)} test rows whose message also occurs in the training data "
+        "(--drop-test-overlap)",
+        flush=True,
+    )
+    return kept, len(shared)
 
 
 def user_splits(cfg: DataConfig) -> DatasetSplits:
@@ -150,6 +189,7 @@ def user_splits(cfg: DataConfig) -> DatasetSplits:
         train_rows = kept
     else:
         train_rows, test_rows = _seeded_split(kept, cfg.test_fraction, cfg.data_seed)
+    test_rows, overlap = remove_test_overlap(cfg, train_rows, test_rows)
     train_rows, val_rows = _seeded_split(train_rows, cfg.val_fraction, cfg.data_seed + 1)
     test, val = _as_eval_rows(test_rows), _as_eval_rows(val_rows)
     # Own data has no slot partition to check, but contexts must still not repeat across splits.
@@ -162,14 +202,16 @@ def user_splits(cfg: DataConfig) -> DatasetSplits:
         "path": str(cfg.data),
         "test_path": cfg.test_data,
         "filter": report,
+        "conversations": sum(bool(r.get("turns")) for r in kept),
         "train": len(train_rows),
         "val": len(val),
         "test": len(test),
+        "test_overlap_dropped": overlap,
         "disjointness": disjoint,
     }
     print(
-        f"data: {cfg.data}: {report['total']} pairs, {report['kept']} kept by quality; "
-        f"{len(train_rows)} train, {len(val)} validation, {len(test)} test",
+        f"data: {cfg.data}: {report['total']} rows, {report['kept']} kept by quality ({summary['conversations']} "
+        f"of them conversations); {len(train_rows)} train, {len(val)} validation, {len(test)} test",
         flush=True,
     )
     return DatasetSplits(train_rows, val, test, summary=summary)

@@ -194,3 +194,52 @@ def test_directory_is_an_error(tmp_path: Path) -> None:
 
 def test_data_error_is_value_error() -> None:
     assert issubclass(DataError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Support pairs and conversations as corpus files
+
+CHAT = {
+    "messages": [
+        {"role": "system", "content": "You are a helpful retail agent."},
+        {"role": "user", "content": "Where is order #A1234?"},
+        {"role": "assistant", "content": "It ships today."},
+        {"role": "user", "content": "Thanks!"},
+        {"role": "assistant", "content": "You're welcome."},
+    ]
+}
+
+
+def test_pairs_and_conversations_become_dialogue_documents(tmp_path: Path) -> None:
+    jl = tmp_path / "mixed.jsonl"
+    rows = [{"query": " Where is it? ", "response": "On its way."}, CHAT, {"text": "plain\ntext "}]
+    jl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert load_corpus_files([jl]) == [
+        "Customer: Where is it?\nAgent: On its way.",
+        "System: You are a helpful retail agent.\nCustomer: Where is order #A1234?\nAgent: It ships today.\n"
+        "Customer: Thanks!\nAgent: You're welcome.",
+        "plain\ntext ",  # a text row stays as written
+    ]
+    js = tmp_path / "pairs.json"
+    js.write_text(json.dumps({"data": [{"question": "Q1", "answer": "A1"}, CHAT]}), encoding="utf-8")
+    assert load_corpus_files([js])[0] == "Customer: Q1\nAgent: A1"
+    csv_file = tmp_path / "pairs.csv"
+    csv_file.write_text('customer,agent\n"hi, there",hello\n', encoding="utf-8")
+    assert load_corpus_files([csv_file]) == ["Customer: hi, there\nAgent: hello"]
+
+
+@pytest.mark.parametrize(
+    "name,rows,where,expected",
+    [
+        ("bad.jsonl", [CHAT, {"messages": [{"role": "bot", "content": "hi"}]}], "bad.jsonl:2: ", "role 'bot'"),
+        ("bad.json", [CHAT, {"messages": [{"role": "user", "content": "hi"}]}], "record 2", "no assistant reply"),
+        ("bad.jsonl", [{"query": "a", "response": "b"}, {"query": "c"}], "bad.jsonl:2: ", "missing response"),
+        ("bad.jsonl", [{"q": "a", "a": "b"}], "bad.jsonl:1: ", 'a "text" field'),
+    ],
+)
+def test_bad_pair_or_conversation_rows_name_file_and_line(
+    tmp_path: Path, name: str, rows: list, where: str, expected: str
+) -> None:
+    text = json.dumps(rows) if name.endswith(".json") else "".join(json.dumps(r) + "\n" for r in rows)
+    message = _error(tmp_path, name, text.encode())
+    assert where in message and expected in message

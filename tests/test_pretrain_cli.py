@@ -362,3 +362,15 @@ def test_mix_generated_adds_the_generated_corpus_to_your_files(tmp_path: Path) -
     assert math.isfinite(summary["final_val_loss"])
     with pytest.raises(ConfigError, match="--mix-generated .* give --corpus"):
         run(tiny_pretrain_config(tmp_path / "other", mix_generated=True))
+
+
+def test_corpus_accepts_a_support_file_of_pairs_and_conversations(tmp_path: Path, capsys) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "support_mixed.jsonl"  # 54 query/response rows, 8 conversations
+    run(tiny_pretrain_config(tmp_path / "out", corpus=(str(fixture),)))
+    corpus = json.loads((tmp_path / "out" / "summary.json").read_text())["corpus"]
+    assert corpus["kind"] == "files" and corpus["n_docs"] == 62  # one document per row
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "hi", "response": "hello"}\n{"messages": [{"role": "user", "content": "x"}]}\n')
+    assert call_main(["--corpus", str(bad), "--out-dir", str(tmp_path / "bad_out"), "--device", "cpu"]) == 2
+    assert f"{bad}:2: the conversation has no assistant reply" in one_error_line(capsys)
+    assert not (tmp_path / "bad_out").exists()

@@ -339,3 +339,103 @@ def test_data_error_format() -> None:
     assert str(DataError("a.csv", "bad")) == "a.csv: bad"
     assert isinstance(DataError("a", "b"), ValueError)
     assert DataError is datafile.DataError  # one error for part 3's corpus files and part 4's pairs
+
+
+# --- more field names ---------------------------------------------------------------------
+
+NEW_PAIRS = [
+    ("input_text", "output_text"),
+    ("query", "response"),
+    ("user", "assistant"),
+    ("customer", "agent"),
+    ("message", "reply"),
+    ("prompt", "response"),
+    ("question", "response"),
+    ("input", "response"),
+]
+
+
+def test_todays_pairs_come_first_so_existing_files_resolve_as_before() -> None:
+    assert FIELD_PAIRS[:6] == (
+        ("context", "response"),
+        ("instruction", "response"),
+        ("instruction", "output"),
+        ("prompt", "completion"),
+        ("question", "answer"),
+        ("input", "output"),
+    )
+    assert set(NEW_PAIRS) <= set(FIELD_PAIRS[6:])
+    # a record with an old pair and a new one keeps the old: prompt/completion before prompt/response
+    assert detect_fields([{"prompt": "a", "completion": "b", "response": "c"}], "x") == ("prompt", "completion")
+    assert detect_fields([{"question": "a", "answer": "b", "response": "c"}], "x") == ("question", "answer")
+    assert detect_fields([{"input": "a", "output": "b", "response": "c"}], "x") == ("input", "output")
+
+
+@pytest.mark.parametrize("pair", NEW_PAIRS)
+def test_each_new_field_pair_loads(tmp_path: Path, pair: tuple[str, str]) -> None:
+    path = write(tmp_path, "d.csv", f"{pair[0]},{pair[1]},stars\nWhere is it?,On its way.,5\n")
+    row = load_pairs(path)[0]
+    assert (row["context"], row["response"], row["line"]) == ("Where is it?", "On its way.", 2)
+
+
+# --- conversations ------------------------------------------------------------------------
+
+TURNS = [
+    {"role": "system", "content": "You are a retail agent."},
+    {"role": "user", "content": " Where is order #A1234? "},
+    {"role": "assistant", "content": "It ships today."},
+    {"role": "user", "content": "And the refund?"},
+    {"role": "assistant", "content": "Issued yesterday."},
+]
+
+
+def test_conversation_rows_keep_their_turns_and_mix_with_pairs(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.jsonl", jsonl({"messages": TURNS, "rating": 5}, {"query": "q", "response": "r"}))
+    chat, pair = load_pairs(path)
+    assert chat["context"] == "And the refund?" and chat["response"] == "Issued yesterday."
+    assert chat["quality"] == 5.0 and chat["line"] == 1
+    assert chat["turns"][1] == {"role": "user", "content": "Where is order #A1234?"}  # stripped
+    assert [t["role"] for t in chat["turns"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert pair == {"context": "q", "response": "r", "quality": None, "line": 2}
+    rows = load_pairs(write(tmp_path, "d.json", json.dumps({"data": [{"messages": TURNS[1:3]}]})))
+    assert rows[0]["turns"] == [{"role": "user", "content": "Where is order #A1234?"}, TURNS[2]]
+
+
+def _messages(*roles_contents: tuple) -> dict:
+    return {"messages": [{"role": r, "content": c} for r, c in roles_contents]}
+
+
+@pytest.mark.parametrize(
+    "bad,words",
+    [
+        ({"messages": "hi"}, "'messages' must be a non-empty array"),
+        ({"messages": []}, "got an empty array"),
+        ({"messages": ["hi"]}, "message 1 must be an object"),
+        (_messages(("bot", "hi"), ("assistant", "x")), "message 1 has role 'bot'; use one of system, user, assistant"),
+        (_messages(("user", 5), ("assistant", "x")), "message 1 (user) needs a string 'content', got number"),
+        (_messages(("user", "hi"), ("assistant", " ")), "message 2 (assistant) has empty content"),
+        (_messages(("user", "hi"), ("system", "x"), ("assistant", "y")), "message 2 is a system message"),
+        (_messages(("assistant", "Hello!"), ("user", "hi"), ("assistant", "y")), "start with a user message"),
+        (_messages(("user", "a"), ("user", "b"), ("assistant", "y")), "after a user message; turns alternate"),
+        (_messages(("system", "s"), ("user", "a")), "no assistant reply"),
+        (_messages(("user", "a"), ("assistant", "b"), ("user", "thanks")), "message 3 is a user message with no reply"),
+    ],
+)
+def test_bad_conversation_names_line_and_fix(tmp_path: Path, bad: dict, words: str) -> None:
+    records = [{"messages": TURNS}, {"query": "q", "response": "r"}, bad]
+    message = error_of(write(tmp_path, "d.jsonl", jsonl(*records)))
+    assert ":3:" in message and words in message
+    message = error_of(write(tmp_path, "d.json", json.dumps(records)))
+    assert "record 3" in message and words in message
+
+
+def test_field_flags_apply_to_pair_rows_only(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.jsonl", jsonl({"messages": TURNS}, {"q": "a", "a": "b"}))
+    chat, pair = load_pairs(path, context_field="q", response_field="a")
+    assert chat["response"] == "Issued yesterday." and (pair["context"], pair["response"]) == ("a", "b")
+    assert load_pairs(write(tmp_path, "c.jsonl", jsonl({"messages": TURNS})), context_field="q")[0]["turns"]
+
+
+def test_a_messages_column_in_csv_is_an_ordinary_field(tmp_path: Path) -> None:
+    rows = load_pairs(write(tmp_path, "d.csv", "messages,context,response\nx,a,b\n"))
+    assert "turns" not in rows[0] and rows[0]["context"] == "a"

@@ -41,7 +41,7 @@ from .. import evaluate as ev
 from ..job_metrics import JOB_KEYS
 from ..lora import save_adapter
 from ..prompts import get_scheme
-from .runs import RunConfig, RunSettings
+from .runs import AUTO_NEW_TOKENS, RunConfig, RunSettings
 
 
 def greedy_replies(
@@ -54,7 +54,8 @@ def greedy_replies(
     with torch.autocast(device_type=device_type, enabled=False):
         contexts = [r["context"] for r in rows]
         seed = settings.dataset.data_seed
-        return ev.generate_replies(model, tok, get_scheme(prompt), contexts, settings.evaluation, 0.0, seed, batch_size)
+        evaluation = settings.evaluation.resolved(AUTO_NEW_TOKENS)  # "auto": the synthetic data's 90
+        return ev.generate_replies(model, tok, get_scheme(prompt), contexts, evaluation, 0.0, seed, batch_size)
 
 
 def score_replies(rows: list[dict], replies: dict, settings: RunSettings) -> dict:

@@ -22,6 +22,10 @@ from part3_pretrain.configs import OptimConfig
 from ..configs import DataConfig, EvalConfig
 from .grid import Knobs
 
+# the synthetic data's reply budget: the experiment's default (its runs' stored identity, as
+# before "auto" existed), and what "auto" resolves to here (the experiment uses generated data only)
+AUTO_NEW_TOKENS = 90
+
 # settings that decide the data every run of an experiment sees
 DATA_FIELDS = ("dataset_path", "n_pairs", "n_high_quality", "n_val", "n_test", "data_seed")
 # execution settings that older versions stored in a run's settings: ignored when read back
@@ -31,7 +35,7 @@ LEGACY_EXEC_KEYS = ("device", "dtype", "eval_batch_size")
 OPTIM_OMIT = ("lr", "warmup_steps", "decay_fraction", "beta1", "beta2", "grad_accum")
 EVAL_OMIT = ("temperature", "top_k", "top_p")
 DATA_OMIT = ("data", "test_data", "context_field", "response_field", "quality_field", "min_quality")
-DATA_OMIT += ("test_fraction", "val_fraction", "train_set")
+DATA_OMIT += ("test_fraction", "val_fraction", "train_set", "drop_test_overlap")
 
 
 @dataclass
@@ -58,7 +62,7 @@ class RunSettings:
         "(final_val/) and the test set only then (final/)",
     )
     evaluation: EvalConfig = part(
-        EvalConfig(n_examples=8),
+        EvalConfig(n_examples=8, max_new_tokens=AUTO_NEW_TOKENS),
         omit=EVAL_OMIT,
         help={
             "max_new_tokens": "longest greedy reply (as part4_sft.sft)",

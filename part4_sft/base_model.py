@@ -28,6 +28,8 @@ from part3_pretrain.pretrain import DEFAULT_OUT_DIR, PretrainConfig
 from part3_pretrain.pretrain import PROG as PART3_PROG
 from part3_pretrain.tokenizer import train_tokenizer
 
+from .fit import round_up
+
 PART3_MODULE = "part3_pretrain.pretrain"
 _PART3_OPTIONS = frozenset(leaf_names(PretrainConfig))
 DEFAULT_PRETRAINED = f"{DEFAULT_OUT_DIR}/model.pt"  # part 3's default run, the base ``sft`` uses
@@ -141,10 +143,6 @@ def dialogue_text(row: dict) -> str:
     return corpus_mod.dialogue_document(turns)
 
 
-def _round_up(n: int, multiple: int = 32) -> int:
-    return -(-n // multiple) * multiple
-
-
 def data_base_plan(train_rows: list[dict], defaults: PretrainConfig | None = None) -> dict:
     """The part-3 overrides of a base for ``train_rows``: a context that holds the longest
     training exchange (measured with a tokenizer trained like part 3's, capped at
@@ -154,7 +152,7 @@ def data_base_plan(train_rows: list[dict], defaults: PretrainConfig | None = Non
     sample = corpus_mod.generate_corpus(TOKENIZER_SAMPLE_DOCS, seed=defaults.corpus_seed)
     tok = train_tokenizer(sample + texts, defaults.vocab_size, defaults.split_digits)
     longest = max(len(tok.encode(t)) + 1 for t in texts)  # + EOS
-    block = min(MAX_DATA_BLOCK, max(defaults.model.block_size, _round_up(longest)))
+    block = min(MAX_DATA_BLOCK, max(defaults.model.block_size, round_up(longest)))
     model = replace(defaults.model, vocab_size=defaults.vocab_size, block_size=block)
     per_step = defaults.optim.batch_size * block * flops_per_token(model)["total"]
     steps = max(1, int(PRETRAIN_BUDGET_TFLOP * 1e12 // per_step))

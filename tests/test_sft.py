@@ -614,3 +614,14 @@ def test_tiny_run_scores_fixed_replies_as_computed_by_hand(pretrained, tmp_path,
         [],
     ]
     assert [r["sft_greedy"]["stopped_by"] for r in records] == ["eos", "eos", "length", "eos"]
+
+
+def test_a_base_that_saw_heldout_values_is_refused_for_synthetic_evaluation_only(pretrained, tmp_path):
+    ckpt = torch.load(pretrained, weights_only=True)
+    ckpt["corpus_heldout_leaks"] = ["Amara", "$34.50"]  # e.g. a base pretrained on the user's own text
+    path = tmp_path / "leaky.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(LeakError, match="held-out slot values"):
+        sft.load_baseline(path)
+    model, _, _ = sft.load_baseline(path, synthetic=False)  # own data: no held-out partition to protect
+    assert model.config.n_layer == 1

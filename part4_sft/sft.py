@@ -484,9 +484,10 @@ def _write_outputs(stage: Path, evaluation: dict, records: list[dict], pretraine
 
 
 def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
-    _print_headline(evaluation, "test", "unseen slot values" if cfg.dataset.data is None else "held out from --data")
+    what = "with unseen slot values" if cfg.dataset.data is None else "held out from your data"
+    _print_headline(evaluation, "test", what)
     if "test_unseen" in evaluation:
-        _print_headline(evaluation["test_unseen"], "test_unseen", "unseen slot values and phrasing")
+        _print_headline(evaluation["test_unseen"], "test_unseen", "with unseen slot values and phrasing")
     c = evaluation["compute"]
     pre = (
         "unknown (base written before tokens were counted)"
@@ -523,7 +524,7 @@ def _cell(value: float | None, kind: str) -> str:
 def _print_headline(e: dict, split: str, what: str) -> None:
     """The job metrics (and ROUGE-L against both references) of every model, greedy decoding, and
     of the sampled replies of the pretrained and SFT models."""
-    print(f"\nheld-out {split}: {e['test_rows']} contexts with {what} (greedy decoding unless sampled)")
+    print(f"\nheld-out {split}: {e['test_rows']} contexts {what} (greedy decoding unless sampled)")
     print(f"  {'':28s}" + "".join(f"{label:>10s}" for _, label, _ in _HEAD))
     rows = [
         (f"{name} ({e[name]['prompt_scheme']} prompt)", ev.scalars(e[name]["greedy"]))

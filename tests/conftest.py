@@ -29,3 +29,12 @@ def tiny_base(tmp_path_factory) -> Path:
             device="auto",
             dtype="auto",
         )
+
+
+@pytest.fixture(scope="session")
+def long_base(tmp_path_factory) -> Path:
+    """A 1-layer base with a 768-token context: room for the fixture's long answers."""
+    with one_thread():
+        return pretrain_tiny_base(
+            tmp_path_factory.mktemp("long_base"), block_size=768, n_docs=600, max_steps=10, eval_every=0
+        )

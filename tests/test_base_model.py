@@ -79,6 +79,9 @@ def test_data_base_plan_fits_the_longest_exchange_within_the_default_budget() ->
         tokens = plan["max_steps"] * default.optim.batch_size * plan["block_size"]
         assert 0.99 * bm.PRETRAIN_BUDGET_TFLOP <= training_flops(model, tokens) / 1e12 <= bm.PRETRAIN_BUDGET_TFLOP
     assert long["max_steps"] < short["max_steps"]
+    # the generated documents grow with the user's text, so it stays about a quarter of the corpus
+    low, high = bm.GENERATED_DOCS_RANGE
+    assert short["n_docs"] == low and low < bm.data_base_plan(_rows(300, 120))["n_docs"] < high
 
 
 def test_data_base_pretrains_on_the_training_text_only(tmp_path, monkeypatch) -> None:
@@ -91,7 +94,7 @@ def test_data_base_pretrains_on_the_training_text_only(tmp_path, monkeypatch) ->
     info = bm.ensure_data_base(train, "cpu", "float32", False)
     ((path, args),) = calls
     assert path == bm.data_base_dir(train, info["plan"]) / "model.pt" and args["mix_generated"]
-    assert args["block_size"] == info["plan"]["block_size"] and args["max_steps"] == info["plan"]["max_steps"]
+    assert all(args[k] == info["plan"][k] for k in ("block_size", "max_steps", "n_docs"))
     (corpus,) = args["corpus"]
     docs = [json.loads(line)["text"] for line in Path(corpus).read_text().splitlines()]
     assert docs == [f"Customer: {r['context']}\nAgent: {r['response']}" for r in train]

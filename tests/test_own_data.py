@@ -341,3 +341,19 @@ def test_mixed_pairs_and_conversations_train_and_evaluate_end_to_end(pretrained,
     for r in records:
         if "conversation" in r:
             assert r["conversation"][-1]["role"] == "user" and r["conversation"][-1]["content"] == r["context"]
+
+
+def test_long_answers_fit_a_base_with_a_long_context_and_every_reply_trains(long_base, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--pretrained", str(long_base), "--out-dir", str(out), "--data", str(FIXTURE), "--epochs", "1"]
+    args += ["--batch-size", "4", "--n-boot", "20", "--n-examples", "2", "--no-progress", "--device", "cpu"]
+    assert sft.main([*args, "--dtype", "float32"]) == 0
+    printed = capsys.readouterr().out
+    e = json.loads((out / "evaluation.json").read_text())
+    train = e["data_fit"]["train"]
+    assert train["dropped_response_too_long"] == 0 and train["examples"] == train["pairs"] == e["dataset"]["train"]
+    assert "training rows dropped" not in printed  # no reply lost, so nothing said about it
+    audit = e["training"]["audit"]
+    assert audit["violations"] == 0 and audit["eos_trained"] == audit["replies_trained"] > audit["examples"]
+    assert e["data_fit"]["max_new_tokens"]["value"] > 200  # the fixture's long replies, not 90
+    assert e["sft"]["greedy"]["eos_stop_rate"] is not None and e["test_rows"] == e["dataset"]["test"]

@@ -86,7 +86,7 @@ def options(cls: type) -> list[tuple[str, Any, str]]:
 
 def leaf_names(cls: type) -> list[str]:
     """The option names of ``cls`` in order (nested parts flattened); refuses a name used twice."""
-    names = [f.name for f, *_ in _leaves(cls)]
+    names = [name for name, _, _ in options(cls)]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise TypeError(f"{cls.__name__}: options defined twice in its parts: {twice}")
@@ -161,12 +161,6 @@ def compose(cls: type[C], **flat: Any) -> C:
     if unknown:
         raise TypeError(f"{cls.__name__} has no option {unknown}")
     return _build(cls, flat)
-
-
-def updated(cfg: C, **flat: Any) -> C:
-    """A copy of ``cfg`` with options changed by their flat names (``dataclasses.replace`` for a
-    composed config), e.g. ``updated(cfg, device="cpu", lr=1e-3)``."""
-    return compose(type(cfg), **{**flat_dict(cfg), **flat})
 
 
 def _all_leaf_names(cls: type) -> list[str]:

@@ -17,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from part3_pretrain.checkpoint import load_checkpoint, non_finite_tensors
-from part3_pretrain.cli import ConfigError, compose, flat_dict, leaf_names, updated
+from part3_pretrain.cli import ConfigError, compose, flat_dict, leaf_names
 from part3_pretrain.trainer import Trainer
 from part4_sft import evaluate as ev
 from part4_sft import synthetic
@@ -26,7 +26,7 @@ from part4_sft.experiment import evaluation as run_evaluation
 from part4_sft.experiment import report as R
 from part4_sft.experiment import run_model, scheduler, store, workspace
 from part4_sft.lora import apply_lora, merged_state_dict
-from tests.tools import one_thread
+from tests.tools import one_thread, updated
 
 RUN_QA = "large-qa-lora4-c_attn-ep2"
 RUN_INSTR = "large-instruction-lora4-c_attn-ep2"

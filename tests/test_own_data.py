@@ -309,13 +309,17 @@ def test_bad_conversation_in_own_data_is_one_line_and_nothing_written(pretrained
     assert not out.exists()
 
 
+def _fine_tune_fixture(base: Path, out: Path, batch_size: int, capsys) -> tuple[dict, str]:
+    """One epoch on the fixture from ``base`` through the CLI: (evaluation.json, what was printed)."""
+    args = ["--pretrained", str(base), "--out-dir", str(out), "--data", str(FIXTURE), "--epochs", "1"]
+    args += ["--batch-size", str(batch_size), "--n-boot", "20", "--n-examples", "2", "--no-progress"]
+    assert sft.main([*args, "--device", "cpu", "--dtype", "float32"]) == 0
+    return json.loads((out / "evaluation.json").read_text()), capsys.readouterr().out
+
+
 def test_mixed_pairs_and_conversations_train_and_evaluate_end_to_end(pretrained, tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["--pretrained", str(pretrained), "--out-dir", str(out), "--data", str(FIXTURE), "--epochs", "1"]
-    args += ["--batch-size", "1", "--n-boot", "20", "--n-examples", "2", "--no-progress", "--device", "cpu"]
-    assert sft.main([*args, "--dtype", "float32"]) == 0
-    printed = capsys.readouterr().out
-    e = json.loads((out / "evaluation.json").read_text())
+    e, printed = _fine_tune_fixture(pretrained, out, 1, capsys)
     d = e["dataset"]
     assert (d["source"], d["filter"]["total"], d["conversations"], d["test_overlap_dropped"]) == ("user", 62, 8, 0)
     assert d["train"] + d["val"] + d["test"] == 62
@@ -344,12 +348,7 @@ def test_mixed_pairs_and_conversations_train_and_evaluate_end_to_end(pretrained,
 
 
 def test_long_answers_fit_a_base_with_a_long_context_and_every_reply_trains(long_base, tmp_path, capsys):
-    out = tmp_path / "out"
-    args = ["--pretrained", str(long_base), "--out-dir", str(out), "--data", str(FIXTURE), "--epochs", "1"]
-    args += ["--batch-size", "4", "--n-boot", "20", "--n-examples", "2", "--no-progress", "--device", "cpu"]
-    assert sft.main([*args, "--dtype", "float32"]) == 0
-    printed = capsys.readouterr().out
-    e = json.loads((out / "evaluation.json").read_text())
+    e, printed = _fine_tune_fixture(long_base, tmp_path / "out", 4, capsys)
     train = e["data_fit"]["train"]
     assert train["dropped_response_too_long"] == 0 and train["examples"] == train["pairs"] == e["dataset"]["train"]
     assert "training rows dropped" not in printed  # no reply lost, so nothing said about it

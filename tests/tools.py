@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from part3_pretrain.cli import compose
+from part3_pretrain.cli import compose, flat_dict
 from part3_pretrain.pretrain import PretrainConfig, run
 
 # The tiny model and how its tests run: one layer, CPU, float32, quiet.
@@ -52,3 +52,9 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def updated(cfg, **flat):
+    """A copy of a composed config with options changed by their flat names (``dataclasses.replace``
+    for nested parts), e.g. ``updated(cfg, device="cpu", lr=1e-3)``."""
+    return compose(type(cfg), **{**flat_dict(cfg), **flat})

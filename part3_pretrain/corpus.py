@@ -33,8 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from part3_pretrain import records
+from part3_pretrain.agents import agent_documents
 from part3_pretrain.datafile import read_text
-from part3_pretrain.domain import dialogue_documents, reference_drills
+from part3_pretrain.domain import reference_drills
 
 # ~7.5 MB at ~250 bytes a document; a few seconds on one core.
 DIALOGUE_N_DOCS = 30000
@@ -43,7 +44,7 @@ SUFFIXES = (".txt", ".jsonl", ".json", ".csv")
 
 def _dialogue_corpus(n_docs: int, seed: int) -> list[str]:
     """Two thirds exchanges in the SFT generator's wording, one third reference drills, shuffled."""
-    docs = dialogue_documents(n_docs - n_docs // 3, seed) + reference_drills(n_docs // 3, seed)
+    docs = agent_documents(n_docs - n_docs // 3, seed) + reference_drills(n_docs // 3, seed)
     random.Random(f"dialogue-corpus-{seed}").shuffle(docs)
     return docs
 

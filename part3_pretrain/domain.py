@@ -832,6 +832,29 @@ CURT = (
 )
 
 
+# The specifics a reply must restate (the customer's name is judged apart), and the intent test:
+# a reply addresses an intent when it uses one of the intent's keywords outside the slot values.
+SPECIFIC_SLOTS = ("order_id", "product", "date", "amount", "carrier", "promo_code")
+KEYWORD_RES: dict[str, re.Pattern[str]] = {
+    spec.name: re.compile(rf"\b(?:{spec.keywords})\b", re.IGNORECASE) for spec in INTENT_SPECS
+}
+_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` split after . ! or ? (empty pieces dropped)."""
+    return [s for s in _SENTENCE_SPLIT_RE.split(text.strip()) if s]
+
+
+def addresses_intent(response: str, intent: str, slots: Mapping) -> bool:
+    """True if the reply uses one of the intent's keywords outside the slot values."""
+    # Slot values are masked first: "Organic Cotton Tote" must not make a reply "eco" on its own.
+    masked = response
+    for value in slots.values():
+        masked = re.sub(rf"(?<!\w){re.escape(str(value))}(?!\w)", " ", masked, flags=re.I)
+    return KEYWORD_RES[intent].search(masked) is not None
+
+
 def mentions(text: str, value: str) -> bool:
     """True if ``value`` occurs in ``text`` as a whole token sequence (case-insensitive)."""
     return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.I) is not None
@@ -1430,28 +1453,8 @@ def good_reply(ctx: Context, values: SlotPools, rng: random.Random, ph: Phrasing
 
 
 # ---------------------------------------------------------------------------------------------
-# Pretraining documents in the generator's own wording.
+# Reference drills: dense practice at copying what the message says.
 # ---------------------------------------------------------------------------------------------
-def dialogue_documents(n: int, seed: int = 0, values: SlotPools | None = None) -> list[str]:
-    """``n`` documents "Customer: <message>\nAgent: <good reply>", intents in turn.
-
-    Train-side templates only (never held-out phrasing) and slot values from ``values`` (default:
-    ``open_pools()``, open-ended names, brands, order ids, amounts and promo codes that no model
-    can memorise and that are never a held-out value), so a model trained on them must read the
-    message to restate its specifics. A pure function of (n, seed, values).
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an integer >= 0, got {n!r}")
-    values = values if values is not None else open_pools()
-    ph = phrasing("train")
-    rng = random.Random(f"dialogue-{seed}")
-    docs = []
-    for i in range(n):
-        ctx = make_context(INTENTS[i % len(INTENTS)], values, rng, ph)
-        docs.append(f"Customer: {ctx.text}\nAgent: {good_reply(ctx, values, rng, ph)}")
-    return docs
-
-
 # Reference drills: short exchanges whose whole job is to restate what the customer listed.
 _DRILL_KINDS = ("order_id", "order_id", "customer", "customer", "product", "amount", "promo_code", "carrier")
 _DRILL_ASKS = (

@@ -5,7 +5,7 @@ good replies) is ``part3_pretrain.domain``, shared with the pretraining corpus; 
 what makes it an SFT dataset. A context is a customer message ("hi my order #A1234 arrived
 damaged ...") or a scenario line ("Customer Leila wants to return the Cedar Rain Jacket bought
 on March 3") for one of ``INTENTS``, with slot values from ``part3_pretrain.slots``. Each
-response is drawn with independently varying traits (``_TRAITS``): acknowledgement, the
+response is drawn with independently varying traits (``agents.TRAITS``): acknowledgement, the
 customer's name, specifics restated (all / some / none), on- or off-intent, next step, polite
 close, tone, length (curt one-liner), boilerplate lines, truncation and repetition, each sampled
 on its own, and degraded accordingly from the domain's good-reply parts.
@@ -30,28 +30,20 @@ import re
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
-from itertools import combinations
 
+from part3_pretrain.agents import draw_traits, reply_with_traits
 from part3_pretrain.domain import (
-    BOILERPLATE,
-    CURT,
-    GENERIC_REFS,
-    INTENT_SPECS,
     INTENTS,
-    RUDE_CLOSES,
-    RUDE_OPENERS,
+    KEYWORD_RES,
+    SPECIFIC_SLOTS,
     Context,
-    Intent,
-    Parts,
     Phrasing,
-    assemble,
-    cap,
-    good_parts,
+    addresses_intent,
     good_reply,
     make_context,
     mentions,
     phrasing,
-    ref_phrase,
+    sentences,
 )
 from part3_pretrain.slots import SlotPools, split_pools
 
@@ -63,9 +55,6 @@ EVAL_SPLITS = ("val", "test", "test_unseen")
 # ---------------------------------------------------------------------------------------------
 # The rubric.
 # ---------------------------------------------------------------------------------------------
-_KEYWORD_RES: dict[str, re.Pattern[str]] = {
-    spec.name: re.compile(rf"\b(?:{spec.keywords})\b", re.IGNORECASE) for spec in INTENT_SPECS
-}
 RUBRIC_RULES: tuple[str, ...] = (
     "no_acknowledgement",
     "no_name",
@@ -97,7 +86,6 @@ _PENALTY = {
 }
 _MISSING_SPECIFICS_EXTRA = 0.6  # scaled by the fraction of specifics missing
 _MIN_WORDS = 16
-_SPECIFIC_SLOTS = ("order_id", "product", "date", "amount", "carrier", "promo_code")
 
 _ACK_RE = re.compile(r"\b(?:sorry|apolog\w*|thanks?|thank you|appreciate\w*|i understand)\b", re.I)
 _CLOSE_RE = re.compile(
@@ -142,24 +130,19 @@ _BOILERPLATE_RE = re.compile(
     r"|any inconvenience|has been noted|committed to providing|top priority|contacting customer support",
     re.I,
 )
-_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
 _WORD_RE = re.compile(r"[a-z0-9#$'-]+")
-
-
-def _sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_SPLIT_RE.split(text.strip()) if s]
 
 
 def _is_repetitive(text: str) -> bool:
     """A repeated sentence, a 5-gram used twice, or a word/phrase looped back to back."""
-    norm = [re.sub(r"[^a-z0-9# ]", "", s.lower()).strip() for s in _sentences(text)]
+    norm = [re.sub(r"[^a-z0-9# ]", "", s.lower()).strip() for s in sentences(text)]
     if len(norm) != len(set(norm)):
         return True
     words = _WORD_RE.findall(text.lower())
     grams = Counter(tuple(words[i : i + 5]) for i in range(len(words) - 4))
     if grams and max(grams.values()) >= 2:
         return True
-    return any(_has_loop(_WORD_RE.findall(s.lower())) for s in _sentences(text))
+    return any(_has_loop(_WORD_RE.findall(s.lower())) for s in sentences(text))
 
 
 def _has_loop(words: list[str]) -> bool:
@@ -174,15 +157,6 @@ def _has_loop(words: list[str]) -> bool:
     return False
 
 
-def _addresses_intent(response: str, intent: str, slots: Mapping) -> bool:
-    """True if the reply uses one of the intent's keywords outside the slot values."""
-    # Slot values are masked first: "Organic Cotton Tote" must not make a reply "eco" on its own.
-    masked = response
-    for value in slots.values():
-        masked = re.sub(rf"(?<!\w){re.escape(str(value))}(?!\w)", " ", masked, flags=re.I)
-    return _KEYWORD_RES[intent].search(masked) is not None
-
-
 def _check_example(example: Mapping) -> tuple[str, str, Mapping]:
     if not isinstance(example, Mapping):
         raise ValueError(f"example must be a mapping, got {type(example).__name__}")
@@ -192,7 +166,7 @@ def _check_example(example: Mapping) -> tuple[str, str, Mapping]:
     response, intent, slots = example["response"], example["intent"], example["slots"]
     if not isinstance(response, str):
         raise ValueError("example['response'] must be a string")
-    if intent not in _KEYWORD_RES:
+    if intent not in KEYWORD_RES:
         raise ValueError(f"unknown intent {intent!r}; expected one of INTENTS")
     if not isinstance(slots, Mapping):
         raise ValueError("example['slots'] must be a mapping of slot -> value")
@@ -202,16 +176,16 @@ def _check_example(example: Mapping) -> tuple[str, str, Mapping]:
 def _rule_hits(response: str, intent: str, slots: Mapping) -> dict[str, float]:
     """Every rubric rule that fires on ``response``, with its penalty."""
     hits: dict[str, float] = {}
-    sents = _sentences(response) or [""]
+    sents = sentences(response) or [""]
     name = slots.get("customer")
     if not (_ACK_RE.search(sents[0]) or (name and mentions(response, name))):
         hits["no_acknowledgement"] = _PENALTY["no_acknowledgement"]
     if name and not mentions(response, name):
         hits["no_name"] = _PENALTY["no_name"]
-    on_intent = _addresses_intent(response, intent, slots)
+    on_intent = addresses_intent(response, intent, slots)
     if not on_intent:
         hits["off_intent"] = _PENALTY["off_intent"]
-    specifics = [str(slots[s]) for s in _SPECIFIC_SLOTS if slots.get(s)]
+    specifics = [str(slots[s]) for s in SPECIFIC_SLOTS if slots.get(s)]
     missing = [v for v in specifics if not mentions(response, v)]
     if missing:
         frac = len(missing) / len(specifics)
@@ -251,180 +225,6 @@ def rate_response(example: Mapping) -> tuple[float, list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Responses: every trait drawn on its own, then applied to the parts of a reply.
-# ---------------------------------------------------------------------------------------------
-# trait -> ((value, probability), ...); the first value is the one a careful agent would pick.
-# Each trait is sampled independently; the rubric alone decides what the combination is worth.
-# With these, generate_pairs() (seed 0) rates 1,223 of 5,000 pairs >= 4.0 (590 at 5.0) and spreads
-# the rest over every half point down to 1.0 (filter_report's "rating_histogram").
-_TRAITS: dict[str, tuple[tuple[object, float], ...]] = {
-    "acknowledgement": ((True, 0.7), (False, 0.3)),
-    "name": ((True, 0.7), (False, 0.3)),  # None where the context has no name
-    "specifics": (("all", 0.65), ("some", 0.2), ("none", 0.15)),
-    "intent": (("own", 0.88), ("other", 0.12)),
-    "next_step": ((True, 0.8), (False, 0.2)),
-    "close": ((True, 0.7), (False, 0.3)),
-    "tone": (("polite", 0.88), ("rude", 0.12)),
-    "length": (("normal", 0.94), ("curt", 0.06)),
-    "boilerplate": ((False, 0.8), (True, 0.2)),
-    "truncated": ((False, 0.9), (True, 0.1)),
-    "repetition": ((False, 0.9), (True, 0.1)),
-}
-_GOOD_TRAITS: dict[str, object] = {trait: options[0][0] for trait, options in _TRAITS.items()}
-
-
-def _draw_traits(rng: random.Random, has_name: bool) -> dict[str, object]:
-    """One value per trait, each from its own draw."""
-    traits: dict[str, object] = {}
-    for trait, options in _TRAITS.items():
-        r, total = rng.random(), 0.0
-        for value, p in options:  # noqa: B007 (the value drawn is used after the loop)
-            total += p
-            if r < total:
-                break
-        traits[trait] = value
-    if not has_name:
-        traits["name"] = None
-    return traits
-
-
-def _kept_specifics(ctx: Context, level: object, rng: random.Random) -> frozenset[str]:
-    """The specific slots a reply restates: all, none, or a random proper non-empty subset.
-
-    "some" keeps a date only with an order id or product to hang it on; with a single specific
-    in the context there is no proper subset and "some" restates none.
-    """
-    present = [s for s in _SPECIFIC_SLOTS if ctx.slots.get(s)]
-    if level == "all":
-        return frozenset(present)
-    options = (
-        [
-            c
-            for k in range(1, len(present))
-            for c in combinations(present, k)
-            if "date" not in c or {"order_id", "product"} & set(c)
-        ]
-        if level == "some"
-        else []
-    )
-    return frozenset(rng.choice(options)) if options else frozenset()
-
-
-def _specific_ref(ctx: Context, keep: frozenset[str], spec: Intent, rng: random.Random, ph: Phrasing) -> str:
-    """The agent's ref phrase restating only the kept order id / product / date (else generic)."""
-    slots = {s: ctx.slots[s] for s in ("order_id", "product", "date") if s in keep}
-    if "order_id" not in slots and "product" not in slots:
-        return rng.choice(GENERIC_REFS)
-    return ref_phrase(slots, "agent", rng, spec.product_head, ph)
-
-
-def _other_intent_parts(
-    ctx: Context,
-    values: SlotPools,
-    rng: random.Random,
-    ph: Phrasing,
-    keep: frozenset[str],
-    full: bool,
-    name: str | None,
-) -> Parts:
-    """A reply written for another intent; redrawn until it really misses this intent's keywords."""
-    parts = None
-    for _ in range(20):
-        other = rng.choice([i for i in INTENTS if i != ctx.intent])
-        ref = None if full else _specific_ref(ctx, keep, ph.specs[other], rng, ph)
-        drop = [s for s in _SPECIFIC_SLOTS if s in ctx.slots and s not in keep]
-        parts = good_parts(ctx, values, rng, intent=other, ref=ref, ph=ph, name=name, drop=drop)
-        text = " ".join(p for p in (parts.ack, parts.body, parts.next, parts.close) if p)
-        if not _addresses_intent(text, ctx.intent, ctx.slots):
-            break
-    return parts
-
-
-def _truncate(text: str, rng: random.Random) -> str:
-    """The reply cut off mid-sentence, as a generation that hit its length limit."""
-    words = text.split()
-    cut = rng.randrange(max(3, int(0.4 * len(words))), max(4, int(0.85 * len(words))))
-    return " ".join(words[:cut]).rstrip(".,;:!?- ")
-
-
-def _repeat(text: str, rng: random.Random) -> str:
-    """The reply with a sentence or a phrase looped, as a degenerate generation."""
-    sents = _sentences(text)
-    style = rng.randrange(3) if len(sents[-1].split()) >= 2 else rng.randrange(2)
-    if style == 0:
-        i = rng.randrange(len(sents))
-        sents.insert(i + 1, sents[i])
-    elif style == 1:
-        sents += [sents[-1]] * rng.randint(1, 3)
-    else:
-        words = sents[-1].split()
-        k = rng.randint(2, min(4, len(words)))
-        loop = " ".join(words[-k:]).rstrip(".!?")
-        sents[-1] = " ".join(words[:-k] + [loop] * rng.randint(3, 4)) + "."
-    return " ".join(sents)
-
-
-def _add_boilerplate(text: str, rng: random.Random) -> str:
-    """One or two generic support lines inserted anywhere in the reply."""
-    sents = _sentences(text)
-    for line in rng.sample(BOILERPLATE, rng.randint(1, 2)):
-        sents.insert(rng.randint(0, len(sents)), line)
-    return " ".join(sents)
-
-
-def _response(
-    ctx: Context, traits: Mapping[str, object], values: SlotPools, rng: random.Random, ph: Phrasing | None = None
-) -> str:
-    """A reply to ``ctx`` with the given traits (see ``_TRAITS``), from ``ph`` templates and the
-    slot pools ``values`` of the context. With ``_GOOD_TRAITS`` it is ``domain.good_reply``.
-
-    A curt reply is a one-liner: acknowledgement, name, next step, close and boilerplate do not
-    apply to it, a rude tone prefixes it. A rude tone otherwise replaces the acknowledgement (or
-    the close) with a rude line. Repetition, then truncation, apply last, to the whole text.
-    """
-    ph = ph or phrasing("train")
-    name = ctx.slots.get("customer") if traits["name"] else None
-    keep = _kept_specifics(ctx, traits["specifics"], rng)
-    full = keep == frozenset(s for s in _SPECIFIC_SLOTS if ctx.slots.get(s))
-    rude = traits["tone"] == "rude"
-    if traits["length"] == "curt":
-        spec = ph.specs[ctx.intent]
-        ref = (
-            ref_phrase(ctx.slots, "agent", rng, spec.product_head, ph)
-            if full
-            else _specific_ref(ctx, keep, spec, rng, ph)
-        )
-        text = cap(rng.choice(CURT).format(ref=ref))
-        if rude:
-            text = f"{cap(rng.choice(RUDE_OPENERS))}. {text}"
-    else:
-        if traits["intent"] == "own":
-            ref = None if full else _specific_ref(ctx, keep, ph.specs[ctx.intent], rng, ph)
-            drop = [s for s in _SPECIFIC_SLOTS if s in ctx.slots and s not in keep]
-            parts = good_parts(ctx, values, rng, ref=ref, ph=ph, name=name, drop=drop)
-        else:
-            parts = _other_intent_parts(ctx, values, rng, ph, keep, full, name)
-        if not traits["acknowledgement"]:
-            parts.ack, parts.greeting = None, (f"Hi {name}" if name else None)
-        if not traits["next_step"]:
-            parts.next = None
-        if not traits["close"]:
-            parts.close = None
-        if rude and rng.random() < 0.6:
-            parts.ack = rng.choice(RUDE_OPENERS)
-        elif rude:
-            parts.close = rng.choice(RUDE_CLOSES)
-        text = assemble(parts, rng)
-        if traits["boilerplate"]:
-            text = _add_boilerplate(text, rng)
-    if traits["repetition"]:
-        text = _repeat(text, rng)
-    if traits["truncated"]:
-        text = _truncate(text, rng)
-    return text
-
-
-# ---------------------------------------------------------------------------------------------
 # Public generators.
 # ---------------------------------------------------------------------------------------------
 def _select(pairs: Sequence[Mapping], n_high_quality: int, seed: object) -> list[int]:
@@ -443,7 +243,7 @@ def _select(pairs: Sequence[Mapping], n_high_quality: int, seed: object) -> list
 def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> list[dict]:
     """``n`` (context, response) pairs from train slot values and train-side templates, all rated.
 
-    Each context (intents in turn, then shuffled) gets one reply whose traits (``_TRAITS``) are
+    Each context (intents in turn, then shuffled) gets one reply whose traits (``agents.TRAITS``) are
     drawn independently; ``rate_response`` rates it, and the ``n_high_quality`` best-rated pairs
     get ``high_quality = 1`` (ties in a seeded random order; ratings below ``HIGH_QUALITY_THRESHOLD``
     are kept too if fewer than ``n_high_quality`` reach it). ``traits`` records the draw, for
@@ -464,10 +264,10 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
         if key in seen:
             continue
         seen.add(key)
-        traits = _draw_traits(rng, "customer" in ctx.slots)
+        traits = draw_traits(rng, "customer" in ctx.slots)
         example = {
             "context": ctx.text,
-            "response": _response(ctx, traits, values, rng, ph),
+            "response": reply_with_traits(ctx, traits, values, rng, ph),
             "intent": ctx.intent,
             "slots": dict(ctx.slots),
         }

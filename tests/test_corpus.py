@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from part3_pretrain.agents import agent_documents
 from part3_pretrain.corpus import (
     DIALOGUE_N_DOCS,
     corpus_stats,
@@ -20,7 +21,7 @@ from part3_pretrain.corpus import (
     load_corpus_files,
 )
 from part3_pretrain.datafile import DataError
-from part3_pretrain.domain import dialogue_documents, reference_drills, template_leaks
+from part3_pretrain.domain import reference_drills, template_leaks
 from part3_pretrain.slots import find_heldout_leaks
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|user|>", "<|assistant|>")
@@ -80,7 +81,7 @@ def test_n_docs_is_validated(bad: object) -> None:
 
 def test_two_thirds_exchanges_one_third_reference_drills() -> None:
     docs = generate_corpus(40, seed=2)
-    assert sorted(docs) == sorted(dialogue_documents(27, 2) + reference_drills(13, 2))
+    assert sorted(docs) == sorted(agent_documents(27, 2) + reference_drills(13, 2))
 
 
 def test_default_corpus_has_no_heldout_value_or_phrasing() -> None:

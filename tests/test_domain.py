@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from part3_pretrain import domain
+from part3_pretrain.agents import agent_documents
 from part3_pretrain.open_values import open_pools
 from part3_pretrain.slots import PRODUCT_ITEMS, SlotPools, find_heldout_leaks, heldout_values, slot_values, split_pools
 
@@ -24,7 +25,7 @@ ORDER_ID = re.compile(r"(?<!\w)[A-Z]\d{4}(?!\w)")
 
 @pytest.fixture(scope="module")
 def docs() -> list[str]:
-    return domain.dialogue_documents(2000, seed=0)
+    return agent_documents(2000, seed=0, careful=True)
 
 
 # ----------------------------------------------------------------------------- module boundaries
@@ -188,18 +189,18 @@ def test_dialogue_documents_restate_the_message(docs: list[str]) -> None:
 
 
 def test_dialogue_documents_cycle_intents_and_are_deterministic(docs: list[str]) -> None:
-    assert domain.dialogue_documents(50, seed=0) == docs[:50]
-    assert domain.dialogue_documents(50, seed=1) != docs[:50]
-    assert domain.dialogue_documents(0) == []
+    assert agent_documents(50, seed=0, careful=True) == docs[:50]
+    assert agent_documents(50, seed=1, careful=True) != docs[:50]
+    assert agent_documents(0) == []
     random.seed(123)
     expected = random.random()
     random.seed(123)
-    domain.dialogue_documents(30, seed=2)
+    agent_documents(30, seed=2)
     assert random.random() == expected
     with pytest.raises(ValueError, match="n must be"):
-        domain.dialogue_documents(-1)
+        agent_documents(-1)
     # with explicit pools: the train values, written in the same way
-    train_docs = domain.dialogue_documents(40, seed=0, values=split_pools("train"))
+    train_docs = agent_documents(40, seed=0, values=split_pools("train"))
     train_ids = set(slot_values("train")["order_id"])
     assert all(i in train_ids for d in train_docs for i in ORDER_ID.findall(d))
 

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from part3_pretrain import domain
+from part3_pretrain import agents, domain
 from part3_pretrain.domain import template_leaks
 from part3_pretrain.slots import find_heldout_leaks, slot_values, split_pools
 from part4_sft import synthetic as syn
@@ -166,8 +166,8 @@ def test_single_traits_and_the_rubric_agree(side: str) -> None:
         example = {"intent": ctx.intent, "slots": ctx.slots}
 
         def rate(trait: str | None = None, value: object = None, example=example, ctx=ctx) -> tuple[float, list[str]]:
-            traits = {**syn._GOOD_TRAITS, **({trait: value} if trait else {})}
-            return syn.rate_response({**example, "response": syn._response(ctx, traits, pools, rng, ph)})
+            traits = {**agents.GOOD_TRAITS, **({trait: value} if trait else {})}
+            return syn.rate_response({**example, "response": agents.reply_with_traits(ctx, traits, pools, rng, ph)})
 
         assert rate() == (5.0, [])
         for trait, values in REAL_FLAWS.items():
@@ -187,20 +187,20 @@ def test_good_traits_write_the_domains_good_reply(side: str) -> None:
     for i in range(100):
         ctx = domain.make_context(syn.INTENTS[i % len(syn.INTENTS)], values, rng, ph)
         a, b = random.Random(i), random.Random(i)
-        assert syn._response(ctx, syn._GOOD_TRAITS, values, a, ph) == domain.good_reply(ctx, values, b, ph)
+        assert agents.reply_with_traits(ctx, agents.GOOD_TRAITS, values, a, ph) == domain.good_reply(ctx, values, b, ph)
         assert a.random() == b.random()
 
 
 def test_traits_vary_independently(pairs: list[dict]) -> None:
     traits = [p["traits"] for p in pairs]
-    assert all(set(t) == set(syn._TRAITS) for t in traits)
-    for trait, options in syn._TRAITS.items():
+    assert all(set(t) == set(agents.TRAITS) for t in traits)
+    for trait, options in agents.TRAITS.items():
         seen = Counter(t[trait] for t in traits)
         assert {value for value, _ in options} <= set(seen), trait
     assert all((t["name"] is None) == ("customer" not in p["slots"]) for t, p in zip(traits, pairs, strict=False))
     # Each pair of traits: "both off their careful value" about as often as independence predicts.
-    off = {k: [t[k] is not None and t[k] != syn._GOOD_TRAITS[k] for t in traits] for k in syn._TRAITS}
-    for a, b in itertools.combinations(syn._TRAITS, 2):
+    off = {k: [t[k] is not None and t[k] != agents.GOOD_TRAITS[k] for t in traits] for k in agents.TRAITS}
+    for a, b in itertools.combinations(agents.TRAITS, 2):
         idx = [i for i, t in enumerate(traits) if t["name"] is not None or "name" not in (a, b)]
         pa = sum(off[a][i] for i in idx) / len(idx)
         pb = sum(off[b][i] for i in idx) / len(idx)

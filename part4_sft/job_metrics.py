@@ -14,6 +14,9 @@ correctly. Per reply (:func:`judge_reply`) and over a set of replies (:func:`job
   ``off_intent``); needs the row's ``intent``.
 - **rubric**: the rubric that rated the training pairs rates each reply (mean, share >= 4.0,
   counts per failed rule); needs ``intent`` and ``slots``.
+- **loops**: the reply degenerates into a loop (:func:`loops`: the same words back to back three
+  times, a phrase of four or more words twice, or a piece of a word stuttered, "ftwoodftwoodftwood").
+  Works on any text.
 
 What a row lacks is reported as absent (``None``), never as 0. Every rate has a 95% bootstrap CI
 over rows, and :func:`paired_job_diff` gives paired differences of two systems on the same rows.
@@ -36,7 +39,7 @@ from . import metrics
 from .synthetic import HIGH_QUALITY_THRESHOLD, RUBRIC_RULES, rate_response
 
 SPECIFIC_SLOTS = ("order_id", "product", "date", "amount", "carrier", "promo_code", "customer")
-JOB_KEYS = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean")
+JOB_KEYS = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "rubric_mean", "loop_share")
 
 # ------------------------------------------------------------------------ finding specifics
 _MONTHS = (
@@ -167,6 +170,34 @@ def message_specifics(row: Mapping) -> tuple[list[str], str]:
     return list(dict.fromkeys(values)), "detected"
 
 
+# ---------------------------------------------------------------------------- loops
+_LOOP_WORD_RE = re.compile(r"[a-z0-9#$'-]+")
+_STUTTER_RE = re.compile(r"([a-z]{2,8})\1\1", re.I)  # a letter run said three times inside a word
+_LOOP_MAX_N = 12
+
+
+def _repeats_back_to_back(words: Sequence[str], n: int) -> int:
+    """The most times an ``n``-word sequence occurs back to back in ``words``."""
+    best = 1
+    for start in range(n):  # each phase of the n-word grid
+        run = 1
+        for i in range(start + n, len(words) - n + 1, n):
+            run = run + 1 if words[i : i + n] == words[i - n : i] else 1
+            best = max(best, run)
+    return best
+
+
+def loops(text: str) -> bool:
+    """True if ``text`` holds a generation loop: an n-gram repeated back to back three times
+    ("the the the", "and you and you and you"), a phrase of four or more words twice in a row, or
+    a piece of a word stuttered ("Thornburftwoodftwoodftwood")."""
+    words = _LOOP_WORD_RE.findall(text.lower())
+    for n in range(1, min(_LOOP_MAX_N, len(words) // 2) + 1):
+        if _repeats_back_to_back(words, n) >= (2 if n >= 4 else 3):
+            return True
+    return any(_STUTTER_RE.search(w) for w in re.findall(r"[A-Za-z]+", text))
+
+
 # ---------------------------------------------------------------------------- one reply
 def _has_rubric_inputs(row: Mapping) -> bool:
     return row.get("intent") in INTENTS and isinstance(row.get("slots"), Mapping)
@@ -176,14 +207,15 @@ def judge_reply(reply: str, row: Mapping) -> dict:
     """Everything the job metrics need to know about one reply to one message.
 
     Keys: ``specifics`` (what the message states), ``specifics_hit`` (those the reply restates),
-    ``invented`` (order ids/amounts/dates/products the message does not state), ``intent_ok``,
-    ``rating`` and ``rules`` (the rubric; None without the row's intent and slots).
+    ``invented`` (order ids/amounts/dates/products the message does not state), ``loops``,
+    ``intent_ok``, ``rating`` and ``rules`` (the rubric; None without the row's intent and slots).
     """
     specifics, _ = message_specifics(row)
     judged = {
         "specifics": specifics,
         "specifics_hit": [v for v in specifics if mentions(reply, v)],
         "invented": invented_specifics(reply, row["context"]),
+        "loops": loops(reply),
         "intent_ok": None,
         "rating": None,
         "rules": None,
@@ -201,6 +233,7 @@ def _per_row(judged: Sequence[dict]) -> dict[str, np.ndarray | None]:
         "hits": np.array([len(j["specifics_hit"]) for j in judged], dtype=np.float64),
         "totals": np.array([len(j["specifics"]) for j in judged], dtype=np.float64),
         "invented": np.array([bool(j["invented"]) for j in judged], dtype=np.float64),
+        "loops": np.array([bool(j.get("loops")) for j in judged], dtype=np.float64),
     }
     rated = all(j["rating"] is not None for j in judged)
     arr["intent"] = np.array([j["intent_ok"] for j in judged], dtype=np.float64) if rated else None
@@ -242,6 +275,8 @@ def job_metrics(
         "specifics_basis": "slots" if bases == {"slots"} else "detected" if bases == {"detected"} else "mixed",
         "invented_share": _rate(a["invented"], None, n_boot, seed),
         "invented_count": int(a["invented"].sum()),
+        "invented_order_id_count": sum(any(v.startswith("order_id:") for v in j["invented"]) for j in judged),
+        "loop_share": _rate(a["loops"], None, n_boot, seed),
         "intent_accuracy": _rate(a["intent"], None, n_boot, seed),
         "rubric_mean": _rate(a["rating"], None, n_boot, seed),
         "rubric_pass": _rate(a["pass"], None, n_boot, seed),
@@ -259,6 +294,7 @@ def paired_job_diff(
     for key, col, den in (
         ("specifics_recall", "hits", a["totals"]),
         ("invented_share", "invented", None),
+        ("loop_share", "loops", None),
         ("intent_accuracy", "intent", None),
         ("rubric_mean", "rating", None),
         ("rubric_pass", "pass", None),

@@ -155,3 +155,37 @@ def test_multi_reference_text_metrics_take_the_best_reference():
     )
     assert M.corpus_bleu(refs, hyps) == pytest.approx(want, abs=1e-12)
     assert float(M.bleu_from_stats(M.bleu_stats(refs, hyps).sum(0))) == pytest.approx(want, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------ loops
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm here to assist you with the process. To assist you with the process. To assist you.",
+        "Your Thornburftwoodftwoodftwood has shipped.",
+        "sorry sorry sorry for the delay",
+        "we will we will we will send it",
+    ],
+)
+def test_loops_finds_degenerate_replies(text: str) -> None:
+    assert J.loops(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi Leila, sorry for the delay - order #B2222 is late with DHL. I'll send an update. Take care!",
+        "Thanks, thanks for the quick reply about order 111111 and 121212.",
+        "Your refund of $12.50 for order #A1234 was issued; you'll see it within 5 days. Have a great day!",
+    ],
+)
+def test_loops_passes_ordinary_replies(text: str) -> None:
+    assert not J.loops(text)
+
+
+def test_loop_share_and_invented_order_ids_are_reported() -> None:
+    rows = [{"context": "where is order #A1234?"}] * 4
+    replies = ["order #A1234 has shipped.", "order #B9999 has shipped.", "shipped shipped shipped", "ok."]
+    report = J.job_metrics(rows, replies, n_boot=50)
+    assert report["loop_share"]["value"] == 0.25
+    assert report["invented_order_id_count"] == 1

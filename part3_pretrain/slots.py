@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 
 SPLITS = ("train", "heldout")
@@ -148,14 +148,17 @@ class SlotPools:
     ``part3_pretrain.open_values.open_pools()`` is an open-ended source for pretraining text.
     """
 
-    def __init__(self, values: Mapping[str, Sequence[str]]) -> None:
+    def __init__(self, values: Mapping[str, Sequence[str]], category_of: Callable[[str], str] | None = None) -> None:
+        """``category_of``: a product's category (default ``product_category``, which knows only the
+        items of ``PRODUCT_ITEMS``; ``open_values`` passes its own for its open product names)."""
         missing = [slot for slot in SLOT_NAMES if not values.get(slot)]
         if missing:
             raise ValueError(f"slot pools need values for every slot; none for {missing}")
         self.values: dict[str, tuple[str, ...]] = {slot: tuple(values[slot]) for slot in SLOT_NAMES}
+        category_of = category_of or product_category
         by_cat: dict[str, list[str]] = {}
         for product in self.values["product"]:
-            by_cat.setdefault(product_category(product), []).append(product)
+            by_cat.setdefault(category_of(product), []).append(product)
         self.products_by_category: dict[str, tuple[str, ...]] = {cat: tuple(v) for cat, v in sorted(by_cat.items())}
         self._products_in: dict[tuple[str, ...], tuple[str, ...]] = {}
 

@@ -6,9 +6,10 @@ pools of ``part3_pretrain.open_values``: pseudo-words, random ids, never a held-
 ``--evaluate BASE`` then runs the default fine-tuning of a base pretrained on it and prints the
 job metrics.
 
-Part 3 now writes such documents itself (``python -m part3_pretrain.pretrain``,
-``domain.dialogue_documents``). This script keeps its own seed stream ("probe-<seed>") and shuffle
-only so that the corpora behind the README's probe table are reproduced exactly. (Its option to mix
+Part 3 now writes such exchanges itself, with agents of every quality (``agents.agent_documents``;
+``careful=True`` for good replies only). This script keeps its own seed stream ("probe-<seed>") and
+shuffle for the README's probe table; since customers write with ``variety`` (issue 17), its
+corpora are no longer byte-identical to those rows. (Its option to mix
 in the old "generic" corpus went with that corpus; the probe rows that used it were measured at
 commit f2ec52b.)
 
@@ -33,7 +34,7 @@ from part3_pretrain.open_values import open_pools  # noqa: E402
 
 
 def sft_style_docs(n: int, seed: int) -> list[str]:
-    """``domain.dialogue_documents(n)`` written from the probe's own RNG stream."""
+    """``agents.agent_documents(n, careful=True)`` written from the probe's own RNG stream."""
     values, ph, rng = open_pools(), domain.phrasing("train"), random.Random(f"probe-{seed}")
     docs = []
     for i in range(n):

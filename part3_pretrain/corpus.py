@@ -1,21 +1,22 @@
 """Pretraining text for part 3: the generated retail support corpus, or the user's own files.
 
-``generate_corpus(n_docs, seed)`` (``DIALOGUE_N_DOCS`` documents by default) draws on the one
-retail world of ``part3_pretrain.domain``:
+``generate_corpus(n_docs, seed)`` (``DIALOGUE_N_DOCS`` documents by default) models retail
+support text as it is written, from the one retail world of ``part3_pretrain.domain``:
 
-* two thirds are ``domain.dialogue_documents``, one "Customer: <message>\nAgent: <good reply>"
-  exchange each, in the SFT generator's own wording (train-side templates only) with slot values
-  from open-ended pools (``open_values``): pseudo-word names, brands and couriers, random order
-  ids, amounts and promo codes, so a model can only restate a specific by reading it;
-* one third are ``domain.reference_drills``: a customer lists 1-4 ids, names, products, carriers,
-  amounts or codes and the agent repeats them verbatim, dense practice at copying.
+* half are ``agents.agent_documents``, "Customer: <message>\nAgent: <reply>" exchanges whose
+  replies come from agents of every quality (the traits of part 4's pairs, drawn independently:
+  some restate the order and some do not, some answer another question, some are curt, rude or
+  cut off), with customers who write in every register (``variety``: composed requests,
+  typos, shorthand, sentences that do not matter, a second request);
+* a quarter are ``documents.retail_documents``: order confirmations, shipping notices, tickets
+  with notes, returns forms, product Q&A, invoices and multi-turn chats, each read by an agent;
+* a quarter are ``domain.reference_drills``: a customer lists 1-4 ids, names, products,
+  carriers, amounts or codes and the agent repeats them verbatim, dense practice at copying.
 
-The documents hold no held-out slot value (the open pools exclude them) and no held-out phrasing
-(``domain.template_leaks``); the tests check both. Generation uses seeded ``random.Random``
-instances only, so the output is identical in every process.
-
-(An earlier "generic" corpus with its own table of 25 intents lost every ablation it was in,
-README rows G and "previous default", and was removed: one retail world, in ``domain.py``.)
+Slot values come from open-ended pools (``open_values``: pseudo-word names, brands and couriers,
+ids, dates, amounts and codes in open formats), never a held-out value, and the text holds no
+held-out phrasing (``domain.template_leaks``); the tests check both. Generation uses seeded
+``random.Random`` instances only, so the output is identical in every process.
 
 ``load_corpus_files(paths)`` reads the user's own text instead (.txt: documents separated by
 blank lines; .jsonl, .json, .csv: one document per row, a ``{"text": ...}`` row as written, a
@@ -35,6 +36,7 @@ from pathlib import Path
 from part3_pretrain import records
 from part3_pretrain.agents import agent_documents
 from part3_pretrain.datafile import read_text
+from part3_pretrain.documents import retail_documents
 from part3_pretrain.domain import reference_drills
 
 # ~7.5 MB at ~250 bytes a document; a few seconds on one core.
@@ -42,9 +44,25 @@ DIALOGUE_N_DOCS = 30000
 SUFFIXES = (".txt", ".jsonl", ".json", ".csv")
 
 
+# The corpus's mix: exchanges with agents of every quality, other retail documents, drills.
+DOCUMENTS_SHARE = 0.25
+DRILLS_SHARE = 0.25
+
+
+def corpus_parts(n_docs: int) -> dict[str, int]:
+    """How many documents of each kind ``n_docs`` holds (the exchanges take the rest)."""
+    documents, drills = round(n_docs * DOCUMENTS_SHARE), round(n_docs * DRILLS_SHARE)
+    return {"exchanges": n_docs - documents - drills, "documents": documents, "drills": drills}
+
+
 def _dialogue_corpus(n_docs: int, seed: int) -> list[str]:
-    """Two thirds exchanges in the SFT generator's wording, one third reference drills, shuffled."""
-    docs = agent_documents(n_docs - n_docs // 3, seed) + reference_drills(n_docs // 3, seed)
+    """Exchanges, other retail documents and reference drills (``corpus_parts``), shuffled."""
+    parts = corpus_parts(n_docs)
+    docs = (
+        agent_documents(parts["exchanges"], seed)
+        + retail_documents(parts["documents"], seed)
+        + reference_drills(parts["drills"], seed)
+    )
     random.Random(f"dialogue-corpus-{seed}").shuffle(docs)
     return docs
 

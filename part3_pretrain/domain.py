@@ -30,6 +30,9 @@ from functools import lru_cache
 
 from part3_pretrain.open_values import open_pools
 from part3_pretrain.slots import PRODUCT_ITEMS, SlotPools
+from part3_pretrain.variety import compose_request, vary_message
+
+COMPOSED_REQUEST_SHARE = 0.5  # train-side customer messages whose request is composed, not a template
 
 
 # --------------------------------------------------------------------------------------------
@@ -1290,7 +1293,10 @@ def _customer_message(spec: Intent, slots: dict[str, str], rng: random.Random, p
         parts.append(rng.choice(ph.intros).format(customer=name))
     elif name:
         signoff = rng.choice(ph.signoffs).format(customer=name)
-    parts.append(template.format(**fill))
+    # Half the train side's requests are composed from frames and synonyms (``variety``); the
+    # held-out side keeps its own templates, so test_unseen's phrasing stays unseen.
+    composed = ph.side == "train" and rng.random() < COMPOSED_REQUEST_SHARE
+    parts.append(compose_request(spec.name, fill["ref"], rng, slots, topic) if composed else template.format(**fill))
     if rng.random() < 0.5:
         parts.append(rng.choice(ph.extras_apology if spec.apology else ph.extras_neutral))
     parts.append(signoff)
@@ -1299,7 +1305,8 @@ def _customer_message(spec: Intent, slots: dict[str, str], rng: random.Random, p
     text = " ".join(p if i and parts[i - 1].endswith(",") else cap(p) for i, p in enumerate(parts))
     if rng.random() < 0.25:
         text = _casualize(text, list(slots.values()))
-    return text, topic
+    # Typos, shorthand, register, sentences that do not matter, a second request: both sides.
+    return vary_message(text, list(slots.values()), rng, spec.name), topic
 
 
 def _scenario_line(spec: Intent, slots: dict[str, str], rng: random.Random, ph: Phrasing) -> tuple[str, str]:

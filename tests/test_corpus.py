@@ -16,12 +16,14 @@ import pytest
 from part3_pretrain.agents import agent_documents
 from part3_pretrain.corpus import (
     DIALOGUE_N_DOCS,
+    corpus_parts,
     corpus_stats,
     generate_corpus,
     load_corpus_files,
 )
 from part3_pretrain.datafile import DataError
-from part3_pretrain.domain import reference_drills, template_leaks
+from part3_pretrain.documents import retail_documents
+from part3_pretrain.domain import BOILERPLATE, RUDE_CLOSES, RUDE_OPENERS, reference_drills, template_leaks
 from part3_pretrain.slots import find_heldout_leaks
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|user|>", "<|assistant|>")
@@ -79,9 +81,23 @@ def test_n_docs_is_validated(bad: object) -> None:
         generate_corpus(bad)  # type: ignore[arg-type]
 
 
-def test_two_thirds_exchanges_one_third_reference_drills() -> None:
+def test_half_exchanges_a_quarter_documents_a_quarter_drills() -> None:
     docs = generate_corpus(40, seed=2)
-    assert sorted(docs) == sorted(agent_documents(27, 2) + reference_drills(13, 2))
+    assert corpus_parts(40) == {"exchanges": 20, "documents": 10, "drills": 10}
+    assert sorted(docs) == sorted(agent_documents(20, 2) + retail_documents(10, 2) + reference_drills(10, 2))
+
+
+def test_exchanges_hold_agents_of_every_quality() -> None:
+    # The base models support text as it is: careful replies and flawed ones, in about the
+    # proportions of part 4's pairs (which the rubric then filters); not the best replies only.
+    mixed, careful = agent_documents(400, 0), agent_documents(400, 0, careful=True)
+    assert mixed != careful
+    restated = [doc for doc in mixed if "Agent: " in doc]
+    assert len(restated) == 400
+    rude = sum(any(line.lower() in doc.lower() for line in RUDE_CLOSES + RUDE_OPENERS) for doc in mixed)
+    boiler = sum(any(line in doc for line in BOILERPLATE) for doc in mixed)
+    assert 20 <= rude <= 100 and 40 <= boiler <= 130, (rude, boiler)
+    assert not any(any(line in doc for line in BOILERPLATE) for doc in careful)
 
 
 def test_default_corpus_has_no_heldout_value_or_phrasing() -> None:

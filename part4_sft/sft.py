@@ -64,7 +64,7 @@ from .base_model import DEFAULT_PRETRAINED, ensure_base, ensure_data_base
 from .configs import AUTO, DataConfig, EvalConfig
 from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
 from .prompts import SCHEMES, get_scheme
-from .splits import DatasetSplits, LeakError, load_splits
+from .splits import OTHER_TEST_SETS, DatasetSplits, LeakError, load_splits
 from .user_data import DataError
 
 PROG = "python -m part4_sft.sft"
@@ -377,7 +377,7 @@ def compute_budget(config, base_ckpt: dict, sft_tokens: int, evaluation: dict) -
     pre_tokens = base_ckpt.get("trainer", {}).get("tokens_seen")
     eval_tokens = sum(
         r["forward_tokens"]
-        for split in (evaluation, evaluation.get("test_unseen") or {})
+        for split in (evaluation, *(evaluation.get(name) or {} for name in OTHER_TEST_SETS))
         for r in split.values()
         if isinstance(r, dict) and "forward_tokens" in r
     )
@@ -488,6 +488,9 @@ def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
     _print_headline(evaluation, "test", what)
     if "test_unseen" in evaluation:
         _print_headline(evaluation["test_unseen"], "test_unseen", "with unseen slot values and phrasing")
+    if "test_handwritten" in evaluation:
+        what = "written by hand, formats the generator does not use"
+        _print_headline(evaluation["test_handwritten"], "test_handwritten", what)
     c = evaluation["compute"]
     pre = (
         "unknown (base written before tokens were counted)"

@@ -2,8 +2,9 @@
 
 Synthetic: 5,000 pairs rated by the rubric are written to ``data/sft_dataset.json``; the 500
 best-rated train (or, for the filter ablation, a random 500 or all of them); validation contexts
-use train slot values, test contexts held-out ones, and a second test set also held-out phrasing. User data:
-``--data`` (pairs and conversations) filtered by its quality column, with ``--test-data`` or a
+use train slot values, test contexts held-out ones, a second test set also held-out phrasing, and a
+third (``test_handwritten``, ``handwritten.py``) is written by hand, in formats the generator does
+not use. User data: ``--data`` (pairs and conversations) filtered by its quality column, with ``--test-data`` or a
 seeded held-out split by distinct context (``contexts.row_key``); ``--test-data`` rows whose
 message occurs in the training data stop the run, or are dropped and counted with
 ``--drop-test-overlap``. Either way the test set is checked against the training data before
@@ -26,7 +27,12 @@ from part3_pretrain.slots import find_heldout_leaks
 from . import synthetic
 from .configs import TRAIN_SETS, DataConfig
 from .contexts import row_key
+from .handwritten import load_handwritten
 from .user_data import DataError, filter_by_quality, load_pairs
+
+# The test sets besides "test" (synthetic data only), in the order they are evaluated and reported;
+# evaluation.json keeps each under its name.
+OTHER_TEST_SETS: tuple[str, ...] = ("test_unseen", "test_handwritten")
 
 
 class LeakError(ValueError):
@@ -59,10 +65,13 @@ class DatasetSplits:
     test: list[dict]  # {"context", "reference"[, "reference_2"], ...}
     test_unseen: list[dict] = field(default_factory=list)  # unseen phrasing (synthetic data only)
     summary: dict = field(default_factory=dict)
+    test_handwritten: list[dict] = field(default_factory=list)  # written by hand (synthetic data only)
 
     def test_sets(self) -> dict[str, list[dict]]:
-        """The held-out test sets by name ("test"; "test_unseen" where there is one)."""
-        return {"test": self.test, **({"test_unseen": self.test_unseen} if self.test_unseen else {})}
+        """The held-out test sets by name: "test", then "test_unseen" and "test_handwritten" where
+        they are not empty (``OTHER_TEST_SETS``)."""
+        others = {"test_unseen": self.test_unseen, "test_handwritten": self.test_handwritten}
+        return {"test": self.test, **{name: others[name] for name in OTHER_TEST_SETS if others[name]}}
 
 
 def choose_train(pairs: list[dict], train_set: str, n_keep: int, seed: int) -> list[dict]:
@@ -80,7 +89,8 @@ def choose_train(pairs: list[dict], train_set: str, n_keep: int, seed: int) -> l
 
 def synthetic_splits(cfg: DataConfig) -> DatasetSplits:
     """Generate, write and rate the synthetic pairs; choose the training pairs; build val and the
-    two test sets (unseen slot values; unseen values and phrasing); check disjointness."""
+    three test sets (unseen slot values; unseen values and phrasing; written by hand); check
+    disjointness."""
     pairs = synthetic.generate_pairs(cfg.n_pairs, cfg.n_high_quality, seed=cfg.data_seed)
     write_text_atomic(json.dumps(pairs, indent=1) + "\n", cfg.dataset_path)
     report = synthetic.filter_report(pairs)
@@ -96,9 +106,12 @@ def synthetic_splits(cfg: DataConfig) -> DatasetSplits:
     val = synthetic.generate_eval_set("val", cfg.n_val, seed=cfg.data_seed, exclude_contexts=all_contexts)
     test = synthetic.generate_eval_set("test", cfg.n_test, seed=cfg.data_seed)
     unseen = synthetic.generate_eval_set("test_unseen", cfg.n_test, seed=cfg.data_seed)
+    handwritten = load_handwritten()
     disjoint = {
         "test": check_disjoint(train, test, "test", check_heldout_values=True),
         "test_unseen": check_disjoint(train, unseen, "test_unseen", check_heldout_values=True),
+        # hand-written values are not the held-out pool's, so only contexts are checked
+        "test_handwritten": check_disjoint(train, handwritten, "test_handwritten", check_heldout_values=False),
         "validation": check_disjoint(train, val, "validation", check_heldout_values=False),
     }
     leaks = template_leaks(p["context"] + "\n" + p["response"] for p in train)
@@ -114,9 +127,10 @@ def synthetic_splits(cfg: DataConfig) -> DatasetSplits:
         "val": len(val),
         "test": len(test),
         "test_unseen": len(unseen),
+        "test_handwritten": len(handwritten),
         "disjointness": disjoint,
     }
-    return DatasetSplits(train, val, test, unseen, summary)
+    return DatasetSplits(train, val, test, unseen, summary, test_handwritten=handwritten)
 
 
 def _as_eval_rows(rows: list[dict]) -> list[dict]:

@@ -219,6 +219,7 @@ EVAL_KEYS = {
     "ignoring_the_message_control",
     "examples",
     "test_unseen",
+    "test_handwritten",
     "timings_seconds",
     "config",
     "dataset",
@@ -253,9 +254,13 @@ def _assert_model_sections(on_disk: dict) -> None:
 
 
 def _assert_generations(out: Path, on_disk: dict) -> None:
-    """generations.jsonl: 20 records, every reply's stored judgement the one it earns."""
+    """generations.jsonl: 20 generated records and the hand-written ones, every reply's stored
+    judgement the one it earns."""
     records = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
-    assert len(records) == 20 and {r["split"] for r in records} == {"test", "test_unseen"}
+    n_handwritten = on_disk["test_handwritten"]["test_rows"]
+    assert n_handwritten == on_disk["dataset"]["test_handwritten"] >= 64
+    assert len(records) == 20 + n_handwritten
+    assert {r["split"] for r in records} == {"test", "test_unseen", "test_handwritten"}
     for key in ("pretrained_greedy", "pretrained_sampled", "pretrained_dialogue_greedy", "sft_greedy", "sft_sampled"):
         assert {"reply", "stopped_by", "rating", "failed_rules", "specifics_hit", "invented"} <= set(records[0][key])
     from part4_sft.job_metrics import judge_reply
@@ -585,7 +590,9 @@ def test_tiny_run_scores_fixed_replies_as_computed_by_hand(pretrained, tmp_path,
 
     rows = [{**ROW, "context": ROW["context"] + " " * i, "reference": COPIES_ALL} for i in range(4)]
     real_load = ds.load_splits
-    monkeypatch.setattr(sft, "load_splits", lambda cfg: replace(real_load(cfg), test=rows, test_unseen=[]))
+    monkeypatch.setattr(
+        sft, "load_splits", lambda cfg: replace(real_load(cfg), test=rows, test_unseen=[], test_handwritten=[])
+    )
     fixed = [COPIES_ALL, INVENTS, OFF_INTENT, EMPTY]
     monkeypatch.setattr(
         ev,

@@ -33,6 +33,10 @@ class ExperimentData:
     """The experiment's data: part 4's splits (train = the high-quality pairs) and, for the
     ``data=all`` ablation, all generated pairs, checked disjoint from val/test in the same way."""
 
+    # The experiment scores ``splits.test`` only, deliberately: ``test_unseen`` and
+    # ``test_handwritten`` (``splits.OTHER_TEST_SETS``) are reported by ``python -m part4_sft.sft``
+    # alone, so a grid's runs stay comparable with each other and cost one test set each.
+
     splits: DatasetSplits
     dataset_path: Path
     _all: list[dict] | None = None

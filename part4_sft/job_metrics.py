@@ -153,6 +153,9 @@ def invented_specifics(reply: str, message: str) -> list[str]:
             # lower case) still counts as given when its words are there.
             if kind == "product" and value in given_text:
                 continue
+            # Likewise an id the message writes without "#" or "order" ("is 2024-118830 shipped?").
+            if kind == "order_id" and re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", message, re.I):
+                continue
             out.append(f"{kind}:{value}")
     return out
 

@@ -189,3 +189,9 @@ def test_loop_share_and_invented_order_ids_are_reported() -> None:
     report = J.job_metrics(rows, replies, n_boot=50)
     assert report["loop_share"]["value"] == 0.25
     assert report["invented_order_id_count"] == 1
+
+
+def test_an_id_the_message_writes_bare_is_not_invented() -> None:
+    message = "yo is 2024-118830 shipped yet"
+    assert J.invented_specifics("Order 2024-118830 has shipped.", message) == []
+    assert J.invented_specifics("Order 2024-118831 has shipped.", message) == ["order_id:2024-118831"]

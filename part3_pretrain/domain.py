@@ -1483,14 +1483,23 @@ _DRILL_ANSWERS = (
 )
 
 
-def _drill_value(values: SlotPools, rng: random.Random) -> str:
+# How an order id is written, drawn apart for the customer and the agent ("order 88231" ->
+# "#88231"), so copying an id cannot rest on the token that precedes it.
+_ID_PREFIXES = ("#", "#", "order ", "")
+
+
+def _drill_item(values: SlotPools, rng: random.Random) -> tuple[str, str]:
+    """One value as the customer writes it and as the agent restates it."""
     kind = rng.choice(_DRILL_KINDS)
     value = rng.choice(values[kind])
-    return "#" + value if kind == "order_id" and rng.random() < 0.7 else value
+    if kind != "order_id":
+        return value, value
+    return rng.choice(_ID_PREFIXES) + value, rng.choice(_ID_PREFIXES) + value
 
 
 def reference_drills(n: int, seed: int = 0, values: SlotPools | None = None) -> list[str]:
-    """``n`` exchanges "Customer: <asks about 1-4 values>\nAgent: <restates them verbatim>".
+    """``n`` exchanges "Customer: <asks about 1-4 values>\nAgent: <restates them verbatim>" (an
+    order id possibly written another way: "order 88231" -> "#88231").
 
     Order ids, names, products, amounts and promo codes from the open pools, listed and repeated
     back: dense examples of copying what the message says. In the copy ablation (README) they
@@ -1503,9 +1512,9 @@ def reference_drills(n: int, seed: int = 0, values: SlotPools | None = None) -> 
     rng = random.Random(f"drill-{seed}")
     docs: dict[str, None] = {}  # insertion-ordered set: no drill twice
     while len(docs) < n:
-        items = ", ".join(_drill_value(values, rng) for _ in range(rng.randint(1, 4)))
+        said, restated = zip(*(_drill_item(values, rng) for _ in range(rng.randint(1, 4))), strict=True)
         docs[
-            f"Customer: {rng.choice(_DRILL_ASKS).format(items=items)}\n"
-            f"Agent: {rng.choice(_DRILL_ANSWERS).format(items=items)}"
+            f"Customer: {rng.choice(_DRILL_ASKS).format(items=', '.join(said))}\n"
+            f"Agent: {rng.choice(_DRILL_ANSWERS).format(items=', '.join(restated))}"
         ] = None
     return list(docs)

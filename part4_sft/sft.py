@@ -513,6 +513,7 @@ _HEAD = (
     ("invented_share", "invented", "%"),
     ("intent_accuracy", "intent", "%"),
     ("rubric_pass", "rubric>=4", "%"),
+    ("loop_share", "loops", "%"),
     ("rouge_l", "ROUGE-L", "f"),
     ("eos_stop_rate", "EOS stop", "%"),
 )
@@ -551,12 +552,15 @@ def _print_headline(e: dict, split: str, what: str) -> None:
     best = e["best_baseline"]
     diff = e["sft_minus_pretrained" + best.removeprefix("pretrained")]["greedy"]
     print(f"  SFT - {best} (the stronger baseline), paired 95% CI:")
-    for key in ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass"):
+    for key in ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "loop_share"):
         d = diff["job"][key]
         if d is not None:
             print(f"    {key:18s}{d['diff']:+7.1%} ({d['ci_low']:+.1%} .. {d['ci_high']:+.1%})")
     d = diff["rouge_l"]
     print(f"    {'rouge_l':18s}{d['diff']:+7.3f} ({d['ci_low']:+.3f} .. {d['ci_high']:+.3f})")
+    invented_ids = e["sft"]["greedy"]["job"].get("invented_order_id_count")
+    if invented_ids is not None:
+        print(f"  SFT greedy replies inventing an order id: {invented_ids} of {e['test_rows']}")
 
 
 USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError, TrainingDiverged)

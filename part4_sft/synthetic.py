@@ -45,11 +45,15 @@ from part3_pretrain.domain import (
     phrasing,
     sentences,
 )
+from part3_pretrain.open_values import open_pools
 from part3_pretrain.slots import SlotPools, split_pools
 
 from .contexts import context_key
 
 HIGH_QUALITY_THRESHOLD = 4.0
+# Contexts of the 5,000 pairs whose values come from the open-ended pools (open formats), so SFT
+# practises restating values of every shape, not only the train pools' "A1234" and "March 3".
+OPEN_VALUES_SHARE = 0.5
 EVAL_SPLITS = ("val", "test", "test_unseen")
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +245,10 @@ def _select(pairs: Sequence[Mapping], n_high_quality: int, seed: object) -> list
 
 
 def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> list[dict]:
-    """``n`` (context, response) pairs from train slot values and train-side templates, all rated.
+    """``n`` (context, response) pairs from train-side templates, all rated; a share
+    (``OPEN_VALUES_SHARE``) of the contexts take their values from the open-ended pools
+    (``open_values``: ids, dates, amounts, codes and names in open formats, products with
+    open nouns), the rest from the train slot values. Neither holds a held-out value.
 
     Each context (intents in turn, then shuffled) gets one reply whose traits (``agents.TRAITS``) are
     drawn independently; ``rate_response`` rates it, and the ``n_high_quality`` best-rated pairs
@@ -253,12 +260,13 @@ def generate_pairs(n: int = 5000, n_high_quality: int = 500, seed: int = 0) -> l
     if n < 1 or not 0 <= n_high_quality <= n:
         raise ValueError(f"need n >= 1 and 0 <= n_high_quality <= n, got n={n}, n_high_quality={n_high_quality}")
     rng = random.Random(seed)
-    ph, values = phrasing("train"), split_pools("train")
+    ph, train, open_ = phrasing("train"), split_pools("train"), open_pools()
     drawn: list[dict] = []
     seen: set[str] = set()
     for _ in range(50 * n + 1000):
         if len(drawn) == n:
             break
+        values = open_ if rng.random() < OPEN_VALUES_SHARE else train
         ctx = make_context(INTENTS[len(drawn) % len(INTENTS)], values, rng, ph)
         key = context_key(ctx.text)
         if key in seen:

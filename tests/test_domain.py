@@ -214,7 +214,8 @@ def test_reference_drills_repeat_the_listed_values_verbatim() -> None:
     for doc in drills:
         customer, agent = doc.removeprefix("Customer: ").split("\nAgent: ")
         items = next(m.group(1) for a in asks if (m := a.match(customer))).split(", ")
-        assert all(v in agent for v in items), doc
+        # an order id may change its prefix ("order 88231" -> "#88231"); the value itself never
+        assert all(re.sub(r"^(?:#|order )", "", v) in agent for v in items), doc
         listed += len(items)
     assert listed > 1.5 * len(drills)  # 1-4 values each
     assert not find_heldout_leaks(drills) and not domain.template_leaks(drills)

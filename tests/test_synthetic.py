@@ -9,12 +9,14 @@ import itertools
 import json
 import math
 import random
+import re
 from collections import Counter
 
 import pytest
 
 from part3_pretrain import agents, domain
 from part3_pretrain.domain import template_leaks
+from part3_pretrain.open_values import open_pools
 from part3_pretrain.slots import find_heldout_leaks, slot_values, split_pools
 from part4_sft import synthetic as syn
 from part4_sft.contexts import context_key
@@ -287,10 +289,14 @@ def test_generate_pairs_rejects_bad_quota() -> None:
         syn.generate_pairs(10, 11)
 
 
-def test_training_pairs_use_only_train_values(pairs: list[dict]) -> None:
+def test_training_pairs_use_only_train_or_open_values(pairs: list[dict]) -> None:
     assert find_heldout_leaks(p["context"] + "\n" + p["response"] for p in pairs) == []
-    train = slot_values("train")
-    assert all(v in train[k] for p in pairs for k, v in p["slots"].items())
+    train, open_ = slot_values("train"), open_pools()
+    assert all(v in train[k] or v in open_[k] for p in pairs for k, v in p["slots"].items())
+    # about OPEN_VALUES_SHARE of the contexts take open-format values (an id not shaped "A1234")
+    open_ids = sum(not re.fullmatch(r"[A-Z]\d{4}", p["slots"].get("order_id", "A0000")) for p in pairs)
+    with_ids = sum("order_id" in p["slots"] for p in pairs)
+    assert 0.15 * with_ids < open_ids < 0.5 * with_ids
 
 
 # ----------------------------------------------------------------------------- held-out phrasing

@@ -1,0 +1,60 @@
+"""Probe (run by hand): job metrics of models on the synthetic validation split, for choosing
+between variants without looking at a test set.
+
+The validation contexts use train slot values and train phrasing, never a training context
+(``synthetic.generate_eval_set("val", ...)``). Each checkpoint (pretrained in the ``dialogue``
+format, or SFT) answers them greedily; the table shows the job metrics the main job reports.
+
+    python bench/validation_probe.py checkpoints/abl/*/sft/sft_model.pt checkpoints/abl/*/pre/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from part3_pretrain.checkpoint import load_model  # noqa: E402
+from part3_pretrain.cli import compose  # noqa: E402
+from part4_sft import evaluate as ev  # noqa: E402
+from part4_sft import synthetic  # noqa: E402
+from part4_sft.configs import EvalConfig  # noqa: E402
+from part4_sft.prompts import get_scheme  # noqa: E402
+
+
+def validation_rows(n: int, seed: int) -> list[dict]:
+    """The main job's validation split (the default pairs' contexts excluded)."""
+    pairs = synthetic.generate_pairs(seed=seed)
+    return synthetic.generate_eval_set("val", n, seed=seed, exclude_contexts=[p["context"] for p in pairs])
+
+
+def probe(path: str, rows: list[dict], settings: EvalConfig) -> dict:
+    """Greedy job metrics of one checkpoint on ``rows`` in the ``dialogue`` format."""
+    model, tok, _ = load_model(path)
+    with torch.no_grad():
+        replies = ev.generate_replies(model, tok, get_scheme("dialogue"), rows, settings, 0.0, 0, 32)
+    report, _ = ev.score(rows, replies, n_boot=200, seed=0)
+    return ev.scalars(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--n", type=int, default=250, help="validation contexts (default 250)")
+    args = parser.parse_args(argv)
+    rows = validation_rows(args.n, 0)
+    settings = compose(EvalConfig, max_new_tokens=90)
+    keys = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "loop_share", "eos_stop_rate")
+    print(f"{'checkpoint':70s}" + "".join(f"{k[:10]:>11s}" for k in keys))
+    for path in args.checkpoints:
+        s = probe(path, rows, settings)
+        print(f"{path[-70:]:70s}" + "".join(f"{s[k]:11.3f}" if s[k] is not None else f"{'-':>11s}" for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,15 +3,17 @@
 ``generate_corpus(n_docs, seed)`` (``DIALOGUE_N_DOCS`` documents by default) models retail
 support text as it is written, from the one retail world of ``part3_pretrain.domain``:
 
-* half are ``agents.agent_documents``, "Customer: <message>\nAgent: <reply>" exchanges whose
+* two thirds are ``agents.agent_documents``, "Customer: <message>\nAgent: <reply>" exchanges whose
   replies come from agents of every quality (the traits of part 4's pairs, drawn independently:
   some restate the order and some do not, some answer another question, some are curt, rude or
   cut off), with customers who write in every register (``variety``: composed requests,
   typos, shorthand, sentences that do not matter, a second request);
-* a quarter are ``documents.retail_documents``: order confirmations, shipping notices, tickets
-  with notes, returns forms, product Q&A, invoices and multi-turn chats, each read by an agent;
-* a quarter are ``domain.reference_drills``: a customer lists 1-4 ids, names, products,
-  carriers, amounts or codes and the agent repeats them verbatim, dense practice at copying.
+* a third are ``domain.reference_drills``: a customer lists 1-4 ids, names, products, carriers,
+  amounts or codes and the agent repeats them verbatim (an order id perhaps written another way),
+  dense practice at copying;
+* optionally (``documents_share``, ``--documents-share``; none by default, as measured) other
+  retail text from ``documents.retail_documents``: order confirmations, shipping notices, tickets
+  with notes, returns forms, product Q&A, invoices and multi-turn chats, each read by an agent.
 
 Slot values come from open-ended pools (``open_values``: pseudo-word names, brands and couriers,
 ids, dates, amounts and codes in open formats), never a held-out value, and the text holds no
@@ -44,20 +46,22 @@ DIALOGUE_N_DOCS = 30000
 SUFFIXES = (".txt", ".jsonl", ".json", ".csv")
 
 
-# The corpus's mix: exchanges with agents of every quality, other retail documents, drills.
-DOCUMENTS_SHARE = 0.25
-DRILLS_SHARE = 0.25
+# The corpus's mix: exchanges with agents of every quality, reference drills, and (an option,
+# ``--documents-share``) other retail documents. At the 30-TFLOP budget every share of documents
+# measured cost the job more than it gave (README, the corpus ablation), so the default is none.
+DOCUMENTS_SHARE = 0.0
+DRILLS_SHARE = 1 / 3
 
 
-def corpus_parts(n_docs: int) -> dict[str, int]:
+def corpus_parts(n_docs: int, documents_share: float = DOCUMENTS_SHARE) -> dict[str, int]:
     """How many documents of each kind ``n_docs`` holds (the exchanges take the rest)."""
-    documents, drills = round(n_docs * DOCUMENTS_SHARE), round(n_docs * DRILLS_SHARE)
+    documents, drills = round(n_docs * documents_share), round(n_docs * DRILLS_SHARE)
     return {"exchanges": n_docs - documents - drills, "documents": documents, "drills": drills}
 
 
-def _dialogue_corpus(n_docs: int, seed: int) -> list[str]:
+def _dialogue_corpus(n_docs: int, seed: int, documents_share: float) -> list[str]:
     """Exchanges, other retail documents and reference drills (``corpus_parts``), shuffled."""
-    parts = corpus_parts(n_docs)
+    parts = corpus_parts(n_docs, documents_share)
     docs = (
         agent_documents(parts["exchanges"], seed)
         + retail_documents(parts["documents"], seed)
@@ -67,12 +71,15 @@ def _dialogue_corpus(n_docs: int, seed: int) -> list[str]:
     return docs
 
 
-def generate_corpus(n_docs: int = DIALOGUE_N_DOCS, seed: int = 0) -> list[str]:
-    """``n_docs`` synthetic support documents (see the module docstring); the same (n_docs, seed)
-    gives the same list."""
+def generate_corpus(n_docs: int = DIALOGUE_N_DOCS, seed: int = 0, documents_share: float | None = None) -> list[str]:
+    """``n_docs`` synthetic support documents (see the module docstring), ``documents_share`` of
+    them other retail documents (default ``DOCUMENTS_SHARE``); the same arguments give the same list."""
     if isinstance(n_docs, bool) or not isinstance(n_docs, int) or n_docs < 1:
         raise ValueError(f"n_docs must be an integer >= 1, got {n_docs!r}")
-    return _dialogue_corpus(n_docs, seed)
+    share = DOCUMENTS_SHARE if documents_share is None else documents_share
+    if not 0.0 <= share <= 1.0 - DRILLS_SHARE:
+        raise ValueError(f"documents_share must be in [0, {1.0 - DRILLS_SHARE:.2f}], got {share!r}")
+    return _dialogue_corpus(n_docs, seed, share)
 
 
 _SENTENCE_SPLIT = re.compile(r"[.!?\n]+")

@@ -51,6 +51,7 @@ class GPTConfig:
     bias: bool = True
     layer_norm_epsilon: float = 1e-5
     smear_keys: bool = False  # each key mixes in the previous position's key (CausalSelfAttention._smear)
+    smear_init: float = 0.0  # initial gate logit: 0 = an even mix; negative = mostly the predecessor's key
 
     def problems(self) -> list[str]:
         """Human-readable problems with this config (empty when valid)."""
@@ -138,8 +139,9 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.attn_dropout = config.dropout
-        # smeared keys: a gate logit per head; sigmoid(0) = an even mix of a key and its predecessor's
-        self.smear = nn.Parameter(torch.zeros(config.n_head)) if config.smear_keys else None
+        # smeared keys: a gate logit per head; sigmoid(0) = an even mix of a key and its predecessor's,
+        # a negative start keys each position mostly by the token before it (an induction head's prior)
+        self.smear = nn.Parameter(torch.full((config.n_head,), config.smear_init)) if config.smear_keys else None
 
     def forward(
         self,

@@ -66,6 +66,8 @@ MODEL_HELP = {
     "dropout": "dropout probability",
     "smear_keys": "smeared keys: each attention key mixes in its predecessor's, so one layer "
     "can copy what followed a token earlier in the message (model.py)",
+    "smear_init": "initial gate logit of the smeared keys (sigmoid of it is the key's own share; "
+    "negative: keys start as their predecessor's, the prior of a copying head)",
 }
 OPTIM_HELP = {
     "batch_size": "sequences per micro-batch (per process)",
@@ -92,11 +94,25 @@ class PretrainConfig:
     mix_generated: bool = option(False, "with --corpus: add the generated corpus (--n-docs documents) to your files")
     n_docs: int = option(corpus_mod.DIALOGUE_N_DOCS, "documents in the generated corpus")
     corpus_seed: int = option(0, "seed of the generated corpus")
+    documents_share: float = option(
+        corpus_mod.DOCUMENTS_SHARE,
+        "share of the generated corpus that is other retail documents (confirmations, notices, tickets, "
+        "forms, invoices, chats); the rest two thirds exchanges, one third drills",
+    )
     val_fraction: float = option(0.02, "share of documents held out for validation loss")
     vocab_size: int = option(2048, "BPE vocabulary size, special tokens included")
     split_digits: bool = option(True, "tokenize every digit on its own (ids and amounts copy digit by digit)")
     model: GPTConfig = part(
-        GPTConfig(vocab_size=2048, block_size=160, n_layer=4, n_head=4, n_embd=128, dropout=0.0, smear_keys=True),
+        GPTConfig(
+            vocab_size=2048,
+            block_size=160,
+            n_layer=4,
+            n_head=4,
+            n_embd=128,
+            dropout=0.0,
+            smear_keys=True,
+            smear_init=-2.0,
+        ),
         omit=("vocab_size", "bias", "layer_norm_epsilon"),  # the vocabulary is the tokenizer's
         help=MODEL_HELP,
         checked=False,  # problems() below names the flags
@@ -145,6 +161,9 @@ class PretrainConfig:
         p += below(self, ("eval_every", "checkpoint_every"), 0)
         if not 0 < self.val_fraction < 0.5:
             p.append(f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
+        most = 1.0 - corpus_mod.DRILLS_SHARE
+        if not 0 <= self.documents_share <= most:
+            p.append(f"--documents-share must be in [0, {most:.2f}] (got {self.documents_share})")
         m = self.model
         if m.n_head >= 1 and m.n_embd % m.n_head:
             p.append(f"--n-embd ({m.n_embd}) must be divisible by --n-head ({m.n_head})")
@@ -164,11 +183,16 @@ def load_documents(cfg: PretrainConfig) -> tuple[list[str], str]:
     files, or (``--mix-generated``) the generated corpus followed by the files."""
     generated = f"generated dialogue corpus (seed {cfg.corpus_seed})"
     if not cfg.corpus:
-        return corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed), generated
+        return generated_corpus(cfg), generated
     docs, files = corpus_mod.load_corpus_files(cfg.corpus), "files: " + ", ".join(cfg.corpus)
     if cfg.mix_generated:
-        return corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed) + docs, f"{generated} + {files}"
+        return generated_corpus(cfg) + docs, f"{generated} + {files}"
     return docs, files
+
+
+def generated_corpus(cfg: PretrainConfig) -> list[str]:
+    """The generated corpus the config asks for."""
+    return corpus_mod.generate_corpus(cfg.n_docs, seed=cfg.corpus_seed, documents_share=cfg.documents_share)
 
 
 # what a run writes into --out-dir through fileio's temp files (besides metrics.jsonl, appended in place)
@@ -293,6 +317,7 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
         "corpus",
         "mix_generated",
         "corpus_seed",
+        "documents_share",
         "val_fraction",
         "vocab_size",
         "split_digits",
@@ -301,6 +326,7 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
         "n_head",
         "n_embd",
         "smear_keys",
+        "smear_init",
         "batch_size",
         "grad_accum",
         "max_steps",

@@ -81,10 +81,15 @@ def test_n_docs_is_validated(bad: object) -> None:
         generate_corpus(bad)  # type: ignore[arg-type]
 
 
-def test_half_exchanges_a_quarter_documents_a_quarter_drills() -> None:
-    docs = generate_corpus(40, seed=2)
-    assert corpus_parts(40) == {"exchanges": 20, "documents": 10, "drills": 10}
-    assert sorted(docs) == sorted(agent_documents(20, 2) + retail_documents(10, 2) + reference_drills(10, 2))
+def test_two_thirds_exchanges_one_third_drills_and_documents_on_request() -> None:
+    docs = generate_corpus(42, seed=2)
+    assert corpus_parts(42) == {"exchanges": 28, "documents": 0, "drills": 14}
+    assert sorted(docs) == sorted(agent_documents(28, 2) + reference_drills(14, 2))
+    with_docs = generate_corpus(42, seed=2, documents_share=0.25)
+    assert corpus_parts(42, 0.25) == {"exchanges": 18, "documents": 10, "drills": 14}
+    assert sorted(with_docs) == sorted(agent_documents(18, 2) + retail_documents(10, 2) + reference_drills(14, 2))
+    with pytest.raises(ValueError, match="documents_share"):
+        generate_corpus(42, documents_share=0.9)
 
 
 def test_exchanges_hold_agents_of_every_quality() -> None:

@@ -372,3 +372,13 @@ def test_dropout_only_in_train_mode() -> None:
         torch.testing.assert_close(model(idx), model(idx), atol=0, rtol=0)
         model.train()
         assert not torch.allclose(model(idx), model(idx))
+
+
+def test_smear_init_sets_every_gate_and_round_trips_the_config() -> None:
+    # A negative start keys each position mostly by its predecessor (sigmoid(-2) = 12% its own).
+    model = tiny_model(0, smear_keys=True, smear_init=-2.0)
+    gates = [p for n, p in model.named_parameters() if n.endswith("attn.smear")]
+    assert gates and all(bool((g == -2.0).all()) for g in gates)
+    assert GPTConfig.from_dict(model.config.to_dict()).smear_init == -2.0
+    # the default start is the even mix the shipped checkpoints were trained from
+    assert all(bool((p == 0).all()) for n, p in tiny_model(0, smear_keys=True).named_parameters() if "smear" in n)

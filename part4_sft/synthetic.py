@@ -4,11 +4,13 @@ The retail world (intents, phrase tables, the train / held-out template partitio
 good replies) is ``part3_pretrain.domain``, shared with the pretraining corpus; this module is
 what makes it an SFT dataset. A context is a customer message ("hi my order #A1234 arrived
 damaged ...") or a scenario line ("Customer Leila wants to return the Cedar Rain Jacket bought
-on March 3") for one of ``INTENTS``, with slot values from ``part3_pretrain.slots``. Each
-response is drawn with independently varying traits (``agents.TRAITS``): acknowledgement, the
-customer's name, specifics restated (all / some / none), on- or off-intent, next step, polite
-close, tone, length (curt one-liner), boilerplate lines, truncation and repetition, each sampled
-on its own, and degraded accordingly from the domain's good-reply parts.
+on March 3") for one of ``INTENTS``, written in every register (``part3_pretrain.variety``), with
+slot values from ``part3_pretrain.slots`` (train side) or, for ``OPEN_VALUES_SHARE`` of the pairs,
+the open-ended pools of ``part3_pretrain.open_values`` (values in open formats). Each response is
+written by ``part3_pretrain.agents`` with independently varying traits (``agents.TRAITS``):
+acknowledgement, the customer's name, specifics restated (all / some / none), on- or off-intent,
+next step, polite close, tone, length (curt one-liner), boilerplate lines, truncation and
+repetition, each sampled on its own; the pretraining corpus writes its agents the same way.
 
 The quality label never comes from the generator: nothing tells ``rate_response`` what was drawn.
 It reads the response text and scores it, and ``generate_pairs`` marks the ``n_high_quality``

@@ -486,11 +486,9 @@ def _write_outputs(stage: Path, evaluation: dict, records: list[dict], pretraine
 def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
     what = "with unseen slot values" if cfg.dataset.data is None else "held out from your data"
     _print_headline(evaluation, "test", what)
-    if "test_unseen" in evaluation:
-        _print_headline(evaluation["test_unseen"], "test_unseen", "with unseen slot values and phrasing")
-    if "test_handwritten" in evaluation:
-        what = "written by hand, formats the generator does not use"
-        _print_headline(evaluation["test_handwritten"], "test_handwritten", what)
+    for split in OTHER_TEST_SETS:
+        if split in evaluation:
+            _print_headline(evaluation[split], split, _TEST_SET_WHAT[split])
     c = evaluation["compute"]
     pre = (
         "unknown (base written before tokens were counted)"
@@ -508,6 +506,10 @@ def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
             print(f"  {p}")
 
 
+_TEST_SET_WHAT = {
+    "test_unseen": "with unseen slot values and phrasing",
+    "test_handwritten": "written by hand, formats the generator does not use",
+}
 _HEAD = (
     ("specifics_recall", "specifics", "%"),
     ("invented_share", "invented", "%"),

@@ -19,7 +19,7 @@ pretrained on them learns to find a specific in a varied document and copy it.
   no second one). The one exception is arithmetic on invoices, done only when every amount shown
   reads "$<dollars>.<cents>"; otherwise the invoice shows no subtotal, discount or total.
 * Numbers made up here (tracking, ticket, return and invoice numbers, totals, addresses) are
-  redrawn whenever they would contain a held-out slot value (``slots.heldout_values``).
+  redrawn whenever they would contain a held-out slot value (``slots.heldout_pattern``).
 
 Everything is a pure function of (n, seed, values): seeded ``random.Random`` instances only, no
 iteration over sets or hash-ordered containers. Imports only the standard library and part 3.
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from part3_pretrain.open_values import open_pools
-from part3_pretrain.slots import SlotPools, heldout_values
+from part3_pretrain.slots import SlotPools, heldout_pattern
 
 # A layout line: a template; a tuple of alternative templates (one that has all its values is
 # drawn; "" leaves the line out); a list of lines written in a shuffled order; or the name of a
@@ -657,20 +657,11 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _ALIASES = {"order_ref": "order_id"}  # display form -> the key of the value it shows
 
 
-@lru_cache(maxsize=1)
-def _heldout_re() -> re.Pattern[str]:
-    """Any held-out slot value as a whole token sequence (as ``slots.find_heldout_leaks`` finds them)."""
-    vals = sorted(heldout_values(), key=len, reverse=True)
-    if not vals:
-        return re.compile(r"(?!)")  # matches nothing
-    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in vals) + r")(?!\w)")
-
-
 def _made(rng: random.Random, make: Callable[[random.Random], str]) -> str:
     """A made-up string from ``make``, redrawn until it holds no held-out value."""
     while True:
         text = make(rng)
-        if not _heldout_re().search(text):
+        if not heldout_pattern().search(text):
             return text
 
 
@@ -744,7 +735,7 @@ def _sums(fill: Mapping[str, str], keys: set[str], rng: random.Random) -> dict[s
     out = {"subtotal": _money(subtotal), "total": _money(subtotal - discount)}
     if discount:
         out["discount"] = _money(discount)
-    if any(_heldout_re().search(v) for v in out.values()):
+    if any(heldout_pattern().search(v) for v in out.values()):
         return {"no_math": ""}
     return out
 

@@ -30,7 +30,7 @@ from functools import lru_cache
 
 from part3_pretrain.open_values import open_pools
 from part3_pretrain.slots import PRODUCT_ITEMS, SlotPools
-from part3_pretrain.variety import compose_request, vary_message
+from part3_pretrain.variety import compose_request, map_outside, vary_message
 
 COMPOSED_REQUEST_SHARE = 0.5  # train-side customer messages whose request is composed, not a template
 
@@ -1277,9 +1277,8 @@ def _casualize(text: str, keep: Sequence[str]) -> str:
     keep = sorted({k for k in keep if k}, key=len, reverse=True)
     if not keep:
         return text
-    parts = re.split("(" + "|".join(re.escape(k) for k in keep) + ")", text)
-    out = [p if p in keep else re.sub(r"[.,!?;:'\"]", "", p.lower()) for p in parts]
-    return re.sub(r"\s+", " ", "".join(out)).strip()
+    out = map_outside(text, keep, lambda p: re.sub(r"[.,!?;:'\"]", "", p.lower()))
+    return re.sub(r"\s+", " ", out).strip()
 
 
 def _customer_message(spec: Intent, slots: dict[str, str], rng: random.Random, ph: Phrasing) -> tuple[str, str]:

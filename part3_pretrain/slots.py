@@ -203,6 +203,13 @@ def _boundary_pattern(values: Iterable[str]) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in vals) + r")(?!\w)")
 
 
+@lru_cache(maxsize=1)
+def heldout_pattern() -> re.Pattern[str]:
+    """Any held-out value as a whole token sequence (the search ``find_heldout_leaks`` makes),
+    for a generator that redraws a made-up string until it holds none."""
+    return _boundary_pattern(heldout_values())
+
+
 def find_heldout_leaks(texts: Iterable[str], limit: int = 20) -> list[str]:
     """Held-out values found in ``texts`` (at most ``limit`` distinct ones; empty means clean).
 

@@ -527,8 +527,9 @@ def _segments(text: str, keep: Sequence[str]) -> list[tuple[str, bool]]:
     return [(p, i % 2 == 1) for i, p in enumerate(parts) if p]
 
 
-def _map_free(text: str, keep: Sequence[str], fn: Callable[[str], str]) -> str:
-    """``fn`` applied to every piece of ``text`` between the kept values."""
+def map_outside(text: str, keep: Sequence[str], fn: Callable[[str], str]) -> str:
+    """``fn`` applied to every piece of ``text`` outside the kept values (``keep`` longest first),
+    the values left verbatim."""
     return "".join(p if kept else fn(p) for p, kept in _segments(text, keep))
 
 
@@ -594,7 +595,7 @@ def _shorthand(text: str, keep: Sequence[str], rng: random.Random) -> str:
         new = rng.choice(_SHORTHAND_MAP[m.group(0).lower().replace("'", "")])
         return new[:1].upper() + new[1:] if m.group(0)[:1].isupper() and m.group(0) != "I" else new
 
-    return _map_free(text, keep, lambda piece: _SHORTHAND_RE.sub(sub, piece))
+    return map_outside(text, keep, lambda piece: _SHORTHAND_RE.sub(sub, piece))
 
 
 def _typo(word: str, rng: random.Random) -> str:
@@ -624,7 +625,7 @@ def _typos(text: str, keep: Sequence[str], rng: random.Random) -> str:
 def _no_punctuation(text: str, keep: Sequence[str], rng: random.Random) -> str:
     """. , ; : ! and in-word apostrophes dropped between the kept values (half the time "?" too)."""
     drop_q = rng.random() < 0.5
-    return _map_free(text, keep, lambda p: _PUNCT_RE.sub("", p.replace("?", "") if drop_q else p))
+    return map_outside(text, keep, lambda p: _PUNCT_RE.sub("", p.replace("?", "") if drop_q else p))
 
 
 def _decap(text: str, keep: Sequence[str]) -> str:
@@ -665,10 +666,10 @@ def _vary(text: str, keep: Sequence[str], rng: random.Random, intent: str | None
     if draw["typos"]:
         out = _typos(out, keep, rng)
     if draw["lowercase"]:
-        out = _map_free(out, keep, str.lower)
+        out = map_outside(out, keep, str.lower)
     if draw["no_punctuation"]:
         out = _no_punctuation(out, keep, rng)
-    return _map_free(out, keep, lambda p: re.sub(r"\s+", " ", p)).strip()
+    return map_outside(out, keep, lambda p: re.sub(r"\s+", " ", p)).strip()
 
 
 def vary_message(text: str, keep: Sequence[str], rng: random.Random, intent: str | None = None) -> str:

@@ -5,11 +5,17 @@ prefills once and decodes token by token, with the ``KVCache`` (default) or by r
 whole masked sequence every step (the reference path, also usable with a mock model that has no
 cache). PAD is always banned, EOS finishes a row and is not part of its tokens, and one explicit
 ``torch.Generator`` seeded per call makes the samples reproducible.
+
+Two options serve every caller (evaluation, the experiment mode, the chat): ``no_repeat_ngram``
+(n > 0) bans, per row, any token that would repeat an n-gram the reply already holds, unless the
+prompt holds that n-gram too (copying an order id from the message, twice if need be, is the
+job), and ``on_token(row, id)`` is called for each token as it is generated, which is how the
+chat streams a reply from this loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -101,6 +107,39 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
 
 
+def ngrams(tokens: Sequence[int], n: int) -> set[tuple[int, ...]]:
+    """Every n-gram of ``tokens`` (empty when n < 1)."""
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)} if n >= 1 else set()
+
+
+def repeat_bans(tokens: Sequence[int], n: int, allowed: set[tuple[int, ...]] = frozenset()) -> list[int]:
+    """Tokens that would complete an n-gram already in ``tokens`` (empty when n < 1 or too short),
+    except n-grams in ``allowed`` (the prompt's: a reply may restate an order id twice).
+
+    With n = 3 and tokens ``a b c a b``, ``c`` is banned: ``a b c`` would occur twice.
+    """
+    if n < 1 or len(tokens) < n:
+        return []
+    tail = tuple(tokens[len(tokens) - n + 1 :])
+    seen = {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i : i + n - 1]) == tail}
+    return sorted(t for t in seen if tail + (t,) not in allowed)
+
+
+def _ban_repeats(
+    logits: torch.Tensor, tokens: list[list[int]], finished: list[bool], n: int, allowed: list[set]
+) -> torch.Tensor:
+    """Logits (B, V) with each unfinished row's repeat bans at -inf (a row keeps at least one token)."""
+    if n < 1:
+        return logits
+    out = None
+    for b, (row, done) in enumerate(zip(tokens, finished, strict=True)):
+        banned = [] if done else repeat_bans(row, n, allowed[b])
+        if banned and len(banned) < logits.size(-1):
+            out = logits.float().clone() if out is None else out
+            out[b, banned] = float("-inf")
+    return logits if out is None else out
+
+
 def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Ids (B, L) left-padded to the longest prompt and the mask (B, L), 1 = real token."""
     L = max(len(p) for p in prompts)
@@ -125,6 +164,17 @@ def _check_prompts(prompts: Sequence[Sequence[int]], block_size: int | None) -> 
             raise ValueError(f"prompt {i} has length {len(p)} > block_size - 1 = {block_size - 1}")
 
 
+def _check_counts(max_new_tokens: int, batch_size: int, no_repeat_ngram: int) -> None:
+    """Raise ValueError for a count below its least value."""
+    for name, value, least in (
+        ("max_new_tokens", max_new_tokens, 0),
+        ("batch_size", batch_size, 1),
+        ("no_repeat_ngram", no_repeat_ngram, 0),
+    ):
+        if value < least:
+            raise ValueError(f"{name} must be >= {least} (got {value})")
+
+
 @dataclass
 class _Sampling:
     """Per-call settings shared by every chunk."""
@@ -137,6 +187,9 @@ class _Sampling:
     top_p: float
     use_cache: bool
     generator: torch.Generator
+    no_repeat_ngram: int = 0
+    on_token: Callable[[int, int], None] | None = None
+    offset: int = 0  # index of the chunk's first prompt in the call, for on_token
 
 
 def _generate_chunk(
@@ -151,6 +204,7 @@ def _generate_chunk(
     block_size = _block_size(model)
     steps = s.max_new_tokens if block_size is None else min(s.max_new_tokens, block_size - L)
     tokens: list[list[int]] = [[] for _ in range(B)]
+    allowed = [ngrams(p, s.no_repeat_ngram) for p in prompts]  # what the message says may be said twice
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     if steps <= 0:
         return [GenerationResult(t, False) for t in tokens]
@@ -162,7 +216,7 @@ def _generate_chunk(
         logits = model(idx, attention_mask=mask)  # (B, L, V)
     for step in range(steps):
         nxt = sample_next(
-            logits[:, -1],
+            _ban_repeats(logits[:, -1], tokens, finished.tolist(), s.no_repeat_ngram, allowed),
             temperature=s.temperature,
             top_k=s.top_k,
             top_p=s.top_p,
@@ -172,6 +226,8 @@ def _generate_chunk(
         for b, (t, done) in enumerate(zip(nxt.tolist(), finished.tolist(), strict=False)):
             if not done and t != s.eos_id:
                 tokens[b].append(t)
+                if s.on_token is not None:
+                    s.on_token(s.offset + b, t)
         finished |= nxt == s.eos_id
         if bool(finished.all()) or step == steps - 1:
             break
@@ -201,39 +257,32 @@ def generate(
     seed: int = 0,
     use_cache: bool = True,
     batch_size: int = 32,
+    no_repeat_ngram: int = 0,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> list[GenerationResult]:
     """Continue each prompt (token ids) until EOS, ``max_new_tokens`` or the model's block size.
 
-    Prompts are processed in chunks of ``batch_size`` in order, left-padded per chunk. The model
-    is in eval mode during the call and gets its previous mode back afterwards. One generator
-    seeded with ``seed`` serves the whole call, so equal arguments give equal samples.
-    """
+    Prompts go in chunks of ``batch_size``, in order, left-padded per chunk, the model in eval mode
+    (its mode restored after). One generator seeded with ``seed`` serves the call: equal arguments,
+    equal samples. ``no_repeat_ngram`` > 0 bans repeating an n-gram of the reply;
+    ``on_token(prompt_index, token_id)`` sees each kept token as it is generated (never EOS)."""
     check_sampling(temperature, top_k, top_p)
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0 (got {max_new_tokens})")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+    _check_counts(max_new_tokens, batch_size, no_repeat_ngram)
     if eos_id == pad_id:
         raise ValueError(f"eos_id and pad_id must differ (both {eos_id})")
     _check_prompts(prompts, _block_size(model))
     if len(prompts) == 0:
         return []
     device = next(model.parameters()).device
-    s = _Sampling(
-        eos_id,
-        pad_id,
-        max_new_tokens,
-        temperature,
-        top_k,
-        top_p,
-        use_cache,
-        torch.Generator(device=device).manual_seed(seed),
-    )
+    generator = torch.Generator(device=device).manual_seed(seed)
+    s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
+    s.no_repeat_ngram, s.on_token = no_repeat_ngram, on_token
     was_training = model.training
     model.eval()
     try:
         results: list[GenerationResult] = []
         for start in range(0, len(prompts), batch_size):
+            s.offset = start
             results += _generate_chunk(model, prompts[start : start + batch_size], s, device)
         return results
     finally:

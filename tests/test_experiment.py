@@ -572,3 +572,18 @@ def test_experiment_warns_about_a_run_folder_without_config(finished, make_cfg, 
         f"LEFT OUT (run folders without config.json): {tmp_path / 'exp' / RUN_INSTR}"
         in (tmp_path / "exp" / "results.md").read_text()
     )
+
+
+def test_chat_loads_a_lora_run_from_its_adapter_and_from_its_state(finished):
+    # adapter.pt (adapters alone, on the base named in config.json) and state.pt (the trainer's
+    # checkpoint, LoRA layers inside) give the same merged model; the run's prompt comes along
+    from part4_sft.model_files import load_any
+
+    cfg, exp_dir, _ = finished
+    run_dir = exp_dir / RUN_QA
+    by_dir, by_state = load_any(run_dir), load_any(run_dir / "state.pt")
+    assert by_dir.path.name == "adapter.pt" and by_dir.scheme == by_state.scheme == "qa"
+    assert str(by_dir.base_path) == cfg.large_base
+    idx = torch.tensor([[5, 6, 7, 8]])
+    assert torch.allclose(by_dir.model(idx), by_state.model(idx), atol=1e-5)
+    assert not any("lora" in k for k in by_dir.model.state_dict())  # merged into plain weights

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from part3_pretrain.generate import GenerationResult, generate, sample_next
+from part3_pretrain.generate import GenerationResult, generate, repeat_bans, sample_next
 from part3_pretrain.model import GPT, GPTConfig
 
 PAD, EOS, FILLER, V = 0, 1, 2, 16
@@ -101,6 +101,45 @@ def test_chunks_equal_one_batch_and_mode_restored() -> None:
     model.train()
     assert _mock_generate(model, prompts, batch_size=3) == _mock_generate(model, prompts)
     assert model.training and model.training_seen and not any(model.training_seen)
+
+
+def test_no_repeat_ngram_breaks_a_loop() -> None:
+    # The script loops 5 6 7 5 6 7 ...; with n = 3 the second "5 6 7" is banned at its 7, and the
+    # mock's next best token (all others tie at 0, PAD is banned) is id 1, EOS: the reply stops.
+    model = ScriptedModel({(1, 2): [5, 6, 7] * 3})
+    assert _mock_generate(model, [[1, 2]], max_new_tokens=9)[0].tokens == [5, 6, 7] * 3
+    fixed = _mock_generate(model, [[1, 2]], max_new_tokens=9, no_repeat_ngram=3)[0].tokens
+    assert fixed == [5, 6, 7, 5, 6]
+    with pytest.raises(ValueError, match="no_repeat_ngram"):
+        _mock_generate(model, [[5]], no_repeat_ngram=-1)
+
+
+def test_repeat_bans_units() -> None:
+    assert repeat_bans([1, 2, 3, 1, 2], 3) == [3]
+    assert repeat_bans([1, 2, 3, 1, 2], 2) == [3]  # the last token 2 was followed by 3
+    assert repeat_bans([1, 2, 1, 4, 1], 2) == [2, 4]
+    assert repeat_bans([1, 2], 3) == [] and repeat_bans([1, 2, 1], 0) == []
+    assert repeat_bans([4, 4, 2], 1) == [2, 4]
+    assert repeat_bans([1, 2, 3, 1, 2], 3, allowed={(1, 2, 3)}) == []  # the prompt says "1 2 3"
+
+
+def test_no_repeat_ngram_lets_a_reply_restate_the_prompt_twice() -> None:
+    # "7 8 9" is in the prompt: the reply may say it twice; after another prompt it may not
+    model = ScriptedModel({(7, 8, 9): [7, 8, 9, 3, 7, 8, 9, EOS], (1,): [7, 8, 9, 3, 7, 8, 9, EOS]})
+    out = _mock_generate(model, [[7, 8, 9], [1]], max_new_tokens=8, no_repeat_ngram=3)
+    assert out[0] == GenerationResult([7, 8, 9, 3, 7, 8, 9], True)
+    assert out[1] == GenerationResult([7, 8, 9, 3, 7, 8], True)  # 9 banned; the next best is EOS
+
+
+def test_on_token_streams_exactly_the_kept_tokens_in_order() -> None:
+    model = ScriptedModel({(7,): [3, 4, EOS], (8,): [4, 4, 4]})
+    seen: list[tuple[int, int]] = []
+    out = _mock_generate(
+        model, [[7], [8], [8]], max_new_tokens=3, batch_size=2, on_token=lambda b, t: seen.append((b, t))
+    )
+    for b, r in enumerate(out):
+        assert [t for i, t in seen if i == b] == r.tokens  # EOS never streamed; chunk offsets right
+    assert {i for i, _ in seen} == {0, 1, 2}
 
 
 # ------------------------------------------------------------------------------ tiny real GPT

@@ -97,6 +97,15 @@ _NOT_BRAND = {
     "free",
 }
 _PRODUCT_RE = re.compile(r"\b((?:[A-Z][\w'-]*\s+){1,2}(?:" + "|".join(re.escape(i) for i in PRODUCT_ITEMS) + r"))\b")
+# Every pattern the judge reads a specific with, and the group that holds the value: where a
+# reply writes a value (report pages mark them; ``find_specifics`` says which kind each one is).
+SPECIFIC_PATTERNS: tuple[tuple[re.Pattern, int], ...] = (
+    *((p, 1) for p in _ORDER_RES),  # the id, not "order " or "#"
+    *((p, 0) for p in _AMOUNT_RES),  # "$34.50", currency and all
+    *((p, 0) for p in _DATE_RES),
+    (_NUMERIC_DATE_RE, 0),
+    (_PRODUCT_RE, 0),
+)
 
 
 def _norm_date(month: str, day: str) -> str | None:

@@ -42,6 +42,8 @@ from pathlib import Path
 
 from part3_pretrain.fileio import save_figure_atomic, write_text_atomic
 
+from .report_html import write_experiment_html
+
 KNOB_COLUMNS = ("base", "prompt", "adapter", "lr", "epochs", "data", "seed")
 _RATE, _LOSS = "{:.1%}", "{:.3f}"
 # metric -> (higher is better, how it is shown)
@@ -785,6 +787,10 @@ def write_plots(exp_dir: str | os.PathLike, table: Table) -> list[Path]:
 def write_report(
     exp_dir: str | os.PathLike, sort_by: str | None = None, plots: bool = True, select_by: str = DEFAULT_SELECT
 ) -> tuple[Table, list[Path]]:
-    """The tables, and the plots unless ``plots`` is False."""
+    """The tables, the plots unless ``plots`` is False, and report.html (the table, the plots and
+    each run's replies in one page)."""
     table = write_tables(exp_dir, sort_by, select_by)
-    return table, write_plots(exp_dir, table) if plots else []
+    paths = write_plots(exp_dir, table) if plots else []
+    columns = shown_columns(table.select_by, table.sort_by)
+    write_experiment_html(exp_dir, table, paths, columns, table_cells(table.rows, table.aggregated, columns))
+    return table, paths

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from part3_pretrain import corpus as corpus_mod
-from part3_pretrain.checkpoint import CheckpointError
+from part3_pretrain.checkpoint import CheckpointError, load_checkpoint
 from part3_pretrain.cli import flag, leaf_names
 from part3_pretrain.fileio import write_text_atomic
 from part3_pretrain.flops import flops_per_token
@@ -28,7 +28,7 @@ from part3_pretrain.pretrain import DEFAULT_OUT_DIR, PretrainConfig
 from part3_pretrain.pretrain import PROG as PART3_PROG
 from part3_pretrain.tokenizer import train_tokenizer
 
-from .fit import round_up
+from .fit import MAX_DATA_BLOCK, round_up  # a longer context costs more attention than the budget buys
 
 PART3_MODULE = "part3_pretrain.pretrain"
 _PART3_OPTIONS = frozenset(leaf_names(PretrainConfig))
@@ -89,6 +89,31 @@ def pretrain_seconds(path: Path) -> float | None:
         return None
 
 
+def unfinished(path: Path) -> tuple[int, int] | None:
+    """(step, max_steps) of a part-3 checkpoint whose run stopped before its last step (a
+    periodic checkpoint left by an interrupted pretraining); None for a finished or absent one."""
+    if not path.is_file():
+        return None
+    trainer = load_checkpoint(path).get("trainer")
+    if not isinstance(trainer, dict):
+        return None
+    step, max_steps = trainer.get("step"), (trainer.get("config") or {}).get("max_steps")
+    if isinstance(step, int) and isinstance(max_steps, int) and step < max_steps:
+        return step, max_steps
+    return None
+
+
+def _pretrain_child(path: Path, pretrain_args: dict[str, Any], device: str, dtype: str, progress: bool, threads: int):
+    """Run part 3 in a child process writing ``path``; a CheckpointError when it fails."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads > 0 else None
+    code = subprocess.run(pretrain_command(path.parent, pretrain_args, device, dtype, progress), env=env).returncode
+    if code != 0 or not path.is_file() or unfinished(path) is not None:
+        args = {k: v for k, v in pretrain_args.items() if k != "resume"}
+        raise CheckpointError(
+            f"{path}: part 3 pretraining failed (exit code {code}); run {_rerun_hint(path.parent, args)} to see why"
+        )
+
+
 def ensure_base(
     path: str | Path,
     default_path: str | Path | None,
@@ -109,17 +134,22 @@ def ensure_base(
     """
     path, pretrain_args = Path(path), dict(pretrain_args or {})
     pretrained_now = False
-    if not path.is_file():
+    stopped = unfinished(path)
+    if stopped is not None:
+        if default_path is None or Path(default_path) != path:
+            raise CheckpointError(
+                f"{path}: its pretraining stopped at step {stopped[0]} of {stopped[1]}; finish it with "
+                f"{_rerun_hint(path.parent, pretrain_args)} --resume"
+            )
+        print(f"the pretraining in {path.parent} stopped at step {stopped[0]} of {stopped[1]}: resuming it", flush=True)
+        pretrain_args["resume"] = True
+        _pretrain_child(path, pretrain_args, device, dtype, progress, threads)
+        pretrained_now = True
+    elif not path.is_file():
         if default_path is None or Path(default_path) != path:
             raise CheckpointError(f"{path}: no such checkpoint file")
         print(announce or f"no checkpoint at {path}: pretraining it with part 3 first", flush=True)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads > 0 else None
-        code = subprocess.run(pretrain_command(path.parent, pretrain_args, device, dtype, progress), env=env).returncode
-        if code != 0 or not path.is_file():
-            raise CheckpointError(
-                f"{path}: part 3 pretraining failed (exit code {code}); run "
-                f"{_rerun_hint(path.parent, pretrain_args)} to see why"
-            )
+        _pretrain_child(path, pretrain_args, device, dtype, progress, threads)
         pretrained_now = True
     return {"path": str(path), "pretrained_now": pretrained_now, "pretrain_seconds": pretrain_seconds(path)}
 
@@ -129,7 +159,6 @@ def ensure_base(
 
 DATA_BASES_DIR = "checkpoints/pretrain_data"
 PRETRAIN_BUDGET_TFLOP = 30.0  # part 3's default run: the data-fitted base gets the same compute
-MAX_DATA_BLOCK = 1024  # longer contexts cost more attention than the budget buys
 TOKENIZER_SAMPLE_DOCS = 3000  # generated documents beside the user's text when measuring token lengths
 # Generated documents per token of the user's training text: 3 makes that text a quarter of the
 # corpus, whatever its size. Measured on bench/support_sample (README, one seed each): all 30,000
@@ -151,12 +180,22 @@ def dialogue_text(row: dict) -> str:
     return corpus_mod.dialogue_document(turns)
 
 
-def data_base_plan(train_rows: list[dict], defaults: PretrainConfig | None = None) -> dict:
+def retrieval_room(lengths: list[int], retrieve: int) -> int:
+    """Context tokens for ``retrieve`` retrieved exchanges (``--retrieve``): each as long as the
+    90th percentile (nearest rank) of the training exchanges, so most fit whole."""
+    if retrieve <= 0 or not lengths:
+        return 0
+    ordered = sorted(lengths)
+    return retrieve * ordered[max(0, -(-9 * len(ordered) // 10) - 1)]
+
+
+def data_base_plan(train_rows: list[dict], defaults: PretrainConfig | None = None, retrieve: int = 0) -> dict:
     """The part-3 overrides of a base for ``train_rows``, measured with a tokenizer trained like
-    part 3's: a context that holds the longest training exchange (capped at ``MAX_DATA_BLOCK``);
-    generated documents ``GENERATED_PER_OWN_TOKEN`` times the training text's tokens (within
-    ``GENERATED_DOCS_RANGE``), so the user's text is a quarter of the corpus; and as many steps as
-    fit the default run's ``PRETRAIN_BUDGET_TFLOP``."""
+    part 3's: a context that holds the longest training exchange and, with ``retrieve`` > 0, room
+    for that many retrieved exchanges before it (``retrieval_room``; capped at
+    ``MAX_DATA_BLOCK``); generated documents ``GENERATED_PER_OWN_TOKEN`` times the training text's
+    tokens (within ``GENERATED_DOCS_RANGE``), so the user's text is a quarter of the corpus; and as
+    many steps as fit the default run's ``PRETRAIN_BUDGET_TFLOP``."""
     defaults = defaults or PretrainConfig()
     texts = [dialogue_text(r) for r in train_rows]
     sample = corpus_mod.generate_corpus(TOKENIZER_SAMPLE_DOCS, seed=defaults.corpus_seed)
@@ -165,11 +204,13 @@ def data_base_plan(train_rows: list[dict], defaults: PretrainConfig | None = Non
     per_generated_doc = sum(len(tok.encode(d)) for d in sample) / len(sample)
     low, high = GENERATED_DOCS_RANGE
     n_docs = min(high, max(low, round(GENERATED_PER_OWN_TOKEN * sum(lengths) / per_generated_doc)))
-    block = min(MAX_DATA_BLOCK, max(defaults.model.block_size, round_up(max(lengths))))
+    longest = max(lengths) + retrieval_room(lengths, retrieve)
+    block = min(MAX_DATA_BLOCK, max(defaults.model.block_size, round_up(longest)))
     model = replace(defaults.model, vocab_size=defaults.vocab_size, block_size=block)
     per_step = defaults.optim.batch_size * block * flops_per_token(model)["total"]
     steps = max(1, int(PRETRAIN_BUDGET_TFLOP * 1e12 // per_step))
-    return {"block_size": block, "max_steps": steps, "n_docs": n_docs, "longest_exchange_tokens": max(lengths)}
+    plan = {"block_size": block, "max_steps": steps, "n_docs": n_docs, "longest_exchange_tokens": max(lengths)}
+    return plan | ({"retrieval_room_tokens": retrieval_room(lengths, retrieve)} if retrieve else {})
 
 
 def data_base_dir(train_rows: list[dict], plan: dict) -> Path:
@@ -179,11 +220,12 @@ def data_base_dir(train_rows: list[dict], plan: dict) -> Path:
     return Path(DATA_BASES_DIR) / digest[:12]
 
 
-def ensure_data_base(train_rows: list[dict], device: str, dtype: str, progress: bool) -> dict:
+def ensure_data_base(train_rows: list[dict], device: str, dtype: str, progress: bool, retrieve: int = 0) -> dict:
     """A base fitted to ``train_rows`` (pretrained first when missing): the generated corpus plus
     the training split's text (never validation or test), with a context that holds its longest
-    exchange, at the default run's compute. Returns ``ensure_base``'s dict plus the plan."""
-    plan = data_base_plan(train_rows)
+    exchange (and ``retrieve`` retrieved exchanges), at the default run's compute. Returns
+    ``ensure_base``'s dict plus the plan."""
+    plan = data_base_plan(train_rows, retrieve=retrieve)
     out = data_base_dir(train_rows, plan)
     corpus = out / "train_text.jsonl"
     if not (out / "model.pt").is_file():
@@ -194,7 +236,9 @@ def ensure_data_base(train_rows: list[dict], device: str, dtype: str, progress: 
     announce = (
         f"no --pretrained: pretraining a base for your data in {out} (part 3, in a child process): "
         f"{plan['n_docs']:,} generated documents + your {len(train_rows)} training pairs, context "
-        f"{plan['block_size']} tokens (longest training exchange {plan['longest_exchange_tokens']}), "
+        f"{plan['block_size']} tokens (longest training exchange {plan['longest_exchange_tokens']}"
+        + (f", + {plan['retrieval_room_tokens']} for --retrieve {retrieve}" if retrieve else "")
+        + "), "
         f"{plan['max_steps']} steps = "
         f"{PRETRAIN_BUDGET_TFLOP:g} TFLOP like the default base"
     )

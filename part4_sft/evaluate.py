@@ -8,7 +8,8 @@ headline, temperature sampling too; same prompts and seed for every model), and 
 - text metrics against *all* of a row's references (multi-reference BLEU, best-of ROUGE-L);
 - how generation stopped, and the teacher-forced loss of the first reference.
 
-For two models (:func:`compare`): paired bootstrap CIs of the differences on the same rows.
+For two models (:func:`compare`, or any two sets of scored replies, :func:`compare_replies`, which
+also pairs the SFT model with the yardsticks): paired bootstrap CIs of the differences on the same rows.
 :func:`inter_reference_agreement` scores the second reference against the first: how much two
 good replies agree, which is NOT a ceiling (a reply can be as good as a reference and share few
 words with it). :func:`generation_records` lays every reply of every model side by side for
@@ -86,6 +87,7 @@ def generate_replies(
         top_p=settings.top_p,
         seed=seed,
         batch_size=batch_size,
+        no_repeat_ngram=settings.no_repeat_ngram,
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],
@@ -100,7 +102,10 @@ def reference_loss(
 ) -> dict:
     """Teacher-forced loss / perplexity / token accuracy of the references (response + EOS only; a
     conversation's final reply, after its earlier turns)."""
-    pairs = [{"context": r["context"], "response": r["reference"], "turns": r.get("turns")} for r in rows]
+    pairs = [
+        {"context": r["context"], "response": r["reference"], "turns": r.get("turns"), "retrieved": r.get("retrieved")}
+        for r in rows
+    ]
     examples, _ = build_examples(tok, scheme, pairs, model.config.block_size, final_only=True)
     result = mean_loss(model, fixed_batches(examples, batch_size, tok.pad_id, model.config.block_size))
     return {
@@ -166,24 +171,22 @@ def evaluate_model(
     return report, outputs
 
 
-def compare(rows: Sequence[dict], base_out: dict, sft_out: dict, n_boot: int, seed: int) -> dict:
-    """SFT minus pretrained on the same rows, with paired bootstrap 95% CIs: every job metric
-    and the text metrics against all references."""
+def compare_replies(rows: Sequence[dict], a: dict, b: dict, n_boot: int, seed: int) -> dict:
+    """B minus A for two sets of scored replies (``texts`` and ``judged``) to the same rows, with
+    paired bootstrap 95% CIs: every job metric and the text metrics against all references."""
     refs = references(rows)
-    out = {}
-    for mode in MODES:
-        out[mode] = {
-            "job": job_metrics.paired_job_diff(
-                rows, base_out[mode]["judged"], sft_out[mode]["judged"], n_boot=n_boot, seed=seed
-            ),
-            **{
-                m: metrics.paired_bootstrap_diff(
-                    refs, base_out[mode]["texts"], sft_out[mode]["texts"], m, n_boot=n_boot, seed=seed
-                )
-                for m in ("rouge_l", "bleu", "sentence_bleu")
-            },
-        }
-    return out
+    return {
+        "job": job_metrics.paired_job_diff(rows, a["judged"], b["judged"], n_boot=n_boot, seed=seed),
+        **{
+            m: metrics.paired_bootstrap_diff(refs, a["texts"], b["texts"], m, n_boot=n_boot, seed=seed)
+            for m in ("rouge_l", "bleu", "sentence_bleu")
+        },
+    }
+
+
+def compare(rows: Sequence[dict], base_out: dict, sft_out: dict, n_boot: int, seed: int) -> dict:
+    """SFT minus pretrained on the same rows, per decoding mode (:func:`compare_replies`)."""
+    return {mode: compare_replies(rows, base_out[mode], sft_out[mode], n_boot, seed) for mode in MODES}
 
 
 def inter_reference_agreement(rows: Sequence[dict], n_boot: int, seed: int) -> dict | None:
@@ -257,6 +260,8 @@ def generation_records(rows: Sequence[dict], outputs: Mapping[str, dict], split:
         }
         if row.get("turns"):  # a conversation: what the model read before its reply
             rec["conversation"] = row["turns"][:-1]
+        if row.get("retrieved"):  # training exchanges put before the message (--retrieve)
+            rec["retrieved"] = row["retrieved"]
         for name, out in outputs.items():
             for mode in MODES:
                 j = out[mode]["judged"][i]

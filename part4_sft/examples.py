@@ -91,39 +91,88 @@ def fit_conversation(chunks: Sequence[Chunk], budget: int) -> tuple[list[Chunk],
     return [(role, first[excess:]), *turns[1:]], dropped, True
 
 
-def build_conversation_example(
-    tok: RetailTokenizer, scheme: PromptScheme, turns: Sequence[dict], max_len: int, final_only: bool = False
-) -> Example | None:
-    """The masked example for a conversation: every assistant turn and its EOS trained (with
-    ``final_only``, the last one only), everything else masked. Too long for ``max_len``: whole
-    oldest turns go first (``fit_conversation``); None when the last exchange alone cannot fit."""
-    chunks = scheme.encode_conversation(tok, turns)
-    fitted = fit_conversation(chunks, max_len + 1)  # ids = inputs + one final target
+@dataclass
+class Fitted:
+    """A conversation with retrieved exchanges fitted to a budget (``fit_with_retrieved``)."""
+
+    chunks: list[Chunk]  # what is kept, in order: system message, retrieved exchanges, own turns
+    retrieved: range  # the positions in ``chunks`` of the retrieved exchanges kept
+    dropped: int  # the row's OWN messages dropped (retrieved exchanges dropped are not counted)
+    truncated: bool  # the row's own messages lost a message or tokens
+
+
+def _total(chunks: Sequence[Chunk]) -> int:
+    return sum(len(ids) for _, ids in chunks)
+
+
+def fit_with_retrieved(own: Sequence[Chunk], retrieved: Sequence[Chunk], budget: int) -> Fitted | None:
+    """``fit_conversation`` of a row's own chunks with ``retrieved`` exchanges (``retrieval.py``)
+    placed after its system message and before its first turn: the retrieved exchanges are the
+    oldest, so they go first, whole, before anything of the row's own. None when the last
+    exchange alone cannot fit."""
+    system = list(own[:1]) if own and own[0][0] == "system" else []
+    everything = system + list(retrieved) + list(own[len(system) :])
+    fitted = fit_conversation(everything, budget)
     if fitted is None:
         return None
-    chunks, dropped, truncated = fitted
+    chunks, dropped, _ = fitted
+    gone = min(dropped, len(retrieved))
+    system_kept = int(bool(system) and chunks[0][0] == "system")
+    uncut = chunks[:system_kept] + everything[len(everything) - len(chunks) + system_kept :]
+    cut = _total(chunks) < _total(uncut)  # the oldest tokens of the last user turn went
+    kept = range(system_kept, system_kept + len(retrieved) - gone)
+    return Fitted(chunks, kept, dropped - gone, dropped > gone or cut)
+
+
+def own_turns(row: Mapping, reply_key: str = "response") -> list[dict]:
+    """A row's own messages: its "turns", or its context and ``reply_key`` (empty when absent) as
+    one exchange."""
+    if row.get("turns"):
+        return list(row["turns"])
+    return [{"role": "user", "content": row["context"]}, {"role": "assistant", "content": row.get(reply_key, "")}]
+
+
+def build_conversation_example(
+    tok: RetailTokenizer,
+    scheme: PromptScheme,
+    turns: Sequence[dict],
+    max_len: int,
+    final_only: bool = False,
+    retrieved: Sequence[dict] = (),
+) -> Example | None:
+    """The masked example for a conversation: every assistant turn and its EOS trained (with
+    ``final_only``, the last one only), everything else masked, ``retrieved`` exchanges (before
+    its first turn) included. Too long for ``max_len``: retrieved exchanges, then whole oldest
+    turns go first (``fit_with_retrieved``); None when the last exchange alone cannot fit."""
+    extra = scheme.encode_conversation(tok, retrieved) if retrieved else []
+    fitted = fit_with_retrieved(scheme.encode_conversation(tok, turns), extra, max_len + 1)  # inputs + 1 target
+    if fitted is None:
+        return None
+    chunks = fitted.chunks
     ids: list[int] = []
     spans: list[Span] = []
     for i, (role, chunk) in enumerate(chunks):
-        if role == "assistant" and (not final_only or i == len(chunks) - 1):
+        own_reply = role == "assistant" and i not in fitted.retrieved
+        if own_reply and (not final_only or i == len(chunks) - 1):
             spans.append((len(ids) - 1, len(ids) - 1 + len(chunk)))
         ids += chunk
     labels = [IGNORE_INDEX] * (len(ids) - 1)
     for start, end in spans:
         labels[start:end] = ids[start + 1 : end + 1]
-    return Example(ids[:-1], labels, spans[0][0] + 1, truncated, tuple(spans), dropped)
+    return Example(ids[:-1], labels, spans[0][0] + 1, fitted.truncated, tuple(spans), fitted.dropped)
 
 
 def build_examples(
     tok: RetailTokenizer, scheme: PromptScheme, pairs: Sequence[dict], max_len: int, final_only: bool = False
 ) -> tuple[list[Example], dict]:
-    """Examples for ``pairs`` (dicts with context/response; conversations also with "turns") and
-    counts of what was dropped or cut. ``final_only``: train only a conversation's last reply
-    (the reference that evaluation scores)."""
+    """Examples for ``pairs`` (dicts with context/response; conversations also with "turns"; rows
+    with "retrieved" exchanges put them before their own turns) and counts of what was dropped or
+    cut. ``final_only``: train only a conversation's last reply (the reference that evaluation
+    scores)."""
     examples, too_long = [], 0
     for p in pairs:
-        if p.get("turns"):
-            ex = build_conversation_example(tok, scheme, p["turns"], max_len, final_only)
+        if p.get("turns") or p.get("retrieved"):
+            ex = build_conversation_example(tok, scheme, own_turns(p), max_len, final_only, p.get("retrieved") or ())
         else:
             ex = build_example(tok, scheme, p["context"], p["response"], max_len)
         if ex is None:
@@ -142,16 +191,17 @@ def build_examples(
 
 def prompt_ids(tok: RetailTokenizer, scheme: PromptScheme, row: Mapping | str, max_len: int) -> tuple[list[int], bool]:
     """The generation prompt of a row (or a bare context) in at most ``max_len`` tokens, and whether
-    it was cut: a pair's prompt loses its oldest tokens, a conversation (its "turns") is rendered
-    up to its final reply, whole oldest turns dropped first, as in training."""
-    turns = row.get("turns") if isinstance(row, Mapping) else None
-    if not turns:
+    the row's own text was cut: a pair's prompt loses its oldest tokens, a conversation (its
+    "turns") is rendered up to its final reply, whole oldest turns dropped first, and a row's
+    "retrieved" exchanges come before its own turns and go first, as in training."""
+    if not isinstance(row, Mapping) or not (row.get("turns") or row.get("retrieved")):
         ids = scheme.encode_prompt(tok, row["context"] if isinstance(row, Mapping) else row)
         return ids[-max_len:], len(ids) > max_len
-    fitted = fit_conversation(scheme.encode_conversation(tok, turns[:-1]), max_len)
+    extra = scheme.encode_conversation(tok, row.get("retrieved") or [])
+    fitted = fit_with_retrieved(scheme.encode_conversation(tok, own_turns(row)[:-1]), extra, max_len)
     if fitted is None:  # not reachable for max_len >= 1: the last user turn keeps a token
         raise ValueError(f"no prompt fits in {max_len} tokens")
-    return [t for _, ids in fitted[0] for t in ids], fitted[2]
+    return [t for _, ids in fitted.chunks for t in ids], fitted.truncated
 
 
 def _span_problems(i: int, ex: Example, eos_id: int) -> list[str]:

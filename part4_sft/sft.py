@@ -12,8 +12,9 @@
    and warned about (``fit.py``).
 4. evaluation: the SFT model, and the pretrained one both in the fine-tuning prompt and in its
    own corpus format, on the same held-out prompts and seed: job metrics (specifics recall,
-   invented specifics, intent accuracy, rubric) and text metrics -> ``evaluation.json``; every
-   reply -> ``generations.jsonl``; ``loss_curve.png``; ``sft_model.pt``.
+   invented specifics, intent accuracy, rubric) and text metrics, beside two yardsticks that need no
+   model (``yardsticks.py``: the nearest training answer, the best fixed answer) -> ``evaluation.json``;
+   every reply -> ``generations.jsonl``; ``loss_curve.png``; ``sft_model.pt``.
 """
 
 from __future__ import annotations
@@ -60,12 +61,16 @@ from part3_pretrain.trainer import (
 
 from . import evaluate as ev
 from . import fit, job_metrics
-from .base_model import DEFAULT_PRETRAINED, ensure_base, ensure_data_base
+from .base_model import DEFAULT_PRETRAINED, ensure_base, ensure_data_base, unfinished
 from .configs import AUTO, DataConfig, EvalConfig
 from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
 from .prompts import SCHEMES, get_scheme
+from .report_html import write_report_html_or_note
+from .retrieval import add_retrieved
 from .splits import OTHER_TEST_SETS, DatasetSplits, LeakError, load_splits
 from .user_data import DataError
+from .yardsticks import LABELS as YARDSTICK_LABELS
+from .yardsticks import YARDSTICKS, Yardsticks, yardstick_replies
 
 PROG = "python -m part4_sft.sft"
 
@@ -87,6 +92,12 @@ class SFTConfig:
         "prompt template (dialogue: the pretraining corpus's own Customer:/Agent: format)",
         choices=tuple(SCHEMES),
     )
+    retrieve: int = option(
+        0,
+        "with --data: put the K training exchanges most similar to each message before it in the prompt, "
+        "in training (never the row's own) and evaluation alike (0: off)",
+        metavar="K",
+    )
     epochs: int = option(5, "passes over the training pairs")
     max_steps: int = option(0, "optimizer steps (0: --epochs passes; set it to compare data sets at equal steps)")
     optim: OptimConfig = part(
@@ -102,7 +113,9 @@ class SFTConfig:
     execution: ExecConfig = part(ExecConfig(), omit=("compile", "threads"))
 
     def problems(self) -> list[str]:
-        p = below(self, ("epochs",), 1) + below(self, ("max_steps",), 0)
+        p = below(self, ("epochs",), 1) + below(self, ("max_steps", "retrieve"), 0)
+        if self.retrieve and self.dataset.data is None:
+            p.append("--retrieve applies to --data (the generated data's 160-token context has no room for it)")
         if self.pretrained != DEFAULT_PRETRAINED and not Path(self.pretrained).is_file():
             p.append(f"--pretrained {self.pretrained}: no such checkpoint file")
         return p
@@ -137,7 +150,7 @@ def ensure_pretrained(cfg: SFTConfig, train_rows: list[dict]) -> Path:
     """
     ex = cfg.execution
     if fits_data(cfg):
-        return Path(ensure_data_base(train_rows, ex.device, ex.dtype, ex.progress)["path"])
+        return Path(ensure_data_base(train_rows, ex.device, ex.dtype, ex.progress, cfg.retrieve)["path"])
     announce = f"no pretrained checkpoint at {Path(cfg.pretrained)}: running part 3 pretraining first (defaults)"
     info = ensure_base(cfg.pretrained, DEFAULT_PRETRAINED, {}, ex.device, ex.dtype, ex.progress, announce)
     return Path(info["path"])
@@ -168,19 +181,21 @@ def weight_change(base: GPT, tuned: GPT) -> float:
     return max(float((t[k].float().cpu() - b[k].float().cpu()).abs().max()) for k in b)
 
 
-def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int, hint: int) -> None:
+def check_examples(cfg: SFTConfig, counts: dict, block_size: int, world: int, hint: int, cut_hint: int) -> None:
     """Refuse training data that leaves less than one batch; warn when more than 1% of the rows are
-    dropped (reply too long) or cut (context too long). ``hint``: a --block-size that would fit."""
+    dropped (reply too long) or cut (context too long). ``hint``: the tokens that would hold the
+    longest reply with a prompt; ``cut_hint``: the longest training row whole."""
     dropped, pairs = counts["dropped_response_too_long"], counts["pairs"]
+    own, fitted = cfg.dataset.data is not None, fits_data(cfg)
     if counts["examples"] < cfg.optim.batch_size * world:
         raise DataError(
             cfg.dataset.name,
             f"{counts['examples']} of {pairs} training pairs are usable, fewer than one "
             f"batch of {cfg.optim.batch_size * world}: {dropped} dropped because the response and EOS "
             f"do not fit the model's {block_size}-token context; use shorter responses or a base with a "
-            f"longer --block-size ({fit.fix_hint(hint, cfg.dataset.data is not None)})",
+            f"longer --block-size ({fit.fix_hint(hint, own, fitted)})",
         )
-    for line in fit.train_warnings(counts, block_size, hint, cfg.dataset.data is not None):
+    for line in fit.train_warnings(counts, block_size, hint, cut_hint, own, fitted):
         print(line, flush=True)
 
 
@@ -193,10 +208,15 @@ def fit_to_base(cfg: SFTConfig, splits: DatasetSplits, tok, block: int) -> tuple
     new_tokens = fit.resolve_max_new_tokens(cfg.evaluation, cfg.dataset.data is None, lengths, block)
     print(f"max new tokens: {new_tokens['value']} ({new_tokens['why']})", flush=True)
     own = cfg.dataset.data is not None
-    cut, warnings = fit.cut_test_prompts(tok, scheme, splits.test_sets(), block, new_tokens["value"], own)
+    cut, warnings = fit.cut_test_prompts(
+        tok, scheme, splits.test_sets(), block, new_tokens["value"], own, fits_data(cfg)
+    )
     for line in warnings:
         print(line, flush=True)
     report = {"max_new_tokens": new_tokens, "test_prompts_cut": cut, "block_size_hint": fit.block_size_hint(lengths)}
+    if cfg.retrieve:
+        report["retrieval"] = fit.retrieval_kept(tok, scheme, splits, block, new_tokens["value"], cfg.retrieve)
+        print(fit.retrieval_line(report["retrieval"]), flush=True)
     return replace(cfg, evaluation=cfg.evaluation.resolved(new_tokens["value"])), report
 
 
@@ -206,15 +226,34 @@ def _val_batches(tok, scheme, splits: DatasetSplits, block_size: int) -> list[di
     return fixed_batches(val_examples, 32, tok.pad_id, block_size)
 
 
+def _checkpoint_meta(cfg: SFTConfig, model: GPT, tok, scheme_name: str, base_path: Path | None) -> dict:
+    """What sft_model.pt says about itself besides its tensors: enough for the chat to load it alone."""
+    return {
+        "model_config": model.config.to_dict(),
+        "tokenizer": tok.to_str(),
+        "prompt_scheme": scheme_name,
+        "sft_config": flat_dict(cfg),
+        "base_checkpoint": str(base_path) if base_path is not None else None,
+    }
+
+
 def fine_tune(
-    cfg: SFTConfig, model: GPT, tok, splits: DatasetSplits, out: Path, scheme_name: str, resume: dict | None = None
+    cfg: SFTConfig,
+    model: GPT,
+    tok,
+    splits: DatasetSplits,
+    out: Path,
+    scheme_name: str,
+    resume: dict | None = None,
+    base_path: Path | None = None,
 ):
-    """Audit the examples, then train in ``out``; returns (the run's whole metrics history, even
-    after a resume; audit/example counts; seconds)."""
+    """Audit the examples, then train in ``out`` (the checkpoint names ``base_path``); returns (the
+    run's whole metrics history, even after a resume; audit/example counts; seconds)."""
     scheme = get_scheme(scheme_name)
     examples, ex_counts = build_examples(tok, scheme, splits.train, model.config.block_size)
     hint = fit.block_size_hint(fit.reply_lengths(tok, scheme, splits.train))
-    check_examples(cfg, ex_counts, model.config.block_size, dist_info().world, hint)
+    cut_hint = max(fit.example_lengths(tok, scheme, splits.train))
+    check_examples(cfg, ex_counts, model.config.block_size, dist_info().world, hint, cut_hint)
     audit = audit_labels(examples, tok)
     val_batches = _val_batches(tok, scheme, splits, model.config.block_size)
     rank, world, _ = dist_info()
@@ -225,12 +264,7 @@ def fine_tune(
     sink = MetricsSink(
         out / "metrics.jsonl", enabled=rank == 0, resume_step=resume["trainer"]["step"] if resume else None
     )
-    meta = {
-        "model_config": model.config.to_dict(),
-        "tokenizer": tok.to_str(),
-        "prompt_scheme": scheme_name,
-        "sft_config": flat_dict(cfg),
-    }
+    meta = _checkpoint_meta(cfg, model, tok, scheme_name, base_path)
     trainer = Trainer(
         model,
         source,
@@ -256,7 +290,7 @@ def fine_tune(
 
 
 STAGE = ".incomplete"  # a run lives in OUT/.incomplete until it succeeds, then replaces OUT's files
-OUTPUTS = ("sft_model.pt", "metrics.jsonl", "evaluation.json", "generations.jsonl", "loss_curve.png")
+OUTPUTS = ("sft_model.pt", "metrics.jsonl", "evaluation.json", "generations.jsonl", "loss_curve.png", "report.html")
 # Settings that --resume may change: where and how it runs, and how the result is evaluated.
 # Everything else decides what is trained, and a change would make the resumed run another run.
 RESUME_FREE = frozenset({"out_dir", "dataset_path", "resume", *leaf_names(ExecConfig), *leaf_names(EvalConfig)})
@@ -320,28 +354,38 @@ def _load_base(cfg: SFTConfig, path: Path, resume: dict | None):
     return path, base, tok, ckpt
 
 
+def _base_and_splits(cfg: SFTConfig, resume: dict | None) -> tuple[tuple, DatasetSplits]:
+    """The base (path, model, tokenizer, checkpoint) and the data splits. A finished base given
+    by path is loaded before the data is read, so its problems come first; a missing, unfinished
+    or data-fitted one is made by ``ensure_pretrained`` once the training rows are known."""
+    given = Path(cfg.pretrained)
+    ready = given.is_file() and unfinished(given) is None and not fits_data(cfg)
+    loaded = _load_base(cfg, given, resume) if ready else None
+    splits = load_splits(cfg.dataset)  # every data problem surfaces here, before any model work
+    if loaded is None:
+        loaded = _load_base(cfg, ensure_pretrained(cfg, splits.train), resume)
+    return loaded, splits
+
+
 def run(cfg: SFTConfig) -> dict:
     """Fine-tune and evaluate as configured; returns the evaluation dict (also written to disk).
 
     Every check comes before any output is touched; the run trains and writes in OUT/.incomplete
-    and its files replace OUT's only when it has succeeded, so a failing run leaves the previous
-    run's model, metrics and evaluation as they were.
+    and its files replace OUT's only when it has succeeded (a failing run leaves the last ones).
     """
     check_config(cfg)
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     resume = _resume_checkpoint(cfg, out)
-    given = Path(cfg.pretrained)
-    loaded = _load_base(cfg, given, resume) if given.is_file() and not fits_data(cfg) else None
-    splits = load_splits(cfg.dataset)  # every data problem surfaces here, before any model work
-    if loaded is None:
-        loaded = _load_base(cfg, ensure_pretrained(cfg, splits.train), resume)
-    pretrained_path, base, tok, base_ckpt = loaded
+    (pretrained_path, base, tok, base_ckpt), splits = _base_and_splits(cfg, resume)
+    splits = add_retrieved(splits, cfg.retrieve)
     eval_cfg, data_fit = fit_to_base(cfg, splits, tok, base.config.block_size)
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(base)  # the object we fine-tune; `base` is never handed to the trainer
     stage = _prepare_stage(out, resume)
-    history, train_counts, t_train = fine_tune(cfg, model, tok, splits, stage, cfg.prompt_scheme, resume)
+    history, train_counts, t_train = fine_tune(
+        cfg, model, tok, splits, stage, cfg.prompt_scheme, resume, pretrained_path
+    )
     if dist_info().rank != 0:
         close_distributed()  # rank 0 evaluates and publishes alone, then leaves the group too
         return {}
@@ -414,12 +458,44 @@ def _baseline_strength(report: dict) -> float:
     return rubric["value"] if rubric else report["greedy"]["rouge_l"]
 
 
+def score_yardsticks(cfg: SFTConfig, sticks: Yardsticks, tok, rows: list[dict], sft_greedy: dict) -> dict:
+    """The yardsticks (``yardsticks.py``: replies from the training rows, no model) scored like
+    the SFT model's greedy replies, the paired SFT-minus-yardstick differences, and whether SFT
+    beats the better yardstick (rubric mean where rows have rubric inputs, else ROUGE-L), that
+    is whether the difference's 95% CI lies above 0."""
+    n_boot, seed = cfg.evaluation.n_boot, cfg.seed
+    out: dict = {"built_from": sticks.summary()}
+    texts = sticks.texts(rows)
+    for name in YARDSTICKS:
+        replies = yardstick_replies(texts[name], lambda t: len(tok.encode(t)))
+        report, replies["judged"] = ev.score(rows, replies, n_boot, seed)
+        out[name] = {"greedy": report, "replies": texts[name]}
+        out[f"sft_minus_{name}"] = {"greedy": ev.compare_replies(rows, replies, sft_greedy, n_boot, seed)}
+    rated = out[YARDSTICKS[0]]["greedy"]["job"]["rubric_mean"] is not None
+    metric = "rubric_mean" if rated else "rouge_l"
+
+    def value(name: str) -> float:
+        report = out[name]["greedy"]
+        return report["job"][metric]["value"] if rated else report["rouge_l"]
+
+    better = max(YARDSTICKS, key=value)
+    diff = out[f"sft_minus_{better}"]["greedy"]
+    d = diff["job"][metric] if rated else diff["rouge_l"]
+    out["verdict"] = {"metric": metric, "better_yardstick": better, **d, "sft_beats_better_yardstick": d["ci_low"] > 0}
+    return out
+
+
 def evaluate_test_set(
-    cfg: SFTConfig, models: dict[str, tuple[GPT, str]], tok, rows: list[dict], split: str
+    cfg: SFTConfig,
+    models: dict[str, tuple[GPT, str]],
+    tok,
+    rows: list[dict],
+    split: str,
+    sticks: Yardsticks | None = None,
 ) -> tuple[dict, list[dict]]:
     """Every model on one test set: reports, paired SFT-minus-baseline differences, the stronger
-    baseline, inter-reference agreement, the ignoring-the-message control, examples; plus one
-    generations record per row."""
+    baseline, inter-reference agreement, the ignoring-the-message control, the yardsticks (with
+    ``sticks``), examples; plus one generations record per row."""
     reports, outputs = {}, {}
     for name, (model, scheme) in models.items():
         reports[name], outputs[name] = ev.evaluate_model(
@@ -439,17 +515,26 @@ def evaluate_test_set(
         "the message would score",
         **job_metrics.shuffled_control(rows, outputs["sft"]["greedy"]["texts"], cfg.evaluation.n_boot, cfg.seed),
     }
+    records = ev.generation_records(rows, outputs, split)
+    if sticks is not None:
+        result["yardsticks"] = score_yardsticks(cfg, sticks, tok, rows, outputs["sft"]["greedy"])
+        for i, rec in enumerate(records):
+            rec["yardsticks"] = {name: result["yardsticks"][name]["replies"][i] for name in YARDSTICKS}
+        for name in YARDSTICKS:  # every reply is in generations.jsonl already
+            del result["yardsticks"][name]["replies"]
     result["examples"] = ev.select_examples(rows, outputs[best], outputs["sft"], cfg.evaluation.n_examples)
-    return result, ev.generation_records(rows, outputs, split)
+    return result, records
 
 
 def evaluate_all(cfg: SFTConfig, base: GPT, tuned: GPT, tok, splits: DatasetSplits) -> tuple[dict, list[dict]]:
-    """The main test set's results at the top level, other test sets under their names."""
+    """The main test set's results at the top level, other test sets under their names; each
+    with the yardsticks built from the training rows (``yardsticks.py``)."""
     models = eval_models(cfg, base, tuned)
+    sticks = Yardsticks(splits.train)
     evaluation: dict = {}
     records: list[dict] = []
     for split, rows in splits.test_sets().items():
-        result, recs = evaluate_test_set(cfg, models, tok, rows, split)
+        result, recs = evaluate_test_set(cfg, models, tok, rows, split, sticks)
         records += recs
         if split == "test":
             evaluation.update(result)
@@ -481,6 +566,7 @@ def _write_outputs(stage: Path, evaluation: dict, records: list[dict], pretraine
         ],
         stage / "loss_curve.png",
     )
+    write_report_html_or_note(stage)  # report.html: all of the above as one page (embeds the curve)
 
 
 def _print_report(cfg: SFTConfig, out: Path, evaluation: dict) -> None:
@@ -541,6 +627,9 @@ def _print_headline(e: dict, split: str, what: str) -> None:
         (f"{name}, sampled T={e[name]['sampled']['temperature']:g}", ev.scalars(e[name]["sampled"]))
         for name in ("pretrained", "sft")
     ]
+    sticks = e.get("yardsticks")
+    if sticks:  # replies from the training rows, no model: what a lookup scores
+        rows += [(YARDSTICK_LABELS[name], ev.scalars(sticks[name]["greedy"])) for name in YARDSTICKS]
     agreement = e.get("inter_reference_agreement")
     if agreement:  # its ROUGE-L is against the first reference only: agreement, not a ceiling
         rows.append(
@@ -563,6 +652,29 @@ def _print_headline(e: dict, split: str, what: str) -> None:
     invented_ids = e["sft"]["greedy"]["job"].get("invented_order_id_count")
     if invented_ids is not None:
         print(f"  SFT greedy replies inventing an order id: {invented_ids} of {e['test_rows']}")
+    if sticks:
+        _print_yardstick_verdict(sticks)
+
+
+def _print_yardstick_verdict(sticks: dict) -> None:
+    """SFT minus each yardstick (paired 95% CI) and whether SFT beats the better one."""
+    v = sticks["verdict"]
+    metric = v["metric"]
+
+    def diff(d: dict) -> str:
+        return f"{d['diff']:+.3f} ({d['ci_low']:+.3f} .. {d['ci_high']:+.3f})"
+
+    parts = []
+    for name in YARDSTICKS:
+        g = sticks[f"sft_minus_{name}"]["greedy"]
+        parts.append(f"{YARDSTICK_LABELS[name]} {diff(g['job'][metric] if metric != 'rouge_l' else g['rouge_l'])}")
+    label = {"rouge_l": "ROUGE-L", "rubric_mean": "rubric mean"}[metric]
+    print(f"  SFT - yardstick ({label}, paired 95% CI): " + "; ".join(parts))
+    if v["sft_beats_better_yardstick"]:
+        verdict = "yes (the CI lies above 0)"
+    else:
+        verdict = "no: the yardstick is better (the CI lies below 0)" if v["ci_high"] < 0 else "no (the CI holds 0)"
+    print(f"  SFT beats the better yardstick ({YARDSTICK_LABELS[v['better_yardstick']]}) on {label}: {verdict}")
 
 
 USER_ERRORS = (ConfigError, CheckpointError, TokenizerError, DataError, LeakError, LabelAuditError, TrainingDiverged)

@@ -8,11 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from part3_pretrain.checkpoint import CheckpointError, load_model
 from part3_pretrain.cli import build_parser, config_from_namespace
 from part3_pretrain.pretrain import PretrainConfig
-from part4_sft.base_model import ensure_base, pretrain_command, pretrain_flags
+from part4_sft.base_model import ensure_base, pretrain_command, pretrain_flags, unfinished
 from part4_sft.experiment.grid import BASES
 from tests.tools import TINY_PRETRAIN
 
@@ -44,7 +45,7 @@ def test_a_missing_path_that_is_not_the_default_is_an_error(tmp_path) -> None:
         ensure_base(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
 
 
-def test_a_missing_default_base_is_pretrained_in_a_child_process(tmp_path, monkeypatch) -> None:
+def test_a_missing_default_base_is_pretrained_in_a_child_process(tmp_path, monkeypatch, capsys) -> None:
     # the tiny run's settings, passed as flags like a base's overrides; the caller's RNG is untouched
     path = tmp_path / "base" / "model.pt"
     overrides = {k: v for k, v in TINY_PRETRAIN.items() if k not in ("device", "dtype", "progress")}
@@ -59,6 +60,24 @@ def test_a_missing_default_base_is_pretrained_in_a_child_process(tmp_path, monke
     assert model.config.n_layer == TINY_PRETRAIN["n_layer"] and model.config.n_embd == TINY_PRETRAIN["n_embd"]
     again = ensure_base(path, path, overrides)
     assert not again["pretrained_now"]
+    _interrupted_base_is_resumed_not_used(path, overrides, capsys)
+
+
+def _interrupted_base_is_resumed_not_used(path: Path, overrides: dict, capsys) -> None:
+    # A pretraining killed mid-run leaves its periodic checkpoint at model.pt: the default base is
+    # resumed to its last step, any other path is refused with the command that finishes it.
+    ckpt = torch.load(path, weights_only=True)
+    max_steps = ckpt["trainer"]["config"]["max_steps"]
+    ckpt["trainer"]["step"] = max_steps - 2
+    torch.save(ckpt, path)
+    assert unfinished(path) == (max_steps - 2, max_steps)
+    with pytest.raises(CheckpointError, match=f"stopped at step {max_steps - 2} of {max_steps}.*--resume"):
+        ensure_base(path, path.parent / "elsewhere.pt", overrides)
+    capsys.readouterr()
+    info = ensure_base(path, path, overrides, "cpu", "float32", False, threads=1)
+    assert "resuming it" in capsys.readouterr().out
+    assert info["pretrained_now"] and unfinished(path) is None
+    assert torch.load(path, weights_only=True)["trainer"]["step"] == max_steps
 
 
 def _rows(n: int, words: int) -> list[dict]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,9 +25,11 @@ from part4_sft.examples import (
     build_example,
     build_examples,
 )
+from part4_sft.metrics import rouge_l
 from part4_sft.prompts import SCHEMES, get_scheme
 from part4_sft.sft import SFTConfig
 from part4_sft.splits import load_splits
+from tests.tools import updated
 
 FIXTURE = Path(__file__).parent / "fixtures" / "support_mixed.jsonl"
 
@@ -270,18 +273,21 @@ def test_auto_resolves_to_90_for_generated_data_and_the_p99_reply_for_yours():
 def test_drops_and_cuts_past_one_percent_are_warned_with_the_fix(capsys):
     cfg = compose(SFTConfig, data=str(FIXTURE), batch_size=1)
     counts = {"pairs": 100, "examples": 97, "dropped_response_too_long": 3, "context_truncated": 1, "turns_dropped": 0}
-    sft.check_examples(cfg, counts, 192, 1, 384)
+    sft.check_examples(cfg, counts, 192, 1, 384, 900)
     (line,) = capsys.readouterr().out.splitlines()  # 1 cut of 100 is not past 1%
     assert line.startswith("warning: 3 of 100 training rows dropped") and "192-token context" in line
+    # without --pretrained the base was pretrained for the data already: a longer one is the fix
     assert line.endswith(
-        "run without --pretrained so a base with a longer context is pretrained for your data, "
-        "or pretrain one with --block-size 384"
+        "pretrain a base with --block-size 384 (python -m part3_pretrain.pretrain) and pass it as --pretrained"
     )
-    sft.check_examples(
-        cfg, {**counts, "dropped_response_too_long": 0, "context_truncated": 2, "turns_dropped": 3}, 192, 1, 384
-    )
+    cut = {**counts, "dropped_response_too_long": 0, "context_truncated": 2, "turns_dropped": 3}
+    sft.check_examples(updated(cfg, pretrained=str(FIXTURE)), cut, 192, 1, 384, 900)
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith("warning: 2 of 100 training rows had their context cut") and "3 whole messages" in line
+    assert line.endswith(  # the longest row whole, not the longest reply, sizes the fix for a cut
+        "run without --pretrained so a base with a longer context is pretrained for your data, "
+        "or pretrain one with --block-size 928"
+    )
 
 
 def test_experiment_runs_resolve_auto_to_90(monkeypatch):
@@ -309,9 +315,9 @@ def test_bad_conversation_in_own_data_is_one_line_and_nothing_written(pretrained
     assert not out.exists()
 
 
-def _fine_tune_fixture(base: Path, out: Path, batch_size: int, capsys) -> tuple[dict, str]:
+def _fine_tune_fixture(base: Path, out: Path, batch_size: int, capsys, *extra: str) -> tuple[dict, str]:
     """One epoch on the fixture from ``base`` through the CLI: (evaluation.json, what was printed)."""
-    args = ["--pretrained", str(base), "--out-dir", str(out), "--data", str(FIXTURE), "--epochs", "1"]
+    args = ["--pretrained", str(base), "--out-dir", str(out), "--data", str(FIXTURE), "--epochs", "1", *extra]
     args += ["--batch-size", str(batch_size), "--n-boot", "20", "--n-examples", "2", "--no-progress"]
     assert sft.main([*args, "--device", "cpu", "--dtype", "float32"]) == 0
     return json.loads((out / "evaluation.json").read_text()), capsys.readouterr().out
@@ -345,6 +351,53 @@ def test_mixed_pairs_and_conversations_train_and_evaluate_end_to_end(pretrained,
     for r in records:
         if "conversation" in r:
             assert r["conversation"][-1]["role"] == "user" and r["conversation"][-1]["content"] == r["context"]
+    _assert_yardsticks(e, records, printed)
+
+
+def _assert_yardsticks(e: dict, records: list[dict], printed: str) -> None:
+    """The yardsticks are scored like the model on the same rows, paired with it, built from the
+    training split only, and printed beside it."""
+    train = load_splits(compose(SFTConfig, data=str(FIXTURE)).dataset).train
+    answers = {r["response"] for r in train}
+    y = e["yardsticks"]
+    assert y["built_from"]["train_rows"] == len(train) == e["dataset"]["train"]
+    refs = [r["references"] for r in records]
+    sft_rouge = rouge_l(refs, [r["sft_greedy"]["reply"] for r in records])
+    for name in ("nearest_answer", "fixed_answer"):
+        replies = [r["yardsticks"][name] for r in records]
+        assert set(replies) <= answers  # never a test answer: only training answers are looked up
+        assert y[name]["greedy"]["rouge_l"] == pytest.approx(float(np.mean(rouge_l(refs, replies))))
+        assert y[name]["greedy"]["eos_stop_rate"] == 1.0 and y[name]["greedy"]["job"]["loop_share"] is not None
+        d = y[f"sft_minus_{name}"]["greedy"]["rouge_l"]
+        assert d["diff"] == pytest.approx(float(np.mean(sft_rouge) - np.mean(rouge_l(refs, replies))))
+        assert d["ci_low"] <= d["diff"] <= d["ci_high"] and y[f"sft_minus_{name}"]["greedy"]["job"]["loop_share"]
+    assert len({r["yardsticks"]["fixed_answer"] for r in records}) == 1
+    v = y["verdict"]
+    better = max(("nearest_answer", "fixed_answer"), key=lambda n: y[n]["greedy"]["rouge_l"])
+    assert (
+        v["metric"] == "rouge_l"
+        and v["better_yardstick"] == better
+        and v["sft_beats_better_yardstick"] == (v["ci_low"] > 0)
+    )
+    assert "nearest training answer" in printed and "best fixed answer" in printed
+    assert "SFT beats the better yardstick" in printed
+
+
+def test_retrieval_in_the_prompt_trains_and_evaluates_with_the_nearest_training_exchange(long_base, tmp_path, capsys):
+    e, printed = _fine_tune_fixture(long_base, tmp_path / "out", 4, capsys, "--retrieve", "1")
+    r = e["data_fit"]["retrieval"]
+    assert r["k"] == 1 and r["train_rows"] == e["dataset"]["train"] and 0 < r["train_all_kept"] <= r["train_rows"]
+    said = f"retrieval: the 1 most similar training exchanges before each message; all kept in {r['train_all_kept']}"
+    assert said in printed
+    train = {r["context"]: r["response"] for r in load_splits(compose(SFTConfig, data=str(FIXTURE)).dataset).train}
+    records = [json.loads(line) for line in (tmp_path / "out" / "generations.jsonl").read_text().splitlines()]
+    for rec in records:  # each test row retrieved one training exchange: its message and its answer
+        (user, agent) = rec["retrieved"]
+        assert train[user["content"]] == agent["content"] and rec["context"] not in train
+    assert e["config"]["retrieve"] == 1 and e["training"]["audit"]["violations"] == 0
+    assert compose(SFTConfig, retrieve=1).problems() == [
+        "--retrieve applies to --data (the generated data's 160-token context has no room for it)"
+    ]
 
 
 def test_long_answers_fit_a_base_with_a_long_context_and_every_reply_trains(long_base, tmp_path, capsys):

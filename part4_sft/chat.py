@@ -212,6 +212,11 @@ def load_speakers(cfg: ChatConfig) -> list[Speaker]:
     loaded = load_any(cfg.model, cfg.base)
     scheme = cfg.prompt_scheme or loaded.scheme
     label = "sft" if loaded.kind == "sft" else loaded.kind.split()[0]
+    if loaded.retrieve:
+        sys.stderr.write(
+            f"warning: {loaded.path} was fine-tuned with --retrieve {loaded.retrieve}; the chat does not "
+            "retrieve training exchanges, so its replies differ from the evaluation's\n"
+        )
     speakers = [Speaker(label, loaded, scheme)]
     if not cfg.compare:
         return speakers

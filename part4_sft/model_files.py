@@ -48,6 +48,7 @@ class LoadedModel:
     path: Path
     kind: str  # "pretrained", "sft", "experiment run" or "lora adapter"
     base_path: Path | None  # the checkpoint it was tuned from, where recorded
+    retrieve: int = 0  # fine-tuned with --retrieve K: its prompts held K retrieved training exchanges
 
 
 def resolve_file(path: str | os.PathLike) -> Path:
@@ -141,7 +142,8 @@ def _load_checkpoint_file(path: Path, ckpt: dict) -> LoadedModel:
     tuned = scheme is not None
     kind = "sft" if "prompt_scheme" in ckpt else "experiment run" if tuned else "pretrained"
     base = _recorded_base(path, ckpt, run) if tuned else None
-    return LoadedModel(model, tok, scheme or BASE_SCHEME, path, kind, base)
+    retrieve = (ckpt.get("sft_config") or {}).get("retrieve") or 0
+    return LoadedModel(model, tok, scheme or BASE_SCHEME, path, kind, base, int(retrieve))
 
 
 def _load_adapter_file(path: Path, doc: dict, base: Path | None) -> LoadedModel:

@@ -131,6 +131,8 @@ def test_grid_writes_events_configs_and_table(finished):
         d = exp_dir / name
         for f in ("config.json", "state.pt", "adapter.pt", "evaluation.json", "DONE"):
             assert (d / f).is_file(), f
+        replies = [json.loads(line) for line in (d / "generations.jsonl").read_text().splitlines()]
+        assert [r["row"] for r in replies] == list(range(cfg.settings.dataset.n_test))  # every test row, once
         assert list((d / "tb").glob("events.out.tfevents.*"))
         s = R.read_scalars(d / "tb")
         for tag in (

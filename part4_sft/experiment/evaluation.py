@@ -156,6 +156,7 @@ def final_evaluation(
         "validation": {"greedy": val_report, "scalars": flat_scalars(val_report)},
         "val_subset": subset,
         "examples": _examples(test_rows[: s.evaluation.n_examples], replies, judged),
+        "generations": [{"split": "test", "row": i, **e} for i, e in enumerate(_examples(test_rows, replies, judged))],
     }
 
 
@@ -191,7 +192,8 @@ def finish_run(
 ) -> dict:
     """The end of a run: final evaluation (logged as final_val/, final/ and the subset's last
     val_gen/ point, generated as ``evaluator``'s are), weights for clones and users (adapter.pt,
-    or model.pt for full fine-tuning), evaluation.json. Returns the final scalars."""
+    or model.pt for full fine-tuning), evaluation.json and every test reply in generations.jsonl.
+    Returns the final scalars."""
     result = final_evaluation(model, tok, run, val_rows, test_rows, evaluator.batch_size)
     evaluator.log_generation(result["val_subset"], step)
     final = {
@@ -203,6 +205,8 @@ def finish_run(
         save_adapter(model, run.knobs.adapter.lora_config(), run_dir / "adapter.pt")
     else:
         save_atomic(model_checkpoint(model, tok, run_config=run.to_dict()), run_dir / "model.pt")
-    doc = {"run": run.to_dict(), **{k: v for k, v in result.items() if k != "val_subset"}}
+    records = "".join(json.dumps(r) + "\n" for r in result["generations"])  # every test reply
+    write_text_atomic(records, run_dir / "generations.jsonl")
+    doc = {"run": run.to_dict(), **{k: v for k, v in result.items() if k not in ("val_subset", "generations")}}
     write_text_atomic(json.dumps(doc, indent=2) + "\n", run_dir / "evaluation.json")
     return final

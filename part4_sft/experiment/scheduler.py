@@ -41,7 +41,7 @@ from .store import is_done, is_stopped, mark_done, read_status, registered_runs,
 from .workspace import Workspace
 
 # what train_chunk writes atomically into a run's folder (state.pt is the trainer's: it clears its own)
-RUN_FILES = ("adapter.pt", "model.pt", "evaluation.json", "status.json", "DONE")
+RUN_FILES = ("adapter.pt", "model.pt", "evaluation.json", "generations.jsonl", "status.json", "DONE")
 
 
 def plan(run: RunConfig, ws: Workspace) -> tuple[int, int]:

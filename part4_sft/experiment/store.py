@@ -8,6 +8,7 @@ An experiment is its directory; each run lives in ``<experiment>/<run>/``::
     state.pt         resumable trainer checkpoint (model, optimizer, data position, RNG)
     adapter.pt       LoRA runs: the adapters alone (full runs: model.pt)
     evaluation.json  final test and validation reports and the first test replies
+    generations.jsonl  every test reply, how it stopped and how it was judged (one line per test row)
     status.json      step / max_steps / wall seconds
     DONE, STOP       markers: the run has finished; the run is stopped (``--stop``)
 

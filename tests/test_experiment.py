@@ -26,7 +26,7 @@ from part4_sft.experiment import evaluation as run_evaluation
 from part4_sft.experiment import report as R
 from part4_sft.experiment import run_model, scheduler, store, workspace
 from part4_sft.lora import apply_lora, merged_state_dict
-from tests.tools import one_thread, updated
+from tests.tools import TINY_EXPERIMENT, assert_same_weights, one_thread, run_weights, updated
 
 RUN_QA = "large-qa-lora4-c_attn-ep2"
 RUN_INSTR = "large-instruction-lora4-c_attn-ep2"
@@ -47,26 +47,11 @@ def make_cfg(tiny_base, tmp_path_factory):
         at every interval evaluation), 16 test contexts, 2 epochs of about 5 steps (the exact count
         depends on how many pairs fit the block: see ``_plan``)."""
         base = dict(
+            TINY_EXPERIMENT,
             experiments_dir=str(exp_root),
-            name="exp",
             large_base=str(tiny_base),
             small_base=str(tiny_base),
-            bases=("large",),
-            prompts=("qa", "instruction"),
-            adapters=("r4:c_attn",),
-            epochs=(2,),
-            batch_size=8,
-            n_pairs=200,
-            n_high_quality=40,
-            n_val=8,
-            n_test=16,
-            val_gen_rows=4,
-            max_new_tokens=16,
-            n_boot=20,
             dataset_path=str(data),
-            dtype="float32",
-            progress=False,
-            plots=False,
         )
         base.update(kw)
         return compose(E.ExperimentConfig, **base)
@@ -100,16 +85,6 @@ def finished(make_cfg, tmp_path_factory):
         result = E.run(cfg)
     result["generate_calls"] = calls
     return cfg, Path(result["exp_dir"]), result
-
-
-def _weights(run_dir: Path) -> dict:
-    return load_checkpoint(run_dir / "state.pt")["model"]
-
-
-def _assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def _series(run_dir: Path, tag: str) -> list:
@@ -338,7 +313,7 @@ def test_chunked_equals_unchunked_and_interleaves(finished, make_cfg, tmp_path, 
     ]
     assert order == [RUN_QA, RUN_INSTR, RUN_QA, RUN_INSTR]  # chunk 1 of every run before any chunk 2
     for name in (RUN_QA, RUN_INSTR):
-        _assert_same_weights(_weights(one_dir / name), _weights(two_dir / name))
+        assert_same_weights(run_weights(one_dir / name), run_weights(two_dir / name))
         for tag in (
             "train/loss",
             "train/grad_norm",
@@ -385,7 +360,7 @@ def test_interrupted_run_resumes_exactly(finished, make_cfg, tmp_path, monkeypat
     run_dir = tmp_path / "exp" / RUN_QA
     assert not (run_dir / "DONE").exists()
     E.run(cfg)
-    _assert_same_weights(_weights(one_dir / RUN_QA), _weights(run_dir))
+    assert_same_weights(run_weights(one_dir / RUN_QA), run_weights(run_dir))
     for tag in (
         "train/loss",
         "val/loss",
@@ -421,7 +396,7 @@ def test_stop_is_honoured_while_running_and_unstop_resumes(finished, make_cfg, t
     assert E.main(["--experiments-dir", cfg.experiments_dir, "--name", cfg.name, "--unstop", RUN_QA]) == 0
     result = E.run(cfg)
     assert all(r["status"] == "done" for r in result["table"].rows)
-    _assert_same_weights(_weights(one_dir / RUN_QA), _weights(tmp_path / "exp" / RUN_QA))
+    assert_same_weights(run_weights(one_dir / RUN_QA), run_weights(tmp_path / "exp" / RUN_QA))
 
 
 def test_clone_warm_starts_from_the_parent(finished, make_cfg, tmp_path):
@@ -429,14 +404,14 @@ def test_clone_warm_starts_from_the_parent(finished, make_cfg, tmp_path):
     exp = tmp_path / "exp"
     shutil.copytree(exp_dir, exp)
     cfg = make_cfg(tmp_path)
-    parent = _weights(exp / RUN_QA)
+    parent = run_weights(exp / RUN_QA)
     result = E.run(updated(cfg, clone=RUN_QA, set=("lr=1e-3", "epochs=1")))
     name = RUN_QA + "+lr=1e-3+epochs=1"
     run_cfg = store.load_run_config(exp / name)
     assert run_cfg.parent == RUN_QA and run_cfg.knobs.lr == 1e-3 and run_cfg.knobs.epochs == 1
     assert run_cfg.knobs.prompt == "qa" and run_cfg.base_path == cfg.large_base
     ws = workspace.Workspace(progress=False)
-    _assert_same_weights(parent, run_model.build_run_model(run_cfg, exp, ws).state_dict())
+    assert_same_weights(parent, run_model.build_run_model(run_cfg, exp, ws).state_dict())
     state = load_checkpoint(exp / name / "state.pt")
     assert state["trainer"]["step"] == _plan(exp / RUN_QA)[0]  # one epoch, from 0: a fresh optimizer and schedule
     assert {r["run"] for r in result["table"].rows} == {RUN_QA, RUN_INSTR, name}
@@ -446,7 +421,7 @@ def test_clone_warm_starts_from_the_parent(finished, make_cfg, tmp_path):
     init = run_model.build_run_model(other, exp, ws)
     parent_model = run_model.build_run_model(store.load_run_config(exp / RUN_QA), exp, ws)
     parent_model.load_state_dict(parent)
-    _assert_same_weights(merged_state_dict(parent_model), merged_state_dict(init))
+    assert_same_weights(merged_state_dict(parent_model), merged_state_dict(init))
     # the same changes again get a distinct name
     store.register_clone(exp, RUN_QA, ["lr=1e-3", "epochs=1"])
     assert (exp / (name + "+2") / "config.json").is_file()
@@ -468,7 +443,7 @@ def test_full_finetuning_all_pairs_and_seeds(make_cfg, tmp_path):
     assert everything["meta/train_examples"][0][1] > hq["meta/train_examples"][0][1]
     assert hq["meta/trainable_params"] == hq["meta/total_params"]
     assert (exp / "large-qa-full-ep1-seed1" / "model.pt").is_file()
-    seed0, seed1 = (_weights(exp / n) for n in ("large-qa-full-ep1", "large-qa-full-ep1-seed1"))
+    seed0, seed1 = (run_weights(exp / n) for n in ("large-qa-full-ep1", "large-qa-full-ep1-seed1"))
     assert any(not torch.equal(seed0[k], seed1[k]) for k in seed0)  # the seed changes the data order
 
 

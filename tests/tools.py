@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from part3_pretrain.checkpoint import load_checkpoint
 from part3_pretrain.cli import compose, flat_dict
 from part3_pretrain.pretrain import PretrainConfig, run
 
@@ -58,3 +59,38 @@ def updated(cfg, **flat):
     """A copy of a composed config with options changed by their flat names (``dataclasses.replace``
     for nested parts), e.g. ``updated(cfg, device="cpu", lr=1e-3)``."""
     return compose(type(cfg), **{**flat_dict(cfg), **flat})
+
+
+# The experiment tests' tiny grid (tests/test_experiment.py, tests/test_experiment_ray.py): 2 runs
+# (Q/A and instruction prompts) of 2 epochs of about 5 steps on a 1-layer base, 40 training pairs,
+# 8 validation rows (the first 4 answered at every interval evaluation), 16 test contexts.
+TINY_EXPERIMENT = dict(
+    name="exp",
+    bases=("large",),
+    prompts=("qa", "instruction"),
+    adapters=("r4:c_attn",),
+    epochs=(2,),
+    batch_size=8,
+    n_pairs=200,
+    n_high_quality=40,
+    n_val=8,
+    n_test=16,
+    val_gen_rows=4,
+    max_new_tokens=16,
+    n_boot=20,
+    dtype="float32",
+    progress=False,
+    plots=False,
+)
+
+
+def run_weights(run_dir: Path) -> dict:
+    """The model tensors of an experiment run's latest checkpoint (its state.pt)."""
+    return load_checkpoint(run_dir / "state.pt")["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    """Two state dicts hold the same tensors, bit for bit."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

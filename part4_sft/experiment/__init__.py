@@ -13,6 +13,7 @@
 - ``run_model.py``: the model of a run (fresh, from a clone's parent, or for a resume);
 - ``evaluation.py``: interval evaluation during training and the final evaluation of a run;
 - ``scheduler.py``: training in chunks, stopping, resuming, clones joining in;
+- ``ray_backend.py``: the same chunks as Ray tasks on a cluster (``--backend ray``; Ray is optional);
 - ``report.py``: the results table and plots, rebuilt from the directory alone;
 - ``cli.py``: the command line, and running an experiment.
 

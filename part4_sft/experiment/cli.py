@@ -45,14 +45,20 @@ Control: ``--chunks N`` trains every run on its k-th N-th of steps before any ru
 runs and resumes interrupted ones exactly. ``--stop RUN`` (also from another terminal while the
 experiment runs) stops a run before its next chunk; ``--unstop RUN`` lets it continue.
 ``--clone RUN --set lr=1e-3 --set lora_r=16`` adds a run warm-started from RUN's weights.
+
+Backends: ``--backend local`` (the default) trains the chunks one after another in this process;
+``--backend ray`` runs the chunks of a round in parallel as Ray tasks (``ray_backend.py``: a
+local cluster over this machine's cores, or ``--ray-address auto`` / ``HOST:PORT`` to join one
+started with ``ray start``), with the same folder, the same control and the same numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,7 +87,7 @@ from ..examples import LabelAuditError
 from ..prompts import SCHEMES
 from ..splits import LeakError
 from ..user_data import DataError
-from . import report, store
+from . import ray_backend, report, store
 from .grid import (
     BASES,
     DATA_CHOICES,
@@ -99,11 +105,12 @@ from .grid import (
     valid_run_name,
 )
 from .runs import RunConfig, RunSettings
-from .scheduler import schedule
+from .scheduler import RoundRunner, local_round, schedule
 from .workspace import Workspace, prepare_bases
 
 PROG = "python -m part4_sft.experiment"
 DEFAULT_EXPERIMENTS_DIR = "checkpoints/experiments"
+BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -146,6 +153,19 @@ class ExperimentConfig:
         "split every run into N chunks of steps; chunk k of every run trains before chunk "
         "k+1 of any (the same result as unchunked)",
     )
+    backend: str = option(
+        "local",
+        "where the runs train: local = one after another in this process; ray = the chunks of a "
+        "round in parallel as Ray tasks (--threads CPUs each, a GPU each with --device cuda)",
+        choices=BACKENDS,
+    )
+    ray_address: str | None = option(
+        None,
+        "--backend ray: the cluster to join (auto: the one 'ray start' runs on this machine; "
+        "HOST:PORT: its head); None: start a local cluster over this machine's cores",
+        metavar="ADDRESS",
+    )
+    ray_retries: int = option(3, "--backend ray: retries of a chunk whose worker or node died (it resumes)")
     stop: str | None = option(
         None, "stop RUN before its next chunk (works on a running experiment) and exit", metavar="RUN"
     )
@@ -194,10 +214,16 @@ class ExperimentConfig:
         p += below(self, ("lora_lr", "full_lr"), 0, strict=True)
         if not valid_run_name(self.name):
             p.append(f"--name {self.name!r} must be letters, digits and _.,+=- (not starting with a symbol)")
-        p += self._control_problems()
+        p += self._control_problems() + self._backend_problems()
         if not (self.stop or self.unstop or self.clone):
             p += self._grid_problems()
         return p
+
+    def _backend_problems(self) -> list[str]:
+        if self.backend != "ray":
+            return ["--ray-address needs --backend ray"] if self.ray_address else []
+        missing = ray_backend.ray_missing()
+        return below(self, ("ray_retries",), 0) + ([missing] if missing else [])
 
     def _control_problems(self) -> list[str]:
         p = []
@@ -294,8 +320,20 @@ def run(cfg: ExperimentConfig) -> dict:
         return _run_locked(cfg, exp_dir, new_runs)
 
 
+@contextlib.contextmanager
+def round_runner(cfg: ExperimentConfig, exp_dir: Path) -> Iterator[RoundRunner]:
+    """How the chunks of a round train: here (``--backend local``), or as tasks on a Ray cluster
+    joined or started for this experiment, after checking that every node sees ``exp_dir``."""
+    if cfg.backend == "local":
+        yield local_round
+        return
+    with ray_backend.RayCluster(cfg.ray_address, cfg.ray_retries) as rounds:
+        ray_backend.check_shared_folder(exp_dir)
+        yield rounds
+
+
 # what the experiment itself writes into its directory (atomically)
-EXPERIMENT_FILES = ("experiment.json", "results.csv", "results.md", "results_runs.csv")
+EXPERIMENT_FILES = ("experiment.json", "results.csv", "results.md", "results_runs.csv", "report.html")
 
 
 def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig]) -> dict:
@@ -321,13 +359,14 @@ def _run_locked(cfg: ExperimentConfig, exp_dir: Path, new_runs: list[RunConfig])
             flush=True,
         )
     warn_left_out(exp_dir)
-    schedule(exp_dir, cfg.chunks, ws, cfg.sort_by, cfg.select_by)
+    with round_runner(cfg, exp_dir) as runner:
+        schedule(exp_dir, cfg.chunks, ws, cfg.sort_by, cfg.select_by, runner)
     table, plots = report.write_report(exp_dir, cfg.sort_by, plots=cfg.plots, select_by=cfg.select_by)
     print("\n" + table.terminal)
     seconds = time.perf_counter() - t0
     of_which = f", of which {base_seconds:.0f} s preparing the base models" if base_seconds >= 1 else ""
     print(f"\nexperiment finished in {seconds:.0f} s{of_which}; wrote:")
-    for p in [exp_dir / "results.csv", exp_dir / "results.md", *plots]:
+    for p in [exp_dir / "results.csv", exp_dir / "results.md", exp_dir / "report.html", *plots]:
         print(f"  {p}")
     print(f"compare the runs' curves with\n  {_tensorboard_line(exp_dir)}")
     return {
@@ -394,7 +433,7 @@ def report_main(argv: Sequence[str]) -> int:
         return fail(prog, str(e))
     print(table.terminal)
     print("wrote:")
-    for p in [Path(cfg.dir) / "results.csv", Path(cfg.dir) / "results.md", *plots]:
+    for p in [Path(cfg.dir) / "results.csv", Path(cfg.dir) / "results.md", Path(cfg.dir) / "report.html", *plots]:
         print(f"  {p}")
     warn_left_out(Path(cfg.dir), prog)
     return 0
@@ -416,6 +455,7 @@ USER_ERRORS = (
     GridError,
     report.ReportError,
     TrainingDiverged,
+    ray_backend.ClusterError,
 )
 
 

@@ -14,6 +14,11 @@ the run is evaluated (``evaluation.finish_run``) and marked done.
 The trainer logs ``train/loss``, ``train/token_acc``, ``train/lr`` and ``train/grad_norm`` every
 step; a fresh run logs ``meta/trainable_params``, ``meta/max_steps``, ``meta/steps_per_epoch`` at
 step 0, and every chunk ``meta/wall_seconds``.
+
+Where the chunks execute is the round runner's business (``RoundRunner``): ``local_round``
+trains them one after another in this process (the default); ``ray_backend.RayRounds`` runs the
+chunks of a round as Ray tasks in parallel. Either way this module decides which chunks a round
+has, and the driver prints each chunk's line and rewrites the tables as the chunks finish.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +79,7 @@ class ChunkResult:
     done: bool
     seconds: float
     last: dict  # the last train/val/val_gen/final_val/final scalars of this chunk
+    where: str = ""  # the Ray node that trained the chunk (empty: this process)
 
 
 def _trainer_config(run: RunConfig, max_steps: int, spe: int, until: int, ex: ExecConfig) -> TrainerConfig:
@@ -232,15 +239,27 @@ def _chunk_line(res: ChunkResult, chunk: int, chunks: int) -> str:
     ):
         if key in last:
             parts.append(f"{label} {last[key]:.3f}")
-    return f"[chunk {chunk + 1}/{chunks}] {res.name}: " + ", ".join(parts) + f" ({res.seconds:.1f} s)"
+    where = f" on {res.where}" if res.where else ""
+    return f"[chunk {chunk + 1}/{chunks}] {res.name}: " + ", ".join(parts) + f" ({res.seconds:.1f} s{where})"
 
 
-def _train_round(
-    exp_dir: Path, chunk: int, chunks: int, ws: Workspace, announced: set[str], sort_by: str | None, select_by: str
-) -> bool:
-    """Chunk ``chunk`` of every pending run that is not stopped, the tables rewritten after each;
-    True when any run trained. ``announced``: the stopped runs already reported."""
-    progressed = False
+# A round runner trains the (run, until) chunks it is given and yields each chunk's result as it
+# finishes; the chunks are produced lazily, so a runner that takes them one at a time checks
+# each run's STOP marker right before its chunk.
+RoundRunner = Callable[[Iterable[tuple[RunConfig, int]], Path, Workspace], Iterator[ChunkResult]]
+
+
+def local_round(jobs: Iterable[tuple[RunConfig, int]], exp_dir: Path, ws: Workspace) -> Iterator[ChunkResult]:
+    """The local backend: the chunks one after another, in this process."""
+    for run, until in jobs:
+        yield train_chunk(run, exp_dir, until, ws)
+
+
+def pending_chunks(
+    exp_dir: Path, chunk: int, chunks: int, ws: Workspace, announced: set[str]
+) -> Iterator[tuple[RunConfig, int]]:
+    """(run, step its chunk ``chunk`` ends at) of every registered run that is neither done nor
+    stopped nor already past that step. ``announced``: the stopped runs already reported."""
     for run in [r for r in registered_runs(exp_dir) if not is_done(exp_dir / r.name)]:
         run_dir = exp_dir / run.name
         if is_stopped(run_dir):  # checked before every chunk: --stop works on a running experiment
@@ -252,22 +271,43 @@ def _train_round(
         until = chunk_boundaries(max_steps, chunks)[chunk]
         if until < max_steps and read_status(run_dir).get("step", 0) >= until:
             continue  # resumed past this boundary already
-        res = train_chunk(run, exp_dir, until, ws)
+        yield run, until
+
+
+def _train_round(
+    exp_dir: Path,
+    chunk: int,
+    chunks: int,
+    ws: Workspace,
+    announced: set[str],
+    table: tuple[str | None, str],
+    runner: RoundRunner,
+) -> bool:
+    """Chunk ``chunk`` of every pending run that is not stopped, the tables (``table``: sort_by,
+    select_by) rewritten after each; True when any run trained."""
+    progressed = False
+    for res in runner(pending_chunks(exp_dir, chunk, chunks, ws, announced), exp_dir, ws):
         progressed = True
         print(_chunk_line(res, chunk, chunks), flush=True)
-        report.write_tables(exp_dir, sort_by, select_by)
+        report.write_tables(exp_dir, *table)
     return progressed
 
 
 def schedule(
-    exp_dir: Path, chunks: int, ws: Workspace, sort_by: str | None, select_by: str = report.DEFAULT_SELECT
+    exp_dir: Path,
+    chunks: int,
+    ws: Workspace,
+    sort_by: str | None,
+    select_by: str = report.DEFAULT_SELECT,
+    runner: RoundRunner = local_round,
 ) -> None:
     """Train every registered run that is neither done nor stopped, chunk k of every run before
-    chunk k+1 of any; re-reads the directory each round (clones added meanwhile join in)."""
+    chunk k+1 of any; re-reads the directory each round (clones added meanwhile join in).
+    ``runner`` trains the chunks of a round (default: here, one after another)."""
     k, announced = 0, set()
     while True:
         chunk = min(k, chunks - 1)
-        progressed = _train_round(exp_dir, chunk, chunks, ws, announced, sort_by, select_by)
+        progressed = _train_round(exp_dir, chunk, chunks, ws, announced, (sort_by, select_by), runner)
         if not progressed and chunk == chunks - 1:
             return
         if progressed and chunk < chunks - 1:  # the last round's table is printed by the caller

@@ -858,9 +858,14 @@ def addresses_intent(response: str, intent: str, slots: Mapping) -> bool:
     return KEYWORD_RES[intent].search(masked) is not None
 
 
+def mention_pattern(value: str) -> re.Pattern:
+    """``value`` as a whole token sequence, case-insensitive (what ``mentions`` looks for)."""
+    return re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.I)
+
+
 def mentions(text: str, value: str) -> bool:
     """True if ``value`` occurs in ``text`` as a whole token sequence (case-insensitive)."""
-    return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.I) is not None
+    return mention_pattern(value).search(text) is not None
 
 
 # ---------------------------------------------------------------------------------------------

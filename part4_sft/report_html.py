@@ -26,13 +26,13 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from part3_pretrain.cli import ConfigError, option, run_main
+from part3_pretrain.domain import mention_pattern
 from part3_pretrain.fileio import write_text_atomic
 
 from . import job_metrics, metrics
@@ -331,7 +331,7 @@ def value_spans(text: str, values: Iterable[str]) -> list[tuple[int, int]]:
     spans = []
     for v in values:
         if v:
-            spans += [m.span() for m in re.finditer(rf"(?<!\w){re.escape(v)}(?!\w)", text, re.I)]
+            spans += [m.span() for m in mention_pattern(v).finditer(text)]
     return spans
 
 

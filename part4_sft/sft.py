@@ -458,18 +458,17 @@ def _baseline_strength(report: dict) -> float:
     return rubric["value"] if rubric else report["greedy"]["rouge_l"]
 
 
-def score_yardsticks(cfg: SFTConfig, sticks: Yardsticks, tok, rows: list[dict], sft_greedy: dict) -> dict:
-    """The yardsticks (``yardsticks.py``: replies from the training rows, no model) scored like
-    the SFT model's greedy replies, the paired SFT-minus-yardstick differences, and whether SFT
-    beats the better yardstick (rubric mean where rows have rubric inputs, else ROUGE-L), that
-    is whether the difference's 95% CI lies above 0."""
+def score_yardsticks(cfg: SFTConfig, texts: dict[str, list[str]], tok, rows: list[dict], sft_greedy: dict) -> dict:
+    """The yardsticks' replies ``texts`` (``yardsticks.py``: from the training rows, no model)
+    scored like the SFT model's greedy replies, the paired SFT-minus-yardstick differences, and
+    whether SFT beats the better yardstick (rubric mean where rows have rubric inputs, else
+    ROUGE-L), that is whether the difference's 95% CI lies above 0."""
     n_boot, seed = cfg.evaluation.n_boot, cfg.seed
-    out: dict = {"built_from": sticks.summary()}
-    texts = sticks.texts(rows)
+    out: dict = {}
     for name in YARDSTICKS:
         replies = yardstick_replies(texts[name], lambda t: len(tok.encode(t)))
         report, replies["judged"] = ev.score(rows, replies, n_boot, seed)
-        out[name] = {"greedy": report, "replies": texts[name]}
+        out[name] = {"greedy": report}
         out[f"sft_minus_{name}"] = {"greedy": ev.compare_replies(rows, replies, sft_greedy, n_boot, seed)}
     rated = out[YARDSTICKS[0]]["greedy"]["job"]["rubric_mean"] is not None
     metric = "rubric_mean" if rated else "rouge_l"
@@ -517,11 +516,11 @@ def evaluate_test_set(
     }
     records = ev.generation_records(rows, outputs, split)
     if sticks is not None:
-        result["yardsticks"] = score_yardsticks(cfg, sticks, tok, rows, outputs["sft"]["greedy"])
-        for i, rec in enumerate(records):
-            rec["yardsticks"] = {name: result["yardsticks"][name]["replies"][i] for name in YARDSTICKS}
-        for name in YARDSTICKS:  # every reply is in generations.jsonl already
-            del result["yardsticks"][name]["replies"]
+        texts = sticks.texts(rows)
+        scored = score_yardsticks(cfg, texts, tok, rows, outputs["sft"]["greedy"])
+        result["yardsticks"] = {"built_from": sticks.summary(), **scored}
+        for i, rec in enumerate(records):  # their replies live in generations.jsonl
+            rec["yardsticks"] = {name: texts[name][i] for name in YARDSTICKS}
     result["examples"] = ev.select_examples(rows, outputs[best], outputs["sft"], cfg.evaluation.n_examples)
     return result, records
 

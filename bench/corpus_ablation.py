@@ -56,6 +56,36 @@ def _old_values() -> None:
         module.open_pools = old.open_pools
 
 
+def _drills_first() -> None:
+    """Curriculum: the drills at the head of the stream, and the first epoch's windows drawn
+    roughly in stream order (each window's key its position plus uniform noise of width
+    ``CURRICULUM_WIDTH``), so early batches are mostly drills and exchanges take over; later
+    epochs are uniform as before. Same documents, same tokens, same steps."""
+    import torch
+
+    from part3_pretrain import data
+
+    original = corpus._dialogue_corpus
+
+    def drills_ahead(n_docs: int, seed: int, documents_share: float) -> list[str]:
+        docs = original(n_docs, seed, documents_share)
+        drills = set(domain.reference_drills(corpus.corpus_parts(n_docs, documents_share)["drills"], seed))
+        return [d for d in docs if d in drills] + [d for d in docs if d not in drills]
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        if epoch > 0:
+            return torch.randperm(self.n_windows, generator=g)
+        position = torch.arange(self.n_windows, dtype=torch.float64) / self.n_windows
+        return torch.argsort(position + CURRICULUM_WIDTH * torch.rand(self.n_windows, generator=g, dtype=torch.float64))
+
+    corpus._dialogue_corpus = drills_ahead
+    data.TokenWindows._permutation = permutation
+
+
+CURRICULUM_WIDTH = 0.5
+
+
 VARIANTS = {
     "default": (),
     "no_variety": (_no_variety,),
@@ -67,6 +97,7 @@ VARIANTS = {
     "careful_no_variety_old_mix_old_values": (_careful_agents, _no_variety, _old_mix, _old_values),
     "old_mix_old_values": (_old_mix, _old_values),
     "no_variety_old_values": (_no_variety, _old_values),
+    "drills_first": (_drills_first,),
 }
 
 

@@ -55,15 +55,43 @@ def split_documents(docs: Sequence[str], val_fraction: float, seed: int) -> tupl
     return ([d for i, d in enumerate(docs) if i not in val_idx], [d for i, d in enumerate(docs) if i in val_idx])
 
 
+def document_starts(tokens: np.ndarray, eos_id: int, block_size: int) -> np.ndarray:
+    """Window starts at document boundaries: where each document begins (the stream's start and
+    every position after an EOS) and, in a document longer than a window, every ``block_size``
+    tokens into it (so no text is left unread); only starts from which a whole window of
+    ``block_size + 1`` tokens fits in the stream."""
+    begins = np.concatenate(([0], np.flatnonzero(np.asarray(tokens) == eos_id) + 1))
+    ends = np.append(begins[1:], len(tokens))
+    counts = 1 + np.maximum(0, (ends - begins - 2) // block_size)  # windows each document needs
+    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # k-th window of its document
+    starts = np.repeat(begins, counts) + block_size * k
+    return starts[starts + block_size + 1 <= len(tokens)].astype(np.int64)
+
+
 class TokenWindows:
-    """Random non-overlapping windows of a token stream, resumable, rank-sharded."""
+    """Random windows of a token stream, resumable, rank-sharded.
+
+    Without ``starts`` the windows are the stream's non-overlapping ``block_size`` cuts, so most
+    begin inside a document. With ``starts`` (``document_starts``) every window begins where a
+    document begins: each token is predicted with its document's beginning in view (never an
+    agent's reply without the message it answers), and an epoch is one window per document start
+    (the windows overlap: a document is first in one window and later in its predecessors').
+    """
 
     def __init__(
-        self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        tokens: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        starts: np.ndarray | None = None,
     ) -> None:
         self.tokens, self.block, self.batch = tokens, block_size, batch_size
         self.seed, self.rank, self.world = seed, rank, world_size
-        self.n_windows = (len(tokens) - 1) // block_size
+        self.starts = starts
+        self.n_windows = (len(tokens) - 1) // block_size if starts is None else len(starts)
         if self.n_windows < batch_size * world_size:
             raise ValueError(
                 f"token stream of {len(tokens)} tokens has {self.n_windows} windows of "
@@ -83,7 +111,8 @@ class TokenWindows:
             self.epoch, self.index = self.epoch + 1, 0
             self._perm = self._permutation(self.epoch)
         start = self.index + self.rank * self.batch
-        starts = (self._perm[start : start + self.batch] * self.block).tolist()
+        picked = self._perm[start : start + self.batch]
+        starts = (picked * self.block).tolist() if self.starts is None else self.starts[picked.numpy()].tolist()
         self.index += global_batch
         rows = np.stack([self.tokens[s : s + self.block + 1] for s in starts]).astype(np.int64)
         chunk = torch.from_numpy(rows)  # (B, block + 1)
@@ -98,13 +127,16 @@ class TokenWindows:
 
 
 def sequential_batches(
-    tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int
+    tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int, starts: np.ndarray | None = None
 ) -> list[dict[str, torch.Tensor]]:
-    """The first ``max_batches`` batches of consecutive windows: a fixed validation set."""
-    n = min((len(tokens) - 1) // block_size, batch_size * max_batches)
+    """The first ``max_batches`` batches of windows in stream order: a fixed validation set. The
+    windows are consecutive cuts, or begin at ``starts`` (``document_starts``) when the training
+    windows do, so the validation loss measures what training optimises."""
+    starts = np.arange((len(tokens) - 1) // block_size) * block_size if starts is None else starts
+    n = min(len(starts), batch_size * max_batches)
     if n == 0:
         raise ValueError(f"validation stream of {len(tokens)} tokens is shorter than one block ({block_size})")
-    rows = np.stack([tokens[i * block_size : i * block_size + block_size + 1] for i in range(n)]).astype(np.int64)
+    rows = np.stack([tokens[s : s + block_size + 1] for s in starts[:n]]).astype(np.int64)
     chunk = torch.from_numpy(rows)
     return [{"input_ids": c[:, :-1], "labels": c[:, 1:]} for c in chunk.split(batch_size)]
 

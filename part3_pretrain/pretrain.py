@@ -28,6 +28,7 @@ from .cli import ConfigError, below, check_config, flat_dict, option, part, refu
 from .configs import ExecConfig, OptimConfig
 from .data import (
     TokenWindows,
+    document_starts,
     encode_documents,
     mean_loss,
     read_tokens,
@@ -58,6 +59,7 @@ DEFAULT_OUT_DIR = "checkpoints/pretrain"
 SAMPLE_PROMPT = "Customer: Hi, my order #A1234 still hasn't arrived and it was due on Monday.\nAgent:"
 
 
+WINDOW_STARTS = ("any", "document")
 MODEL_HELP = {
     "block_size": "context length in tokens",
     "n_layer": "transformer blocks",
@@ -122,6 +124,13 @@ class PretrainConfig:
         help=OPTIM_HELP,
     )
     max_steps: int = option(4296, "optimizer steps")
+    window_start: str = option(
+        "document",
+        "where training windows begin: document (at a document's first token, and every --block-size "
+        "tokens into a longer one, so every prediction sees its document's start) or any (the stream "
+        "cut every --block-size tokens, mostly inside a document)",
+        choices=WINDOW_STARTS,
+    )
     eval_every: int = option(200, "steps between validation losses")
     log_every: int = option(10, "steps between train-loss records in metrics.jsonl")
     eval_batches: int = option(8, "validation batches per evaluation")
@@ -224,11 +233,18 @@ def split_for_validation(cfg: PretrainConfig, docs: list[str]) -> tuple[list[str
     return split_documents(docs, cfg.val_fraction, cfg.seed)
 
 
-def check_streams(cfg: PretrainConfig, n_docs: int, train_tokens, val_tokens, world: int) -> None:
+def window_starts(cfg: PretrainConfig, tokens: np.ndarray, eos_id: int) -> np.ndarray | None:
+    """Where this run's windows begin: ``document_starts`` under ``--window-start document``,
+    else None (``TokenWindows`` and ``sequential_batches`` then cut the stream every block)."""
+    return document_starts(tokens, eos_id, cfg.model.block_size) if cfg.window_start == "document" else None
+
+
+def check_streams(cfg: PretrainConfig, n_docs: int, train_tokens, val_tokens, world: int, eos_id: int) -> None:
     """Refuse token streams that cannot make one training batch or one validation window (the
     corpus is too small for --block-size/--batch-size), BEFORE anything is written."""
     block, need = cfg.model.block_size, cfg.optim.batch_size * world
-    windows = (len(train_tokens) - 1) // block
+    starts = window_starts(cfg, train_tokens, eos_id)
+    windows = (len(train_tokens) - 1) // block if starts is None else len(starts)
     problems = []
     if windows < need:
         procs = f" x {world} processes" if world > 1 else ""
@@ -285,7 +301,7 @@ def prepare_data(
     if rank == 0:
         tok = resumed_tok or train_tokenizer(train_docs, cfg.vocab_size, cfg.split_digits)
         train_tokens, val_tokens = encode_documents(train_docs, tok), encode_documents(val_docs, tok)
-        check_streams(cfg, len(train_docs) + len(val_docs), train_tokens, val_tokens, world)
+        check_streams(cfg, len(train_docs) + len(val_docs), train_tokens, val_tokens, world, tok.eos_id)
         out.mkdir(parents=True, exist_ok=True)
         for name in ATOMIC_OUTPUTS:
             remove_stale_temps(out / name)
@@ -334,6 +350,7 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
         "optimizer",
         "schedule",
         "seed",
+        "window_start",
     )
     same += ("decay_fraction",) if saved.get("schedule") == "wsd" else ()  # only wsd reads it
     refuse_changed(path, saved, flat_dict(cfg), same)
@@ -428,8 +445,9 @@ def make_trainer(
     """The Trainer of this run: this rank's windows of the training stream, the validation loss,
     the metrics sink (rank 0), the checkpoint in ``out`` and its metadata; resumed if asked."""
     rank, world, _ = dist_info()
-    source = TokenWindows(train_tokens, cfg.model.block_size, cfg.optim.batch_size, cfg.seed, rank, world)
-    val_batches = sequential_batches(val_tokens, cfg.model.block_size, cfg.optim.batch_size, cfg.eval_batches)
+    block, batch, eos = cfg.model.block_size, cfg.optim.batch_size, tok.eos_id
+    source = TokenWindows(train_tokens, block, batch, cfg.seed, rank, world, window_starts(cfg, train_tokens, eos))
+    val_batches = sequential_batches(val_tokens, block, batch, cfg.eval_batches, window_starts(cfg, val_tokens, eos))
     sink = MetricsSink(
         out / "metrics.jsonl", enabled=rank == 0, resume_step=resume_ckpt["trainer"]["step"] if resume_ckpt else None
     )

@@ -210,6 +210,7 @@ def data_base_plan(train_rows: list[dict], defaults: PretrainConfig | None = Non
     per_step = defaults.optim.batch_size * block * flops_per_token(model)["total"]
     steps = max(1, int(PRETRAIN_BUDGET_TFLOP * 1e12 // per_step))
     plan = {"block_size": block, "max_steps": steps, "n_docs": n_docs, "longest_exchange_tokens": max(lengths)}
+    plan["window_start"] = defaults.window_start  # part of the hash: a base trained otherwise is not reused
     return plan | ({"retrieval_room_tokens": retrieval_room(lengths, retrieve)} if retrieve else {})
 
 

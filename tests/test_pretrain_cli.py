@@ -318,6 +318,8 @@ def test_resume_with_changed_settings_is_refused(finished_run, capsys) -> None:
         run(tiny_pretrain_config(out, resume=True, schedule="wsd"))
     with pytest.raises(ConfigError, match="--corpus-seed 0 -> 1"):
         run(tiny_pretrain_config(out, resume=True, corpus_seed=1))
+    with pytest.raises(ConfigError, match="--window-start 'document' -> 'any'"):
+        run(tiny_pretrain_config(out, resume=True, window_start="any"))
     argv = [
         f"--{k.replace('_', '-')}"
         if v is True
@@ -336,6 +338,17 @@ def test_resume_of_a_cosine_run_ignores_decay_fraction(finished_run, tmp_path: P
     out = tmp_path / "run"
     shutil.copytree(finished_run[0], out)
     run(tiny_pretrain_config(out, resume=True, decay_fraction=0.5))
+
+
+def test_window_start_any_trains_on_other_windows(finished_run, tmp_path: Path) -> None:
+    """The default windows begin at document starts (training and validation); ``any`` cuts the
+    stream every block: the same data, other windows, another model."""
+    out, summary = finished_run
+    assert tiny_pretrain_config(out).window_start == "document"
+    other = run(tiny_pretrain_config(tmp_path / "any", window_start="any"))
+    assert other["final_val_loss"] != summary["final_val_loss"]
+    a, b = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (out, tmp_path / "any"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_small_block_size_run_finishes(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from part3_pretrain.checkpoint import (
     load_model,
     model_checkpoint,
 )
-from part3_pretrain.data import TokenWindows, encode_documents, mean_loss, sequential_batches
+from part3_pretrain.data import TokenWindows, document_starts, encode_documents, mean_loss, sequential_batches
 from part3_pretrain.fileio import save_atomic
 from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, lm_loss
 from part3_pretrain.tokenizer import train_tokenizer
@@ -256,6 +256,33 @@ def test_token_windows_ranks_split_the_global_batch() -> None:
         parts = [r.next_batch() for r in ranks]
         assert torch.equal(w["input_ids"], torch.cat([p["input_ids"] for p in parts]))
         assert torch.equal(w["input_ids"][:, 1:], w["labels"][:, :-1])
+
+
+def test_document_windows_begin_at_document_starts_and_resume() -> None:
+    """With ``document_starts`` every document's first token starts a window, a document longer
+    than a window gets one every BLOCK tokens after that (no text unread) and no window starts
+    anywhere else; each start serves once per epoch, and a resumed source reads the same windows."""
+    eos = V - 1
+    rng = np.random.default_rng(0)
+    stream = np.concatenate([np.append(rng.integers(0, eos, rng.integers(3, 3 * BLOCK)), eos) for _ in range(120)])
+    stream = stream.astype(np.uint16)
+    starts = document_starts(stream, eos, BLOCK)
+    begins = {0} | {int(i) + 1 for i in np.flatnonzero(stream == eos) if i + BLOCK + 2 <= len(stream)}
+    inside = [int(s) for s in starts if s not in begins]
+    assert begins <= set(starts.tolist()) and inside  # every document start, and some long documents
+    assert all(s - BLOCK in set(starts.tolist()) and eos not in stream[s - BLOCK : s - 1] for s in inside)
+    assert all(s + BLOCK + 1 <= len(stream) for s in starts)
+    where = {tuple(stream[s : s + BLOCK].tolist()): int(s) for s in starts}
+    source = TokenWindows(stream, BLOCK, batch_size=4, seed=1, starts=starts)
+    seen = []
+    for _ in range(len(starts) // 4):
+        batch = source.next_batch()
+        assert torch.equal(batch["input_ids"][:, 1:], batch["labels"][:, :-1])
+        seen += [where[tuple(row.tolist())] for row in batch["input_ids"]]
+    assert len(set(seen)) == len(seen) == len(starts) // 4 * 4  # every window a document start, none twice
+    again = TokenWindows(stream, BLOCK, batch_size=4, seed=1, starts=starts)
+    again.load_state_dict(source.state_dict())
+    assert torch.equal(again.next_batch()["input_ids"], source.next_batch()["input_ids"])
 
 
 # ------------------------------------------------------------------------------ checkpoints

@@ -30,6 +30,11 @@ def _old_mix() -> None:
     corpus.DOCUMENTS_SHARE, corpus.DRILLS_SHARE = 0.0, 1 / 3
 
 
+def _drills_fifth() -> None:
+    """A fifth drills, the rest exchanges (no other documents)."""
+    corpus.DOCUMENTS_SHARE, corpus.DRILLS_SHARE = 0.0, 0.2
+
+
 def _few_documents() -> None:
     """An eighth other retail documents, 30% drills, the rest exchanges."""
     corpus.DOCUMENTS_SHARE, corpus.DRILLS_SHARE = 0.125, 0.3
@@ -98,6 +103,7 @@ VARIANTS = {
     "old_mix_old_values": (_old_mix, _old_values),
     "no_variety_old_values": (_no_variety, _old_values),
     "drills_first": (_drills_first,),
+    "drills_fifth": (_drills_fifth,),
 }
 
 

@@ -68,6 +68,23 @@ def document_starts(tokens: np.ndarray, eos_id: int, block_size: int) -> np.ndar
     return starts[starts + block_size + 1 <= len(tokens)].astype(np.int64)
 
 
+def document_ids(input_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """(B, T) index of the document each input token belongs to within its window: an EOS closes
+    its document, the token after it opens the next (``GPT.forward(doc_ids=...)``)."""
+    eos = (input_ids == eos_id).long()
+    return eos.cumsum(dim=1) - eos
+
+
+def window_batch(rows: np.ndarray, eos_id: int | None) -> dict[str, torch.Tensor]:
+    """Inputs and next-token labels of windows of ``block_size + 1`` tokens; with ``eos_id``,
+    also their ``doc_ids`` (attention kept inside each document)."""
+    chunk = torch.from_numpy(rows.astype(np.int64))  # (B, block + 1)
+    batch = {"input_ids": chunk[:, :-1], "labels": chunk[:, 1:]}
+    if eos_id is not None:
+        batch["doc_ids"] = document_ids(batch["input_ids"], eos_id)
+    return batch
+
+
 class TokenWindows:
     """Random windows of a token stream, resumable, rank-sharded.
 
@@ -76,6 +93,7 @@ class TokenWindows:
     document begins: each token is predicted with its document's beginning in view (never an
     agent's reply without the message it answers), and an epoch is one window per document start
     (the windows overlap: a document is first in one window and later in its predecessors').
+    With ``eos_id`` every batch also says which document each token belongs to (``doc_ids``).
     """
 
     def __init__(
@@ -87,8 +105,10 @@ class TokenWindows:
         rank: int = 0,
         world_size: int = 1,
         starts: np.ndarray | None = None,
+        eos_id: int | None = None,
     ) -> None:
         self.tokens, self.block, self.batch = tokens, block_size, batch_size
+        self.eos_id = eos_id
         self.seed, self.rank, self.world = seed, rank, world_size
         self.starts = starts
         self.n_windows = (len(tokens) - 1) // block_size if starts is None else len(starts)
@@ -114,9 +134,7 @@ class TokenWindows:
         picked = self._perm[start : start + self.batch]
         starts = (picked * self.block).tolist() if self.starts is None else self.starts[picked.numpy()].tolist()
         self.index += global_batch
-        rows = np.stack([self.tokens[s : s + self.block + 1] for s in starts]).astype(np.int64)
-        chunk = torch.from_numpy(rows)  # (B, block + 1)
-        return {"input_ids": chunk[:, :-1], "labels": chunk[:, 1:]}
+        return window_batch(np.stack([self.tokens[s : s + self.block + 1] for s in starts]), self.eos_id)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}
@@ -127,18 +145,23 @@ class TokenWindows:
 
 
 def sequential_batches(
-    tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int, starts: np.ndarray | None = None
+    tokens: np.ndarray,
+    block_size: int,
+    batch_size: int,
+    max_batches: int,
+    starts: np.ndarray | None = None,
+    eos_id: int | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """The first ``max_batches`` batches of windows in stream order: a fixed validation set. The
     windows are consecutive cuts, or begin at ``starts`` (``document_starts``) when the training
-    windows do, so the validation loss measures what training optimises."""
+    windows do, and carry ``doc_ids`` when given ``eos_id``, so the validation loss measures what
+    training optimises."""
     starts = np.arange((len(tokens) - 1) // block_size) * block_size if starts is None else starts
     n = min(len(starts), batch_size * max_batches)
     if n == 0:
         raise ValueError(f"validation stream of {len(tokens)} tokens is shorter than one block ({block_size})")
-    rows = np.stack([tokens[s : s + block_size + 1] for s in starts[:n]]).astype(np.int64)
-    chunk = torch.from_numpy(rows)
-    return [{"input_ids": c[:, :-1], "labels": c[:, 1:]} for c in chunk.split(batch_size)]
+    rows = np.stack([tokens[s : s + block_size + 1] for s in starts[:n]])
+    return [window_batch(rows[i : i + batch_size], eos_id) for i in range(0, n, batch_size)]
 
 
 @torch.no_grad()
@@ -148,7 +171,13 @@ def mean_loss(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]]
     total, count, correct = 0.0, 0, 0
     for b in batches:
         b = {k: v.to(device) for k, v in b.items()}
-        out = model(b["input_ids"], attention_mask=b.get("attention_mask"), targets=b["labels"], with_accuracy=True)
+        out = model(
+            b["input_ids"],
+            attention_mask=b.get("attention_mask"),
+            targets=b["labels"],
+            with_accuracy=True,
+            doc_ids=b.get("doc_ids"),
+        )
         total += out.loss_sum.item()
         count += int((b["labels"] != IGNORE_INDEX).sum())
         correct += int(out.n_correct)

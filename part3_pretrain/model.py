@@ -298,6 +298,7 @@ class GPT(nn.Module):
         kv_cache: KVCache | None = None,
         targets: torch.Tensor | None = None,
         with_accuracy: bool = False,
+        doc_ids: torch.Tensor | None = None,
     ) -> torch.Tensor | LMLoss:
         """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets``, an ``LMLoss``.
 
@@ -308,8 +309,11 @@ class GPT(nn.Module):
         targets: (B, T) next-token ids, IGNORE_INDEX where nothing is predicted. The loss is
             then computed chunk by chunk without materialising the logits (``fused_loss``);
             equal to ``lm_loss(logits, targets, "sum")``. ``with_accuracy`` also counts argmax hits.
+        doc_ids: (B, T) which document of a packed training window each token belongs to
+            (``data.document_ids``): attention then stays inside a document and positions count
+            from each document's first token, as if every document were alone in its window.
         """
-        h = self.hidden_states(idx, attention_mask, position_ids, kv_cache)  # (B, T, C)
+        h = self.hidden_states(idx, attention_mask, position_ids, kv_cache, doc_ids)  # (B, T, C)
         if targets is None:
             return self.lm_head(h)
         if torch.compiler.is_compiling():  # let Inductor fuse the plain path its own way
@@ -326,22 +330,42 @@ class GPT(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
+        doc_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The final LayerNorm's output (B, T, C): everything but the LM head (see ``forward``)."""
         B, T = idx.shape
         past = kv_cache.pos if kv_cache is not None else 0
         if past + T > self.config.block_size:
             raise ValueError(f"sequence length {past + T} exceeds block_size {self.config.block_size}")
-        if position_ids is None:
-            position_ids = self._default_positions(B, T, past, attention_mask, idx.device)
+        if doc_ids is not None:
+            if attention_mask is not None or kv_cache is not None or position_ids is not None:
+                raise ValueError("doc_ids (packed training windows) excludes attention_mask, position_ids and kv_cache")
+            position_ids, attn_mask, prev_real = self._document_layout(doc_ids)
+        else:
+            if position_ids is None:
+                position_ids = self._default_positions(B, T, past, attention_mask, idx.device)
+            attn_mask = None if attention_mask is None else self._sdpa_mask(attention_mask, T, past)
+            prev_real = self._prev_real(T, past, attention_mask, idx.device) if self.config.smear_keys else None
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(position_ids))
-        attn_mask = None if attention_mask is None else self._sdpa_mask(attention_mask, T, past)
-        prev_real = self._prev_real(T, past, attention_mask, idx.device) if self.config.smear_keys else None
         for i, block in enumerate(self.transformer.h):
             x = block(x, attn_mask, kv_cache, i, prev_real)
         if kv_cache is not None:
             kv_cache.pos = past + T
         return self.transformer.ln_f(x)
+
+    @staticmethod
+    def _document_layout(doc_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Positions, attention mask and smear predecessors of a window packed with documents:
+        each token is at its index within its own document, attends causally to its own
+        document only, and a document's first token has no predecessor (as at position 0)."""
+        B, T = doc_ids.shape
+        idx = torch.arange(T, device=doc_ids.device).expand(B, T)
+        first = torch.ones_like(doc_ids, dtype=torch.bool)
+        first[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+        start = torch.where(first, idx, torch.zeros_like(idx)).cummax(dim=1).values
+        same = doc_ids[:, :, None] == doc_ids[:, None, :]  # (B, T, T)
+        mask = (same & torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()).unsqueeze(1)
+        return idx - start, mask, (~first).view(B, 1, T, 1)
 
     @staticmethod
     def _prev_real(T: int, past: int, attention_mask: torch.Tensor | None, device) -> torch.Tensor:

@@ -60,6 +60,7 @@ SAMPLE_PROMPT = "Customer: Hi, my order #A1234 still hasn't arrived and it was d
 
 
 WINDOW_STARTS = ("any", "document")
+ATTENTION_SCOPES = ("window", "document")
 MODEL_HELP = {
     "block_size": "context length in tokens",
     "n_layer": "transformer blocks",
@@ -130,6 +131,13 @@ class PretrainConfig:
         "tokens into a longer one, so every prediction sees its document's start) or any (the stream "
         "cut every --block-size tokens, mostly inside a document)",
         choices=WINDOW_STARTS,
+    )
+    attention_scope: str = option(
+        "document",
+        "what a training token attends to: window (every earlier token of its window, across "
+        "document ends) or document (only its own document, positions counted from the document's "
+        "first token, as when the model answers one message)",
+        choices=ATTENTION_SCOPES,
     )
     eval_every: int = option(200, "steps between validation losses")
     log_every: int = option(10, "steps between train-loss records in metrics.jsonl")
@@ -351,6 +359,7 @@ def check_resumable(cfg: PretrainConfig, ckpt: dict, path: Path) -> None:
         "schedule",
         "seed",
         "window_start",
+        "attention_scope",
     )
     same += ("decay_fraction",) if saved.get("schedule") == "wsd" else ()  # only wsd reads it
     refuse_changed(path, saved, flat_dict(cfg), same)
@@ -446,8 +455,11 @@ def make_trainer(
     the metrics sink (rank 0), the checkpoint in ``out`` and its metadata; resumed if asked."""
     rank, world, _ = dist_info()
     block, batch, eos = cfg.model.block_size, cfg.optim.batch_size, tok.eos_id
-    source = TokenWindows(train_tokens, block, batch, cfg.seed, rank, world, window_starts(cfg, train_tokens, eos))
-    val_batches = sequential_batches(val_tokens, block, batch, cfg.eval_batches, window_starts(cfg, val_tokens, eos))
+    doc_eos = eos if cfg.attention_scope == "document" else None  # batches then carry doc_ids
+    starts = window_starts(cfg, train_tokens, eos)
+    source = TokenWindows(train_tokens, block, batch, cfg.seed, rank, world, starts, doc_eos)
+    val_starts = window_starts(cfg, val_tokens, eos)
+    val_batches = sequential_batches(val_tokens, block, batch, cfg.eval_batches, val_starts, doc_eos)
     sink = MetricsSink(
         out / "metrics.jsonl", enabled=rank == 0, resume_step=resume_ckpt["trainer"]["step"] if resume_ckpt else None
     )

@@ -523,6 +523,7 @@ class Trainer:
                         attention_mask=b.get("attention_mask"),
                         targets=b["labels"],
                         with_accuracy=with_accuracy,
+                        doc_ids=b.get("doc_ids"),
                     )
                 loss = out.loss_sum
                 # DDP averages gradients over ranks; multiply by world so the result is the

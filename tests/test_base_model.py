@@ -113,10 +113,13 @@ def test_data_base_pretrains_on_the_training_text_only(tmp_path, monkeypatch) ->
     info = bm.ensure_data_base(train, "cpu", "float32", False)
     ((path, args),) = calls
     assert path == bm.data_base_dir(train, info["plan"]) / "model.pt" and args["mix_generated"]
-    assert all(args[k] == info["plan"][k] for k in ("block_size", "max_steps", "n_docs", "window_start"))
+    keys = ("block_size", "max_steps", "n_docs", "window_start", "attention_scope")
+    assert all(args[k] == info["plan"][k] for k in keys)
     assert "--window-start" in bm.pretrain_flags(args) and args["window_start"] == bm.DATA_WINDOW_START
-    other = {**info["plan"], "window_start": "document"}  # a base trained with other windows is not reused
-    assert bm.data_base_dir(train, other) != bm.data_base_dir(train, info["plan"])
+    assert "--attention-scope" in bm.pretrain_flags(args) and args["attention_scope"] == bm.DATA_ATTENTION_SCOPE
+    for key, value in (("window_start", "document"), ("attention_scope", "document")):
+        other = {**info["plan"], key: value}  # a base trained otherwise is not reused
+        assert bm.data_base_dir(train, other) != bm.data_base_dir(train, info["plan"])
     (corpus,) = args["corpus"]
     docs = [json.loads(line)["text"] for line in Path(corpus).read_text().splitlines()]
     assert docs == [f"Customer: {r['context']}\nAgent: {r['response']}" for r in train]

@@ -207,6 +207,46 @@ def test_kv_cache_decoding_left_padded_batch(smear: bool) -> None:
     torch.testing.assert_close(inc[real], full[real], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+@pytest.mark.parametrize("smear", [False, True])
+def test_doc_ids_make_a_packed_window_equal_its_documents_alone(smear: bool, dtype) -> None:
+    """A window holding three documents with ``doc_ids``: every position's logits equal those of
+    its document run alone from position 0 (fp32 and CPU bf16 autocast), and changing a token
+    changes nothing in the other documents; without ``doc_ids`` later documents see earlier ones."""
+    from part3_pretrain.data import document_ids
+
+    model = scrambled_model(smear_keys=smear, smear_init=-1.0)
+    eos = 1
+    docs = [_random_ids(1, n, seed=n)[0] for n in (7, 11, 6)]
+    docs[0][-1] = docs[1][-1] = eos  # an EOS closes each of the first two
+    window = torch.cat(docs).unsqueeze(0)
+    doc_ids = document_ids(window, eos)
+    assert doc_ids.tolist() == [[0] * 7 + [1] * 11 + [2] * 6]
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+    with torch.no_grad(), autocast:
+        packed = model(window, doc_ids=doc_ids).float()
+        alone = torch.cat([model(d.unsqueeze(0)).float() for d in docs], dim=1)
+        plain = model(window).float()
+    torch.testing.assert_close(packed, alone, atol=1e-5 if dtype is None else 0.0, rtol=0.0 if dtype else 1e-5)
+    assert not torch.allclose(plain[:, 7:], alone[:, 7:], atol=1e-3)
+    x = window.clone()
+    x[0, 3] = (x[0, 3] + 1) % V  # change a token of the first document only
+    with torch.no_grad():
+        changed = model(x, doc_ids=document_ids(x, eos))
+        base = model(window, doc_ids=doc_ids)
+    assert torch.equal(changed[:, 7:], base[:, 7:]) and not torch.equal(changed[:, 3:7], base[:, 3:7])
+
+
+def test_doc_ids_exclude_padding_masks_and_caches() -> None:
+    model = tiny_model()
+    ids = _random_ids(1, 8)
+    doc_ids = torch.zeros_like(ids)
+    with pytest.raises(ValueError, match="doc_ids"):
+        model(ids, attention_mask=torch.ones_like(ids), doc_ids=doc_ids)
+    with pytest.raises(ValueError, match="doc_ids"):
+        model(ids, kv_cache=KVCache(model.config, 1, 8, "cpu", torch.float32), doc_ids=doc_ids)
+
+
 def test_kv_cache_overflow_and_block_size_are_errors() -> None:
     model = tiny_model()
     with pytest.raises(ValueError, match="block_size"):

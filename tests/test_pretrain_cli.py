@@ -320,6 +320,8 @@ def test_resume_with_changed_settings_is_refused(finished_run, capsys) -> None:
         run(tiny_pretrain_config(out, resume=True, corpus_seed=1))
     with pytest.raises(ConfigError, match="--window-start 'document' -> 'any'"):
         run(tiny_pretrain_config(out, resume=True, window_start="any"))
+    with pytest.raises(ConfigError, match="--attention-scope 'document' -> 'window'"):
+        run(tiny_pretrain_config(out, resume=True, attention_scope="window"))
     argv = [
         f"--{k.replace('_', '-')}"
         if v is True
@@ -348,6 +350,18 @@ def test_window_start_any_trains_on_other_windows(finished_run, tmp_path: Path) 
     other = run(tiny_pretrain_config(tmp_path / "any", window_start="any"))
     assert other["final_val_loss"] != summary["final_val_loss"]
     a, b = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (out, tmp_path / "any"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_attention_scope_window_trains_another_model(finished_run, tmp_path: Path) -> None:
+    """By default each token attends inside its own document only (training and validation
+    loss); ``--attention-scope window`` lets it see the whole window: the same windows, another
+    model."""
+    out, summary = finished_run
+    assert tiny_pretrain_config(out).attention_scope == "document"
+    other = run(tiny_pretrain_config(tmp_path / "win", attention_scope="window"))
+    assert other["final_val_loss"] != summary["final_val_loss"]
+    a, b = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (out, tmp_path / "win"))
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 

@@ -26,7 +26,14 @@ from part3_pretrain.checkpoint import (
     load_model,
     model_checkpoint,
 )
-from part3_pretrain.data import TokenWindows, document_starts, encode_documents, mean_loss, sequential_batches
+from part3_pretrain.data import (
+    TokenWindows,
+    document_ids,
+    document_starts,
+    encode_documents,
+    mean_loss,
+    sequential_batches,
+)
 from part3_pretrain.fileio import save_atomic
 from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, lm_loss
 from part3_pretrain.tokenizer import train_tokenizer
@@ -283,6 +290,24 @@ def test_document_windows_begin_at_document_starts_and_resume() -> None:
     again = TokenWindows(stream, BLOCK, batch_size=4, seed=1, starts=starts)
     again.load_state_dict(source.state_dict())
     assert torch.equal(again.next_batch()["input_ids"], source.next_batch()["input_ids"])
+
+
+def test_windows_with_eos_carry_the_document_of_every_token() -> None:
+    """With ``eos_id`` training and validation batches say which document each input token
+    belongs to: 0 up to and including the first EOS, 1 after it, and so on."""
+    eos = V - 1
+    stream = np.tile(np.array([5, 6, eos, 7, eos, 8, 9, 10, eos], dtype=np.uint16), 40)
+    starts = document_starts(stream, eos, BLOCK)
+    batch = TokenWindows(stream, BLOCK, batch_size=4, seed=0, starts=starts, eos_id=eos).next_batch()
+    for ids, docs in zip(batch["input_ids"].tolist(), batch["doc_ids"].tolist(), strict=True):
+        expected, d = [], 0
+        for t in ids:
+            expected.append(d)
+            d += t == eos
+        assert docs == expected and docs[0] == 0 and docs[-1] > 0
+    assert "doc_ids" not in TokenWindows(stream, BLOCK, batch_size=4, seed=0, starts=starts).next_batch()
+    val = sequential_batches(stream, BLOCK, 4, 2, starts, eos_id=eos)
+    assert all(torch.equal(b["doc_ids"], document_ids(b["input_ids"], eos)) for b in val)
 
 
 # ------------------------------------------------------------------------------ checkpoints

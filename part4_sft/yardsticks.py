@@ -14,7 +14,7 @@ lookup serves retrieval in the prompt (``retrieval.py``): for a training row it 
 with the same message (``contexts.row_key``), so training never shows the model its own answer.
 
 Choosing the fixed answer compares every pair of training answers; ROUGE-L's longest common
-subsequence is computed there bit-parallel (``lcs_length``, equal to rouge-score's, tested), so
+subsequence is computed bit-parallel (``metrics.lcs_length``, equal to rouge-score's, tested), so
 a few hundred answers of 300 words take seconds, not the minutes rouge-score's table needs.
 """
 
@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
 from .contexts import row_key
-from .metrics import tokenize
+from .metrics import rouge_l_f1, tokenize
 
 YARDSTICKS = ("nearest_answer", "fixed_answer")
 DESCRIPTIONS = {
@@ -76,29 +76,6 @@ def nearest_answers(train: Sequence[Mapping], rows: Sequence[Mapping]) -> list[s
     """For each row, the answer of the training row whose message shares most words with it."""
     nn = NearestNeighbours(train)
     return [train[nn.nearest(r)[0]]["response"] for r in rows]
-
-
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence of two token lists, bit-parallel over ``a``
-    (Hyyroe 2004: one big-integer update per token of ``b``)."""
-    masks: dict[str, int] = defaultdict(int)
-    for i, t in enumerate(a):
-        masks[t] |= 1 << i
-    full = (1 << len(a)) - 1
-    v = full
-    for t in b:
-        u = v & masks.get(t, 0)
-        v = ((v + u) | (v - u)) & full
-    return len(a) - v.bit_count()
-
-
-def rouge_l_f1(ref: Sequence[str], hyp: Sequence[str]) -> float:
-    """ROUGE-L F1 of token lists, as rouge-score computes it for one reference."""
-    lcs = lcs_length(ref, hyp)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(hyp), lcs / len(ref)
-    return 2 * precision * recall / (precision + recall)
 
 
 def fixed_answer(train: Sequence[Mapping]) -> tuple[int, float]:

@@ -211,6 +211,19 @@ def test_banned_ids_never_chosen() -> None:
         assert set(ids.tolist()) <= {2, 3}
 
 
+def test_sampling_follows_the_distribution() -> None:
+    """Frequencies of 20,000 draws (rows of one batch) match softmax(logits / T) within 4
+    standard errors; the id of probability 0 (last) is never drawn."""
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = probs.log().expand(20_000, -1).clone()  # log 0 = -inf
+    g = torch.Generator().manual_seed(0)
+    counts = torch.bincount(sample_next(logits, temperature=1.0, generator=g), minlength=5).double()
+    freq = counts / counts.sum()
+    se = (probs.double() * (1 - probs.double()) / counts.sum()).sqrt()
+    assert counts[-1] == 0
+    assert ((freq - probs.double()).abs() <= 4 * se + 1e-12).all(), freq
+
+
 def test_top_p_keeps_at_least_one_token() -> None:
     logits = torch.tensor([[5.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
     g = torch.Generator().manual_seed(0)

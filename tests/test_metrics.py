@@ -1,5 +1,6 @@
-"""Tests for part4_sft.metrics: hand-computed BLEU / ROUGE-L values, nltk parity of the fast
-corpus BLEU, bootstrap properties, token accuracy and stop statistics."""
+"""Tests for part4_sft.metrics: hand-computed BLEU / ROUGE-L values, parity of the fast BLEU
+with nltk and of the bit-parallel ROUGE-L with rouge-score, bootstrap properties, token accuracy
+and stop statistics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from nltk.translate import bleu_score as nltk_bleu
+from rouge_score import rouge_scorer
 
 from part4_sft import metrics as M
 
@@ -99,8 +101,9 @@ def test_fast_bleu_matches_nltk() -> None:
         got = M.bleu_from_stats(stats[list(rows)].sum(0))
         assert abs(float(got) - want) < 1e-9
     assert abs(float(M.bleu_from_stats(stats.sum(0))) - M.corpus_bleu(refs, hyps)) < 1e-9
-    # Per-row stats give sentence BLEU too.
-    np.testing.assert_allclose(M.bleu_from_stats(stats), M.sentence_bleu(refs, hyps), atol=1e-9)
+    # Per-row stats give nltk's sentence BLEU too.
+    want = [nltk_bleu.sentence_bleu(r, h, smoothing_function=smooth) for r, h in zip(tok_refs, tok_hyps)]
+    np.testing.assert_allclose(M.sentence_bleu(refs, hyps), want, atol=1e-9)
 
 
 # --------------------------------------------------------------------------------- ROUGE
@@ -110,6 +113,21 @@ def test_rouge_l_hand_worked() -> None:
     # LCS("the cat sat on the mat", "the cat on the mat") = 5 tokens:
     # P = 5/5, R = 5/6, F = 2PR / (P + R) = (10/6) / (11/6) = 10/11.
     assert M.rouge_l([REF_CAT], ["the cat on the mat"]) == [pytest.approx(10 / 11)]
+
+
+class _OurTokens:
+    def tokenize(self, text: str) -> list[str]:
+        return M.tokenize(text)
+
+
+def test_rouge_l_equals_rouge_score_exactly() -> None:
+    refs, hyps = _random_corpus(120, seed=3)
+    hyps[:4] = ["", "the", refs[2], "zzz qqq"]  # empty, one word, identical, nothing shared
+    multi = [[r, refs[(i + 7) % len(refs)]] for i, r in enumerate(refs)]  # two references a row
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_OurTokens())
+    for references in (refs, multi):
+        want = [scorer.score_multi(M._ref_list(r), h)["rougeL"].fmeasure for r, h in zip(references, hyps)]
+        assert M.rouge_l(references, hyps) == want
 
 
 def test_same_tokenisation_both_sides() -> None:

@@ -11,11 +11,11 @@ from part3_pretrain.checkpoint import load_model
 from part3_pretrain.model import IGNORE_INDEX
 from part4_sft import fit
 from part4_sft.examples import build_examples, prompt_ids
-from part4_sft.metrics import rouge_l, tokenize
+from part4_sft.metrics import lcs_length, rouge_l, rouge_l_f1, tokenize
 from part4_sft.prompts import get_scheme
 from part4_sft.retrieval import add_retrieved
 from part4_sft.splits import DatasetSplits
-from part4_sft.yardsticks import NearestNeighbours, Yardsticks, fixed_answer, lcs_length, nearest_answers, rouge_l_f1
+from part4_sft.yardsticks import NearestNeighbours, Yardsticks, fixed_answer, nearest_answers
 
 TRAIN = [
     {"context": "Where is my order?", "response": "The parcel ships today"},

@@ -102,7 +102,7 @@ def test_fast_bleu_matches_nltk() -> None:
         assert abs(float(got) - want) < 1e-9
     assert abs(float(M.bleu_from_stats(stats.sum(0))) - M.corpus_bleu(refs, hyps)) < 1e-9
     # Per-row stats give nltk's sentence BLEU too.
-    want = [nltk_bleu.sentence_bleu(r, h, smoothing_function=smooth) for r, h in zip(tok_refs, tok_hyps)]
+    want = [nltk_bleu.sentence_bleu(r, h, smoothing_function=smooth) for r, h in zip(tok_refs, tok_hyps, strict=True)]
     np.testing.assert_allclose(M.sentence_bleu(refs, hyps), want, atol=1e-9)
 
 
@@ -126,7 +126,7 @@ def test_rouge_l_equals_rouge_score_exactly() -> None:
     multi = [[r, refs[(i + 7) % len(refs)]] for i, r in enumerate(refs)]  # two references a row
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_OurTokens())
     for references in (refs, multi):
-        want = [scorer.score_multi(M._ref_list(r), h)["rougeL"].fmeasure for r, h in zip(references, hyps)]
+        want = [scorer.score_multi(M._ref_list(r), h)["rougeL"].fmeasure for r, h in zip(references, hyps, strict=True)]
         assert M.rouge_l(references, hyps) == want
 
 

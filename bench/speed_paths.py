@@ -10,8 +10,9 @@ CPU (a 1024^3 and a 2048^3 product, the best median). It prints milliseconds per
 GFLOP/s (``flops.flops_per_token`` x tokens, the job's own count) and that as a share of the mm
 peak, marks the fastest variant per shape and says what ``--dtype auto`` picks here.
 
-    python bench/speed_paths.py                 # ~2 min on 2 idle cores
+    python bench/speed_paths.py                 # ~30 s on 2 idle cores
     python bench/speed_paths.py --repeats 3 --steps 5 --out /tmp/paths.json
+    python bench/speed_paths.py --crossover     # + bf16 vs fp32 at 160 .. 960-token steps (~1 min more)
 
 Quote ``lscpu``'s model name and flags beside the figures: a path that wins on an AVX-512 CPU
 with native bf16 can lose on an AVX2-only one, where bf16 is emulated.
@@ -34,7 +35,7 @@ import torch  # noqa: E402
 from part3_pretrain.flops import flops_per_token  # noqa: E402
 from part3_pretrain.model import GPT  # noqa: E402
 from part3_pretrain.pretrain import PretrainConfig  # noqa: E402
-from part3_pretrain.trainer import cpu_has_fast_bf16, resolve_dtype  # noqa: E402
+from part3_pretrain.trainer import AUTO_BF16_MIN_TOKENS, cpu_has_fast_bf16, resolve_dtype  # noqa: E402
 
 SHAPES = {"pretraining": (6, 160), "fine-tuning": (1, 110)}  # (rows, tokens per row) of one step
 
@@ -103,6 +104,39 @@ def time_variants(repeats: int, steps: int, max_threads: int) -> dict[str, list[
     return samples
 
 
+def crossover(repeats: int, steps: int, context: int = 160) -> list[dict]:
+    """bf16 over fp32 speed of one training step at 1..6 rows x ``context`` tokens, all threads,
+    interleaved: where ``--dtype auto``'s step-size rule (``AUTO_BF16_MIN_TOKENS``) should sit."""
+    cfg = PretrainConfig()
+    variants = {}
+    for rows in range(1, 7):
+        for dtype in (torch.float32, torch.bfloat16):
+            torch.manual_seed(0)
+            variants[(rows, dtype)] = make_step(GPT(cfg.model_config(cfg.vocab_size)), rows, context, dtype)
+    samples: dict = {k: [] for k in variants}
+    for step in variants.values():
+        for _ in range(3):
+            step()
+    for _ in range(repeats):
+        for key, step in variants.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            samples[key].append((time.perf_counter() - t0) / steps)
+    out = []
+    for rows in range(1, 7):
+        f32, b16 = (statistics.median(samples[(rows, d)]) for d in (torch.float32, torch.bfloat16))
+        out.append(
+            {
+                "tokens": rows * context,
+                "fp32_ms": round(f32 * 1e3, 2),
+                "bf16_ms": round(b16 * 1e3, 2),
+                "bf16_speedup": round(f32 / b16, 3),
+            }
+        )
+    return out
+
+
 def report(samples: dict[str, list[float]], peaks: dict[int, float]) -> dict:
     cfg = PretrainConfig()
     per_token = flops_per_token(cfg.model_config(cfg.vocab_size))["total"]
@@ -136,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7, help="interleaved repeats per variant (default 7)")
     p.add_argument("--steps", type=int, default=10, help="training steps per repeat (default 10)")
     p.add_argument("--out", default="", help="also write every number to this JSON file")
+    p.add_argument(
+        "--crossover", action="store_true", help="also time fp32 against bf16 at 1..6 rows x 160 tokens (all threads)"
+    )
     args = p.parse_args(argv)
     if args.repeats < 1 or args.steps < 1:
         p.error("--repeats and --steps must be >= 1")
@@ -159,6 +196,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['shape']:<12} {r['dtype']:<9} {r['threads']:>7} {r['ms_per_step']:>8.2f} "
             f"{r['gflop_s']:>8.1f} {100 * r['share_of_mm_peak']:>7.1f}%{mark}"
         )
+    if args.crossover:
+        result["crossover"] = crossover(max(3, args.repeats // 2), args.steps)
+        print(
+            f"bf16 over fp32 by step size ({torch.get_num_threads()} threads; "
+            f"auto uses bf16 from {AUTO_BF16_MIN_TOKENS} tokens):"
+        )
+        for c in result["crossover"]:
+            print(
+                f"  {c['tokens']:>5} tokens: fp32 {c['fp32_ms']:7.2f} ms, bf16 {c['bf16_ms']:7.2f} ms, "
+                f"{c['bf16_speedup']:.2f}x"
+            )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0

@@ -56,7 +56,11 @@ class ExecConfig:
     """Where and how a run executes; none of it is part of the run's identity."""
 
     device: str = option("auto", "device", choices=DEVICES)
-    dtype: str = option("auto", "autocast dtype for training (auto: bf16 where the hardware has it)", choices=DTYPES)
+    dtype: str = option(
+        "auto",
+        "autocast dtype for training (auto: bf16 where the hardware has it, fp32 for CPU steps under 400 tokens)",
+        choices=DTYPES,
+    )
     compile: bool = option(False, "torch.compile the model")
     threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 helps on a busy machine")
     eval_batch_size: int = option(64, "prompts generated at once")

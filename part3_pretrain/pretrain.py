@@ -148,7 +148,10 @@ class PretrainConfig:
     execution: ExecConfig = part(
         ExecConfig(),
         omit=("threads", "eval_batch_size"),
-        help={"dtype": "autocast dtype (auto: bf16 where the hardware has it)", "progress": "show a progress bar"},
+        help={
+            "dtype": "autocast dtype (auto: bf16 where the hardware has it, fp32 for CPU steps under 400 tokens)",
+            "progress": "show a progress bar",
+        },
     )
 
     def model_config(self, vocab_size: int) -> GPTConfig:
@@ -162,6 +165,7 @@ class PretrainConfig:
             log_every=self.log_every,
             checkpoint_every=self.checkpoint_every,
             **self.execution.trainer_fields(),
+            step_tokens=self.optim.batch_size * self.model.block_size,
             desc="pretrain",
         )
 
@@ -403,6 +407,8 @@ def run(cfg: PretrainConfig) -> dict:
             flush=True,
         )
     trainer = make_trainer(cfg, out, model, tok, docs, train_tokens, val_tokens, resume_ckpt)
+    if rank == 0:
+        print(f"training precision: {trainer.dtype_note}", flush=True)
     t_train = time.perf_counter()
     trainer.fit()
     t_train = time.perf_counter() - t_train

@@ -120,13 +120,14 @@ class SFTConfig:
             p.append(f"--pretrained {self.pretrained}: no such checkpoint file")
         return p
 
-    def trainer_config(self, max_steps: int, steps_per_epoch: int) -> TrainerConfig:
+    def trainer_config(self, max_steps: int, steps_per_epoch: int, block_size: int) -> TrainerConfig:
         return TrainerConfig(
             max_steps=max_steps,
             **self.optim.trainer_fields(),
             eval_every=steps_per_epoch,
             checkpoint_every=steps_per_epoch,
             **self.execution.trainer_fields(),
+            step_tokens=self.optim.batch_size * block_size,
             desc="sft",
         )
 
@@ -237,6 +238,15 @@ def _checkpoint_meta(cfg: SFTConfig, model: GPT, tok, scheme_name: str, base_pat
     }
 
 
+def _checked_examples(cfg: SFTConfig, tok, scheme, train: list[dict], block_size: int) -> tuple[list, dict, dict]:
+    """The training examples, their counts (stopping on data that does not fit) and the label audit."""
+    examples, ex_counts = build_examples(tok, scheme, train, block_size)
+    hint = fit.block_size_hint(fit.reply_lengths(tok, scheme, train))
+    cut_hint = max(fit.example_lengths(tok, scheme, train))
+    check_examples(cfg, ex_counts, block_size, dist_info().world, hint, cut_hint)
+    return examples, ex_counts, audit_labels(examples, tok)
+
+
 def fine_tune(
     cfg: SFTConfig,
     model: GPT,
@@ -250,16 +260,12 @@ def fine_tune(
     """Audit the examples, then train in ``out`` (the checkpoint names ``base_path``); returns (the
     run's whole metrics history, even after a resume; audit/example counts; seconds)."""
     scheme = get_scheme(scheme_name)
-    examples, ex_counts = build_examples(tok, scheme, splits.train, model.config.block_size)
-    hint = fit.block_size_hint(fit.reply_lengths(tok, scheme, splits.train))
-    cut_hint = max(fit.example_lengths(tok, scheme, splits.train))
-    check_examples(cfg, ex_counts, model.config.block_size, dist_info().world, hint, cut_hint)
-    audit = audit_labels(examples, tok)
+    examples, ex_counts, audit = _checked_examples(cfg, tok, scheme, splits.train, model.config.block_size)
     val_batches = _val_batches(tok, scheme, splits, model.config.block_size)
     rank, world, _ = dist_info()
     source = SFTBatches(examples, cfg.optim.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
     steps_per_epoch = -(-source.steps_per_epoch // cfg.optim.grad_accum)
-    tcfg = cfg.trainer_config(cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
+    tcfg = cfg.trainer_config(cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch, model.config.block_size)
     ckpt_path = out / "sft_model.pt"
     sink = MetricsSink(
         out / "metrics.jsonl", enabled=rank == 0, resume_step=resume["trainer"]["step"] if resume else None
@@ -276,6 +282,8 @@ def fine_tune(
     )
     if resume is not None:
         trainer.load_state_dict(resume)
+    if rank == 0:
+        print(f"fine-tuning precision: {trainer.dtype_note}", flush=True)
     t0 = time.perf_counter()
     trainer.fit()
     sink.close()
@@ -285,6 +293,7 @@ def fine_tune(
         "steps": tcfg.max_steps,
         "steps_per_epoch": steps_per_epoch,
         "tokens_processed": trainer.tokens_seen,
+        "precision": trainer.dtype_note,
     }
     return read_metrics(out / "metrics.jsonl"), counts, time.perf_counter() - t0
 

@@ -19,6 +19,7 @@ import torch
 
 from part3_pretrain import checkpoint as ckpt_mod
 from part3_pretrain import fileio
+from part3_pretrain import trainer as trainer_mod
 from part3_pretrain.checkpoint import (
     CheckpointError,
     build_model,
@@ -615,3 +616,25 @@ def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing outside --out-dir
     _assert_one_record_per_step(out)
     _assert_summary_and_checkpoint(out)
+
+
+def test_auto_dtype_runs_small_cpu_steps_in_fp32(monkeypatch) -> None:
+    """``--dtype auto`` on a CPU with native bf16: bf16 for large steps (pretraining), fp32 for
+    steps under AUTO_BF16_MIN_TOKENS (batch-1 fine-tuning), where bench/speed_paths.py measured
+    fp32 faster; an explicit dtype and a CPU without native bf16 are not affected."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer_mod, "cpu_has_fast_bf16", lambda: True)
+    small, large = trainer_mod.AUTO_BF16_MIN_TOKENS - 1, trainer_mod.AUTO_BF16_MIN_TOKENS
+    assert trainer_mod.resolve_dtype("auto", cpu, 6 * 160) == torch.bfloat16
+    assert trainer_mod.resolve_dtype("auto", cpu, large) == torch.bfloat16
+    assert trainer_mod.resolve_dtype("auto", cpu, small) == torch.float32
+    assert trainer_mod.resolve_dtype("auto", cpu, 1 * 160) == torch.float32
+    assert trainer_mod.resolve_dtype("auto", cpu) == torch.bfloat16  # step size unknown
+    assert trainer_mod.resolve_dtype("bfloat16", cpu, 160) == torch.bfloat16
+    assert trainer_mod.resolve_dtype("float32", cpu, 960) == torch.float32
+    assert "faster in fp32" in trainer_mod.describe_dtype("auto", torch.float32, cpu, 160)
+    assert "native bf16" in trainer_mod.describe_dtype("auto", torch.bfloat16, cpu, 960)
+    assert trainer_mod.describe_dtype("bfloat16", torch.bfloat16, cpu, 160) == "bfloat16 (--dtype bfloat16)"
+    monkeypatch.setattr(trainer_mod, "cpu_has_fast_bf16", lambda: False)
+    assert trainer_mod.resolve_dtype("auto", cpu, 960) == torch.float32
+    assert "no native bf16" in trainer_mod.describe_dtype("auto", torch.float32, cpu, 960)

@@ -82,7 +82,9 @@ class ChunkResult:
     where: str = ""  # the Ray node that trained the chunk (empty: this process)
 
 
-def _trainer_config(run: RunConfig, max_steps: int, spe: int, until: int, ex: ExecConfig) -> TrainerConfig:
+def _trainer_config(
+    run: RunConfig, max_steps: int, spe: int, until: int, ex: ExecConfig, block_size: int
+) -> TrainerConfig:
     s = run.settings
     eval_every = max(1, spe // s.evals_per_epoch) if s.evals_per_epoch > 0 else 0
     optim = {**s.optim.trainer_fields(), "lr": run.knobs.lr, "warmup_steps": round(s.warmup_ratio * max_steps)}
@@ -93,6 +95,7 @@ def _trainer_config(run: RunConfig, max_steps: int, spe: int, until: int, ex: Ex
         checkpoint_every=eval_every,
         stop_after=until if until < max_steps else 0,
         **ex.trainer_fields(),
+        step_tokens=s.optim.batch_size * block_size,
         desc=run.name,
     )
 
@@ -187,7 +190,7 @@ def _open_trainer(
     trainer = Trainer(
         model,
         source,
-        _trainer_config(run, max_steps, spe, until, ws.execution),
+        _trainer_config(run, max_steps, spe, until, ws.execution, model.config.block_size),
         sink=sink,
         evaluate=evaluator,
         checkpoint_path=exp_dir / run.name / "state.pt",

@@ -317,7 +317,8 @@ class GPT(nn.Module):
         if targets is None:
             return self.lm_head(h)
         if torch.compiler.is_compiling():  # let Inductor fuse the plain path its own way
-            logits = self.lm_head(h)
+            with torch.autocast(h.device.type, enabled=False):  # the head in fp32, as fused_loss runs it
+                logits = F.linear(h.float(), self.lm_head.weight.float())
             n_correct = None
             if with_accuracy:
                 n_correct = ((logits.argmax(-1) == targets) & (targets != IGNORE_INDEX)).sum()

@@ -76,18 +76,10 @@ def make_step(model: GPT, rows: int, tokens: int, dtype: torch.dtype):
     return step
 
 
-def time_variants(repeats: int, steps: int, max_threads: int) -> dict[str, list[float]]:
-    """Seconds per step of every (shape, dtype, threads) variant, ``repeats`` medians' worth."""
-    cfg = PretrainConfig()
-    variants = {}
-    for shape, (rows, tokens) in SHAPES.items():
-        for dtype in (torch.float32, torch.bfloat16):
-            for threads in range(1, max_threads + 1):
-                torch.manual_seed(0)
-                model = GPT(cfg.model_config(cfg.vocab_size))
-                key = f"{shape}|{str(dtype).removeprefix('torch.')}|{threads}"
-                variants[key] = (threads, make_step(model, rows, tokens, dtype))
-    samples: dict[str, list[float]] = {k: [] for k in variants}
+def time_interleaved(variants: dict, repeats: int, steps: int) -> dict:
+    """Seconds per step of each ``{key: (threads, step)}`` variant, one sample per repeat: every
+    variant warmed up first, then run in turn each repeat (rotated), so noise hits them all alike."""
+    samples: dict = {k: [] for k in variants}
     for threads, step in variants.values():  # warm-up: kernels chosen, memory allocated
         torch.set_num_threads(threads)
         for _ in range(3):
@@ -104,25 +96,32 @@ def time_variants(repeats: int, steps: int, max_threads: int) -> dict[str, list[
     return samples
 
 
+def time_variants(repeats: int, steps: int, max_threads: int) -> dict[str, list[float]]:
+    """Seconds per step of every (shape, dtype, threads) variant, ``repeats`` medians' worth."""
+    cfg = PretrainConfig()
+    variants = {}
+    for shape, (rows, tokens) in SHAPES.items():
+        for dtype in (torch.float32, torch.bfloat16):
+            for threads in range(1, max_threads + 1):
+                torch.manual_seed(0)
+                model = GPT(cfg.model_config(cfg.vocab_size))
+                key = f"{shape}|{str(dtype).removeprefix('torch.')}|{threads}"
+                variants[key] = (threads, make_step(model, rows, tokens, dtype))
+    return time_interleaved(variants, repeats, steps)
+
+
 def crossover(repeats: int, steps: int, context: int = 160) -> list[dict]:
     """bf16 over fp32 speed of one training step at 1..6 rows x ``context`` tokens, all threads,
     interleaved: where ``--dtype auto``'s step-size rule (``AUTO_BF16_MIN_TOKENS``) should sit."""
     cfg = PretrainConfig()
+    threads = torch.get_num_threads()
     variants = {}
     for rows in range(1, 7):
         for dtype in (torch.float32, torch.bfloat16):
             torch.manual_seed(0)
-            variants[(rows, dtype)] = make_step(GPT(cfg.model_config(cfg.vocab_size)), rows, context, dtype)
-    samples: dict = {k: [] for k in variants}
-    for step in variants.values():
-        for _ in range(3):
-            step()
-    for _ in range(repeats):
-        for key, step in variants.items():
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            samples[key].append((time.perf_counter() - t0) / steps)
+            step = make_step(GPT(cfg.model_config(cfg.vocab_size)), rows, context, dtype)
+            variants[(rows, dtype)] = (threads, step)
+    samples = time_interleaved(variants, repeats, steps)
     out = []
     for rows in range(1, 7):
         f32, b16 = (statistics.median(samples[(rows, d)]) for d in (torch.float32, torch.bfloat16))

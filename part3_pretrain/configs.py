@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .cli import below, option
-from .trainer import DEVICES, DTYPES, OPTIMIZERS, SCHEDULES
+from .trainer import AUTO_BF16_MIN_TOKENS, DEVICES, DTYPES, OPTIMIZERS, SCHEDULES
 
 
 @dataclass
@@ -58,7 +58,8 @@ class ExecConfig:
     device: str = option("auto", "device", choices=DEVICES)
     dtype: str = option(
         "auto",
-        "autocast dtype for training (auto: bf16 where the hardware has it, fp32 for CPU steps under 400 tokens)",
+        "autocast dtype for training (auto: bf16 where the hardware has it, fp32 for CPU steps under "
+        f"{AUTO_BF16_MIN_TOKENS} tokens)",
         choices=DTYPES,
     )
     compile: bool = option(False, "torch.compile the model")

@@ -148,10 +148,7 @@ class PretrainConfig:
     execution: ExecConfig = part(
         ExecConfig(),
         omit=("threads", "eval_batch_size"),
-        help={
-            "dtype": "autocast dtype (auto: bf16 where the hardware has it, fp32 for CPU steps under 400 tokens)",
-            "progress": "show a progress bar",
-        },
+        help={"progress": "show a progress bar"},
     )
 
     def model_config(self, vocab_size: int) -> GPTConfig:

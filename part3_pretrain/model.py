@@ -20,7 +20,7 @@ This file holds only ``nn.Module``s, the config dataclass and ``lm_loss``: no I/
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import NamedTuple
 
 import torch
@@ -29,6 +29,8 @@ import torch.nn.functional as F
 
 from . import cpu_gemm
 from .fused_loss import IGNORE_INDEX, linear_cross_entropy
+
+ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 class LMLoss(NamedTuple):
@@ -52,6 +54,10 @@ class GPTConfig:
     layer_norm_epsilon: float = 1e-5
     smear_keys: bool = False  # each key mixes in the previous position's key (CausalSelfAttention._smear)
     smear_init: float = 0.0  # initial gate logit: 0 = an even mix; negative = mostly the predecessor's key
+    # the MLP's GELU: "gelu" (exact, erf) or "gelu_tanh" (GPT-2's tanh approximation, what
+    # checkpoints written before this field used; ``from_dict`` reads them so). The two differ by
+    # < 1e-3; on CPU torch's tanh kernel costs 2.2x the erf one, forward and backward (MLP.forward).
+    activation: str = field(default="gelu", metadata={"choices": ACTIVATIONS})
 
     def problems(self) -> list[str]:
         """Human-readable problems with this config (empty when valid)."""
@@ -63,6 +69,8 @@ class GPTConfig:
             out.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             out.append(f"dropout must be in [0, 1) (got {self.dropout})")
+        if self.activation not in ACTIVATIONS:
+            out.append(f"activation must be one of {', '.join(ACTIVATIONS)} (got {self.activation!r})")
         return out
 
     def to_dict(self) -> dict:
@@ -78,7 +86,7 @@ class GPTConfig:
             "n_embd": self.n_embd,
             "n_layer": self.n_layer,
             "n_head": self.n_head,
-            "activation_function": "gelu_new",
+            "activation_function": {"gelu": "gelu", "gelu_tanh": "gelu_new"}[self.activation],
             "resid_pdrop": 0.0,
             "embd_pdrop": 0.0,
             "attn_pdrop": 0.0,
@@ -92,7 +100,7 @@ class GPTConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{"activation": "gelu_tanh", **d})  # written before the field: GPT-2's GELU
 
 
 class KVCache:
@@ -164,14 +172,11 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)  # (B, nh, past+T, hs)
         dropout = self.attn_dropout if self.training else 0.0
-        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            y = bmm_attention(q, k, v, attn_mask, dropout)
-        elif attn_mask is None:
-            # No padding: plain causal attention, which lets SDPA pick its fused kernels.
-            # A single new token with a cache attends to everything before it: no mask at all.
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:  # see ``attention``
+            with torch.autocast("cpu", enabled=False):  # autocast would cast the inputs back to bf16
+                y = attention(q.float(), k.float(), v.float(), attn_mask, dropout)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+            y = attention(q, k, v, attn_mask, dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -196,27 +201,29 @@ class CausalSelfAttention(nn.Module):
         return gate * k + (1 - gate) * prev
 
 
-def bmm_attention(
+def attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, dropout_p: float = 0.0
 ) -> torch.Tensor:
-    """Attention as two batched matmuls around an fp32 softmax; what CPU bf16 autocast uses.
-
-    In a bf16 training step at the default config, PyTorch's CPU flash-attention backward took
-    12 ms per layer (6 ms in an fp32 step), whether fed bf16 or upcast fp32 inputs. Two bf16
-    ``bmm``s on oneDNN around an fp32 softmax made the whole bf16 step 25% faster; in fp32 the
-    flash kernel stays ahead (10% faster than this), so only CPU bf16 comes here.
+    """``F.scaled_dot_product_attention`` with the model's masking.
 
     q: (B, nh, T, hs); k, v: (B, nh, S, hs) with S >= T (the last T keys are the queries' own
-    positions); attn_mask as ``GPT._sdpa_mask`` builds it, or None for plain causal attention.
+    positions); attn_mask as ``GPT._sdpa_mask`` or ``_document_layout`` builds it, or None for
+    plain causal attention (SDPA then picks its fused kernels; one new token after a cache attends
+    to everything before it, so no mask at all; several new tokens after a cache get the causal
+    mask aligned to the end).
+
+    Under CPU bf16 autocast the caller runs this in fp32, autocast off (q, k and v are small; the
+    T x T scores are not). Measured in a bf16 pretraining step at the default shape: PyTorch's CPU
+    flash kernel fed bf16 took 5.3 ms per layer forward and backward, two bf16 ``bmm``s around an
+    fp32 softmax (the path before) 2.3 ms, the fp32 flash kernel on upcast inputs 1.9 ms; and the
+    scores never round to bf16.
     """
     T, S = q.size(-2), k.size(-2)
-    scores = (q @ k.transpose(-1, -2)).float().mul_(1.0 / math.sqrt(q.size(-1)))  # (B, nh, T, S)
-    if attn_mask is None and T > 1:  # query i sits at position S - T + i
+    if attn_mask is None and 1 < T < S:
         attn_mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-    if attn_mask is not None:
-        scores.masked_fill_(~attn_mask, float("-inf"))
-    probs = F.dropout(scores.softmax(-1), dropout_p) if dropout_p > 0 else scores.softmax(-1)
-    return probs.to(v.dtype) @ v  # (B, nh, T, hs)
+    if attn_mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=T > 1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
 
 
 class MLP(nn.Module):
@@ -225,10 +232,11 @@ class MLP(nn.Module):
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        # "none" is torch's name for the exact GELU; "tanh" is GPT-2's "gelu_new" (one kernel, not seven)
+        self.approximate = "tanh" if config.activation == "gelu_tanh" else "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # GPT-2's "gelu_new" is the tanh approximation; one fused kernel instead of seven.
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):

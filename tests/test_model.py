@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, KVCache, bmm_attention, lm_loss
+from part3_pretrain.model import GPT, IGNORE_INDEX, GPTConfig, KVCache, attention, lm_loss
 
 V, BLOCK, N_LAYER, N_HEAD, N_EMBD = 97, 32, 2, 4, 32
 
@@ -261,9 +261,9 @@ def test_kv_cache_overflow_and_block_size_are_errors() -> None:
 
 
 @pytest.mark.parametrize("T,S,padded", [(9, 9, False), (9, 9, True), (4, 9, False), (1, 9, False)])
-def test_bmm_attention_equals_sdpa(T: int, S: int, padded: bool) -> None:
-    """The CPU bf16 attention path, checked in fp32 against SDPA with the explicit mask it means:
-    causal, left-padded, queries after a cache (S > T: bottom-right aligned) and one new token."""
+def test_attention_applies_the_mask_it_means(T: int, S: int, padded: bool) -> None:
+    """``attention`` against SDPA with the explicit mask it means: causal, left-padded, queries
+    after a cache (S > T: bottom-right aligned) and one new token."""
     g = torch.Generator().manual_seed(7)
     q = torch.randn(2, 3, T, 8, generator=g, requires_grad=True)
     k = torch.randn(2, 3, S, 8, generator=g, requires_grad=True)
@@ -273,16 +273,35 @@ def test_bmm_attention_equals_sdpa(T: int, S: int, padded: bool) -> None:
     else:
         mask = None
     explicit = mask if mask is not None else torch.ones(T, S, dtype=torch.bool).tril(S - T)
-    ours = bmm_attention(q, k, v, mask)
+    ours = attention(q, k, v, mask)
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=explicit)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
     go = torch.randn(ours.shape, generator=g)
-    for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(ref, (q, k, v), go), strict=False):
+    for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(ref, (q, k, v), go), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_bf16_autocast_runs_attention_in_fp32(monkeypatch) -> None:
+    """Under CPU bf16 autocast the attention itself sees fp32 inputs (autocast off), so its T x T
+    scores never round to bf16."""
+    import part3_pretrain.model as model_mod
+
+    seen = []
+
+    def spy(q, k, v, attn_mask, dropout_p=0.0):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return attention(q, k, v, attn_mask, dropout_p)
+
+    monkeypatch.setattr(model_mod, "attention", spy)
+    model = tiny_model(seed=9)
+    idx = torch.randint(0, V, (2, BLOCK), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(idx)
+    assert seen and all(s == (torch.float32, torch.float32, torch.float32, False) for s in seen), seen
+
+
 def test_bf16_autocast_forward_is_close_to_fp32() -> None:
-    """CPU bf16 autocast (bmm attention, bf16 products) stays near the fp32 logits."""
+    """CPU bf16 autocast (bf16 products, fp32 attention) stays near the fp32 logits."""
     model = tiny_model(seed=8)
     idx = torch.randint(0, V, (2, BLOCK), generator=torch.Generator().manual_seed(8))
     mask = torch.ones(2, BLOCK, dtype=torch.long)
@@ -422,3 +441,18 @@ def test_smear_init_sets_every_gate_and_round_trips_the_config() -> None:
     assert GPTConfig.from_dict(model.config.to_dict()).smear_init == -2.0
     # the default start is the even mix the shipped checkpoints were trained from
     assert all(bool((p == 0).all()) for n, p in tiny_model(0, smear_keys=True).named_parameters() if "smear" in n)
+
+
+def test_activation_is_exact_gelu_and_old_checkpoints_keep_the_tanh_one() -> None:
+    """New models use the exact GELU; a config written before the field existed reads as GPT-2's
+    tanh approximation, so an old checkpoint computes what it was trained to; a bad name is refused."""
+    assert GPTConfig().activation == "gelu"
+    old = {k: v for k, v in GPTConfig().to_dict().items() if k != "activation"}
+    assert GPTConfig.from_dict(old).activation == "gelu_tanh"
+    x = torch.randn(3, 5, 16)
+    for name, approximate in (("gelu", "none"), ("gelu_tanh", "tanh")):
+        model = GPT(GPTConfig(vocab_size=V, block_size=BLOCK, n_layer=1, n_head=2, n_embd=16, activation=name))
+        mlp = model.transformer.h[0].mlp
+        want = mlp.c_proj(F.gelu(mlp.c_fc(x), approximate=approximate))
+        torch.testing.assert_close(mlp(x), want)
+    assert "activation must be one of" in " ".join(GPTConfig(activation="relu").problems())

@@ -71,7 +71,6 @@ MODEL_HELP = {
     "can copy what followed a token earlier in the message (model.py)",
     "smear_init": "initial gate logit of the smeared keys (sigmoid of it is the key's own share; "
     "negative: keys start as their predecessor's, the prior of a copying head)",
-    "activation": "the MLP's GELU: exact (gelu) or GPT-2's tanh approximation (gelu_tanh; 2.2x slower on CPU)",
 }
 OPTIM_HELP = {
     "batch_size": "sequences per micro-batch (per process)",

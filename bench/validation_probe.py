@@ -2,10 +2,15 @@
 between variants without looking at a test set.
 
 The validation contexts use train slot values and train phrasing, never a training context
-(``synthetic.generate_eval_set("val", ...)``). Each checkpoint (pretrained in the ``dialogue``
-format, or SFT) answers them greedily; the table shows the job metrics the main job reports.
+(``synthetic.generate_eval_set("val", ...)``). With ``--split handwritten`` they are instead the
+34 messages of ``part4_sft/handwritten_val.jsonl``: written by hand like ``test_handwritten`` but
+with other messages and values, so variants meant for people's writing are chosen without looking
+at the hand-written test split. (Its references are generic; only the job metrics mean anything.)
+Each checkpoint (pretrained in the ``dialogue`` format, or SFT) answers them greedily; the table
+shows the job metrics the main job reports.
 
     python bench/validation_probe.py checkpoints/abl/*/sft/sft_model.pt checkpoints/abl/*/pre/model.pt
+    python bench/validation_probe.py --split handwritten checkpoints/abl/*/sft/sft_model.pt
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from part3_pretrain.cli import compose  # noqa: E402
 from part4_sft import evaluate as ev  # noqa: E402
 from part4_sft import synthetic  # noqa: E402
 from part4_sft.configs import EvalConfig  # noqa: E402
+from part4_sft.handwritten import HANDWRITTEN_VAL_PATH, load_handwritten  # noqa: E402
 from part4_sft.prompts import get_scheme  # noqa: E402
 
 
@@ -45,8 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--n", type=int, default=250, help="validation contexts (default 250)")
+    parser.add_argument(
+        "--split",
+        choices=("val", "handwritten"),
+        default="val",
+        help="the synthetic validation split (default) or the hand-written validation messages",
+    )
     args = parser.parse_args(argv)
-    rows = validation_rows(args.n, 0)
+    rows = validation_rows(args.n, 0) if args.split == "val" else load_handwritten(HANDWRITTEN_VAL_PATH)
     settings = compose(EvalConfig, max_new_tokens=90)
     keys = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "loop_share", "eos_stop_rate")
     print(f"{'checkpoint':70s}" + "".join(f"{k[:10]:>11s}" for k in keys))

@@ -24,6 +24,9 @@ from part3_pretrain.slots import SLOT_NAMES
 from .user_data import DataError
 
 HANDWRITTEN_PATH = Path(__file__).resolve().parent / "handwritten_test.jsonl"
+# Hand-written VALIDATION messages (other messages, other values; generic references): for choosing
+# between variants (``bench/validation_probe.py --split handwritten``), never scored as a test set.
+HANDWRITTEN_VAL_PATH = Path(__file__).resolve().parent / "handwritten_val.jsonl"
 KEYS: tuple[str, ...] = ("id", "context", "intent", "slots", "reference", "reference_2")
 _TEXT_KEYS = ("context", "reference", "reference_2")
 

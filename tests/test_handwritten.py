@@ -17,7 +17,7 @@ from part3_pretrain.domain import INTENTS, mentions
 from part3_pretrain.model import GPTConfig
 from part4_sft import synthetic
 from part4_sft.contexts import context_key
-from part4_sft.handwritten import HANDWRITTEN_PATH, KEYS, load_handwritten
+from part4_sft.handwritten import HANDWRITTEN_PATH, HANDWRITTEN_VAL_PATH, KEYS, load_handwritten
 from part4_sft.sft import SFTConfig, compute_budget
 from part4_sft.splits import DatasetSplits, synthetic_splits
 from part4_sft.user_data import DataError
@@ -42,6 +42,13 @@ def test_the_file_sits_beside_the_module_and_loads(rows):
     assert len(rows) >= 64 and all(list(r) == list(KEYS) for r in rows)
     assert len({r["id"] for r in rows}) == len(rows)
     assert len({context_key(r["context"]) for r in rows}) == len(rows)  # no message twice
+
+
+def test_the_validation_messages_load_and_share_no_value_with_the_test_split(rows):
+    val = load_handwritten(HANDWRITTEN_VAL_PATH)
+    assert len(val) >= 30
+    assert not {context_key(r["context"]) for r in val} & {context_key(r["context"]) for r in rows}
+    assert not {v for r in val for v in r["slots"].values()} & {v for r in rows for v in r["slots"].values()}
 
 
 def test_every_intent_has_at_least_three_rows(rows):

@@ -112,10 +112,11 @@ def cpu_has_fast_bf16() -> bool:
 # (rows x context of one micro-batch) runs in fp32: autocast casts every weight and activation
 # each step, and at small steps the casts cost more than bf16's products save. Measured with
 # bench/speed_paths.py (one full training step of the default model, 2 threads) on an Intel Xeon
-# with AVX-512 BF16 and AMX (``--crossover``, the LM head in fp32 as shipped), bf16 over fp32:
-# 0.77x at 160 tokens (the card's batch-1 fine-tuning), 0.92x at 320, 0.97x at 480, 0.98x at 640,
-# 1.09x at 800, 1.14x at 960 (pretraining). CPUs without native bf16 run every step in fp32 anyway.
-AUTO_BF16_MIN_TOKENS = 720
+# with AVX-512 BF16 and AMX (``--crossover``; the LM head in fp32 and attention in fp32 as shipped),
+# bf16 over fp32: 0.91x at 160 tokens (the card's batch-1 fine-tuning), 1.04x at 320, 1.09x at 480,
+# 1.13x at 640, 1.17x at 800, 1.24x at 960 (pretraining). (With bf16 attention it was 0.77x at 160
+# and 0.98x at 640: the rule said 720 then.) CPUs without native bf16 run every step in fp32 anyway.
+AUTO_BF16_MIN_TOKENS = 320
 
 
 def resolve_dtype(name: str, device: torch.device, step_tokens: int = 0) -> torch.dtype:

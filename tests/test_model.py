@@ -441,4 +441,3 @@ def test_smear_init_sets_every_gate_and_round_trips_the_config() -> None:
     assert GPTConfig.from_dict(model.config.to_dict()).smear_init == -2.0
     # the default start is the even mix the shipped checkpoints were trained from
     assert all(bool((p == 0).all()) for n, p in tiny_model(0, smear_keys=True).named_parameters() if "smear" in n)
-

@@ -70,7 +70,9 @@ class TrainerConfig:
     stop_after: int = 0  # stop (with a checkpoint) after this many steps; 0 = run to max_steps
     device: str = "auto"
     dtype: str = "auto"
-    step_tokens: int = 0  # rows x context of one micro-batch (0: unknown): picks auto's precision on a CPU
+    # tokens of one micro-batch (pretraining: rows x context; fine-tuning: rows x the mean example
+    # length; 0: unknown): picks auto's precision on a CPU
+    step_tokens: int = 0
     compile: bool = False
     progress: bool = True
     desc: str = "train"

@@ -355,3 +355,13 @@ def fixed_batches(
 ) -> list[dict[str, torch.Tensor]]:
     """Examples in order, batched once: a fixed evaluation set for loss and token accuracy."""
     return [collate(examples[i : i + batch_size], pad_id, max_len) for i in range(0, len(examples), batch_size)]
+
+
+def mean_step_tokens(examples: Sequence[Example], batch_size: int) -> int:
+    """Tokens of an average training step: ``batch_size`` rows of the mean example length. What
+    ``--dtype auto`` weighs on a CPU (``trainer.AUTO_BF16_MIN_TOKENS``): the examples, not the
+    context, decide how large the products of a step are (a 640-token context whose examples
+    average 200 tokens runs 200-token steps)."""
+    if not examples:
+        return 0
+    return round(batch_size * sum(len(e.input_ids) for e in examples) / len(examples))

@@ -63,7 +63,7 @@ from . import evaluate as ev
 from . import fit, job_metrics
 from .base_model import DEFAULT_PRETRAINED, ensure_base, ensure_data_base, unfinished
 from .configs import AUTO, DataConfig, EvalConfig
-from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches
+from .examples import LabelAuditError, SFTBatches, audit_labels, build_examples, fixed_batches, mean_step_tokens
 from .prompts import SCHEMES, get_scheme
 from .report_html import write_report_html_or_note
 from .retrieval import add_retrieved
@@ -120,14 +120,14 @@ class SFTConfig:
             p.append(f"--pretrained {self.pretrained}: no such checkpoint file")
         return p
 
-    def trainer_config(self, max_steps: int, steps_per_epoch: int, block_size: int) -> TrainerConfig:
+    def trainer_config(self, max_steps: int, steps_per_epoch: int, step_tokens: int) -> TrainerConfig:
         return TrainerConfig(
             max_steps=max_steps,
             **self.optim.trainer_fields(),
             eval_every=steps_per_epoch,
             checkpoint_every=steps_per_epoch,
             **self.execution.trainer_fields(),
-            step_tokens=self.optim.batch_size * block_size,
+            step_tokens=step_tokens,
             desc="sft",
         )
 
@@ -265,7 +265,8 @@ def fine_tune(
     rank, world, _ = dist_info()
     source = SFTBatches(examples, cfg.optim.batch_size, tok.pad_id, cfg.seed, rank, world, model.config.block_size)
     steps_per_epoch = -(-source.steps_per_epoch // cfg.optim.grad_accum)
-    tcfg = cfg.trainer_config(cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch, model.config.block_size)
+    step_tokens = mean_step_tokens(examples, cfg.optim.batch_size)
+    tcfg = cfg.trainer_config(cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch, step_tokens)
     ckpt_path = out / "sft_model.pt"
     sink = MetricsSink(
         out / "metrics.jsonl", enabled=rank == 0, resume_step=resume["trainer"]["step"] if resume else None

@@ -632,3 +632,15 @@ def test_a_base_that_saw_heldout_values_is_refused_for_synthetic_evaluation_only
         sft.load_baseline(path)
     model, _, _ = sft.load_baseline(path, synthetic=False)  # own data: no held-out partition to protect
     assert model.config.n_layer == 1
+
+
+def test_auto_precision_weighs_the_examples_not_the_context() -> None:
+    """``--dtype auto``'s step size for fine-tuning is rows x the mean example length: a long
+    context with short examples runs short steps (and, on a native-bf16 CPU, fp32 below
+    ``AUTO_BF16_MIN_TOKENS``)."""
+    from part4_sft.examples import Example, mean_step_tokens
+
+    examples = [Example(input_ids=[1] * n, labels=[1] * n, prompt_len=1) for n in (100, 200, 300)]
+    assert mean_step_tokens(examples, 1) == 200
+    assert mean_step_tokens(examples, 4) == 800
+    assert mean_step_tokens([], 1) == 0

@@ -37,7 +37,7 @@ from part3_pretrain.fileio import remove_stale_temps
 from part3_pretrain.sink import MetricsSink
 from part3_pretrain.trainer import Trainer, TrainerConfig, TrainingDiverged
 
-from ..examples import SFTBatches
+from ..examples import SFTBatches, mean_step_tokens
 from ..lora import count_parameters
 from . import evaluation, report
 from .evaluation import IntervalEval
@@ -83,7 +83,7 @@ class ChunkResult:
 
 
 def _trainer_config(
-    run: RunConfig, max_steps: int, spe: int, until: int, ex: ExecConfig, block_size: int
+    run: RunConfig, max_steps: int, spe: int, until: int, ex: ExecConfig, step_tokens: int
 ) -> TrainerConfig:
     s = run.settings
     eval_every = max(1, spe // s.evals_per_epoch) if s.evals_per_epoch > 0 else 0
@@ -95,7 +95,7 @@ def _trainer_config(
         checkpoint_every=eval_every,
         stop_after=until if until < max_steps else 0,
         **ex.trainer_fields(),
-        step_tokens=s.optim.batch_size * block_size,
+        step_tokens=step_tokens,
         desc=run.name,
     )
 
@@ -190,7 +190,9 @@ def _open_trainer(
     trainer = Trainer(
         model,
         source,
-        _trainer_config(run, max_steps, spe, until, ws.execution, model.config.block_size),
+        _trainer_config(
+            run, max_steps, spe, until, ws.execution, mean_step_tokens(train, run.settings.optim.batch_size)
+        ),
         sink=sink,
         evaluate=evaluator,
         checkpoint_path=exp_dir / run.name / "state.pt",

@@ -50,7 +50,7 @@ def probe(path: str, rows: list[dict], settings: EvalConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--n", type=int, default=250, help="validation contexts (default 250)")
+    parser.add_argument("--n", type=int, default=250, help="synthetic validation contexts (--split val; default 250)")
     parser.add_argument(
         "--split",
         choices=("val", "handwritten"),

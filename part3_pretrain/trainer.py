@@ -111,7 +111,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 # With ``--dtype auto`` on a CPU with native bf16, a training step of fewer tokens than this
-# (rows x context of one micro-batch) runs in fp32: autocast casts every weight and activation
+# (``TrainerConfig.step_tokens``) runs in fp32: autocast casts every weight and activation
 # each step, and at small steps the casts cost more than bf16's products save. Measured with
 # bench/speed_paths.py (one full training step of the default model, 2 threads) on an Intel Xeon
 # with AVX-512 BF16 and AMX (``--crossover``; the LM head in fp32 and attention in fp32 as shipped),

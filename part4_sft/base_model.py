@@ -27,6 +27,7 @@ from part3_pretrain.flops import flops_per_token
 from part3_pretrain.pretrain import DEFAULT_OUT_DIR, PretrainConfig
 from part3_pretrain.pretrain import PROG as PART3_PROG
 from part3_pretrain.tokenizer import train_tokenizer
+from part3_pretrain.trainer import resolve_device, resolve_dtype
 
 from .fit import MAX_DATA_BLOCK, round_up  # a longer context costs more attention than the budget buys
 
@@ -231,12 +232,21 @@ def data_base_dir(train_rows: list[dict], plan: dict) -> Path:
     return Path(DATA_BASES_DIR) / digest[:12]
 
 
+def pretrain_precision(plan: dict, device: str, dtype: str) -> str:
+    """The precision part 3 will pretrain the planned base in (``--dtype auto`` resolved as the
+    child resolves it: this machine's device, rows x context per step), e.g. "cpu float32"."""
+    dev = resolve_device(device)
+    step_tokens = PretrainConfig().optim.batch_size * plan["block_size"]
+    return f"{dev.type} {str(resolve_dtype(dtype, dev, step_tokens)).removeprefix('torch.')}"
+
+
 def ensure_data_base(train_rows: list[dict], device: str, dtype: str, progress: bool, retrieve: int = 0) -> dict:
     """A base fitted to ``train_rows`` (pretrained first when missing): the generated corpus plus
     the training split's text (never validation or test), with a context that holds its longest
     exchange (and ``retrieve`` retrieved exchanges), at the default run's compute. Returns
     ``ensure_base``'s dict plus the plan."""
     plan = data_base_plan(train_rows, retrieve=retrieve)
+    plan["precision"] = pretrain_precision(plan, device, dtype)  # a bf16 base is not an fp32 one
     out = data_base_dir(train_rows, plan)
     corpus = out / "train_text.jsonl"
     if not (out / "model.pt").is_file():

@@ -124,3 +124,21 @@ def test_data_base_pretrains_on_the_training_text_only(tmp_path, monkeypatch) ->
     docs = [json.loads(line)["text"] for line in Path(corpus).read_text().splitlines()]
     assert docs == [f"Customer: {r['context']}\nAgent: {r['response']}" for r in train]
     assert bm.data_base_dir(train, info["plan"]) != bm.data_base_dir(_rows(5, 30), info["plan"])
+
+
+def test_data_base_is_keyed_by_the_precision_it_pretrains_in(tmp_path, monkeypatch) -> None:
+    """``--dtype float32`` after a bf16 run pretrains its own base instead of reusing the bf16 one;
+    ``auto`` where the CPU has no native bf16 is fp32, so it reuses the fp32 base."""
+    from part3_pretrain import trainer
+    from part4_sft import base_model as bm
+
+    monkeypatch.setattr(bm, "DATA_BASES_DIR", str(tmp_path / "bases"))
+    calls = []
+    monkeypatch.setattr(bm, "ensure_base", lambda path, default, args, *a, **k: calls.append(path) or {})
+    train = _rows(4, 30)
+    plans = {dtype: bm.ensure_data_base(train, "cpu", dtype, False)["plan"] for dtype in ("float32", "bfloat16")}
+    assert plans["float32"]["precision"] == "cpu float32" and plans["bfloat16"]["precision"] == "cpu bfloat16"
+    assert calls[0] != calls[1]
+    monkeypatch.setattr(trainer, "cpu_has_fast_bf16", lambda: False)
+    assert bm.ensure_data_base(train, "cpu", "auto", False)["plan"]["precision"] == "cpu float32"
+    assert calls[2] == calls[0]

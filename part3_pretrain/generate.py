@@ -15,7 +15,7 @@ chat streams a reply from this loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -123,28 +123,62 @@ def ngrams(tokens: Sequence[int], n: int) -> set[tuple[int, ...]]:
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)} if n >= 1 else set()
 
 
-def repeat_bans(tokens: Sequence[int], n: int, allowed: set[tuple[int, ...]] = frozenset()) -> list[int]:
-    """Tokens that would complete an n-gram already in ``tokens`` (empty when n < 1 or too short),
-    except n-grams in ``allowed`` (the prompt's: a reply may restate an order id twice).
+def allowed_repeats(prompt: Sequence[int], n: int, skip: Collection[int] = frozenset()) -> set[tuple[int, ...]]:
+    """What a reply may repeat because the message holds it (``repeat_bans``' ``allowed``): the
+    prompt's n-grams, and its three back-to-back copies of shorter k-grams ("000" in "A1000"),
+    counted without the ``skip`` tokens as ``repeat_bans`` counts them."""
+    if n < 1:
+        return set()
+    words = [t for t in prompt if t not in skip]
+    return ngrams(words, n).union(*(ngrams(words, 3 * k) for k in range(1, n)))
 
-    With n = 3 and tokens ``a b c a b``, ``c`` is banned: ``a b c`` would occur twice.
+
+def repeat_bans(
+    tokens: Sequence[int], n: int, allowed: set[tuple[int, ...]] = frozenset(), skip: Collection[int] = frozenset()
+) -> list[int]:
+    """Tokens that would complete an n-gram already in ``tokens``, or a third back-to-back copy of a
+    shorter k-gram ("still still still", "ab ab ab": repeats too short for the n-gram rule). None
+    when n < 1; never what ``allowed`` holds (``allowed_repeats``: a reply may restate an order id
+    twice, or the "000" of one).
+
+    With n = 3 and tokens ``a b c a b``, ``c`` is banned: ``a b c`` would occur twice. With n = 4
+    and ``a b a b a``, ``b`` is banned: ``a b`` would occur three times in a row. Tokens in ``skip``
+    (punctuation: ``RetailTokenizer.punctuation_ids``) are left out of every n-gram and never
+    banned, so "the order number, and the order number and" repeats a 4-gram too.
     """
-    if n < 1 or len(tokens) < n:
+    if n < 1:
         return []
-    tail = tuple(tokens[len(tokens) - n + 1 :])
-    seen = {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i : i + n - 1]) == tail}
-    return sorted(t for t in seen if tail + (t,) not in allowed)
+    if skip:
+        tokens = [t for t in tokens if t not in skip]
+    banned = set()
+    L = len(tokens)
+    if L >= n:
+        tail = tuple(tokens[L - n + 1 :])
+        banned = {tuple(tokens[i : i + n - 1]) + (tokens[i + n - 1],) for i in range(L - n + 1)}
+        banned = {g for g in banned if g[:-1] == tail}
+    for k in range(1, n):
+        if L < 3 * k - 1:
+            break
+        first, second = tokens[L - 3 * k + 1 : L - 2 * k + 1], tokens[L - 2 * k + 1 : L - k + 1]
+        if list(first) == list(second) and list(first[: k - 1]) == list(tokens[L - k + 1 :]):
+            banned.add(tuple(first) * 3)
+    return sorted({g[-1] for g in banned if g not in allowed})
 
 
 def _ban_repeats(
-    logits: torch.Tensor, tokens: list[list[int]], finished: list[bool], n: int, allowed: list[set]
+    logits: torch.Tensor,
+    tokens: list[list[int]],
+    finished: list[bool],
+    n: int,
+    allowed: list[set],
+    skip: Collection[int] = frozenset(),
 ) -> torch.Tensor:
     """Logits (B, V) with each unfinished row's repeat bans at -inf (a row keeps at least one token)."""
     if n < 1:
         return logits
     out = None
     for b, (row, done) in enumerate(zip(tokens, finished, strict=True)):
-        banned = [] if done else repeat_bans(row, n, allowed[b])
+        banned = [] if done else repeat_bans(row, n, allowed[b], skip)
         if banned and len(banned) < logits.size(-1):
             out = logits.float().clone() if out is None else out
             out[b, banned] = float("-inf")
@@ -199,6 +233,7 @@ class _Sampling:
     use_cache: bool
     generator: torch.Generator
     no_repeat_ngram: int = 0
+    repeat_skip: Collection[int] = frozenset()
     on_token: Callable[[int, int], None] | None = None
     offset: int = 0  # index of the chunk's first prompt in the call, for on_token
 
@@ -215,7 +250,8 @@ def _generate_chunk(
     block_size = _block_size(model)
     steps = s.max_new_tokens if block_size is None else min(s.max_new_tokens, block_size - L)
     tokens: list[list[int]] = [[] for _ in range(B)]
-    allowed = [ngrams(p, s.no_repeat_ngram) for p in prompts]  # what the message says may be said twice
+    # what the message says may be said again
+    allowed = [allowed_repeats(p, s.no_repeat_ngram, s.repeat_skip) for p in prompts]
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     if steps <= 0:
         return [GenerationResult(t, False) for t in tokens]
@@ -227,7 +263,7 @@ def _generate_chunk(
         logits = model(idx, attention_mask=mask)  # (B, L, V)
     for step in range(steps):
         nxt = sample_next(
-            _ban_repeats(logits[:, -1], tokens, finished.tolist(), s.no_repeat_ngram, allowed),
+            _ban_repeats(logits[:, -1], tokens, finished.tolist(), s.no_repeat_ngram, allowed, s.repeat_skip),
             temperature=s.temperature,
             top_k=s.top_k,
             top_p=s.top_p,
@@ -269,13 +305,15 @@ def generate(
     use_cache: bool = True,
     batch_size: int = 32,
     no_repeat_ngram: int = 0,
+    repeat_skip: Collection[int] = frozenset(),
     on_token: Callable[[int, int], None] | None = None,
 ) -> list[GenerationResult]:
     """Continue each prompt (token ids) until EOS, ``max_new_tokens`` or the model's block size.
 
     Prompts go in chunks of ``batch_size``, in order, left-padded per chunk, the model in eval mode
     (its mode restored after). One generator seeded with ``seed`` serves the call: equal arguments,
-    equal samples. ``no_repeat_ngram`` > 0 bans repeating an n-gram of the reply;
+    equal samples. ``no_repeat_ngram`` > 0 bans repeating an n-gram of the reply (``repeat_bans``;
+    ``repeat_skip``: token ids it reads through, the tokenizer's ``punctuation_ids``);
     ``on_token(prompt_index, token_id)`` sees each kept token as it is generated (never EOS)."""
     check_sampling(temperature, top_k, top_p)
     _check_counts(max_new_tokens, batch_size, no_repeat_ngram)
@@ -287,7 +325,7 @@ def generate(
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
-    s.no_repeat_ngram, s.on_token = no_repeat_ngram, on_token
+    s.no_repeat_ngram, s.repeat_skip, s.on_token = no_repeat_ngram, frozenset(repeat_skip), on_token
     was_training = model.training
     model.eval()
     try:

@@ -13,6 +13,7 @@ prompt templates) and the EOS appended after each training document or response.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -76,6 +77,17 @@ class RetailTokenizer:
         if not any("<|" in t for t in texts):
             return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
         return [self.encode(t) for t in texts]
+
+    @functools.cached_property
+    def punctuation_ids(self) -> frozenset[int]:
+        """Ids of the tokens with no letter or digit (",", " -", "!\n", a lone byte of a
+        multi-byte character), special tokens aside: what the n-gram ban reads through
+        (``generate.repeat_bans``)."""
+        out = set()
+        for i in range(self.vocab_size):
+            if i not in self.special_ids and not any(c.isalnum() for c in self._tok.decode([i])):
+                out.add(i)
+        return frozenset(out)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)

@@ -193,6 +193,7 @@ def respond(speaker: Speaker, message: str, settings: Settings, system: str | No
             top_p=settings.top_p,
             seed=seed,
             no_repeat_ngram=settings.no_repeat_ngram,
+            repeat_skip=tok.punctuation_ids,
             on_token=printer,
         )[0]
         tokens, stopped = result.tokens, "eos" if result.stopped_by_eos else "length"

@@ -93,8 +93,9 @@ class EvalConfig:
     top_p: float = option(1.0, "nucleus top-p for sampling (1: off)")
     no_repeat_ngram: int = option(
         4,
-        "ban any token that would repeat an n-gram of this many tokens within a reply (0: off; the message's "
-        "tokens do not count). 4: chosen on validation data (README), it stops loops and costs no ROUGE-L",
+        "ban any token that would repeat an n-gram of this many tokens within a reply, or say a shorter one a "
+        "third time in a row, reading through punctuation (0: off; what the message holds may be repeated). "
+        "4: chosen on validation data (README), it stops loops",
         metavar="N",
     )
     n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")

@@ -88,6 +88,7 @@ def generate_replies(
         seed=seed,
         batch_size=batch_size,
         no_repeat_ngram=settings.no_repeat_ngram,
+        repeat_skip=tok.punctuation_ids,
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from part3_pretrain.generate import GenerationResult, generate, repeat_bans, sample_next
+from part3_pretrain.generate import GenerationResult, allowed_repeats, generate, repeat_bans, sample_next
 from part3_pretrain.model import GPT, GPTConfig
 
 PAD, EOS, FILLER, V = 0, 1, 2, 16
@@ -121,6 +121,32 @@ def test_repeat_bans_units() -> None:
     assert repeat_bans([1, 2], 3) == [] and repeat_bans([1, 2, 1], 0) == []
     assert repeat_bans([4, 4, 2], 1) == [2, 4]
     assert repeat_bans([1, 2, 3, 1, 2], 3, allowed={(1, 2, 3)}) == []  # the prompt says "1 2 3"
+
+
+def test_repeat_bans_stop_a_third_back_to_back_copy_of_a_short_ngram() -> None:
+    """Repeats shorter than n: "still still still" and "a b a b a b" pass the n-gram rule (no
+    n-gram occurs twice yet) and are banned at their third copy, unless the prompt holds them."""
+    assert repeat_bans([5, 7, 7], 4) == [7]  # a third "7"
+    assert repeat_bans([5, 7], 4) == []  # a second one is fine ("no no")
+    assert repeat_bans([1, 2, 1, 2, 1], 4) == [2]  # a third "1 2"
+    assert repeat_bans([1, 2, 3, 1, 2, 3, 1, 2], 4) == [3]  # a third "1 2 3"
+    assert repeat_bans([9, 1, 2, 3, 1, 2], 3) == [3]  # k = n: the n-gram rule already bans it
+    assert repeat_bans([0, 0], 4, allowed=allowed_repeats([11, 0, 0, 0], 4)) == []  # "A1000" in the message
+    assert repeat_bans([0, 0], 4, allowed=allowed_repeats([11, 0, 0], 4)) == [0]
+    assert allowed_repeats([1, 2, 3], 0) == set()
+
+
+def test_repeat_bans_read_through_punctuation() -> None:
+    """ "the order number, and the order number and": with "," (id 9) skipped the 4-gram
+    "the order number and" repeats, so "and" (id 4) is banned; punctuation itself never is."""
+    the, order, number, and_, comma = 1, 2, 3, 4, 9
+    reply = [the, order, number, comma, and_, the, order, number]
+    assert repeat_bans(reply, 4) == [comma]  # token by token only the comma repeats a 4-gram
+    assert repeat_bans(reply, 4, skip={comma}) == [and_]
+    assert repeat_bans(reply + [comma], 4, skip={comma}) == [and_]
+    prompt = allowed_repeats([the, order, number, and_], 4, skip={comma})
+    assert repeat_bans(reply, 4, allowed=prompt, skip={comma}) == []  # the message says it
+    assert repeat_bans([7, comma, 7, comma], 4, skip={comma}) == [7]  # "no, no, no"
 
 
 def test_no_repeat_ngram_lets_a_reply_restate_the_prompt_twice() -> None:

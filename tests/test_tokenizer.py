@@ -171,3 +171,11 @@ def test_split_digits_gives_one_token_per_digit() -> None:
     for text in ROUND_TRIP:
         assert tok.decode(tok.encode(text)) == text
     assert RetailTokenizer.from_str(tok.to_str()).encode("A1234") == tok.encode("A1234")  # saved with it
+
+
+def test_punctuation_ids_are_the_tokens_without_letters_or_digits(tok: RetailTokenizer) -> None:
+    punct = tok.punctuation_ids
+    ids = tok.encode(" order A1234, thanks! (ok)")
+    assert {i for i in ids if i in punct} == {i for i in ids if not any(c.isalnum() for c in tok.decode([i]))}
+    assert {i for i in ids if i in punct} and tok.encode(",")[0] in punct and tok.encode("1")[0] not in punct
+    assert not punct & tok.special_ids

@@ -148,21 +148,19 @@ def repeat_bans(
     """
     if n < 1:
         return []
-    if skip:
-        tokens = [t for t in tokens if t not in skip]
-    banned = set()
-    L = len(tokens)
+    t = tuple(x for x in tokens if x not in skip)
+    L = len(t)
+    grams = set()  # what the next token would complete
     if L >= n:
-        tail = tuple(tokens[L - n + 1 :])
-        banned = {tuple(tokens[i : i + n - 1]) + (tokens[i + n - 1],) for i in range(L - n + 1)}
-        banned = {g for g in banned if g[:-1] == tail}
+        tail = t[L - n + 1 :]
+        grams = {t[i : i + n] for i in range(L - n + 1) if t[i : i + n - 1] == tail}
     for k in range(1, n):
         if L < 3 * k - 1:
             break
-        first, second = tokens[L - 3 * k + 1 : L - 2 * k + 1], tokens[L - 2 * k + 1 : L - k + 1]
-        if list(first) == list(second) and list(first[: k - 1]) == list(tokens[L - k + 1 :]):
-            banned.add(tuple(first) * 3)
-    return sorted({g[-1] for g in banned if g not in allowed})
+        first = t[L - 3 * k + 1 : L - 2 * k + 1]
+        if first == t[L - 2 * k + 1 : L - k + 1] and first[: k - 1] == t[L - k + 1 :]:
+            grams.add(first * 3)
+    return sorted({g[-1] for g in grams if g not in allowed})
 
 
 def _ban_repeats(

@@ -3,13 +3,14 @@
 Loads an ``sft_model.pt`` written by ``python -m part4_sft.sft``, rebuilds its data splits from
 the settings stored in the checkpoint (the same seeded splits, the same ``--retrieve``), and
 generates greedy replies to the validation rows (never the test rows) for each
-``--no-repeat-ngram`` value, scored like the job's evaluation (``evaluate.score``): ROUGE-L,
+``--no-repeat-ngram`` value (and ``--copy-mix`` value), scored like the job's evaluation (``evaluate.score``): ROUGE-L,
 loop share, EOS stop, specifics restated and invented, rubric where the rows have one; each
 paired with the first value given. The yardsticks (``part4_sft/yardsticks.py``) are scored on
 the same rows. Choices of decoding (and of fine-tuning settings, one checkpoint per setting) are
 made on these numbers; the test set is scored once, by the job.
 
     python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 0 3 4 6
+    python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 4 --copy-mix 0 0.2
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from itertools import product
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,6 +57,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
     p.add_argument("--no-repeat-ngram", type=int, nargs="+", default=[0, 3, 4, 6])
+    p.add_argument("--copy-mix", type=float, nargs="+", default=None, help="copy blends (default: the model's setting)")
     p.add_argument("--max-rows", type=int, default=0, help="first N validation rows (0: all)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out", help="JSON file for the results")
@@ -74,10 +77,18 @@ def main() -> None:
         results[name] = summary(report)
         print(f"{name:16s} " + json.dumps(results[name]), flush=True)
     first = None
-    for n in args.no_repeat_ngram:
+    for n, mix in product(args.no_repeat_ngram, args.copy_mix or [settings.copy_mix]):
+        name = f"no_repeat_ngram={n}" + (f" copy_mix={mix:g}" if args.copy_mix else "")
         t0 = time.perf_counter()
         replies = ev.generate_replies(
-            model, tok, scheme, rows, replace(settings, no_repeat_ngram=n), 0.0, cfg.seed, cfg.execution.eval_batch_size
+            model,
+            tok,
+            scheme,
+            rows,
+            replace(settings, no_repeat_ngram=n, copy_mix=mix),
+            0.0,
+            cfg.seed,
+            cfg.execution.eval_batch_size,
         )
         report, replies["judged"] = ev.score(rows, replies, args.n_boot, cfg.seed)
         entry = summary(report) | {"seconds": round(time.perf_counter() - t0, 1)}
@@ -85,8 +96,8 @@ def main() -> None:
             first = replies
         else:
             entry["rouge_l_minus_first"] = ev.compare_replies(rows, first, replies, args.n_boot, cfg.seed)["rouge_l"]
-        results[f"no_repeat_ngram={n}"] = entry
-        print(f"no_repeat_ngram={n:<3d} " + json.dumps(entry), flush=True)
+        results[name] = entry
+        print(f"{name:32s} " + json.dumps(entry), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 

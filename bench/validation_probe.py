@@ -57,14 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         default="val",
         help="the synthetic validation split (default) or the hand-written validation messages",
     )
+    parser.add_argument(
+        "--copy-mix", type=float, nargs="+", default=[0.0], help="copy blends to compare (EvalConfig.copy_mix)"
+    )
+    parser.add_argument("--copy-min", type=int, nargs="+", default=[1], help="EvalConfig.copy_min values to compare")
     args = parser.parse_args(argv)
     rows = validation_rows(args.n, 0) if args.split == "val" else load_handwritten(HANDWRITTEN_VAL_PATH)
-    settings = compose(EvalConfig, max_new_tokens=90)
     keys = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "loop_share", "eos_stop_rate")
-    print(f"{'checkpoint':70s}" + "".join(f"{k[:10]:>11s}" for k in keys))
+    print(f"{'checkpoint':60s}{'mix/min':>10s}" + "".join(f"{k[:10]:>11s}" for k in keys))
     for path in args.checkpoints:
-        s = probe(path, rows, settings)
-        print(f"{path[-70:]:70s}" + "".join(f"{s[k]:11.3f}" if s[k] is not None else f"{'-':>11s}" for k in keys))
+        for mix in args.copy_mix:
+            for least in args.copy_min if mix > 0 else [1]:
+                settings = compose(EvalConfig, max_new_tokens=90, copy_mix=mix, copy_min=least)
+                s = probe(path, rows, settings)
+                cells = "".join(f"{s[k]:11.3f}" if s[k] is not None else f"{'-':>11s}" for k in keys)
+                print(f"{path[-60:]:60s}{f'{mix:g}/{least}':>10s}" + cells, flush=True)
     return 0
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from .model import KVCache
+from .prompt_copy import copy_distribution, mix_copy, recent_tokens, vocab_mask
 
 
 @dataclass
@@ -234,6 +235,31 @@ class _Sampling:
     repeat_skip: Collection[int] = frozenset()
     on_token: Callable[[int, int], None] | None = None
     offset: int = 0  # index of the chunk's first prompt in the call, for on_token
+    copy_mix: float = 0.0
+    copy_min: int = 1
+    copy_window: int = 8
+    copy_lone: Collection[int] | None = None  # see prompt_copy.copy_distribution
+    copy_never: Collection[int] = frozenset()
+
+
+def _next_logits(
+    logits: torch.Tensor,
+    prompts: tuple[torch.Tensor, torch.Tensor],
+    tokens: list[list[int]],
+    finished: torch.Tensor,
+    allowed: list[set],
+    s: _Sampling,
+) -> torch.Tensor:
+    """The last position's logits (B, V) with the prompt-copy blend and the repeat bans applied."""
+    last = logits[:, -1]
+    if s.copy_mix > 0:
+        src, valid = prompts
+        recent = recent_tokens(tokens, s.copy_window, src.device)
+        V = last.size(-1)
+        lone, never = vocab_mask(s.copy_lone, V, src.device), vocab_mask(s.copy_never, V, src.device)
+        p_copy, has = copy_distribution(src, valid, recent, V, s.copy_min, lone, never)
+        last = mix_copy(last, p_copy, has & ~finished, s.copy_mix)
+    return _ban_repeats(last, tokens, finished.tolist(), s.no_repeat_ngram, allowed, s.repeat_skip)
 
 
 def _generate_chunk(
@@ -244,6 +270,7 @@ def _generate_chunk(
     The budget is shared by the chunk: the padded length plus new tokens stays within block_size.
     """
     idx, mask = _left_pad(prompts, s.pad_id, device)  # (B, L) each
+    source = (idx, mask.bool())  # what the copy blend copies from
     B, L = idx.shape
     block_size = _block_size(model)
     steps = s.max_new_tokens if block_size is None else min(s.max_new_tokens, block_size - L)
@@ -261,7 +288,7 @@ def _generate_chunk(
         logits = model(idx, attention_mask=mask)  # (B, L, V)
     for step in range(steps):
         nxt = sample_next(
-            _ban_repeats(logits[:, -1], tokens, finished.tolist(), s.no_repeat_ngram, allowed, s.repeat_skip),
+            _next_logits(logits, source, tokens, finished, allowed, s),
             temperature=s.temperature,
             top_k=s.top_k,
             top_p=s.top_p,
@@ -305,6 +332,10 @@ def generate(
     no_repeat_ngram: int = 0,
     repeat_skip: Collection[int] = frozenset(),
     on_token: Callable[[int, int], None] | None = None,
+    copy_mix: float = 0.0,
+    copy_min: int = 1,
+    copy_lone: Collection[int] | None = None,
+    copy_never: Collection[int] = frozenset(),
 ) -> list[GenerationResult]:
     """Continue each prompt (token ids) until EOS, ``max_new_tokens`` or the model's block size.
 
@@ -312,7 +343,12 @@ def generate(
     (its mode restored after). One generator seeded with ``seed`` serves the call: equal arguments,
     equal samples. ``no_repeat_ngram`` > 0 bans repeating an n-gram of the reply (``repeat_bans``;
     ``repeat_skip``: token ids it reads through, the tokenizer's ``punctuation_ids``);
-    ``on_token(prompt_index, token_id)`` sees each kept token as it is generated (never EOS)."""
+    ``on_token(prompt_index, token_id)`` sees each kept token as it is generated (never EOS).
+    ``copy_mix`` > 0 blends in a copy of the prompt (``prompt_copy``): where the reply's last
+    ``copy_min`` or more tokens occur in its prompt, that share of the next token's probability
+    goes to what followed them there; a run of one token counts only where it is in ``copy_lone``
+    (None: any token; the tokenizer's ``value_piece_ids``), and ``copy_never`` ids are never copied
+    (its ``frame_ids``)."""
     check_sampling(temperature, top_k, top_p)
     _check_counts(max_new_tokens, batch_size, no_repeat_ngram)
     if eos_id == pad_id:
@@ -324,6 +360,8 @@ def generate(
     generator = torch.Generator(device=device).manual_seed(seed)
     s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
     s.no_repeat_ngram, s.repeat_skip, s.on_token = no_repeat_ngram, frozenset(repeat_skip), on_token
+    s.copy_mix, s.copy_min = copy_mix, copy_min
+    s.copy_lone, s.copy_never = copy_lone, copy_never
     was_training = model.training
     model.eval()
     try:

@@ -89,6 +89,27 @@ class RetailTokenizer:
                 out.add(i)
         return frozenset(out)
 
+    @functools.cached_property
+    def value_piece_ids(self) -> frozenset[int]:
+        """Ids of the tokens that may be a piece of a value: letters and digits only, with no space
+        before them ("X", "77", "ield") or one space before a capital or a digit (" H", " 2024"),
+        as a name or a number begins. The copy blend may follow one of them on its own
+        (``prompt_copy``); " the" or "." start nothing."""
+        out = set()
+        for i in range(self.vocab_size):
+            text = self._tok.decode([i])
+            starts = text[:1] == " " and text[1:].isalnum() and (text[1].isupper() or text[1].isdigit())
+            if i not in self.special_ids and (text.isalnum() or starts):
+                out.add(i)
+        return frozenset(out)
+
+    @functools.cached_property
+    def frame_ids(self) -> frozenset[int]:
+        """Ids of the prompt's frame, which the copy blend never copies: the special tokens and the
+        tokens that hold a line break (the turn between "Customer:" and "Agent:")."""
+        decoded = ((i, self._tok.decode([i])) for i in range(self.vocab_size))
+        return frozenset(i for i, text in decoded if i in self.special_ids or "\n" in text)
+
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
 

@@ -13,7 +13,7 @@ sampled), which streams each token through its ``on_token`` callback. When the c
 outgrows the model's window, the oldest whole turns are dropped, and the chat says so.
 
 In the terminal: ``/help`` lists the commands (``/reset``, ``/temp``, ``/top_k``, ``/top_p``,
-``/max``, ``/ngram``, ``/system``, ``/settings``, ``/quit``). Ctrl-C during a reply stops that
+``/max``, ``/ngram``, ``/copy``, ``/system``, ``/settings``, ``/quit``). Ctrl-C during a reply stops that
 reply; at the prompt (or Ctrl-D) it ends the chat. Any model file the project writes loads
 (``model_files.load_any``); a wrong file is one line, no traceback.
 """
@@ -48,6 +48,7 @@ HELP = """commands:
   /top_p X          nucleus sampling (1: off)
   /max N            longest reply in tokens
   /ngram N          ban repeating an n-gram of N tokens within a reply (0: off)
+  /copy W           blend this share of copying from your message into each next token (0: off)
   /system TEXT      set the system message ("/system" alone removes it) and reset
   /settings         show the settings
   /quit             leave (also /exit, Ctrl-D)
@@ -106,6 +107,8 @@ class Settings:
     top_p: float
     max_new_tokens: int
     no_repeat_ngram: int
+    copy_mix: float = 0.0
+    copy_min: int = 1
 
 
 @dataclass
@@ -195,6 +198,10 @@ def respond(speaker: Speaker, message: str, settings: Settings, system: str | No
             no_repeat_ngram=settings.no_repeat_ngram,
             repeat_skip=tok.punctuation_ids,
             on_token=printer,
+            copy_mix=settings.copy_mix,
+            copy_min=settings.copy_min,
+            copy_lone=tok.value_piece_ids,
+            copy_never=tok.frame_ids,
         )[0]
         tokens, stopped = result.tokens, "eos" if result.stopped_by_eos else "length"
     except KeyboardInterrupt:
@@ -289,7 +296,8 @@ def _notes(reply: Reply) -> str:
 def make_session(cfg: ChatConfig) -> Session:
     speakers = load_speakers(cfg)
     s = cfg.sampling
-    settings = Settings(s.temperature, s.top_k, s.top_p, _reply_budget(cfg, speakers[-1].loaded), s.no_repeat_ngram)
+    budget = _reply_budget(cfg, speakers[-1].loaded)
+    settings = Settings(s.temperature, s.top_k, s.top_p, budget, s.no_repeat_ngram, s.copy_mix, s.copy_min)
     return Session(speakers, settings, cfg.system, cfg.seed)
 
 
@@ -302,6 +310,7 @@ _SETTERS: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "/top_p": ("top_p", float),
     "/max": ("max_new_tokens", int),
     "/ngram": ("no_repeat_ngram", int),
+    "/copy": ("copy_mix", float),
 }
 
 
@@ -314,8 +323,8 @@ def _set(session: Session, name: str, text: str, cast: Callable[[str], float | i
     trial = Settings(**{**vars(session.settings), name: value})
     try:
         check_sampling(trial.temperature, trial.top_k, trial.top_p)
-        if trial.max_new_tokens < 1 or trial.no_repeat_ngram < 0:
-            raise ValueError("/max must be >= 1 and /ngram >= 0")
+        if trial.max_new_tokens < 1 or trial.no_repeat_ngram < 0 or not 0 <= trial.copy_mix < 1:
+            raise ValueError("/max must be >= 1, /ngram >= 0 and /copy in [0, 1)")
     except ValueError as e:
         return f"error: {e}"
     session.settings = trial

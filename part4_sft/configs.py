@@ -98,6 +98,16 @@ class EvalConfig:
         "4: chosen on validation data (README), it stops loops",
         metavar="N",
     )
+    copy_mix: float = option(
+        0.2,
+        "blend this share of copying from the message into each next-token distribution, where the reply's last "
+        "--copy-min tokens or more occur in the message (0: off). 0.2: chosen on validation data (README), it "
+        "mends values the model starts to restate and garbles",
+        metavar="W",
+    )
+    copy_min: int = option(
+        1, "shortest run of reply tokens found in the message that the copy blend follows", metavar="N"
+    )
     n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")
     n_examples: int = option(
         12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)"
@@ -113,6 +123,10 @@ class EvalConfig:
             p.append(f"--max-new-tokens must be an integer >= 1 or auto (got {n!r})")
         if not 0 < self.top_p <= 1:
             p.append(f"--top-p must be in (0, 1] (got {self.top_p})")
+        if not 0 <= self.copy_mix < 1:
+            p.append(f"--copy-mix must be in [0, 1) (got {self.copy_mix})")
+        if self.copy_min < 1:
+            p.append(f"--copy-min must be >= 1 (got {self.copy_min})")
         return p
 
     def new_tokens(self) -> int:

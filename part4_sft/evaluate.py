@@ -89,6 +89,10 @@ def generate_replies(
         batch_size=batch_size,
         no_repeat_ngram=settings.no_repeat_ngram,
         repeat_skip=tok.punctuation_ids,
+        copy_mix=settings.copy_mix,
+        copy_min=settings.copy_min,
+        copy_lone=tok.value_piece_ids,
+        copy_never=tok.frame_ids,
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],

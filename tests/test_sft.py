@@ -394,6 +394,8 @@ def test_help_lists_every_option():
         (["--epochs", "0"], "--epochs"),
         (["--prompt-scheme", "nope"], "--prompt-scheme"),
         (["--top-p", "2"], "--top-p"),
+        (["--copy-mix", "1"], "--copy-mix"),
+        (["--copy-min", "0"], "--copy-min"),
         (["--pretrained", "missing.pt"], "--pretrained"),
         (["--data", "missing.jsonl"], "--data"),
     ],

@@ -179,3 +179,24 @@ def test_punctuation_ids_are_the_tokens_without_letters_or_digits(tok: RetailTok
     assert {i for i in ids if i in punct} == {i for i in ids if not any(c.isalnum() for c in tok.decode([i]))}
     assert {i for i in ids if i in punct} and tok.encode(",")[0] in punct and tok.encode("1")[0] not in punct
     assert not punct & tok.special_ids
+
+
+def test_value_piece_ids_are_pieces_of_names_and_numbers(tok: RetailTokenizer) -> None:
+    pieces = tok.value_piece_ids
+    for text in ("X", "7", "ield"):
+        ids = tok.encode(text)
+        assert all(i in pieces for i in ids), text
+    for text in (",", ".", " ", "!"):
+        assert tok.encode(text)[0] not in pieces, text
+    # a space may come first only before a capital or a digit: a name or a number begins
+    for i in pieces:
+        text = tok.decode([i])
+        assert text.isalnum() or (text[0] == " " and text[1:].isalnum() and (text[1].isupper() or text[1].isdigit()))
+    assert not pieces & tok.special_ids
+
+
+def test_frame_ids_are_line_breaks_and_special_tokens(tok: RetailTokenizer) -> None:
+    frame = tok.frame_ids
+    assert tok.special_ids <= frame
+    assert all("\n" in tok.decode([i]) for i in frame - tok.special_ids)
+    assert tok.encode("\n")[0] in frame and tok.encode("A")[0] not in frame

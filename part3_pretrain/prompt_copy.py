@@ -1,0 +1,116 @@
+"""Copying from the prompt at decoding time: a pointer that needs no training.
+
+A small model reads a value it has never seen ("Mayfield Velvet Cushion", "QX-77120") as a run of
+short BPE pieces and copies it piece by piece with an induction head, which matches on the one
+token before: after "Mayfi" + "el" it may continue with the "ve" that followed the "el" of
+"Velvet" ("Mayfielvet"). The decoder can match on more than one token. ``copy_distribution`` finds
+the longest run of the reply's last tokens that the prompt also holds and puts its mass on the
+token(s) that followed that run in the prompt; ``mix_copy`` blends it into the model's next-token
+distribution, ``(1 - mix) * p_model + mix * p_copy``, on the rows that have such a run.
+
+A blend, not a rule: where the model is sure of another token (the reply goes on after the id
+with " is on its way") it keeps it, since a copy weight ``mix`` < 0.5 beats a model probability
+only where the model is torn. Nothing is copied before the reply has started a run that the
+prompt holds, so it completes values the reply is restating and never brings in a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import torch
+
+NO_TOKEN = -1  # fills ``recent`` where the reply is shorter than the window; never a token id
+
+
+def recent_tokens(replies: list[list[int]], window: int, device: torch.device | None = None) -> torch.Tensor:
+    """The last ``window`` ids of each reply (B, window), right-aligned, ``NO_TOKEN`` before."""
+    out = torch.full((len(replies), window), NO_TOKEN, dtype=torch.long)
+    for b, r in enumerate(replies):
+        tail = r[-window:] if window > 0 else []
+        if tail:
+            out[b, window - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+    return out.to(device) if device is not None else out
+
+
+def vocab_mask(ids: Collection[int] | None, vocab_size: int, device: torch.device | None = None) -> torch.Tensor | None:
+    """(V,) bool with ``ids`` set (ids outside the vocabulary ignored); None stays None."""
+    if ids is None:
+        return None
+    mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+    keep = sorted(int(i) for i in ids if 0 <= int(i) < vocab_size)
+    if keep:
+        mask[keep] = True
+    return mask
+
+
+def match_lengths(src: torch.Tensor, valid: torch.Tensor, recent: torch.Tensor) -> torch.Tensor:
+    """For each prompt position j (B, L): how many of the reply's last tokens ``recent`` (B, K)
+    end at j, i.e. the largest m <= K with src[j - m + 1 .. j] == the reply's last m tokens (0: none).
+    Positions where ``valid`` is False (padding) never match."""
+    B, L = src.shape
+    K = recent.size(1)
+    run = torch.ones(B, L, dtype=torch.bool, device=src.device)
+    length = torch.zeros(B, L, dtype=torch.long, device=src.device)
+    for k in range(min(K, L)):
+        # the prompt token k places before j against the reply's token k places before its last
+        shifted = torch.full_like(src, NO_TOKEN)
+        shifted_valid = torch.zeros_like(valid)
+        shifted[:, k:] = src[:, : L - k]
+        shifted_valid[:, k:] = valid[:, : L - k]
+        run &= (shifted == recent[:, K - 1 - k : K - k]) & shifted_valid & (recent[:, K - 1 - k : K - k] != NO_TOKEN)
+        if not bool(run.any()):
+            break
+        length += run.long()
+    return length
+
+
+def copy_distribution(
+    src: torch.Tensor,
+    valid: torch.Tensor,
+    recent: torch.Tensor,
+    vocab_size: int,
+    min_match: int = 1,
+    lone: torch.Tensor | None = None,
+    never: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The copy distribution (B, V) and which rows have one (B,) bool.
+
+    For each row, the longest run m >= ``min_match`` of the reply's last tokens found in the prompt
+    ``src`` (B, L; ``valid`` marks real tokens); every place it ends spreads equal mass on the
+    prompt token after it (those places must have one). Rows without such a run get zeros.
+    ``lone`` (V,) bool: the tokens a run of one may be (a piece inside a word: the "Q" of
+    "#Q" continues with the "X" of "QX-77120", but a lone "." or " the" starts nothing); ``never``
+    (V,) bool: tokens never copied (the prompt's frame). None: no such limit."""
+    if min_match < 1:
+        raise ValueError(f"min_match must be >= 1 (got {min_match})")
+    length = match_lengths(src, valid, recent)  # (B, L)
+    nxt = torch.zeros_like(src)
+    nxt[:, :-1] = src[:, 1:]
+    nxt_valid = torch.zeros_like(valid)
+    nxt_valid[:, :-1] = valid[:, 1:]
+    if never is not None:
+        nxt_valid &= ~never[nxt.clamp(0, vocab_size - 1)]
+    length = length * nxt_valid.long()  # a run at the prompt's end has nothing to copy
+    if lone is not None:
+        last = recent[:, -1]
+        alone_ok = (last != NO_TOKEN) & lone[last.clamp(0, vocab_size - 1)]  # (B,)
+        length = torch.where((length == 1) & ~alone_ok.unsqueeze(1), torch.zeros_like(length), length)
+    best = length.max(dim=1).values  # (B,)
+    has = best >= min_match
+    chosen = (length == best.unsqueeze(1)) & has.unsqueeze(1)  # (B, L)
+    p = torch.zeros(src.size(0), vocab_size, dtype=torch.float32, device=src.device)
+    p.scatter_add_(1, nxt.clamp(0, vocab_size - 1), chosen.float())
+    return p / p.sum(dim=1, keepdim=True).clamp_min(1.0), has
+
+
+def mix_copy(logits: torch.Tensor, p_copy: torch.Tensor, has: torch.Tensor, mix: float) -> torch.Tensor:
+    """Log of ``(1 - mix) * softmax(logits) + mix * p_copy`` on the rows in ``has`` (B, V); the
+    other rows' logits unchanged. fp32, like the rest of the sampling maths."""
+    if not 0 <= mix < 1:
+        raise ValueError(f"copy mix must be in [0, 1) (got {mix})")
+    logits = logits.float()
+    if mix == 0 or not bool(has.any()):
+        return logits
+    blended = ((1 - mix) * torch.softmax(logits, dim=-1) + mix * p_copy).log()
+    return torch.where(has.unsqueeze(1), blended, logits)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .model import KVCache
-from .prompt_copy import copy_distribution, mix_copy, recent_tokens, vocab_mask
+from .prompt_copy import CopyBlend
 
 
 @dataclass
@@ -235,11 +235,7 @@ class _Sampling:
     repeat_skip: Collection[int] = frozenset()
     on_token: Callable[[int, int], None] | None = None
     offset: int = 0  # index of the chunk's first prompt in the call, for on_token
-    copy_mix: float = 0.0
-    copy_min: int = 1
-    copy_window: int = 8
-    copy_lone: Collection[int] | None = None  # see prompt_copy.copy_distribution
-    copy_never: Collection[int] = frozenset()
+    copy: CopyBlend | None = None
 
 
 def _next_logits(
@@ -252,14 +248,18 @@ def _next_logits(
 ) -> torch.Tensor:
     """The last position's logits (B, V) with the prompt-copy blend and the repeat bans applied."""
     last = logits[:, -1]
-    if s.copy_mix > 0:
-        src, valid = prompts
-        recent = recent_tokens(tokens, s.copy_window, src.device)
-        V = last.size(-1)
-        lone, never = vocab_mask(s.copy_lone, V, src.device), vocab_mask(s.copy_never, V, src.device)
-        p_copy, has = copy_distribution(src, valid, recent, V, s.copy_min, lone, never)
-        last = mix_copy(last, p_copy, has & ~finished, s.copy_mix)
+    if s.copy is not None:
+        last = s.copy.apply(last, *prompts, tokens, finished)
     return _ban_repeats(last, tokens, finished.tolist(), s.no_repeat_ngram, allowed, s.repeat_skip)
+
+
+def _keep(tokens: list[list[int]], nxt: torch.Tensor, finished: torch.Tensor, s: _Sampling) -> None:
+    """Append each unfinished row's new token (not EOS) to its reply and show it to ``on_token``."""
+    for b, (t, done) in enumerate(zip(nxt.tolist(), finished.tolist(), strict=False)):
+        if not done and t != s.eos_id:
+            tokens[b].append(t)
+            if s.on_token is not None:
+                s.on_token(s.offset + b, t)
 
 
 def _generate_chunk(
@@ -295,11 +295,7 @@ def _generate_chunk(
             banned_ids=(s.pad_id,),
             generator=s.generator,
         )  # (B,)
-        for b, (t, done) in enumerate(zip(nxt.tolist(), finished.tolist(), strict=False)):
-            if not done and t != s.eos_id:
-                tokens[b].append(t)
-                if s.on_token is not None:
-                    s.on_token(s.offset + b, t)
+        _keep(tokens, nxt, finished, s)
         finished |= nxt == s.eos_id
         if bool(finished.all()) or step == steps - 1:
             break
@@ -332,10 +328,7 @@ def generate(
     no_repeat_ngram: int = 0,
     repeat_skip: Collection[int] = frozenset(),
     on_token: Callable[[int, int], None] | None = None,
-    copy_mix: float = 0.0,
-    copy_min: int = 1,
-    copy_lone: Collection[int] | None = None,
-    copy_never: Collection[int] = frozenset(),
+    copy: CopyBlend | None = None,
 ) -> list[GenerationResult]:
     """Continue each prompt (token ids) until EOS, ``max_new_tokens`` or the model's block size.
 
@@ -344,11 +337,9 @@ def generate(
     equal samples. ``no_repeat_ngram`` > 0 bans repeating an n-gram of the reply (``repeat_bans``;
     ``repeat_skip``: token ids it reads through, the tokenizer's ``punctuation_ids``);
     ``on_token(prompt_index, token_id)`` sees each kept token as it is generated (never EOS).
-    ``copy_mix`` > 0 blends in a copy of the prompt (``prompt_copy``): where the reply's last
-    ``copy_min`` or more tokens occur in its prompt, that share of the next token's probability
-    goes to what followed them there; a run of one token counts only where it is in ``copy_lone``
-    (None: any token; the tokenizer's ``value_piece_ids``), and ``copy_never`` ids are never copied
-    (its ``frame_ids``)."""
+    ``copy`` blends a copy of the prompt into each next token (``prompt_copy.CopyBlend``): where
+    the reply's last tokens occur in its prompt, a share of the probability goes to what followed
+    them there."""
     check_sampling(temperature, top_k, top_p)
     _check_counts(max_new_tokens, batch_size, no_repeat_ngram)
     if eos_id == pad_id:
@@ -359,9 +350,7 @@ def generate(
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
-    s.no_repeat_ngram, s.repeat_skip, s.on_token = no_repeat_ngram, frozenset(repeat_skip), on_token
-    s.copy_mix, s.copy_min = copy_mix, copy_min
-    s.copy_lone, s.copy_never = copy_lone, copy_never
+    s.no_repeat_ngram, s.repeat_skip, s.on_token, s.copy = no_repeat_ngram, frozenset(repeat_skip), on_token, copy
     was_training = model.training
     model.eval()
     try:

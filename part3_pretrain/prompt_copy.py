@@ -17,6 +17,7 @@ prompt holds, so it completes values the reply is restating and never brings in 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import torch
 
@@ -114,3 +115,36 @@ def mix_copy(logits: torch.Tensor, p_copy: torch.Tensor, has: torch.Tensor, mix:
         return logits
     blended = ((1 - mix) * torch.softmax(logits, dim=-1) + mix * p_copy).log()
     return torch.where(has.unsqueeze(1), blended, logits)
+
+
+@dataclass(frozen=True)
+class CopyBlend:
+    """The copy blend's settings, as ``generate`` takes them: ``mix`` of the next token's
+    probability, runs of at least ``min_match`` tokens among the reply's last ``window``, ``lone``
+    the ids a run of one may be (None: any; the tokenizer's ``value_piece_ids``), ``never`` the ids
+    never copied (its ``frame_ids``)."""
+
+    mix: float
+    min_match: int = 1
+    lone: Collection[int] | None = None
+    never: Collection[int] = frozenset()
+    window: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.mix < 1:
+            raise ValueError(f"copy mix must be in [0, 1) (got {self.mix})")
+        if self.min_match < 1 or self.window < self.min_match:
+            raise ValueError(f"copy runs need 1 <= min_match <= window (got {self.min_match}, {self.window})")
+
+    def apply(
+        self, logits: torch.Tensor, src: torch.Tensor, valid: torch.Tensor, replies: list[list[int]], done: torch.Tensor
+    ) -> torch.Tensor:
+        """``logits`` (B, V) of the next token blended with the copy of ``src`` (B, L; ``valid``
+        its real tokens) on the rows not ``done`` whose reply so far has a run there."""
+        if self.mix == 0:
+            return logits
+        V = logits.size(-1)
+        lone, never = vocab_mask(self.lone, V, src.device), vocab_mask(self.never, V, src.device)
+        recent = recent_tokens(replies, self.window, src.device)
+        p_copy, has = copy_distribution(src, valid, recent, V, self.min_match, lone, never)
+        return mix_copy(logits, p_copy, has & ~done, self.mix)

@@ -31,6 +31,7 @@ import torch
 from part3_pretrain.checkpoint import CheckpointError
 from part3_pretrain.cli import ConfigError, below, fail, option, parse_config, part
 from part3_pretrain.generate import check_sampling, generate
+from part3_pretrain.prompt_copy import CopyBlend
 from part3_pretrain.tokenizer import TokenizerError
 
 from .configs import AUTO, EvalConfig
@@ -198,10 +199,7 @@ def respond(speaker: Speaker, message: str, settings: Settings, system: str | No
             no_repeat_ngram=settings.no_repeat_ngram,
             repeat_skip=tok.punctuation_ids,
             on_token=printer,
-            copy_mix=settings.copy_mix,
-            copy_min=settings.copy_min,
-            copy_lone=tok.value_piece_ids,
-            copy_never=tok.frame_ids,
+            copy=CopyBlend(settings.copy_mix, settings.copy_min, tok.value_piece_ids, tok.frame_ids),
         )[0]
         tokens, stopped = result.tokens, "eos" if result.stopped_by_eos else "length"
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ import torch
 from part3_pretrain.data import mean_loss
 from part3_pretrain.generate import generate
 from part3_pretrain.model import GPT
+from part3_pretrain.prompt_copy import CopyBlend
 from part3_pretrain.tokenizer import RetailTokenizer
 
 from . import job_metrics, metrics
@@ -89,10 +90,7 @@ def generate_replies(
         batch_size=batch_size,
         no_repeat_ngram=settings.no_repeat_ngram,
         repeat_skip=tok.punctuation_ids,
-        copy_mix=settings.copy_mix,
-        copy_min=settings.copy_min,
-        copy_lone=tok.value_piece_ids,
-        copy_never=tok.frame_ids,
+        copy=CopyBlend(settings.copy_mix, settings.copy_min, tok.value_piece_ids, tok.frame_ids),
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],

@@ -9,6 +9,7 @@ import torch.nn as nn
 from part3_pretrain.generate import generate
 from part3_pretrain.prompt_copy import (
     NO_TOKEN,
+    CopyBlend,
     copy_distribution,
     match_lengths,
     mix_copy,
@@ -129,7 +130,12 @@ def test_generate_copy_mix_mends_a_torn_choice() -> None:
     prompt = [[9, 20, 21, 22]]
     kw = dict(eos_id=EOS, pad_id=PAD, use_cache=False, temperature=0.0, max_new_tokens=5)
     assert generate(TornModel(), prompt, **kw)[0].tokens == [20, 3]  # the model alone
-    assert generate(TornModel(), prompt, copy_mix=0.2, **kw)[0].tokens == [20, 21]
-    # a lone 20 that may not start a copy: the model's choice stands
-    assert generate(TornModel(), prompt, copy_mix=0.2, copy_lone=[22], **kw)[0].tokens == [20, 3]
-    assert generate(TornModel(), prompt, copy_mix=0.2, copy_never=[21], **kw)[0].tokens == [20, 3]
+    assert generate(TornModel(), prompt, copy=CopyBlend(0.2), **kw)[0].tokens == [20, 21]
+    assert generate(TornModel(), prompt, copy=CopyBlend(0.0), **kw)[0].tokens == [20, 3]
+    # a lone 20 that may not start a copy, or a 21 never copied: the model's choice stands
+    assert generate(TornModel(), prompt, copy=CopyBlend(0.2, lone=[22]), **kw)[0].tokens == [20, 3]
+    assert generate(TornModel(), prompt, copy=CopyBlend(0.2, never=[21]), **kw)[0].tokens == [20, 3]
+    with pytest.raises(ValueError, match="copy mix"):
+        CopyBlend(1.0)
+    with pytest.raises(ValueError, match="min_match"):
+        CopyBlend(0.2, min_match=0)

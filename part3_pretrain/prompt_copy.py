@@ -10,8 +10,10 @@ distribution, ``(1 - mix) * p_model + mix * p_copy``, on the rows that have such
 
 A blend, not a rule: where the model is sure of another token (the reply goes on after the id
 with " is on its way") it keeps it, since a copy weight ``mix`` < 0.5 beats a model probability
-only where the model is torn. Nothing is copied before the reply has started a run that the
-prompt holds, so it completes values the reply is restating and never brings in a new one.
+only where the model is torn. Inside a word the share grows with the run (``row_mix``): after
+"Cedar ... C" + "ed" the "ar" of "Cedar" wins even where the model is sure of "us". Nothing is
+copied before the reply has started a run that the prompt holds, so it completes values the reply
+is restating and never brings in a new one.
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ def copy_distribution(
     min_match: int = 1,
     lone: torch.Tensor | None = None,
     never: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The copy distribution (B, V) and which rows have one (B,) bool.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The copy distribution (B, V), which rows have one (B,) bool, and their run lengths (B,).
 
     For each row, the longest run m >= ``min_match`` of the reply's last tokens found in the prompt
     ``src`` (B, L; ``valid`` marks real tokens); every place it ends spreads equal mass on the
@@ -102,18 +104,34 @@ def copy_distribution(
     chosen = (length == best.unsqueeze(1)) & has.unsqueeze(1)  # (B, L)
     p = torch.zeros(src.size(0), vocab_size, dtype=torch.float32, device=src.device)
     p.scatter_add_(1, nxt.clamp(0, vocab_size - 1), chosen.float())
-    return p / p.sum(dim=1, keepdim=True).clamp_min(1.0), has
+    return p / p.sum(dim=1, keepdim=True).clamp_min(1.0), has, best
 
 
-def mix_copy(logits: torch.Tensor, p_copy: torch.Tensor, has: torch.Tensor, mix: float) -> torch.Tensor:
+def row_mix(mix: float, p_copy: torch.Tensor, run: torch.Tensor, inner: torch.Tensor | None) -> torch.Tensor:
+    """Each row's copy share (B,): ``mix``, or ``1 - (1 - mix) ** run`` where everything the row
+    would copy is in ``inner`` (V,) bool (a piece that continues a word: the "d" of "Mayfiel|d"),
+    so that a longer run inside a word counts for more, as several pieces of evidence would. At a
+    word's end the share stays ``mix``: the reply goes its own way after the value."""
+    flat = torch.full((p_copy.size(0),), float(mix), device=p_copy.device)
+    if inner is None:
+        return flat
+    within = ((p_copy > 0) & ~inner.unsqueeze(0)).sum(dim=1) == 0  # (B,)
+    grown = 1 - (1 - mix) ** run.clamp(min=1).float()
+    return torch.where(within, grown, flat)
+
+
+def mix_copy(logits: torch.Tensor, p_copy: torch.Tensor, has: torch.Tensor, mix: float | torch.Tensor) -> torch.Tensor:
     """Log of ``(1 - mix) * softmax(logits) + mix * p_copy`` on the rows in ``has`` (B, V); the
-    other rows' logits unchanged. fp32, like the rest of the sampling maths."""
-    if not 0 <= mix < 1:
+    other rows' logits unchanged. ``mix``: one share, or one per row (B,), each in [0, 1). fp32,
+    like the rest of the sampling maths."""
+    shares = torch.as_tensor(mix, dtype=torch.float32, device=logits.device)
+    if bool(((shares < 0) | (shares >= 1)).any()):
         raise ValueError(f"copy mix must be in [0, 1) (got {mix})")
     logits = logits.float()
-    if mix == 0 or not bool(has.any()):
+    if not bool(has.any()) or not bool((shares > 0).any()):
         return logits
-    blended = ((1 - mix) * torch.softmax(logits, dim=-1) + mix * p_copy).log()
+    shares = shares.unsqueeze(-1) if shares.dim() == 1 else shares
+    blended = ((1 - shares) * torch.softmax(logits, dim=-1) + shares * p_copy).log()
     return torch.where(has.unsqueeze(1), blended, logits)
 
 
@@ -122,12 +140,14 @@ class CopyBlend:
     """The copy blend's settings, as ``generate`` takes them: ``mix`` of the next token's
     probability, runs of at least ``min_match`` tokens among the reply's last ``window``, ``lone``
     the ids a run of one may be (None: any; the tokenizer's ``value_piece_ids``), ``never`` the ids
-    never copied (its ``frame_ids``)."""
+    never copied (its ``frame_ids``), ``inner`` the ids inside a word, where the share grows with
+    the run (``row_mix``; None: it never grows; the tokenizer's ``inner_piece_ids``)."""
 
     mix: float
     min_match: int = 1
     lone: Collection[int] | None = None
     never: Collection[int] = frozenset()
+    inner: Collection[int] | None = None
     window: int = 8
 
     def __post_init__(self) -> None:
@@ -146,5 +166,6 @@ class CopyBlend:
         V = logits.size(-1)
         lone, never = vocab_mask(self.lone, V, src.device), vocab_mask(self.never, V, src.device)
         recent = recent_tokens(replies, self.window, src.device)
-        p_copy, has = copy_distribution(src, valid, recent, V, self.min_match, lone, never)
-        return mix_copy(logits, p_copy, has & ~done, self.mix)
+        p_copy, has, run = copy_distribution(src, valid, recent, V, self.min_match, lone, never)
+        shares = row_mix(self.mix, p_copy, run, vocab_mask(self.inner, V, src.device))
+        return mix_copy(logits, p_copy, has & ~done, shares)

@@ -95,13 +95,24 @@ class RetailTokenizer:
         before them ("X", "77", "ield") or one space before a capital or a digit (" H", " 2024"),
         as a name or a number begins. The copy blend may follow one of them on its own
         (``prompt_copy``); " the" or "." start nothing."""
-        out = set()
+        out = set(self.inner_piece_ids)
         for i in range(self.vocab_size):
             text = self._tok.decode([i])
-            starts = text[:1] == " " and text[1:].isalnum() and (text[1].isupper() or text[1].isdigit())
-            if i not in self.special_ids and (text.isalnum() or starts):
+            if (
+                i not in self.special_ids
+                and text[:1] == " "
+                and text[1:].isalnum()
+                and (text[1].isupper() or text[1].isdigit())
+            ):
                 out.add(i)
         return frozenset(out)
+
+    @functools.cached_property
+    def inner_piece_ids(self) -> frozenset[int]:
+        """Ids of the tokens made of letters and digits only, with no space before them ("X", "77",
+        "ield"): what continues a word or an id, where the copy blend counts a longer run for more."""
+        decoded = ((i, self._tok.decode([i])) for i in range(self.vocab_size))
+        return frozenset(i for i, text in decoded if i not in self.special_ids and text.isalnum())
 
     @functools.cached_property
     def frame_ids(self) -> frozenset[int]:

@@ -199,7 +199,9 @@ def respond(speaker: Speaker, message: str, settings: Settings, system: str | No
             no_repeat_ngram=settings.no_repeat_ngram,
             repeat_skip=tok.punctuation_ids,
             on_token=printer,
-            copy=CopyBlend(settings.copy_mix, settings.copy_min, tok.value_piece_ids, tok.frame_ids),
+            copy=CopyBlend(
+                settings.copy_mix, settings.copy_min, tok.value_piece_ids, tok.frame_ids, tok.inner_piece_ids
+            ),
         )[0]
         tokens, stopped = result.tokens, "eos" if result.stopped_by_eos else "length"
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from part3_pretrain.prompt_copy import (
     match_lengths,
     mix_copy,
     recent_tokens,
+    row_mix,
     vocab_mask,
 )
 
@@ -48,21 +49,21 @@ def test_match_lengths_counts_the_run_ending_at_each_position() -> None:
 def test_the_longest_run_decides_what_is_copied() -> None:
     """The "Mayfielvet" error: after "M ay fi el" the copy is "d", not the "ve" of "Velvet"."""
     src, valid = _src([[10, 11, 12, 13, 14, 15, 13, 16, 17]])
-    p, has = copy_distribution(src, valid, recent_tokens([[10, 11, 12, 13]], 8), V)
+    p, has, _ = copy_distribution(src, valid, recent_tokens([[10, 11, 12, 13]], 8), V)
     assert has.tolist() == [True]
     assert p[0, 14].item() == 1.0 and p.sum().item() == pytest.approx(1.0)
 
 
 def test_equal_runs_share_the_mass() -> None:
     src, valid = _src([[20, 21, 9, 20, 22]])
-    p, has = copy_distribution(src, valid, recent_tokens([[20]], 8), V)
+    p, has, _ = copy_distribution(src, valid, recent_tokens([[20]], 8), V)
     assert has.tolist() == [True]
     assert p[0, 21].item() == pytest.approx(0.5) and p[0, 22].item() == pytest.approx(0.5)
 
 
 def test_no_run_no_copy_and_padding_never_matches() -> None:
     src, valid = _src([[20, 21, 22], [5, 6]])  # row 1 is padded with PAD = 0 on the left
-    p, has = copy_distribution(src, valid, recent_tokens([[30], [PAD]], 8), V)
+    p, has, _ = copy_distribution(src, valid, recent_tokens([[30], [PAD]], 8), V)
     assert has.tolist() == [False, False]
     assert p.abs().sum().item() == 0
 
@@ -74,7 +75,7 @@ def test_lone_tokens_and_min_match() -> None:
     assert copy_distribution(src, valid, recent_tokens([[20]], 8), V, lone=lone)[1].tolist() == [True]
     assert copy_distribution(src, valid, recent_tokens([[21]], 8), V, lone=lone)[1].tolist() == [False]
     # a run of two counts whatever its tokens
-    p, has = copy_distribution(src, valid, recent_tokens([[21, 22]], 8), V, lone=lone)
+    p, has, _ = copy_distribution(src, valid, recent_tokens([[21, 22]], 8), V, lone=lone)
     assert has.tolist() == [True] and p[0, 23].item() == 1.0
     assert copy_distribution(src, valid, recent_tokens([[20]], 8), V, min_match=2)[1].tolist() == [False]
     with pytest.raises(ValueError, match="min_match"):
@@ -90,6 +91,15 @@ def test_never_copies_the_frame_or_past_the_prompt() -> None:
     assert copy_distribution(src, valid, recent_tokens([[3, 4]], 8), V)[1].tolist() == [False]
 
 
+def test_row_mix_grows_with_the_run_inside_a_word() -> None:
+    p_copy = torch.zeros(3, V)
+    p_copy[0, 7] = p_copy[1, 7] = 1.0
+    p_copy[2, 8] = 1.0  # 8 begins a new word
+    shares = row_mix(0.2, p_copy, torch.tensor([1, 3, 3]), vocab_mask([7], V))
+    assert shares.tolist() == pytest.approx([0.2, 1 - 0.8**3, 0.2])
+    assert row_mix(0.2, p_copy, torch.tensor([1, 3, 3]), None).tolist() == pytest.approx([0.2] * 3)
+
+
 def test_mix_copy_blends_probabilities_on_rows_with_a_copy() -> None:
     logits = torch.randn(2, V)
     p_copy = torch.zeros(2, V)
@@ -98,6 +108,8 @@ def test_mix_copy_blends_probabilities_on_rows_with_a_copy() -> None:
     want = 0.8 * torch.softmax(logits[0], -1) + 0.2 * p_copy[0]
     assert torch.allclose(out[0].exp(), want, atol=1e-6)
     assert torch.equal(out[1], logits[1])  # no copy: unchanged
+    per_row = mix_copy(logits, p_copy, torch.tensor([True, True]), torch.tensor([0.2, 0.5]))
+    assert torch.allclose(per_row[1].exp(), 0.5 * torch.softmax(logits[1], -1) + 0.5 * p_copy[1], atol=1e-6)
     assert torch.equal(mix_copy(logits, p_copy, torch.tensor([True, True]), 0.0), logits)
     with pytest.raises(ValueError, match="copy mix"):
         mix_copy(logits, p_copy, torch.tensor([True, True]), 1.0)

@@ -195,6 +195,13 @@ def test_value_piece_ids_are_pieces_of_names_and_numbers(tok: RetailTokenizer) -
     assert not pieces & tok.special_ids
 
 
+def test_inner_piece_ids_continue_a_word(tok: RetailTokenizer) -> None:
+    inner = tok.inner_piece_ids
+    assert inner <= tok.value_piece_ids
+    assert all(tok.decode([i]).isalnum() for i in inner)
+    assert tok.encode("7")[0] in inner and tok.encode(" 7")[0] not in inner
+
+
 def test_frame_ids_are_line_breaks_and_special_tokens(tok: RetailTokenizer) -> None:
     frame = tok.frame_ids
     assert tok.special_ids <= frame

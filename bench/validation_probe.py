@@ -7,16 +7,19 @@ The validation contexts use train slot values and train phrasing, never a traini
 with other messages and values, so variants meant for people's writing are chosen without looking
 at the hand-written test split. (Its references are generic; only the job metrics mean anything.)
 Each checkpoint (pretrained in the ``dialogue`` format, or SFT) answers them greedily; the table
-shows the job metrics the main job reports.
+shows the job metrics the main job reports and the seconds the replies took. ``--copy-mix`` (and
+``--copy-min``) compares settings of the copy blend (``part3_pretrain/prompt_copy.py``).
 
     python bench/validation_probe.py checkpoints/abl/*/sft/sft_model.pt checkpoints/abl/*/pre/model.pt
     python bench/validation_probe.py --split handwritten checkpoints/abl/*/sft/sft_model.pt
+    python bench/validation_probe.py --n 200 checkpoints/sft/sft_model.pt --copy-mix 0 0.1 0.2 0.3
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,12 +42,15 @@ def validation_rows(n: int, seed: int) -> list[dict]:
 
 
 def probe(path: str, rows: list[dict], settings: EvalConfig) -> dict:
-    """Greedy job metrics of one checkpoint on ``rows`` in the ``dialogue`` format."""
+    """Greedy job metrics of one checkpoint on ``rows`` in the ``dialogue`` format, and the
+    seconds the generation took."""
     model, tok, _ = load_model(path)
+    t0 = time.perf_counter()
     with torch.no_grad():
         replies = ev.generate_replies(model, tok, get_scheme("dialogue"), rows, settings, 0.0, 0, 32)
+    seconds = time.perf_counter() - t0
     report, _ = ev.score(rows, replies, n_boot=200, seed=0)
-    return ev.scalars(report)
+    return ev.scalars(report) | {"seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = validation_rows(args.n, 0) if args.split == "val" else load_handwritten(HANDWRITTEN_VAL_PATH)
     keys = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "loop_share", "eos_stop_rate")
+    keys += ("seconds",)
     print(f"{'checkpoint':60s}{'mix/min':>10s}" + "".join(f"{k[:10]:>11s}" for k in keys))
     for path in args.checkpoints:
         for mix in args.copy_mix:

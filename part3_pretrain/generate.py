@@ -236,6 +236,7 @@ class _Sampling:
     on_token: Callable[[int, int], None] | None = None
     offset: int = 0  # index of the chunk's first prompt in the call, for on_token
     copy: CopyBlend | None = None
+    copy_masks: tuple | None = None  # CopyBlend.masks, made at the first token
 
 
 def _next_logits(
@@ -249,7 +250,9 @@ def _next_logits(
     """The last position's logits (B, V) with the prompt-copy blend and the repeat bans applied."""
     last = logits[:, -1]
     if s.copy is not None:
-        last = s.copy.apply(last, *prompts, tokens, finished)
+        if s.copy_masks is None:
+            s.copy_masks = s.copy.masks(last.size(-1), last.device)
+        last = s.copy.apply(last, *prompts, tokens, finished, s.copy_masks)
     return _ban_repeats(last, tokens, finished.tolist(), s.no_repeat_ngram, allowed, s.repeat_skip)
 
 

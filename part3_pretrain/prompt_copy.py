@@ -28,12 +28,8 @@ NO_TOKEN = -1  # fills ``recent`` where the reply is shorter than the window; ne
 
 def recent_tokens(replies: list[list[int]], window: int, device: torch.device | None = None) -> torch.Tensor:
     """The last ``window`` ids of each reply (B, window), right-aligned, ``NO_TOKEN`` before."""
-    out = torch.full((len(replies), window), NO_TOKEN, dtype=torch.long)
-    for b, r in enumerate(replies):
-        tail = r[-window:] if window > 0 else []
-        if tail:
-            out[b, window - len(tail) :] = torch.tensor(tail, dtype=torch.long)
-    return out.to(device) if device is not None else out
+    rows = [[NO_TOKEN] * (window - len(tail)) + tail for tail in (r[-window:] if window > 0 else [] for r in replies)]
+    return torch.tensor(rows, dtype=torch.long, device=device).reshape(len(replies), window)
 
 
 def vocab_mask(ids: Collection[int] | None, vocab_size: int, device: torch.device | None = None) -> torch.Tensor | None:
@@ -51,21 +47,14 @@ def match_lengths(src: torch.Tensor, valid: torch.Tensor, recent: torch.Tensor) 
     """For each prompt position j (B, L): how many of the reply's last tokens ``recent`` (B, K)
     end at j, i.e. the largest m <= K with src[j - m + 1 .. j] == the reply's last m tokens (0: none).
     Positions where ``valid`` is False (padding) never match."""
-    B, L = src.shape
     K = recent.size(1)
-    run = torch.ones(B, L, dtype=torch.bool, device=src.device)
-    length = torch.zeros(B, L, dtype=torch.long, device=src.device)
-    for k in range(min(K, L)):
-        # the prompt token k places before j against the reply's token k places before its last
-        shifted = torch.full_like(src, NO_TOKEN)
-        shifted_valid = torch.zeros_like(valid)
-        shifted[:, k:] = src[:, : L - k]
-        shifted_valid[:, k:] = valid[:, : L - k]
-        run &= (shifted == recent[:, K - 1 - k : K - k]) & shifted_valid & (recent[:, K - 1 - k : K - k] != NO_TOKEN)
-        if not bool(run.any()):
-            break
-        length += run.long()
-    return length
+    # padding and the positions before the prompt hold an id that nothing in ``recent`` equals
+    src = torch.where(valid, src, torch.full_like(src, NO_TOKEN - 1))
+    padded = torch.nn.functional.pad(src, (K - 1, 0), value=NO_TOKEN - 1)  # (B, K - 1 + L)
+    windows = padded.unfold(1, K, 1)  # (B, L, K): the K prompt tokens ending at each j
+    same = windows == recent.unsqueeze(1)  # (B, L, K)
+    # the run counts matches back from the last token until the first mismatch
+    return same.flip(-1).long().cumprod(dim=-1).sum(dim=-1)
 
 
 def copy_distribution(
@@ -156,16 +145,27 @@ class CopyBlend:
         if self.min_match < 1 or self.window < self.min_match:
             raise ValueError(f"copy runs need 1 <= min_match <= window (got {self.min_match}, {self.window})")
 
+    def masks(self, vocab_size: int, device: torch.device | None = None) -> tuple[torch.Tensor | None, ...]:
+        """``lone``, ``never`` and ``inner`` as (V,) bool masks (None where not set): made once per
+        generation call, not per token."""
+        return tuple(vocab_mask(ids, vocab_size, device) for ids in (self.lone, self.never, self.inner))
+
     def apply(
-        self, logits: torch.Tensor, src: torch.Tensor, valid: torch.Tensor, replies: list[list[int]], done: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        src: torch.Tensor,
+        valid: torch.Tensor,
+        replies: list[list[int]],
+        done: torch.Tensor,
+        masks: tuple[torch.Tensor | None, ...] | None = None,
     ) -> torch.Tensor:
         """``logits`` (B, V) of the next token blended with the copy of ``src`` (B, L; ``valid``
-        its real tokens) on the rows not ``done`` whose reply so far has a run there."""
+        its real tokens) on the rows not ``done`` whose reply so far has a run there (``masks``:
+        ``self.masks(V)``, made here when not given)."""
         if self.mix == 0:
             return logits
         V = logits.size(-1)
-        lone, never = vocab_mask(self.lone, V, src.device), vocab_mask(self.never, V, src.device)
+        lone, never, inner = masks if masks is not None else self.masks(V, src.device)
         recent = recent_tokens(replies, self.window, src.device)
         p_copy, has, run = copy_distribution(src, valid, recent, V, self.min_match, lone, never)
-        shares = row_mix(self.mix, p_copy, run, vocab_mask(self.inner, V, src.device))
-        return mix_copy(logits, p_copy, has & ~done, shares)
+        return mix_copy(logits, p_copy, has & ~done, row_mix(self.mix, p_copy, run, inner))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+MAX_SHARE = 1 - 1e-6  # a grown share stays below 1: the model's own distribution always counts
 NO_TOKEN = -1  # fills ``recent`` where the reply is shorter than the window; never a token id
 
 
@@ -105,8 +106,8 @@ def row_mix(mix: float, p_copy: torch.Tensor, run: torch.Tensor, inner: torch.Te
     if inner is None:
         return flat
     within = ((p_copy > 0) & ~inner.unsqueeze(0)).sum(dim=1) == 0  # (B,)
-    grown = 1 - (1 - mix) ** run.clamp(min=1).float()
-    return torch.where(within, grown, flat)
+    grown = (1 - (1 - mix) ** run.clamp(min=1).float()).clamp(max=MAX_SHARE)  # 1 - 0.05^8 rounds to 1
+    return torch.where(within, torch.maximum(grown, flat), flat)
 
 
 def mix_copy(logits: torch.Tensor, p_copy: torch.Tensor, has: torch.Tensor, mix: float | torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,10 @@ def test_row_mix_grows_with_the_run_inside_a_word() -> None:
     shares = row_mix(0.2, p_copy, torch.tensor([1, 3, 3]), vocab_mask([7], V))
     assert shares.tolist() == pytest.approx([0.2, 1 - 0.8**3, 0.2])
     assert row_mix(0.2, p_copy, torch.tensor([1, 3, 3]), None).tolist() == pytest.approx([0.2] * 3)
+    # a large share over a long run stays below 1 in float32, so mix_copy accepts it
+    high = row_mix(0.95, p_copy, torch.tensor([8, 8, 8]), vocab_mask([7], V))
+    assert float(high.max()) < 1.0
+    assert torch.isfinite(mix_copy(torch.randn(3, V), p_copy, torch.tensor([True] * 3), high)[:, 7]).all()
 
 
 def test_mix_copy_blends_probabilities_on_rows_with_a_copy() -> None:

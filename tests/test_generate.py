@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from part3_pretrain.generate import GenerationResult, allowed_repeats, generate, repeat_bans, sample_next
 from part3_pretrain.model import GPT, GPTConfig
+from part3_pretrain.prompt_copy import CopyBlend
 
 PAD, EOS, FILLER, V = 0, 1, 2, 16
 
@@ -204,6 +205,17 @@ def test_prompt_alone_equals_inside_padded_batch(gpt: GPT) -> None:
     batch = _gpt_generate(gpt, PROMPTS)
     alone = [_gpt_generate(gpt, [p])[0] for p in PROMPTS]
     assert batch == alone
+
+
+def test_copy_blend_keeps_cache_and_padding_exact(gpt: GPT) -> None:
+    """With the copy blend on (a large share, so it acts), the cache, left padding and batching
+    still give what the reference path gives, and the blend changes some replies."""
+    blend = CopyBlend(0.6)
+    prompts = [*PROMPTS, list(range(2, 45))]  # the last holds most ids: its reply starts runs
+    cached = _gpt_generate(gpt, prompts, use_cache=True, copy=blend)
+    assert cached == _gpt_generate(gpt, prompts, use_cache=False, copy=blend)
+    assert cached == [_gpt_generate(gpt, [p], copy=blend)[0] for p in prompts]
+    assert cached != _gpt_generate(gpt, prompts)
 
 
 def test_seed_reproducible_and_different(gpt: GPT) -> None:

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .tokenizer import RetailTokenizer
 
 MAX_SHARE = 1 - 1e-6  # a grown share stays below 1: the model's own distribution always counts
 NO_TOKEN = -1  # fills ``recent`` where the reply is shorter than the window; never a token id
@@ -114,13 +118,15 @@ def mix_copy(logits: torch.Tensor, p_copy: torch.Tensor, has: torch.Tensor, mix:
     """Log of ``(1 - mix) * softmax(logits) + mix * p_copy`` on the rows in ``has`` (B, V); the
     other rows' logits unchanged. ``mix``: one share, or one per row (B,), each in [0, 1). fp32,
     like the rest of the sampling maths."""
-    shares = torch.as_tensor(mix, dtype=torch.float32, device=logits.device)
-    if bool(((shares < 0) | (shares >= 1)).any()):
-        raise ValueError(f"copy mix must be in [0, 1) (got {mix})")
+    if not isinstance(mix, torch.Tensor):  # per-row shares come from ``row_mix``, already in range
+        if not 0 <= mix < 1:
+            raise ValueError(f"copy mix must be in [0, 1) (got {mix})")
+        if mix == 0:
+            return logits.float()
     logits = logits.float()
-    if not bool(has.any()) or not bool((shares > 0).any()):
+    if not bool(has.any()):
         return logits
-    shares = shares.unsqueeze(-1) if shares.dim() == 1 else shares
+    shares = mix.unsqueeze(-1) if isinstance(mix, torch.Tensor) else mix
     blended = ((1 - shares) * torch.softmax(logits, dim=-1) + shares * p_copy).log()
     return torch.where(has.unsqueeze(1), blended, logits)
 
@@ -139,6 +145,12 @@ class CopyBlend:
     never: Collection[int] = frozenset()
     inner: Collection[int] | None = None
     window: int = 8
+
+    @classmethod
+    def for_tokenizer(cls, tok: RetailTokenizer, mix: float, min_match: int = 1) -> CopyBlend:
+        """The blend as every generation path uses it: the tokenizer's value pieces may start a
+        run, its frame is never copied, and the share grows inside words."""
+        return cls(mix, min_match, tok.value_piece_ids, tok.frame_ids, tok.inner_piece_ids)
 
     def __post_init__(self) -> None:
         if not 0 <= self.mix < 1:

@@ -79,15 +79,16 @@ class RetailTokenizer:
         return [self.encode(t) for t in texts]
 
     @functools.cached_property
+    def _pieces(self) -> tuple[tuple[int, str], ...]:
+        """Every ordinary token as (id, text), special tokens aside: what the id sets below read."""
+        return tuple((i, self._tok.decode([i])) for i in range(self.vocab_size) if i not in self.special_ids)
+
+    @functools.cached_property
     def punctuation_ids(self) -> frozenset[int]:
         """Ids of the tokens with no letter or digit (",", " -", "!\n", a lone byte of a
         multi-byte character), special tokens aside: what the n-gram ban reads through
         (``generate.repeat_bans``)."""
-        out = set()
-        for i in range(self.vocab_size):
-            if i not in self.special_ids and not any(c.isalnum() for c in self._tok.decode([i])):
-                out.add(i)
-        return frozenset(out)
+        return frozenset(i for i, text in self._pieces if not any(c.isalnum() for c in text))
 
     @functools.cached_property
     def value_piece_ids(self) -> frozenset[int]:
@@ -95,31 +96,24 @@ class RetailTokenizer:
         before them ("X", "77", "ield") or one space before a capital or a digit (" H", " 2024"),
         as a name or a number begins. The copy blend may follow one of them on its own
         (``prompt_copy``); " the" or "." start nothing."""
-        out = set(self.inner_piece_ids)
-        for i in range(self.vocab_size):
-            text = self._tok.decode([i])
-            if (
-                i not in self.special_ids
-                and text[:1] == " "
-                and text[1:].isalnum()
-                and (text[1].isupper() or text[1].isdigit())
-            ):
-                out.add(i)
-        return frozenset(out)
+        starts = {
+            i
+            for i, text in self._pieces
+            if text[:1] == " " and text[1:].isalnum() and (text[1].isupper() or text[1].isdigit())
+        }
+        return self.inner_piece_ids | starts
 
     @functools.cached_property
     def inner_piece_ids(self) -> frozenset[int]:
         """Ids of the tokens made of letters and digits only, with no space before them ("X", "77",
         "ield"): what continues a word or an id, where the copy blend counts a longer run for more."""
-        decoded = ((i, self._tok.decode([i])) for i in range(self.vocab_size))
-        return frozenset(i for i, text in decoded if i not in self.special_ids and text.isalnum())
+        return frozenset(i for i, text in self._pieces if text.isalnum())
 
     @functools.cached_property
     def frame_ids(self) -> frozenset[int]:
         """Ids of the prompt's frame, which the copy blend never copies: the special tokens and the
         tokens that hold a line break (the turn between "Customer:" and "Agent:")."""
-        decoded = ((i, self._tok.decode([i])) for i in range(self.vocab_size))
-        return frozenset(i for i, text in decoded if i in self.special_ids or "\n" in text)
+        return self.special_ids | {i for i, text in self._pieces if "\n" in text}
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)

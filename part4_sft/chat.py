@@ -199,9 +199,7 @@ def respond(speaker: Speaker, message: str, settings: Settings, system: str | No
             no_repeat_ngram=settings.no_repeat_ngram,
             repeat_skip=tok.punctuation_ids,
             on_token=printer,
-            copy=CopyBlend(
-                settings.copy_mix, settings.copy_min, tok.value_piece_ids, tok.frame_ids, tok.inner_piece_ids
-            ),
+            copy=CopyBlend.for_tokenizer(tok, settings.copy_mix, settings.copy_min),
         )[0]
         tokens, stopped = result.tokens, "eos" if result.stopped_by_eos else "length"
     except KeyboardInterrupt:

@@ -90,7 +90,7 @@ def generate_replies(
         batch_size=batch_size,
         no_repeat_ngram=settings.no_repeat_ngram,
         repeat_skip=tok.punctuation_ids,
-        copy=CopyBlend(settings.copy_mix, settings.copy_min, tok.value_piece_ids, tok.frame_ids, tok.inner_piece_ids),
+        copy=CopyBlend.for_tokenizer(tok, settings.copy_mix, settings.copy_min),
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],

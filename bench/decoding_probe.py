@@ -3,7 +3,8 @@
 Loads an ``sft_model.pt`` written by ``python -m part4_sft.sft``, rebuilds its data splits from
 the settings stored in the checkpoint (the same seeded splits, the same ``--retrieve``), and
 generates greedy replies to the validation rows (never the test rows) for each
-``--no-repeat-ngram`` value (and ``--copy-mix`` value), scored like the job's evaluation (``evaluate.score``): ROUGE-L,
+``--no-repeat-ngram`` value (and ``--copy-mix`` and ``--ground-values`` value), scored like the job's
+evaluation (``evaluate.score``): ROUGE-L,
 loop share, EOS stop, specifics restated and invented, rubric where the rows have one; each
 paired with the first value given. The yardsticks (``part4_sft/yardsticks.py``) are scored on
 the same rows. Choices of decoding (and of fine-tuning settings, one checkpoint per setting) are
@@ -11,6 +12,7 @@ made on these numbers; the test set is scored once, by the job.
 
     python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 0 3 4 6
     python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 4 --copy-mix 0 0.2
+    python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 4 --ground-values 0 1
 """
 
 from __future__ import annotations
@@ -53,15 +55,27 @@ def summary(report: dict) -> dict:
     return {k: sc.get(k) for k in keep} | {"mean_length": report["mean_length"]}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
     p.add_argument("--no-repeat-ngram", type=int, nargs="+", default=[0, 3, 4, 6])
     p.add_argument("--copy-mix", type=float, nargs="+", default=None, help="copy blends (default: the model's setting)")
+    p.add_argument(
+        "--ground-values",
+        type=int,
+        nargs="+",
+        choices=(0, 1),
+        default=None,
+        help="grounding 0/1 (default: the model's)",
+    )
     p.add_argument("--max-rows", type=int, default=0, help="first N validation rows (0: all)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out", help="JSON file for the results")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     model, tok, ckpt = load_model(args.checkpoint)
     cfg = probe_config(ckpt)
     splits = add_retrieved(load_splits(cfg.dataset), cfg.retrieve)
@@ -77,15 +91,17 @@ def main() -> None:
         results[name] = summary(report)
         print(f"{name:16s} " + json.dumps(results[name]), flush=True)
     first = None
-    for n, mix in product(args.no_repeat_ngram, args.copy_mix or [settings.copy_mix]):
+    grounds = [bool(g) for g in args.ground_values] if args.ground_values else [settings.ground_values]
+    for n, mix, ground in product(args.no_repeat_ngram, args.copy_mix or [settings.copy_mix], grounds):
         name = f"no_repeat_ngram={n}" + (f" copy_mix={mix:g}" if args.copy_mix else "")
+        name += f" ground_values={int(ground)}" if args.ground_values else ""
         t0 = time.perf_counter()
         replies = ev.generate_replies(
             model,
             tok,
             scheme,
             rows,
-            replace(settings, no_repeat_ngram=n, copy_mix=mix),
+            replace(settings, no_repeat_ngram=n, copy_mix=mix, ground_values=ground),
             0.0,
             cfg.seed,
             cfg.execution.eval_batch_size,

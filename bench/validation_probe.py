@@ -8,11 +8,13 @@ with other messages and values, so variants meant for people's writing are chose
 at the hand-written test split. (Its references are generic; only the job metrics mean anything.)
 Each checkpoint (pretrained in the ``dialogue`` format, or SFT) answers them greedily; the table
 shows the job metrics the main job reports and the seconds the replies took. ``--copy-mix`` (and
-``--copy-min``) compares settings of the copy blend (``part3_pretrain/prompt_copy.py``).
+``--copy-min``) compares settings of the copy blend (``part3_pretrain/prompt_copy.py``), ``--ground-values
+0 1`` the decoder without and with the value grounding (``part3_pretrain/value_grounding.py``).
 
     python bench/validation_probe.py checkpoints/abl/*/sft/sft_model.pt checkpoints/abl/*/pre/model.pt
     python bench/validation_probe.py --split handwritten checkpoints/abl/*/sft/sft_model.pt
     python bench/validation_probe.py --n 200 checkpoints/sft/sft_model.pt --copy-mix 0 0.1 0.2 0.3
+    python bench/validation_probe.py --split handwritten checkpoints/sft/sft_model.pt --copy-mix 0.2 --ground-values 0 1
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from itertools import product
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -67,18 +70,23 @@ def main(argv: list[str] | None = None) -> int:
         "--copy-mix", type=float, nargs="+", default=[0.0], help="copy blends to compare (EvalConfig.copy_mix)"
     )
     parser.add_argument("--copy-min", type=int, nargs="+", default=[1], help="EvalConfig.copy_min values to compare")
+    parser.add_argument(
+        "--ground-values", type=int, nargs="+", choices=(0, 1), default=[0], help="value grounding off (0) / on (1)"
+    )
     args = parser.parse_args(argv)
     rows = validation_rows(args.n, 0) if args.split == "val" else load_handwritten(HANDWRITTEN_VAL_PATH)
     keys = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "loop_share", "eos_stop_rate")
     keys += ("seconds",)
-    print(f"{'checkpoint':60s}{'mix/min':>10s}" + "".join(f"{k[:10]:>11s}" for k in keys))
+    print(f"{'checkpoint':60s}{'mix/min/id':>11s}" + "".join(f"{k[:10]:>11s}" for k in keys))
     for path in args.checkpoints:
-        for mix in args.copy_mix:
+        for mix, ground in product(args.copy_mix, args.ground_values):
             for least in args.copy_min if mix > 0 else [1]:
-                settings = compose(EvalConfig, max_new_tokens=90, copy_mix=mix, copy_min=least)
+                settings = compose(
+                    EvalConfig, max_new_tokens=90, copy_mix=mix, copy_min=least, ground_values=bool(ground)
+                )
                 s = probe(path, rows, settings)
                 cells = "".join(f"{s[k]:11.3f}" if s[k] is not None else f"{'-':>11s}" for k in keys)
-                print(f"{path[-60:]:60s}{f'{mix:g}/{least}':>10s}" + cells, flush=True)
+                print(f"{path[-60:]:60s}{f'{mix:g}/{least}/{ground}':>11s}" + cells, flush=True)
     return 0
 
 

@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from .model import KVCache
 from .prompt_copy import CopyBlend
+from .value_grounding import GroundedValues, ValueGrounding
 
 
 @dataclass
@@ -237,6 +238,7 @@ class _Sampling:
     offset: int = 0  # index of the chunk's first prompt in the call, for on_token
     copy: CopyBlend | None = None
     copy_masks: tuple | None = None  # CopyBlend.masks, made at the first token
+    ground: ValueGrounding | None = None
 
 
 def _next_logits(
@@ -246,14 +248,18 @@ def _next_logits(
     finished: torch.Tensor,
     allowed: list[set],
     s: _Sampling,
+    grounded: GroundedValues | None = None,
 ) -> torch.Tensor:
-    """The last position's logits (B, V) with the prompt-copy blend and the repeat bans applied."""
+    """The last position's logits (B, V) with the prompt-copy blend, the repeat bans and the value
+    grounding applied, in that order."""
     last = logits[:, -1]
     if s.copy is not None:
         if s.copy_masks is None:
             s.copy_masks = s.copy.masks(last.size(-1), last.device)
         last = s.copy.apply(last, *prompts, tokens, finished, s.copy_masks)
-    return _ban_repeats(last, tokens, finished.tolist(), s.no_repeat_ngram, allowed, s.repeat_skip)
+    done = finished.tolist()
+    last = _ban_repeats(last, tokens, done, s.no_repeat_ngram, allowed, s.repeat_skip)
+    return last if grounded is None else grounded.apply(last, tokens, done)
 
 
 def _keep(tokens: list[list[int]], nxt: torch.Tensor, finished: torch.Tensor, s: _Sampling) -> None:
@@ -280,6 +286,7 @@ def _generate_chunk(
     tokens: list[list[int]] = [[] for _ in range(B)]
     # what the message says may be said again
     allowed = [allowed_repeats(p, s.no_repeat_ngram, s.repeat_skip) for p in prompts]
+    grounded = None if s.ground is None else s.ground.start(prompts)  # the ids and amounts each prompt holds
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     if steps <= 0:
         return [GenerationResult(t, False) for t in tokens]
@@ -291,7 +298,7 @@ def _generate_chunk(
         logits = model(idx, attention_mask=mask)  # (B, L, V)
     for step in range(steps):
         nxt = sample_next(
-            _next_logits(logits, source, tokens, finished, allowed, s),
+            _next_logits(logits, source, tokens, finished, allowed, s, grounded),
             temperature=s.temperature,
             top_k=s.top_k,
             top_p=s.top_p,
@@ -332,6 +339,7 @@ def generate(
     repeat_skip: Collection[int] = frozenset(),
     on_token: Callable[[int, int], None] | None = None,
     copy: CopyBlend | None = None,
+    ground: ValueGrounding | None = None,
 ) -> list[GenerationResult]:
     """Continue each prompt (token ids) until EOS, ``max_new_tokens`` or the model's block size.
 
@@ -340,9 +348,9 @@ def generate(
     equal samples. ``no_repeat_ngram`` > 0 bans repeating an n-gram of the reply (``repeat_bans``;
     ``repeat_skip``: token ids it reads through, the tokenizer's ``punctuation_ids``);
     ``on_token(prompt_index, token_id)`` sees each kept token as it is generated (never EOS).
-    ``copy`` blends a copy of the prompt into each next token (``prompt_copy.CopyBlend``): where
-    the reply's last tokens occur in its prompt, a share of the probability goes to what followed
-    them there."""
+    ``copy`` blends a copy of the prompt into each next token (``prompt_copy.CopyBlend``);
+    ``ground`` holds the ids and amounts a reply writes after a mark ("#", "$") to those its prompt
+    holds (``value_grounding.ValueGrounding``)."""
     check_sampling(temperature, top_k, top_p)
     _check_counts(max_new_tokens, batch_size, no_repeat_ngram)
     if eos_id == pad_id:
@@ -352,8 +360,8 @@ def generate(
         return []
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache, generator)
-    s.no_repeat_ngram, s.repeat_skip, s.on_token, s.copy = no_repeat_ngram, frozenset(repeat_skip), on_token, copy
+    s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache, generator, no_repeat_ngram)
+    s.repeat_skip, s.on_token, s.copy, s.ground = frozenset(repeat_skip), on_token, copy, ground
     was_training = model.training
     model.eval()
     try:

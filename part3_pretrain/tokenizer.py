@@ -110,6 +110,21 @@ class RetailTokenizer:
         return frozenset(i for i, text in self._pieces if text.isalnum())
 
     @functools.cached_property
+    def value_marks(self) -> dict[int, str]:
+        """The tokens that mark a value in a reply, by the kind of value: "#" and " #" an order id
+        ("order #QX-77120"), a currency sign with or without a space before it an amount ("$",
+        " £"). What the value grounding (``value_grounding``) watches for."""
+        signs = "#$£€¥"
+        return {i: text.strip() for i, text in self._pieces if len(text.strip()) == 1 and text.strip() in signs}
+
+    @functools.cached_property
+    def word_continuation_ids(self) -> frozenset[int]:
+        """Ids of the tokens that run on into the word before them: a letter or digit, or a hyphen,
+        with no space first ("7", "ES", "-"). After a value the value grounding has finished,
+        none may follow ("W2391777" + "7")."""
+        return frozenset(i for i, text in self._pieces if text[:1].isalnum() or text[:1] == "-")
+
+    @functools.cached_property
     def frame_ids(self) -> frozenset[int]:
         """Ids of the prompt's frame, which the copy blend never copies: the special tokens and the
         tokens that hold a line break (the turn between "Customer:" and "Agent:")."""

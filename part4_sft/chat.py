@@ -13,7 +13,7 @@ sampled), which streams each token through its ``on_token`` callback. When the c
 outgrows the model's window, the oldest whole turns are dropped, and the chat says so.
 
 In the terminal: ``/help`` lists the commands (``/reset``, ``/temp``, ``/top_k``, ``/top_p``,
-``/max``, ``/ngram``, ``/copy``, ``/system``, ``/settings``, ``/quit``). Ctrl-C during a reply stops that
+``/max``, ``/ngram``, ``/copy``, ``/ground``, ``/system``, ``/settings``, ``/quit``). Ctrl-C during a reply stops that
 reply; at the prompt (or Ctrl-D) it ends the chat. Any model file the project writes loads
 (``model_files.load_any``); a wrong file is one line, no traceback.
 """
@@ -33,6 +33,7 @@ from part3_pretrain.cli import ConfigError, below, fail, option, parse_config, p
 from part3_pretrain.generate import check_sampling, generate
 from part3_pretrain.prompt_copy import CopyBlend
 from part3_pretrain.tokenizer import TokenizerError
+from part3_pretrain.value_grounding import ValueGrounding
 
 from .configs import AUTO, EvalConfig
 from .examples import fit_conversation
@@ -50,6 +51,7 @@ HELP = """commands:
   /max N            longest reply in tokens
   /ngram N          ban repeating an n-gram of N tokens within a reply (0: off)
   /copy W           blend this share of copying from your message into each next token (0: off)
+  /ground on|off    order ids after '#' and amounts after a currency sign only as your messages spell them
   /system TEXT      set the system message ("/system" alone removes it) and reset
   /settings         show the settings
   /quit             leave (also /exit, Ctrl-D)
@@ -110,6 +112,7 @@ class Settings:
     no_repeat_ngram: int
     copy_mix: float = 0.0
     copy_min: int = 1
+    ground_values: bool = False
 
 
 @dataclass
@@ -200,6 +203,7 @@ def respond(speaker: Speaker, message: str, settings: Settings, system: str | No
             repeat_skip=tok.punctuation_ids,
             on_token=printer,
             copy=CopyBlend.for_tokenizer(tok, settings.copy_mix, settings.copy_min),
+            ground=ValueGrounding.for_tokenizer(tok) if settings.ground_values else None,
         )[0]
         tokens, stopped = result.tokens, "eos" if result.stopped_by_eos else "length"
     except KeyboardInterrupt:
@@ -295,13 +299,24 @@ def make_session(cfg: ChatConfig) -> Session:
     speakers = load_speakers(cfg)
     s = cfg.sampling
     budget = _reply_budget(cfg, speakers[-1].loaded)
-    settings = Settings(s.temperature, s.top_k, s.top_p, budget, s.no_repeat_ngram, s.copy_mix, s.copy_min)
+    settings = Settings(
+        s.temperature, s.top_k, s.top_p, budget, s.no_repeat_ngram, s.copy_mix, s.copy_min, s.ground_values
+    )
     return Session(speakers, settings, cfg.system, cfg.seed)
 
 
 # ------------------------------------------------------------------------------ the terminal
 
-_SETTERS: dict[str, tuple[str, Callable[[str], float | int]]] = {
+
+def _on_off(text: str) -> bool:
+    """``on``/``off`` (also 1/0, true/false, yes/no) as a bool; ValueError otherwise."""
+    words = {"on": True, "1": True, "true": True, "yes": True, "off": False, "0": False, "false": False, "no": False}
+    if text.lower() not in words:
+        raise ValueError(text)
+    return words[text.lower()]
+
+
+_SETTERS: dict[str, tuple[str, Callable[[str], float | int | bool]]] = {
     "/temp": ("temperature", float),
     "/temperature": ("temperature", float),
     "/top_k": ("top_k", int),
@@ -309,15 +324,16 @@ _SETTERS: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "/max": ("max_new_tokens", int),
     "/ngram": ("no_repeat_ngram", int),
     "/copy": ("copy_mix", float),
+    "/ground": ("ground_values", _on_off),
 }
 
 
-def _set(session: Session, name: str, text: str, cast: Callable[[str], float | int]) -> str:
+def _set(session: Session, name: str, text: str, cast: Callable[[str], float | int | bool]) -> str:
     """Change one setting, checked like the command-line options; the line to print."""
     try:
         value = cast(text)
     except ValueError:
-        return f"error: {text!r} is not a number"
+        return f"error: {text!r} is not " + ("on or off" if cast is _on_off else "a number")
     trial = Settings(**{**vars(session.settings), name: value})
     try:
         check_sampling(trial.temperature, trial.top_k, trial.top_p)

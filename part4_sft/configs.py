@@ -108,6 +108,12 @@ class EvalConfig:
     copy_min: int = option(
         1, "shortest run of reply tokens found in the message that the copy blend follows", metavar="N"
     )
+    ground_values: bool = option(
+        True,
+        "hold the order ids a reply writes after '#' and the amounts after a currency sign to those the message "
+        "holds, spelled as it spells them, each once, and ban the mark where it holds none (--no-ground-values: "
+        "off). Chosen on validation data (README)",
+    )
     n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")
     n_examples: int = option(
         12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)"

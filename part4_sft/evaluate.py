@@ -30,6 +30,7 @@ from part3_pretrain.generate import generate
 from part3_pretrain.model import GPT
 from part3_pretrain.prompt_copy import CopyBlend
 from part3_pretrain.tokenizer import RetailTokenizer
+from part3_pretrain.value_grounding import ValueGrounding
 
 from . import job_metrics, metrics
 from .configs import EvalConfig
@@ -91,6 +92,7 @@ def generate_replies(
         no_repeat_ngram=settings.no_repeat_ngram,
         repeat_skip=tok.punctuation_ids,
         copy=CopyBlend.for_tokenizer(tok, settings.copy_mix, settings.copy_min),
+        ground=ValueGrounding.for_tokenizer(tok) if settings.ground_values else None,
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],

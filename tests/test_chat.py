@@ -67,9 +67,10 @@ def test_streamed_text_is_the_reply(tiny_sft) -> None:
 
 def test_terminal_commands_change_settings_and_reset(tiny_sft) -> None:
     session = chat.make_session(_cfg(tiny_sft, max_new_tokens=5))
+    assert session.settings.ground_values is True  # the evaluation's default
     lines = iter(
         ["hello there", "/temp 0.5", "/top_k 3", "/top_p 2", "/max 4", "/copy 0.3", "/copy 1", "/settings"]
-        + ["/reset", "/bogus", "/quit"]
+        + ["/ground off", "/ground maybe", "/reset", "/bogus", "/quit"]
     )
     out = io.StringIO()
     chat.interactive(session, read=lambda prompt: next(lines), out=out)
@@ -77,6 +78,7 @@ def test_terminal_commands_change_settings_and_reset(tiny_sft) -> None:
     s = session.settings
     assert (s.temperature, s.top_k, s.top_p, s.max_new_tokens) == (0.5, 3, 1.0, 4)  # top_p 2 refused
     assert s.copy_mix == 0.3 and "/copy in [0, 1)" in text  # /copy 1 refused
+    assert s.ground_values is False and "'maybe' is not on or off" in text  # on by default (the option)
     assert "error: top_p must be in (0, 1]" in text and "conversation reset" in text and "/reset" in text
     assert session.speakers[0].turns == []
 

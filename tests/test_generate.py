@@ -13,6 +13,7 @@ import torch.nn as nn
 from part3_pretrain.generate import GenerationResult, allowed_repeats, generate, repeat_bans, sample_next
 from part3_pretrain.model import GPT, GPTConfig
 from part3_pretrain.prompt_copy import CopyBlend
+from part3_pretrain.value_grounding import ValueGrounding
 
 PAD, EOS, FILLER, V = 0, 1, 2, 16
 
@@ -216,6 +217,25 @@ def test_copy_blend_keeps_cache_and_padding_exact(gpt: GPT) -> None:
     assert cached == _gpt_generate(gpt, prompts, use_cache=False, copy=blend)
     assert cached == [_gpt_generate(gpt, [p], copy=blend)[0] for p in prompts]
     assert cached != _gpt_generate(gpt, prompts)
+
+
+def test_value_grounding_keeps_cache_and_padding_exact(gpt: GPT) -> None:
+    """With the value grounding on (its mark: a token the model writes, so it acts), the cache,
+    left padding and batching still give what the reference path gives, and the grounding changes
+    some replies."""
+    plain = _gpt_generate(gpt, PROMPTS)
+    marks = frozenset({plain[0].tokens[0], plain[2].tokens[0]})
+    ids = {tuple(p): ([[p[0], p[-1], p[0]]] if len(p) > 1 else []) for p in PROMPTS}  # the last: no id
+    ground = ValueGrounding(dict.fromkeys(marks, "#"), frozenset({3, 4}), encode=lambda s: [], decode=lambda ids: "")
+    object.__setattr__(ground, "prompt_values", lambda prompt: {"#": ids[tuple(prompt)]})
+    cached = _gpt_generate(gpt, PROMPTS, use_cache=True, ground=ground)
+    assert cached == _gpt_generate(gpt, PROMPTS, use_cache=False, ground=ground)
+    assert cached == [_gpt_generate(gpt, [p], ground=ground)[0] for p in PROMPTS]
+    assert cached != plain
+    for r, p in zip(cached, PROMPTS, strict=True):
+        for i, t in enumerate(r.tokens):
+            if t in marks:  # a mark only where the prompt has an id, and that id after it
+                assert ids[tuple(p)] and r.tokens[i + 1 : i + 4] == ids[tuple(p)][0][: len(r.tokens) - i - 1]
 
 
 def test_seed_reproducible_and_different(gpt: GPT) -> None:

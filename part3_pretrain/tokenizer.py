@@ -42,6 +42,10 @@ class TokenizerError(ValueError):
     """A tokenizer file that is missing or lacks the special tokens this project needs."""
 
 
+ID_MARK = "#"  # what a reply writes before an order id ("order #QX-77120")
+CURRENCY_SIGNS = "$£€¥"  # what it writes before an amount
+
+
 class RetailTokenizer:
     """Thin wrapper: ids as plain lists, special ids as attributes, JSON (de)serialisation."""
 
@@ -114,7 +118,7 @@ class RetailTokenizer:
         """The tokens that mark a value in a reply, by the kind of value: "#" and " #" an order id
         ("order #QX-77120"), a currency sign with or without a space before it an amount ("$",
         " £"). What the value grounding (``value_grounding``) watches for."""
-        signs = "#$£€¥"
+        signs = ID_MARK + CURRENCY_SIGNS
         return {i: text.strip() for i, text in self._pieces if len(text.strip()) == 1 and text.strip() in signs}
 
     @functools.cached_property

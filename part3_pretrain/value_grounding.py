@@ -32,18 +32,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from .tokenizer import RetailTokenizer
+from .tokenizer import CURRENCY_SIGNS, ID_MARK, RetailTokenizer
 
-ID_MARK = "#"
-CURRENCY_SIGNS = "$£€¥"
 MIN_DIGITS = 4  # "A1234", "k4821", "88231", "jx-2210"; not "200 points", "$58.40", "Oct 23"
 ID_WORD_RE = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
-AMOUNT_RE = re.compile(r"([$£€¥]) ?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)")
+AMOUNT_RE = re.compile(f"([{re.escape(CURRENCY_SIGNS)}])" + r" ?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)")
 AMOUNT_OR_DATE_BEFORE = frozenset(CURRENCY_SIGNS + ",./:")  # "$1249", "1,200", "19/09/2025", "12:30"
 
 
@@ -82,34 +78,28 @@ def prompt_values(text: str) -> dict[str, list[str]]:
     return {ID_MARK: id_candidates(text), **amount_candidates(text)}
 
 
-def quoted(reply: Sequence[int], marks: Collection[int], seq: Sequence[int]) -> bool:
-    """Whether ``reply`` already holds the value ``seq`` (token ids) right after one of ``marks``."""
-    n = len(seq)
-    return any(t in marks and list(reply[i + 1 : i + 1 + n]) == list(seq) for i, t in enumerate(reply))
+def quoted(reply: Sequence[int], at: Sequence[int], seq: Sequence[int]) -> bool:
+    """Whether ``reply`` holds the value ``seq`` (token ids) right after one of its marks at ``at``."""
+    return any(list(reply[i + 1 : i + 1 + len(seq)]) == list(seq) for i in at)
 
 
-def allowed_next(reply: Sequence[int], marks: Collection[int], values: Sequence[Sequence[int]]) -> list[int] | None:
+def allowed_next(reply: Sequence[int], at: Sequence[int], values: Sequence[Sequence[int]]) -> list[int] | None:
     """What the next token of ``reply`` may be under the grounding: the next token of every value
-    in ``values`` (token sequences) that the tokens after the reply's last mark begin, sorted;
-    None when the reply is free (no mark yet, a value already complete after it, or none of
-    ``values`` fits)."""
-    last = max((i for i, t in enumerate(reply) if t in marks), default=None)
-    if last is None:
+    in ``values`` (token sequences) that the tokens after the reply's last mark (``at``: where its
+    marks of this kind are) begin, sorted; None when the reply is free (no mark yet, a value
+    already complete after it, or none of ``values`` fits)."""
+    if not at:
         return None
-    after = list(reply[last + 1 :])
+    after = list(reply[at[-1] + 1 :])
     fitting = [seq for seq in values if list(seq[: len(after)]) == after]
     if not fitting or any(len(seq) <= len(after) for seq in fitting):
         return None
     return sorted({seq[len(after)] for seq in fitting})
 
 
-def just_ended(reply: Sequence[int], marks: Collection[int], values: Sequence[Sequence[int]]) -> bool:
-    """Whether the reply's last tokens complete one of ``values`` right after a mark."""
-    return any(
-        len(reply) > len(seq) and reply[-len(seq) - 1] in marks and list(reply[-len(seq) :]) == list(seq)
-        for seq in values
-        if seq
-    )
+def just_ended(reply: Sequence[int], at: Sequence[int], values: Sequence[Sequence[int]]) -> bool:
+    """Whether the tokens after the reply's last mark (``at``) are exactly one of ``values``."""
+    return bool(at) and any(list(reply[at[-1] + 1 :]) == list(seq) for seq in values)
 
 
 class GroundedValues:
@@ -149,13 +139,10 @@ class GroundedValues:
             at = [i for i in self.written[b] if self.marks[reply[i]] == kind]
             if not seqs or not at:
                 continue  # no such value (banned by ``never``), or no such mark yet: free
-            after = reply[at[-1] + 1 :]
-            left = [seq for seq in seqs if not any(reply[i + 1 : i + 1 + len(seq)] == seq for i in at)]
-            if any(after == seq for seq in seqs):
+            if just_ended(reply, at, seqs):
                 banned += self.stop  # a value ends where the message's ends ("W2391777" + "7")
-            fitting = [seq for seq in left if seq[: len(after)] == after and len(seq) > len(after)]
-            if fitting and not any(after == seq for seq in left):
-                allowed = sorted({seq[len(after)] for seq in fitting})
+            left = [seq for seq in seqs if not quoted(reply, at, seq)]
+            allowed = allowed_next(reply, at, left) or allowed
             if not left:  # each quoted once: no further mark of this kind
                 banned += kind_marks
         return banned, allowed

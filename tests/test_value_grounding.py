@@ -46,21 +46,22 @@ def test_amount_candidates_by_currency_sign() -> None:
 
 def test_allowed_next_follows_the_values_after_the_last_mark() -> None:
     ids = [[10, 11, 12], [10, 13]]
-    assert allowed_next([7, 8], {MARK}, ids) is None  # no mark: free
-    assert allowed_next([7, MARK], {MARK}, ids) == [10]
-    assert allowed_next([7, MARK, 10], {MARK}, ids) == [11, 13]  # the two ids part here
-    assert allowed_next([7, MARK, 10, 11], {MARK}, ids) == [12]
-    assert allowed_next([7, MARK, 10, 13], {MARK}, ids) is None  # an id is complete: free again
-    assert allowed_next([7, MARK, 9], {MARK}, ids) is None  # nothing fits (cannot happen under the rule)
+    assert allowed_next([7, 8], [], ids) is None  # no mark: free
+    assert allowed_next([7, MARK], [1], ids) == [10]
+    assert allowed_next([7, MARK, 10], [1], ids) == [11, 13]  # the two ids part here
+    assert allowed_next([7, MARK, 10, 11], [1], ids) == [12]
+    assert allowed_next([7, MARK, 10, 13], [1], ids) is None  # an id is complete: free again
+    assert allowed_next([7, MARK, 10, 13, 4, MARK], [1, 5], ids) == [10]  # the last mark counts
+    assert allowed_next([7, MARK, 9], [1], ids) is None  # nothing fits (cannot happen under the rule)
 
 
 def test_quoted_and_just_ended_need_the_mark_and_the_whole_value() -> None:
-    assert quoted([7, MARK, 10, 11, 4], {MARK}, [10, 11])
-    assert not quoted([7, 10, 11, 4], {MARK}, [10, 11])  # the value without the mark
-    assert not quoted([7, MARK, 10], {MARK}, [10, 11])  # begun, not finished
-    assert just_ended([7, MARK, 10, 11], {MARK}, [[10, 11]])
-    assert not just_ended([7, MARK, 10, 11, 4], {MARK}, [[10, 11]])
-    assert not just_ended([7, 10, 11], {MARK}, [[10, 11]])
+    assert quoted([7, MARK, 10, 11, 4], [1], [10, 11])
+    assert not quoted([7, 10, 11, 4], [], [10, 11])  # the value without the mark
+    assert not quoted([7, MARK, 10], [1], [10, 11])  # begun, not finished
+    assert just_ended([7, MARK, 10, 11], [1], [[10, 11]])
+    assert not just_ended([7, MARK, 10, 11, 4], [1], [[10, 11]])
+    assert not just_ended([7, 10, 11], [], [[10, 11]])
 
 
 def _apply(rows: list[dict[str, list[list[int]]]], logits: torch.Tensor, replies, done) -> torch.Tensor:

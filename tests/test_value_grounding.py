@@ -27,6 +27,8 @@ STOP = frozenset({10, 11, 12, 13, 20, 21, 22})  # the mock's word pieces (digits
 def test_id_candidates_reads_ids_of_every_shape() -> None:
     text = "hi, order QX-77120 (and #k4821, 2024-118830, ORD-55821, A1234, 4410-K, 88231) pls"
     assert id_candidates(text) == ["QX-77120", "k4821", "2024-118830", "ORD-55821", "A1234", "4410-K", "88231"]
+    more = "W2391884; BX7-2291! 77-31290? ZX3310-B, #jx-2210 and 55-80213."  # the other shapes in use
+    assert id_candidates(more) == ["W2391884", "BX7-2291", "77-31290", "ZX3310-B", "jx-2210", "55-80213"]
     assert id_candidates("order 88231 and again 88231") == ["88231"]  # each once
 
 

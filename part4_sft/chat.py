@@ -31,11 +31,10 @@ import torch
 from part3_pretrain.checkpoint import CheckpointError
 from part3_pretrain.cli import ConfigError, below, fail, option, parse_config, part
 from part3_pretrain.generate import check_sampling, generate
-from part3_pretrain.prompt_copy import CopyBlend
 from part3_pretrain.tokenizer import TokenizerError
-from part3_pretrain.value_grounding import ValueGrounding
 
 from .configs import AUTO, EvalConfig
+from .evaluate import decoder_rules
 from .examples import fit_conversation
 from .model_files import BASE_SCHEME, LoadedModel, load_any
 from .prompts import SCHEMES, get_scheme
@@ -199,11 +198,8 @@ def respond(speaker: Speaker, message: str, settings: Settings, system: str | No
             top_k=settings.top_k,
             top_p=settings.top_p,
             seed=seed,
-            no_repeat_ngram=settings.no_repeat_ngram,
-            repeat_skip=tok.punctuation_ids,
             on_token=printer,
-            copy=CopyBlend.for_tokenizer(tok, settings.copy_mix, settings.copy_min),
-            ground=ValueGrounding.for_tokenizer(tok) if settings.ground_values else None,
+            **decoder_rules(tok, settings),
         )[0]
         tokens, stopped = result.tokens, "eos" if result.stopped_by_eos else "length"
     except KeyboardInterrupt:

@@ -59,6 +59,18 @@ def cut_prompts(tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[Mappi
     return sum(prompt_ids(tok, scheme, r, max_prompt_len)[1] for r in rows)
 
 
+def decoder_rules(tok: RetailTokenizer, settings: EvalConfig | object) -> dict:
+    """The decoder's rules as ``generate`` takes them, from settings that name them (``EvalConfig``,
+    the chat's ``Settings``): the n-gram ban read through punctuation, the copy blend and the value
+    grounding. Every generation path decodes with these."""
+    return {
+        "no_repeat_ngram": settings.no_repeat_ngram,
+        "repeat_skip": tok.punctuation_ids,
+        "copy": CopyBlend.for_tokenizer(tok, settings.copy_mix, settings.copy_min),
+        "ground": ValueGrounding.for_tokenizer(tok) if settings.ground_values else None,
+    }
+
+
 def generate_replies(
     model: GPT,
     tok: RetailTokenizer,
@@ -89,10 +101,7 @@ def generate_replies(
         top_p=settings.top_p,
         seed=seed,
         batch_size=batch_size,
-        no_repeat_ngram=settings.no_repeat_ngram,
-        repeat_skip=tok.punctuation_ids,
-        copy=CopyBlend.for_tokenizer(tok, settings.copy_mix, settings.copy_min),
-        ground=ValueGrounding.for_tokenizer(tok) if settings.ground_values else None,
+        **decoder_rules(tok, settings),
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],

@@ -50,6 +50,7 @@ from part3_pretrain import cpu_gemm  # noqa: E402
 from part3_pretrain.flops import flops_per_token  # noqa: E402
 from part3_pretrain.model import GPT, GPTConfig, lm_loss  # noqa: E402
 from part3_pretrain.pretrain import PretrainConfig  # noqa: E402
+from part3_pretrain.trainer import cpu_has_fast_bf16  # noqa: E402
 
 # Targets (see bench/README.md); checked on the final, idle-machine figures.
 TARGET_OURS_OVER_HF_FP32 = 1.35
@@ -643,7 +644,8 @@ def run(bc: BenchConfig) -> dict:
             "torch": torch.__version__,
             "python": platform.python_version(),
             "cpu": cpu_name(),
-            "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),  # true where emulated too
+            "native_bf16": cpu_has_fast_bf16(),
             "bench_config": asdict(bc),
         },
         "model": {**cfg.to_dict(), "batch_size": pc.optim.batch_size, "flops_per_token": flops_per_token(cfg)["total"]},

@@ -618,6 +618,23 @@ def test_torchrun_two_processes_only_rank0_writes(tmp_path: Path) -> None:
     _assert_summary_and_checkpoint(out)
 
 
+def test_native_bf16_means_the_instructions_not_onednn_emulation(monkeypatch) -> None:
+    """An AVX-512 core without AVX-512 BF16 and AMX runs bf16 emulated (2x slower than fp32 on
+    such a Xeon): ``--dtype auto`` must see no native bf16 there, whatever oneDNN says it can run."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    for bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert trainer_mod.cpu_has_fast_bf16() is native
+        want = torch.bfloat16 if native else torch.float32
+        assert trainer_mod.resolve_dtype("auto", torch.device("cpu"), 960) == want
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # an older torch: /proc/cpuinfo decides
+    monkeypatch.setattr(trainer_mod, "_cpuinfo_flags", lambda: {"avx512f", "avx512bw"})
+    assert trainer_mod.cpu_has_fast_bf16() is False
+    monkeypatch.setattr(trainer_mod, "_cpuinfo_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert trainer_mod.cpu_has_fast_bf16() is True
+
+
 def test_auto_dtype_runs_small_cpu_steps_in_fp32(monkeypatch) -> None:
     """``--dtype auto`` on a CPU with native bf16: bf16 for large steps (pretraining), fp32 for
     steps under AUTO_BF16_MIN_TOKENS (batch-1 fine-tuning), where bench/speed_paths.py measured

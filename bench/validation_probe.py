@@ -31,11 +31,13 @@ import torch  # noqa: E402
 
 from part3_pretrain.checkpoint import load_model  # noqa: E402
 from part3_pretrain.cli import compose  # noqa: E402
+from part3_pretrain.name_grounding import ReplyWords, reply_words  # noqa: E402
 from part4_sft import evaluate as ev  # noqa: E402
 from part4_sft import synthetic  # noqa: E402
 from part4_sft.configs import EvalConfig  # noqa: E402
 from part4_sft.handwritten import HANDWRITTEN_VAL_PATH, load_handwritten  # noqa: E402
 from part4_sft.prompts import get_scheme  # noqa: E402
+from part4_sft.splits import choose_train  # noqa: E402
 
 
 def validation_rows(n: int, seed: int) -> list[dict]:
@@ -44,13 +46,20 @@ def validation_rows(n: int, seed: int) -> list[dict]:
     return synthetic.generate_eval_set("val", n, seed=seed, exclude_contexts=[p["context"] for p in pairs])
 
 
-def probe(path: str, rows: list[dict], settings: EvalConfig) -> dict:
+def default_reply_words(seed: int = 0) -> ReplyWords:
+    """The capitalised words the main job's 500 training replies write of their own (what its
+    sft_model.pt stores for the name grounding)."""
+    train = choose_train(synthetic.generate_pairs(seed=seed), "hq", 500, seed)
+    return reply_words((r["context"], r["response"]) for r in train)
+
+
+def probe(path: str, rows: list[dict], settings: EvalConfig, names: ReplyWords | None = None) -> dict:
     """Greedy job metrics of one checkpoint on ``rows`` in the ``dialogue`` format, and the
     seconds the generation took."""
     model, tok, _ = load_model(path)
     t0 = time.perf_counter()
     with torch.no_grad():
-        replies = ev.generate_replies(model, tok, get_scheme("dialogue"), rows, settings, 0.0, 0, 32)
+        replies = ev.generate_replies(model, tok, get_scheme("dialogue"), rows, settings, 0.0, 0, 32, names)
     seconds = time.perf_counter() - t0
     report, _ = ev.score(rows, replies, n_boot=200, seed=0)
     return ev.scalars(report) | {"seconds": seconds}
@@ -73,20 +82,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ground-values", type=int, nargs="+", choices=(0, 1), default=[0], help="value grounding off (0) / on (1)"
     )
+    parser.add_argument(
+        "--ground-names",
+        type=int,
+        nargs="+",
+        choices=(0, 1),
+        default=[0],
+        help="name grounding off (0) / on (1), with the main job's training replies' words",
+    )
     args = parser.parse_args(argv)
     rows = validation_rows(args.n, 0) if args.split == "val" else load_handwritten(HANDWRITTEN_VAL_PATH)
     keys = ("specifics_recall", "invented_share", "intent_accuracy", "rubric_pass", "loop_share", "eos_stop_rate")
     keys += ("seconds",)
     print(f"{'checkpoint':60s}{'mix/min/id':>11s}" + "".join(f"{k[:10]:>11s}" for k in keys))
+    words = default_reply_words() if 1 in args.ground_names else None
     for path in args.checkpoints:
-        for mix, ground in product(args.copy_mix, args.ground_values):
+        for mix, ground, names in product(args.copy_mix, args.ground_values, args.ground_names):
             for least in args.copy_min if mix > 0 else [1]:
                 settings = compose(
-                    EvalConfig, max_new_tokens=90, copy_mix=mix, copy_min=least, ground_values=bool(ground)
+                    EvalConfig,
+                    max_new_tokens=90,
+                    copy_mix=mix,
+                    copy_min=least,
+                    ground_values=bool(ground),
+                    ground_names=bool(names),
                 )
-                s = probe(path, rows, settings)
+                s = probe(path, rows, settings, words)
                 cells = "".join(f"{s[k]:11.3f}" if s[k] is not None else f"{'-':>11s}" for k in keys)
-                print(f"{path[-60:]:60s}{f'{mix:g}/{least}/{ground}':>11s}" + cells, flush=True)
+                print(f"{path[-60:]:60s}{f'{mix:g}/{least}/{ground}{names}':>11s}" + cells, flush=True)
     return 0
 
 

@@ -88,6 +88,12 @@ class RetailTokenizer:
         return tuple((i, self._tok.decode([i])) for i in range(self.vocab_size) if i not in self.special_ids)
 
     @functools.cached_property
+    def piece_texts(self) -> dict[int, str]:
+        """Every ordinary token's text by id (special tokens aside): what a reply's words are
+        read from, one token at a time (``value_grounding.BareCodes``)."""
+        return dict(self._pieces)
+
+    @functools.cached_property
     def punctuation_ids(self) -> frozenset[int]:
         """Ids of the tokens with no letter or digit (",", " -", "!\n", a lone byte of a
         multi-byte character), special tokens aside: what the n-gram ban reads through

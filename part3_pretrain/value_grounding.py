@@ -25,16 +25,27 @@ inner hyphens with at least four digits that is not part of an amount ("$1,249.0
 a date ("24/01/2026") or a time. Promo codes with digits ("EASTER2026") count too: a reply that
 writes "#" before one quotes what the customer wrote, which is not inventing. Amounts are the
 numbers written right after a currency sign (``amount_candidates``).
+
+A code can also come without a mark: "your order QX-77120", "the code EASTER2026". Where a
+reply does that, ``BareCodes`` holds it to the message too. A word of the reply that reads as a
+code (``code_like``: four digits in a row, letters and digits in one piece, digits after a
+lettered piece, as in "X-7") must begin as a word of the message does, checked at each digit
+the reply writes: "held up at Mop X-77120" (the id's tail) and "the code JIJO2026" (for
+EASTER2026) stop at their first digit. Once such a code is begun as the message has it, the
+reply finishes it ("QX-771" is not left short). Short numbers ("24 hours", "2 to 3 days"),
+ranges ("5-7"), ordinals ("23rd") and "30-day" are not codes; the 500 best-rated generated
+replies and the hand-written references hold no code that their message does not.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from .name_grounding import GroundedNames, NameVocab, ReplyWords
 from .tokenizer import CURRENCY_SIGNS, ID_MARK, RetailTokenizer
 
 MIN_DIGITS = 4  # "A1234", "k4821", "88231", "jx-2210"; not "200 points", "$58.40", "Oct 23"
@@ -78,6 +89,25 @@ def prompt_values(text: str) -> dict[str, list[str]]:
     return {ID_MARK: id_candidates(text), **amount_candidates(text)}
 
 
+ORDINAL_RE = re.compile(r"\d+(?:st|nd|rd|th)")
+WORD_TAIL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*$")  # the word a text ends in, hyphen kept ("QX-")
+
+
+def code_like(word: str) -> bool:
+    """Whether ``word`` (letters, digits, hyphens) reads as a code: a piece with at least
+    MIN_DIGITS digits ("77120", "2026"), a piece of letters and digits that is not an ordinal
+    ("EASTER2026", "A12"; not "23rd"), or digits in a piece after a lettered one ("X-7", "RMA-5";
+    not "30-day", "5-7")."""
+    lettered = False
+    for piece in word.split("-"):
+        digits = sum(c.isdigit() for c in piece)
+        letters = any(c.isalpha() for c in piece)
+        if digits >= MIN_DIGITS or (digits and (letters or lettered) and not ORDINAL_RE.fullmatch(piece)):
+            return True
+        lettered = lettered or letters
+    return False
+
+
 def quoted(reply: Sequence[int], at: Sequence[int], seq: Sequence[int]) -> bool:
     """Whether ``reply`` holds the value ``seq`` (token ids) right after one of its marks at ``at``."""
     return any(list(reply[i + 1 : i + 1 + len(seq)]) == list(seq) for i in at)
@@ -102,6 +132,58 @@ def just_ended(reply: Sequence[int], at: Sequence[int], values: Sequence[Sequenc
     return bool(at) and any(list(reply[at[-1] + 1 :]) == list(seq) for seq in values)
 
 
+class BareCodes:
+    """Codes written without a mark, held to one batch's messages (module docstring).
+
+    ``pieces``: each token's text; ``texts``: each row's prompt as text. Each row's reply is read
+    one token at a time into the word it ends in (``tail``)."""
+
+    def __init__(self, pieces: Mapping[int, str], texts: Sequence[str]) -> None:
+        self.pieces = pieces
+        digits = [(i, t) for i, t in pieces.items() if any(c.isdigit() for c in t)]
+        self.single = [(i, t) for i, t in digits if len(t) == 1]  # "7": it extends the word before it
+        self.other = [(i, t) for i, t in digits if len(t) > 1]  # " 2024", "7."
+        self.word_pieces: dict[str, list[int]] = {}
+        for i, t in pieces.items():
+            if t and WORD_TAIL_RE.fullmatch(t):
+                self.word_pieces.setdefault(t, []).append(i)
+        self.words = [set(ID_WORD_RE.findall(t)) for t in texts]
+        self.prefixes = [{w[:k] for w in words for k in range(1, len(w) + 1)} for words in self.words]
+        self.tail = [""] * len(texts)
+        self.read = [0] * len(texts)
+
+    def _advance(self, b: int, reply: Sequence[int]) -> str:
+        """The word row ``b``'s reply ends in, read on from where the last call stopped."""
+        if len(reply) < self.read[b]:  # not the reply seen before (a new decoding): read it anew
+            self.read[b], self.tail[b] = 0, ""
+        for t in reply[self.read[b] :]:
+            piece = self.pieces.get(t, " ")
+            if piece in self.word_pieces and self.tail[b]:
+                self.tail[b] += piece  # the common case: the word goes on
+            else:
+                m = WORD_TAIL_RE.search(self.tail[b] + piece)
+                self.tail[b] = m.group() if m else ""
+        self.read[b] = len(reply)
+        return self.tail[b]
+
+    def _fits(self, b: int, text: str) -> bool:
+        """Whether every code in ``text`` begins as a word of row ``b``'s message does."""
+        return all(w in self.prefixes[b] for w in ID_WORD_RE.findall(text) if code_like(w))
+
+    def rule(self, b: int, reply: Sequence[int]) -> tuple[list[int], list[int] | None]:
+        """(banned ids, allowed ids or None) for the next token of row ``b``'s ``reply``."""
+        word = self._advance(b, reply)
+        words, prefixes = self.words[b], self.prefixes[b]
+        if word and word not in words and word in prefixes and code_like(word):
+            ahead = {m[len(word) :] for m in words if m.startswith(word) and len(m) > len(word)}
+            allowed = {i for rest in ahead for k in range(1, len(rest) + 1) for i in self.word_pieces.get(rest[:k], ())}
+            return [], sorted(allowed) or None  # a code begun as the message has it: finish it
+        banned = [i for i, t in self.other if not self._fits(b, word + t)]
+        if code_like(word + "0"):  # any digit after this word makes a code: the message must have it
+            banned += [i for i, t in self.single if word + t not in prefixes]
+        return banned, None
+
+
 class GroundedValues:
     """The grounding of one batch of prompts (``ValueGrounding.start``): each row's values as token
     sequences by kind, the marks of each kind and what may not follow a finished value.
@@ -110,7 +192,17 @@ class GroundedValues:
     at the step before (or finished): the marks a reply has written are found once, as they come,
     and a row whose reply has written none costs one masked fill shared by the batch."""
 
-    def __init__(self, marks: Mapping[int, str], stop: Collection[int], rows: list[dict[str, list[list[int]]]]) -> None:
+    def __init__(
+        self,
+        marks: Mapping[int, str],
+        stop: Collection[int],
+        rows: list[dict[str, list[list[int]]]],
+        codes: BareCodes | None = None,
+        names: Callable[[int], GroundedNames] | None = None,
+    ) -> None:
+        self.codes = codes  # codes written without a mark; None: not held
+        self.make_names = names  # the name rule for a vocabulary size; None: names not held
+        self.names: GroundedNames | None = None
         self.kinds: dict[str, list[int]] = {}
         for token, kind in marks.items():
             self.kinds.setdefault(kind, []).append(token)
@@ -155,8 +247,10 @@ class GroundedValues:
         if self.never is None:
             self.never = self._never(logits.size(-1), logits.device)
             self.any_never = bool(self.never.any())
+            self.names = None if self.make_names is None else self.make_names(logits.size(-1))
         out = logits.float().masked_fill(self.never, float("-inf")) if self.any_never else None
         marks, read, written = self.marks, self.read, self.written
+        masks: dict[int, torch.Tensor] = {}  # the name rule's bans by row, filled in at the end
         for b, reply in enumerate(replies):
             n = len(reply)
             if n != read[b]:
@@ -166,9 +260,18 @@ class GroundedValues:
                     if reply[i] in marks:
                         written[b].append(i)
                 read[b] = n
-            if done[b] or not written[b]:
+            if done[b] or not (written[b] or self.codes or self.names):
                 continue
-            banned, allowed = self._row(reply, b)
+            banned, allowed = self._row(reply, b) if written[b] else ([], None)
+            if allowed is None and self.codes is not None:
+                more, allowed = self.codes.rule(b, reply)
+                banned += more
+            mask = None
+            if allowed is None and self.names is not None:
+                allowed, mask = self.names.rule(b, reply)
+            if mask is not None and allowed is None and not banned:
+                masks[b] = mask
+                continue
             if not banned and allowed is None:
                 continue
             out = logits.float().clone() if out is None else out
@@ -178,9 +281,25 @@ class GroundedValues:
                     kept = torch.zeros_like(kept)  # the value still comes first: an even choice
                 out[b] = float("-inf")
                 out[b, allowed] = kept
-            elif len(set(banned)) < out.size(-1):
+                continue
+            if banned and len(set(banned)) < out.size(-1):
                 out[b, banned] = float("-inf")
-        return logits if out is None else out
+            if mask is not None:
+                masks[b] = mask
+        return self._mask_names(logits if out is None else out, masks)
+
+    @staticmethod
+    def _mask_names(out: torch.Tensor, masks: dict[int, torch.Tensor]) -> torch.Tensor:
+        """``out`` with each row's banned names (``masks``: row -> (V,) bool) set to -inf, in one
+        batched fill; a row left with no token at all keeps what it had (the names give way)."""
+        if not masks:
+            return out
+        rows = list(masks)
+        full = torch.zeros(out.shape, dtype=torch.bool, device=out.device)
+        full[rows] = torch.stack([masks[b] for b in rows]).to(out.device)
+        masked = out.float().masked_fill(full, float("-inf"))
+        empty = ~torch.isfinite(masked).any(-1)
+        return torch.where(empty[:, None], out.float(), masked) if bool(empty.any()) else masked
 
 
 @dataclass(frozen=True)
@@ -195,11 +314,25 @@ class ValueGrounding:
     stop: frozenset[int]
     encode: Callable[[str], list[int]]
     decode: Callable[[Sequence[int]], str]
+    pieces: Mapping[int, str] | None = None  # each token's text: codes without a mark held too (BareCodes)
+    names: ReplyWords | None = None  # capitalised words replies may write of their own; None: names free
+    codes: bool = True  # hold codes written without a mark (BareCodes), where ``pieces`` is given
+    _vocabs: dict = field(default_factory=dict, compare=False, repr=False)  # NameVocab by vocabulary size
 
     @classmethod
-    def for_tokenizer(cls, tok: RetailTokenizer) -> ValueGrounding:
-        """The grounding as every generation path uses it, with the tokenizer's marks."""
-        return cls(tok.value_marks, tok.word_continuation_ids, tok.encode, tok.decode)
+    def for_tokenizer(
+        cls, tok: RetailTokenizer, names: ReplyWords | None = None, values: bool = True
+    ) -> ValueGrounding:
+        """The grounding as every generation path uses it, with the tokenizer's marks; ``names``
+        (``name_grounding.reply_words`` of the model's training replies) holds names too;
+        ``values=False`` leaves ids, amounts and codes free (names only)."""
+        marks = tok.value_marks if values else {}
+        return cls(marks, tok.word_continuation_ids, tok.encode, tok.decode, tok.piece_texts, names, values)
+
+    def _name_vocab(self, vocab_size: int) -> NameVocab:
+        if vocab_size not in self._vocabs:
+            self._vocabs[vocab_size] = NameVocab(self.pieces or {}, vocab_size)
+        return self._vocabs[vocab_size]
 
     def prompt_values(self, prompt: Sequence[int]) -> dict[str, list[list[int]]]:
         """The values a prompt holds by kind, each as the token sequence a reply writes after its mark."""
@@ -208,4 +341,10 @@ class ValueGrounding:
 
     def start(self, prompts: Sequence[Sequence[int]]) -> GroundedValues:
         """The grounding of one batch of prompts."""
-        return GroundedValues(self.marks, self.stop, [self.prompt_values(p) for p in prompts])
+        texts = [self.decode(list(p)) for p in prompts] if self.pieces is not None else []
+        codes = BareCodes(self.pieces, texts) if self.pieces is not None and self.codes else None
+        names = None
+        if self.pieces is not None and self.names is not None:
+            known = self.names
+            names = lambda v: GroundedNames(self._name_vocab(v), texts, known)  # noqa: E731
+        return GroundedValues(self.marks, self.stop, [self.prompt_values(p) for p in prompts], codes, names)

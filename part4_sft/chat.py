@@ -13,9 +13,9 @@ sampled), which streams each token through its ``on_token`` callback. When the c
 outgrows the model's window, the oldest whole turns are dropped, and the chat says so.
 
 In the terminal: ``/help`` lists the commands (``/reset``, ``/temp``, ``/top_k``, ``/top_p``,
-``/max``, ``/ngram``, ``/copy``, ``/ground``, ``/system``, ``/settings``, ``/quit``). Ctrl-C during a reply stops that
-reply; at the prompt (or Ctrl-D) it ends the chat. Any model file the project writes loads
-(``model_files.load_any``); a wrong file is one line, no traceback.
+``/max``, ``/ngram``, ``/copy``, ``/ground``, ``/names``, ``/system``, ``/settings``, ``/quit``).
+Ctrl-C during a reply stops that reply; at the prompt (or Ctrl-D) it ends the chat. Any model
+file the project writes loads (``model_files.load_any``); a wrong file is one line, no traceback.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import torch
 from part3_pretrain.checkpoint import CheckpointError
 from part3_pretrain.cli import ConfigError, below, fail, option, parse_config, part
 from part3_pretrain.generate import check_sampling, generate
+from part3_pretrain.name_grounding import ReplyWords
 from part3_pretrain.tokenizer import TokenizerError
 
 from .configs import AUTO, EvalConfig
@@ -51,6 +52,7 @@ HELP = """commands:
   /ngram N          ban repeating an n-gram of N tokens within a reply (0: off)
   /copy W           blend this share of copying from your message into each next token (0: off)
   /ground on|off    order ids after '#' and amounts after a currency sign only as your messages spell them
+  /names on|off     names, products and carriers only as your messages (or the model's training replies) write them
   /system TEXT      set the system message ("/system" alone removes it) and reset
   /settings         show the settings
   /quit             leave (also /exit, Ctrl-D)
@@ -112,6 +114,7 @@ class Settings:
     copy_mix: float = 0.0
     copy_min: int = 1
     ground_values: bool = False
+    ground_names: bool = False
 
 
 @dataclass
@@ -132,6 +135,7 @@ class Speaker:
     loaded: LoadedModel
     scheme_name: str
     turns: list[dict] = field(default_factory=list)
+    names: ReplyWords | None = None  # the tuned model's training replies' own words: every speaker's names held to them
 
     @property
     def window(self) -> int:
@@ -199,7 +203,7 @@ def respond(speaker: Speaker, message: str, settings: Settings, system: str | No
             top_p=settings.top_p,
             seed=seed,
             on_token=printer,
-            **decoder_rules(tok, settings),
+            **decoder_rules(tok, settings, speaker.names),
         )[0]
         tokens, stopped = result.tokens, "eos" if result.stopped_by_eos else "length"
     except KeyboardInterrupt:
@@ -223,7 +227,7 @@ def load_speakers(cfg: ChatConfig) -> list[Speaker]:
             f"warning: {loaded.path} was fine-tuned with --retrieve {loaded.retrieve}; the chat does not "
             "retrieve training exchanges, so its replies differ from the evaluation's\n"
         )
-    speakers = [Speaker(label, loaded, scheme)]
+    speakers = [Speaker(label, loaded, scheme, names=loaded.reply_words)]
     if not cfg.compare:
         return speakers
     if loaded.kind == "pretrained":
@@ -234,7 +238,7 @@ def load_speakers(cfg: ChatConfig) -> list[Speaker]:
     base = load_any(base_path)
     if base.tokenizer.to_str() != loaded.tokenizer.to_str():
         raise ConfigError(f"--compare: {base_path} has another tokenizer than {loaded.path}; pass its own --base")
-    return [Speaker("pretrained", base, BASE_SCHEME), *speakers]
+    return [Speaker("pretrained", base, BASE_SCHEME, names=loaded.reply_words), *speakers]
 
 
 def _reply_budget(cfg: ChatConfig, loaded: LoadedModel) -> int:
@@ -296,7 +300,15 @@ def make_session(cfg: ChatConfig) -> Session:
     s = cfg.sampling
     budget = _reply_budget(cfg, speakers[-1].loaded)
     settings = Settings(
-        s.temperature, s.top_k, s.top_p, budget, s.no_repeat_ngram, s.copy_mix, s.copy_min, s.ground_values
+        s.temperature,
+        s.top_k,
+        s.top_p,
+        budget,
+        s.no_repeat_ngram,
+        s.copy_mix,
+        s.copy_min,
+        s.ground_values,
+        s.ground_names,
     )
     return Session(speakers, settings, cfg.system, cfg.seed)
 
@@ -321,6 +333,7 @@ _SETTERS: dict[str, tuple[str, Callable[[str], float | int | bool]]] = {
     "/ngram": ("no_repeat_ngram", int),
     "/copy": ("copy_mix", float),
     "/ground": ("ground_values", _on_off),
+    "/names": ("ground_names", _on_off),
 }
 
 

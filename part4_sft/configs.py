@@ -114,6 +114,11 @@ class EvalConfig:
         "holds, spelled as it spells them, each once, and ban the mark where it holds none (--no-ground-values: "
         "off). Chosen on validation data (README)",
     )
+    ground_names: bool = option(
+        True,
+        "let a reply write a capitalised word (a name, a product, a carrier) only as the message has it or as the "
+        "model's training replies write it of their own (--no-ground-names: off). Chosen on validation data (README)",
+    )
     n_boot: int = option(1000, "bootstrap resamples for the confidence intervals")
     n_examples: int = option(
         12, "examples in evaluation.json: SFT wins, losses and ties (every reply is in generations.jsonl)"

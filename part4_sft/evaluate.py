@@ -28,6 +28,7 @@ import torch
 from part3_pretrain.data import mean_loss
 from part3_pretrain.generate import generate
 from part3_pretrain.model import GPT
+from part3_pretrain.name_grounding import ReplyWords, reply_words
 from part3_pretrain.prompt_copy import CopyBlend
 from part3_pretrain.tokenizer import RetailTokenizer
 from part3_pretrain.value_grounding import ValueGrounding
@@ -59,15 +60,28 @@ def cut_prompts(tok: RetailTokenizer, scheme: PromptScheme, rows: Sequence[Mappi
     return sum(prompt_ids(tok, scheme, r, max_prompt_len)[1] for r in rows)
 
 
-def decoder_rules(tok: RetailTokenizer, settings: EvalConfig | object) -> dict:
+def training_reply_words(rows: Sequence[Mapping]) -> ReplyWords:
+    """The capitalised words a model's training replies write of their own (``reply_words`` of its
+    training rows' context and response): what the name grounding allows beside a prompt's words.
+    Stored with the model (sft_model.pt, an experiment run's weights) so that the chat holds names
+    as the evaluation does."""
+    return reply_words((str(r.get("context", "")), str(r.get("response", ""))) for r in rows)
+
+
+def decoder_rules(tok: RetailTokenizer, settings: EvalConfig | object, names: ReplyWords | None = None) -> dict:
     """The decoder's rules as ``generate`` takes them, from settings that name them (``EvalConfig``,
-    the chat's ``Settings``): the n-gram ban read through punctuation, the copy blend and the value
-    grounding. Every generation path decodes with these."""
+    the chat's ``Settings``): the n-gram ban read through punctuation, the copy blend and the
+    grounding of values and, where ``names`` (the capitalised words the model's training replies
+    write of their own, ``name_grounding.reply_words``) is known, of names. Every generation path
+    decodes with these."""
+    names = names if getattr(settings, "ground_names", False) else None
     return {
         "no_repeat_ngram": settings.no_repeat_ngram,
         "repeat_skip": tok.punctuation_ids,
         "copy": CopyBlend.for_tokenizer(tok, settings.copy_mix, settings.copy_min),
-        "ground": ValueGrounding.for_tokenizer(tok) if settings.ground_values else None,
+        "ground": ValueGrounding.for_tokenizer(tok, names, values=settings.ground_values)
+        if settings.ground_values or names is not None
+        else None,
     }
 
 
@@ -80,9 +94,11 @@ def generate_replies(
     temperature: float,
     seed: int,
     batch_size: int,
+    names: ReplyWords | None = None,
 ) -> dict:
     """Replies (text) to the rows (or bare contexts), whether each stopped at EOS, and their
-    lengths in tokens. ``settings.max_new_tokens`` must be resolved (an int, not "auto")."""
+    lengths in tokens. ``settings.max_new_tokens`` must be resolved (an int, not "auto"); ``names``:
+    ``decoder_rules``."""
     max_new = settings.new_tokens()
     max_prompt = model.config.block_size - max_new
     if max_prompt < 1:
@@ -101,7 +117,7 @@ def generate_replies(
         top_p=settings.top_p,
         seed=seed,
         batch_size=batch_size,
-        **decoder_rules(tok, settings),
+        **decoder_rules(tok, settings, names),
     )
     return {
         "texts": [tok.decode(r.tokens).strip() for r in results],
@@ -161,8 +177,10 @@ def evaluate_model(
     settings: EvalConfig,
     seed: int,
     batch_size: int,
+    names: ReplyWords | None = None,
 ) -> tuple[dict, dict]:
-    """(report, outputs) of one model on the rows: greedy, sampled and reference loss.
+    """(report, outputs) of one model on the rows: greedy, sampled and reference loss (``names``:
+    ``decoder_rules``).
 
     ``outputs[mode]`` holds the replies, stop flags, lengths and per-row judgements.
     """
@@ -171,7 +189,7 @@ def evaluate_model(
     outputs: dict = {}
     for mode in MODES:
         temperature = 0.0 if mode == "greedy" else settings.temperature
-        replies = generate_replies(model, tok, scheme, rows, settings, temperature, seed, batch_size)
+        replies = generate_replies(model, tok, scheme, rows, settings, temperature, seed, batch_size, names)
         report[mode], replies["judged"] = score(rows, replies, settings.n_boot, seed)
         if mode == "sampled":
             report[mode] = {"temperature": settings.temperature, **report[mode]}

@@ -27,6 +27,7 @@ import torch
 
 from part3_pretrain.checkpoint import CheckpointError, build_model, load_checkpoint
 from part3_pretrain.model import GPT, GPTConfig
+from part3_pretrain.name_grounding import ReplyWords
 from part3_pretrain.tokenizer import RetailTokenizer
 
 from .experiment.grid import Adapter, GridError
@@ -49,6 +50,7 @@ class LoadedModel:
     kind: str  # "pretrained", "sft", "experiment run" or "lora adapter"
     base_path: Path | None  # the checkpoint it was tuned from, where recorded
     retrieve: int = 0  # fine-tuned with --retrieve K: its prompts held K retrieved training exchanges
+    reply_words: ReplyWords | None = None  # its training replies' own capitalised words (name grounding), where stored
 
 
 def resolve_file(path: str | os.PathLike) -> Path:
@@ -143,7 +145,9 @@ def _load_checkpoint_file(path: Path, ckpt: dict) -> LoadedModel:
     kind = "sft" if "prompt_scheme" in ckpt else "experiment run" if tuned else "pretrained"
     base = _recorded_base(path, ckpt, run) if tuned else None
     retrieve = (ckpt.get("sft_config") or {}).get("retrieve") or 0
-    return LoadedModel(model, tok, scheme or BASE_SCHEME, path, kind, base, int(retrieve))
+    words = ckpt.get("reply_words")
+    names = ReplyWords.from_dict(words) if isinstance(words, dict) else None
+    return LoadedModel(model, tok, scheme or BASE_SCHEME, path, kind, base, int(retrieve), names)
 
 
 def _load_adapter_file(path: Path, doc: dict, base: Path | None) -> LoadedModel:

@@ -48,6 +48,7 @@ from part3_pretrain.data import mean_loss
 from part3_pretrain.fileio import write_text_atomic
 from part3_pretrain.flops import FORMULA, forward_flops, training_flops
 from part3_pretrain.model import GPT
+from part3_pretrain.name_grounding import ReplyWords
 from part3_pretrain.plot import plot_losses
 from part3_pretrain.sink import MetricsSink, read_metrics
 from part3_pretrain.tokenizer import TokenizerError
@@ -227,14 +228,18 @@ def _val_batches(tok, scheme, splits: DatasetSplits, block_size: int) -> list[di
     return fixed_batches(val_examples, 32, tok.pad_id, block_size)
 
 
-def _checkpoint_meta(cfg: SFTConfig, model: GPT, tok, scheme_name: str, base_path: Path | None) -> dict:
-    """What sft_model.pt says about itself besides its tensors: enough for the chat to load it alone."""
+def _checkpoint_meta(
+    cfg: SFTConfig, model: GPT, tok, scheme_name: str, base_path: Path | None, train: list[dict]
+) -> dict:
+    """What sft_model.pt says about itself besides its tensors: enough for the chat to load it
+    alone, the words its replies may write of their own (the name grounding) included."""
     return {
         "model_config": model.config.to_dict(),
         "tokenizer": tok.to_str(),
         "prompt_scheme": scheme_name,
         "sft_config": flat_dict(cfg),
         "base_checkpoint": str(base_path) if base_path is not None else None,
+        "reply_words": ev.training_reply_words(train).to_dict(),
     }
 
 
@@ -271,7 +276,7 @@ def fine_tune(
     sink = MetricsSink(
         out / "metrics.jsonl", enabled=rank == 0, resume_step=resume["trainer"]["step"] if resume else None
     )
-    meta = _checkpoint_meta(cfg, model, tok, scheme_name, base_path)
+    meta = _checkpoint_meta(cfg, model, tok, scheme_name, base_path, splits.train)
     trainer = Trainer(
         model,
         source,
@@ -501,14 +506,17 @@ def evaluate_test_set(
     rows: list[dict],
     split: str,
     sticks: Yardsticks | None = None,
+    names: ReplyWords | None = None,
 ) -> tuple[dict, list[dict]]:
     """Every model on one test set: reports, paired SFT-minus-baseline differences, the stronger
     baseline, inter-reference agreement, the ignoring-the-message control, the yardsticks (with
-    ``sticks``), examples; plus one generations record per row."""
+    ``sticks``), examples; plus one generations record per row. ``names``: the SFT model's
+    training replies' own capitalised words, which every model's names are held to (the same
+    decoding for each, so the comparison stays paired)."""
     reports, outputs = {}, {}
     for name, (model, scheme) in models.items():
         reports[name], outputs[name] = ev.evaluate_model(
-            model, tok, get_scheme(scheme), rows, cfg.evaluation, cfg.seed, cfg.execution.eval_batch_size
+            model, tok, get_scheme(scheme), rows, cfg.evaluation, cfg.seed, cfg.execution.eval_batch_size, names
         )
     baselines = [n for n in models if n != "sft"]
     best = max(baselines, key=lambda n: _baseline_strength(reports[n]))  # the harder comparison
@@ -540,10 +548,11 @@ def evaluate_all(cfg: SFTConfig, base: GPT, tuned: GPT, tok, splits: DatasetSpli
     with the yardsticks built from the training rows (``yardsticks.py``)."""
     models = eval_models(cfg, base, tuned)
     sticks = Yardsticks(splits.train)
-    evaluation: dict = {}
+    names = ev.training_reply_words(splits.train)
+    evaluation: dict = {"name_grounding": {"on": cfg.evaluation.ground_names, "reply_words": names.to_dict()}}
     records: list[dict] = []
     for split, rows in splits.test_sets().items():
-        result, recs = evaluate_test_set(cfg, models, tok, rows, split, sticks)
+        result, recs = evaluate_test_set(cfg, models, tok, rows, split, sticks, names)
         records += recs
         if split == "test":
             evaluation.update(result)

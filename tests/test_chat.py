@@ -67,10 +67,11 @@ def test_streamed_text_is_the_reply(tiny_sft) -> None:
 
 def test_terminal_commands_change_settings_and_reset(tiny_sft) -> None:
     session = chat.make_session(_cfg(tiny_sft, max_new_tokens=5))
-    assert session.settings.ground_values is True  # the evaluation's default
+    assert session.settings.ground_values is True and session.settings.ground_names is True  # the evaluation's
+    assert session.speakers[0].names is not None and "Thanks" in session.speakers[0].names.initial  # stored words
     lines = iter(
         ["hello there", "/temp 0.5", "/top_k 3", "/top_p 2", "/max 4", "/copy 0.3", "/copy 1", "/settings"]
-        + ["/ground off", "/ground maybe", "/reset", "/bogus", "/quit"]
+        + ["/ground off", "/ground maybe", "/names off", "/reset", "/bogus", "/quit"]
     )
     out = io.StringIO()
     chat.interactive(session, read=lambda prompt: next(lines), out=out)
@@ -79,6 +80,7 @@ def test_terminal_commands_change_settings_and_reset(tiny_sft) -> None:
     assert (s.temperature, s.top_k, s.top_p, s.max_new_tokens) == (0.5, 3, 1.0, 4)  # top_p 2 refused
     assert s.copy_mix == 0.3 and "/copy in [0, 1)" in text  # /copy 1 refused
     assert s.ground_values is False and "'maybe' is not on or off" in text  # on by default (the option)
+    assert s.ground_names is False
     assert "error: top_p must be in (0, 1]" in text and "conversation reset" in text and "/reset" in text
     assert session.speakers[0].turns == []
 

@@ -68,9 +68,9 @@ def finished(make_cfg, tmp_path_factory):
     calls, in_final = [], []
     real_generate, real_final = ev.generate_replies, run_evaluation.final_evaluation
 
-    def spy_generate(model, tok, scheme, contexts, settings, temperature, seed, batch_size):
-        calls.append({"contexts": list(contexts), "temperature": temperature, "final": bool(in_final)})
-        return real_generate(model, tok, scheme, contexts, settings, temperature, seed, batch_size)
+    def spy_generate(model, tok, scheme, contexts, settings, temperature, seed, batch_size, names=None):
+        calls.append({"contexts": list(contexts), "temperature": temperature, "final": bool(in_final), "names": names})
+        return real_generate(model, tok, scheme, contexts, settings, temperature, seed, batch_size, names)
 
     def spy_final(*args, **kwargs):
         in_final.append(True)
@@ -170,6 +170,8 @@ def test_interval_generation_uses_validation_rows_never_test_rows(finished):
     assert at_end == [val, test] * 2
     assert sum(c["contexts"] == test for c in calls) == 2  # once per run
     assert not any(set(c["contexts"]) & set(test) for c in calls if not c["final"])
+    # every generation holds names to the run's training replies' own words (as part4_sft.sft does)
+    assert all(c["names"] is not None and "Thanks" in c["names"].initial for c in calls)
 
 
 def _assert_job_scalars(d: Path, s: dict) -> None:

@@ -599,7 +599,7 @@ def test_tiny_run_scores_fixed_replies_as_computed_by_hand(pretrained, tmp_path,
     monkeypatch.setattr(
         ev,
         "generate_replies",
-        lambda model, tok, scheme, contexts, settings, temperature, seed, batch_size: {
+        lambda model, tok, scheme, contexts, settings, temperature, seed, batch_size, names=None: {
             "texts": fixed[: len(contexts)],
             "stopped_by_eos": [True, True, False, True][: len(contexts)],
             "lengths": [30, 28, 12, 0][: len(contexts)],

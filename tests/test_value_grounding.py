@@ -9,10 +9,12 @@ import torch.nn as nn
 from part3_pretrain.generate import generate
 from part3_pretrain.tokenizer import RetailTokenizer, train_tokenizer
 from part3_pretrain.value_grounding import (
+    BareCodes,
     GroundedValues,
     ValueGrounding,
     allowed_next,
     amount_candidates,
+    code_like,
     id_candidates,
     just_ended,
     prompt_values,
@@ -170,3 +172,43 @@ def test_for_tokenizer_reads_the_prompt_and_encodes_values_as_replies_write_them
         (seq,) = values[kind]
         at = next(i for i, t in enumerate(reply) if g.marks.get(t) == kind)
         assert reply[at + 1 : at + 1 + len(seq)] == seq  # what the reply writes after the mark
+
+
+def test_code_like_reads_codes_not_counts_ranges_or_ordinals() -> None:
+    for word in ("77120", "2026", "EASTER2026", "A12", "X-7", "RMA-5", "QX-7", "k4821", "JIJO2"):
+        assert code_like(word), word
+    for word in ("24", "123", "5-7", "24-48", "30-day", "1-year", "23rd", "2nd", "QX-", "Oct", ""):
+        assert not code_like(word), word
+
+
+def _bare(tok: RetailTokenizer, message: str, reply: str) -> tuple[set[str], list[str] | None]:
+    """(the digits banned, the pieces allowed or None) after ``reply`` to ``message``."""
+    codes = BareCodes(tok.piece_texts, [f"Customer: {message}\nAgent:"])
+    banned, allowed = codes.rule(0, tok.encode(reply))
+    return {tok.decode([i]) for i in banned}, None if allowed is None else [tok.decode([i]) for i in allowed]
+
+
+def test_bare_codes_hold_unmarked_codes_to_the_message(tok: RetailTokenizer) -> None:
+    digits = set("0123456789")
+    message = "where is order QX-77120? I paid $58.40"
+    assert _bare(tok, message, "held up at X-") == (digits, None)  # the id's tail: no digit may start it
+    assert _bare(tok, message, "the code JIJO") == (digits, None)  # letters then digits: a code
+    assert _bare(tok, message, "your order QX-") == (digits - {"7"}, None)  # as the message has it
+    assert _bare(tok, message, "your order QX-7") == (set(), ["7"])  # begun: it must be finished
+    assert _bare(tok, message, "your order QX-77120") == (digits, None)  # complete: no run-on digit
+    assert _bare(tok, message, "within 2") == (set(), None)  # short numbers are free
+    assert _bare(tok, message, "within 24 hours, 5-") == (set(), None)  # a range
+    assert _bare(tok, message, "order 771") == (digits, None)  # a fourth digit would make a code it lacks
+    assert _bare(tok, "order 88231 please", "order 882")[0] == digits - {"3"}
+
+
+def test_bare_codes_finish_a_code_begun_as_the_message_has_it(tok: RetailTokenizer) -> None:
+    codes = BareCodes(tok.piece_texts, ["Customer: where is order QX-77120?\nAgent:"])
+    reply = tok.encode("Your order QX-77")
+    banned, allowed = codes.rule(0, reply)
+    assert banned == [] and allowed and all("QX-77" + tok.decode([i]) in "QX-77120" for i in allowed)
+    # the same object read on one token at a time agrees with a fresh read
+    step = BareCodes(tok.piece_texts, ["Customer: where is order QX-77120?\nAgent:"])
+    for n in range(1, len(reply) + 1):
+        got = step.rule(0, reply[:n])
+    assert got == (banned, allowed)

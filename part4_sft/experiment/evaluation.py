@@ -33,6 +33,7 @@ from part3_pretrain.checkpoint import model_checkpoint
 from part3_pretrain.data import mean_loss
 from part3_pretrain.fileio import save_atomic, write_text_atomic
 from part3_pretrain.model import GPT
+from part3_pretrain.name_grounding import ReplyWords
 from part3_pretrain.sink import MetricsSink
 from part3_pretrain.tokenizer import RetailTokenizer
 from part3_pretrain.trainer import Trainer
@@ -45,17 +46,24 @@ from .runs import AUTO_NEW_TOKENS, RunConfig, RunSettings
 
 
 def greedy_replies(
-    model: GPT, tok: RetailTokenizer, prompt: str, rows: list[dict], settings: RunSettings, batch_size: int
+    model: GPT,
+    tok: RetailTokenizer,
+    prompt: str,
+    rows: list[dict],
+    settings: RunSettings,
+    batch_size: int,
+    names: ReplyWords | None = None,
 ) -> dict:
     """Greedy replies to ``rows``, ``batch_size`` prompts at once, in float32 (as part4_sft.sft
     generates, even inside the trainer's autocast): ``evaluate.generate_replies``'s dict (texts,
-    stopped_by_eos, lengths)."""
+    stopped_by_eos, lengths). ``names``: the run's training replies' own capitalised words
+    (``evaluate.decoder_rules``)."""
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type=device_type, enabled=False):
         contexts = [r["context"] for r in rows]
         seed = settings.dataset.data_seed
         evaluation = settings.evaluation.resolved(AUTO_NEW_TOKENS)  # "auto": the synthetic data's 90
-        return ev.generate_replies(model, tok, get_scheme(prompt), contexts, evaluation, 0.0, seed, batch_size)
+        return ev.generate_replies(model, tok, get_scheme(prompt), contexts, evaluation, 0.0, seed, batch_size, names)
 
 
 def score_replies(rows: list[dict], replies: dict, settings: RunSettings) -> dict:
@@ -100,9 +108,10 @@ class IntervalEval:
         sink: MetricsSink,
         max_steps: int,
         batch_size: int,
+        names: ReplyWords | None = None,
     ) -> None:
         self.run, self.tok, self.val_batches, self.subset, self.sink = run, tok, val_batches, subset, sink
-        self.max_steps, self.batch_size = max_steps, batch_size
+        self.max_steps, self.batch_size, self.names = max_steps, batch_size, names
         self.trainer: Trainer | None = None
         self.last: dict = {}
 
@@ -111,7 +120,7 @@ class IntervalEval:
         step = self.trainer.step if self.trainer is not None else 0
         if step < self.max_steps:
             replies = greedy_replies(
-                model, self.tok, self.run.knobs.prompt, self.subset, self.run.settings, self.batch_size
+                model, self.tok, self.run.knobs.prompt, self.subset, self.run.settings, self.batch_size, self.names
             )
             self.log_generation(score_replies(self.subset, replies, self.run.settings), step)
         return result
@@ -123,7 +132,13 @@ class IntervalEval:
 
 @torch.no_grad()
 def final_evaluation(
-    model: GPT, tok: RetailTokenizer, run: RunConfig, val_rows: list[dict], test_rows: list[dict], batch_size: int
+    model: GPT,
+    tok: RetailTokenizer,
+    run: RunConfig,
+    val_rows: list[dict],
+    test_rows: list[dict],
+    batch_size: int,
+    names: ReplyWords | None = None,
 ) -> dict:
     """The end of a run, greedy: the WHOLE validation split (what selects runs; its first
     ``val_gen_rows`` rows also give the last ``val_gen/`` point), then the whole held-out test
@@ -132,11 +147,11 @@ def final_evaluation(
     s = run.settings
     model.eval()
     t0 = time.perf_counter()
-    val_replies = greedy_replies(model, tok, run.knobs.prompt, val_rows, s, batch_size)
+    val_replies = greedy_replies(model, tok, run.knobs.prompt, val_rows, s, batch_size, names)
     val_report = score_replies(val_rows, val_replies, s)
     n = min(s.val_gen_rows, len(val_rows))
     subset = score_replies(val_rows[:n], _head(val_replies, n), s)
-    replies = greedy_replies(model, tok, run.knobs.prompt, test_rows, s, batch_size)
+    replies = greedy_replies(model, tok, run.knobs.prompt, test_rows, s, batch_size, names)
     report, judged = ev.score(test_rows, replies, s.evaluation.n_boot, s.dataset.data_seed)
     ref = ev.reference_loss(model, tok, get_scheme(run.knobs.prompt), test_rows)
     test_scalars = {
@@ -194,7 +209,7 @@ def finish_run(
     val_gen/ point, generated as ``evaluator``'s are), weights for clones and users (adapter.pt,
     or model.pt for full fine-tuning), evaluation.json and every test reply in generations.jsonl.
     Returns the final scalars."""
-    result = final_evaluation(model, tok, run, val_rows, test_rows, evaluator.batch_size)
+    result = final_evaluation(model, tok, run, val_rows, test_rows, evaluator.batch_size, evaluator.names)
     evaluator.log_generation(result["val_subset"], step)
     final = {
         **{f"final_val/{k}": v for k, v in result["validation"]["scalars"].items()},
@@ -204,7 +219,8 @@ def finish_run(
     if run.knobs.adapter.method == "lora":
         save_adapter(model, run.knobs.adapter.lora_config(), run_dir / "adapter.pt")
     else:
-        save_atomic(model_checkpoint(model, tok, run_config=run.to_dict()), run_dir / "model.pt")
+        words = evaluator.names.to_dict() if evaluator.names is not None else None
+        save_atomic(model_checkpoint(model, tok, run_config=run.to_dict(), reply_words=words), run_dir / "model.pt")
     records = "".join(json.dumps(r) + "\n" for r in result["generations"])  # every test reply
     write_text_atomic(records, run_dir / "generations.jsonl")
     doc = {"run": run.to_dict(), **{k: v for k, v in result.items() if k not in ("val_subset", "generations")}}

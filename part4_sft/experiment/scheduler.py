@@ -37,6 +37,7 @@ from part3_pretrain.fileio import remove_stale_temps
 from part3_pretrain.sink import MetricsSink
 from part3_pretrain.trainer import Trainer, TrainerConfig, TrainingDiverged
 
+from .. import evaluate as ev
 from ..examples import SFTBatches, mean_step_tokens
 from ..lora import count_parameters
 from . import evaluation, report
@@ -182,8 +183,10 @@ def _open_trainer(
     _, tok = ws.base(run.base_path)
     model = build_run_model(run, exp_dir, ws, resume=state is not None)
     subset = val_rows[: run.settings.val_gen_rows]
-    evaluator = IntervalEval(run, tok, val_batches, subset, sink, max_steps, ws.execution.eval_batch_size)
+    names = ev.training_reply_words(ws.data(run.settings).splits.train)  # the name grounding's own words
+    evaluator = IntervalEval(run, tok, val_batches, subset, sink, max_steps, ws.execution.eval_batch_size, names)
     meta = {"model_config": model.config.to_dict(), "tokenizer": tok.to_str(), "run_config": run.to_dict()}
+    meta["reply_words"] = names.to_dict()
     source = SFTBatches(
         train, run.settings.optim.batch_size, tok.pad_id, seed=run.knobs.seed, max_len=model.config.block_size
     )

@@ -13,6 +13,7 @@ made on these numbers; the test set is scored once, by the job.
     python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 0 3 4 6
     python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 4 --copy-mix 0 0.2
     python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 4 --ground-values 0 1
+    python bench/decoding_probe.py checkpoints/od/plain/sft_model.pt --no-repeat-ngram 4 --ground-names 0 1
 """
 
 from __future__ import annotations
@@ -68,6 +69,14 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="grounding 0/1 (default: the model's)",
     )
+    p.add_argument(
+        "--ground-names",
+        type=int,
+        nargs="+",
+        choices=(0, 1),
+        default=None,
+        help="name grounding 0/1, with the training replies' own words (default: the model's setting)",
+    )
     p.add_argument("--max-rows", type=int, default=0, help="first N validation rows (0: all)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out", help="JSON file for the results")
@@ -92,19 +101,23 @@ def main() -> None:
         print(f"{name:16s} " + json.dumps(results[name]), flush=True)
     first = None
     grounds = [bool(g) for g in args.ground_values] if args.ground_values else [settings.ground_values]
-    for n, mix, ground in product(args.no_repeat_ngram, args.copy_mix or [settings.copy_mix], grounds):
+    names = [bool(g) for g in args.ground_names] if args.ground_names else [settings.ground_names]
+    words = ev.training_reply_words(splits.train)
+    for n, mix, ground, held in product(args.no_repeat_ngram, args.copy_mix or [settings.copy_mix], grounds, names):
         name = f"no_repeat_ngram={n}" + (f" copy_mix={mix:g}" if args.copy_mix else "")
         name += f" ground_values={int(ground)}" if args.ground_values else ""
+        name += f" ground_names={int(held)}" if args.ground_names else ""
         t0 = time.perf_counter()
         replies = ev.generate_replies(
             model,
             tok,
             scheme,
             rows,
-            replace(settings, no_repeat_ngram=n, copy_mix=mix, ground_values=ground),
+            replace(settings, no_repeat_ngram=n, copy_mix=mix, ground_values=ground, ground_names=held),
             0.0,
             cfg.seed,
             cfg.execution.eval_batch_size,
+            words,
         )
         report, replies["judged"] = ev.score(rows, replies, args.n_boot, cfg.seed)
         entry = summary(report) | {"seconds": round(time.perf_counter() - t0, 1)}

@@ -9,12 +9,16 @@ at the hand-written test split. (Its references are generic; only the job metric
 Each checkpoint (pretrained in the ``dialogue`` format, or SFT) answers them greedily; the table
 shows the job metrics the main job reports and the seconds the replies took. ``--copy-mix`` (and
 ``--copy-min``) compares settings of the copy blend (``part3_pretrain/prompt_copy.py``), ``--ground-values
-0 1`` the decoder without and with the value grounding (``part3_pretrain/value_grounding.py``).
+0 1`` the decoder without and with the value grounding (``part3_pretrain/value_grounding.py``),
+``--ground-names 0 1`` without and with the name grounding (``part3_pretrain/name_grounding.py``,
+held to the words the main job's 500 training replies write of their own).
 
     python bench/validation_probe.py checkpoints/abl/*/sft/sft_model.pt checkpoints/abl/*/pre/model.pt
     python bench/validation_probe.py --split handwritten checkpoints/abl/*/sft/sft_model.pt
     python bench/validation_probe.py --n 200 checkpoints/sft/sft_model.pt --copy-mix 0 0.1 0.2 0.3
     python bench/validation_probe.py --split handwritten checkpoints/sft/sft_model.pt --copy-mix 0.2 --ground-values 0 1
+    python bench/validation_probe.py --n 1000 checkpoints/sft/sft_model.pt --copy-mix 0.2 \
+        --ground-values 1 --ground-names 0 1
 """
 
 from __future__ import annotations

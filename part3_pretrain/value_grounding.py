@@ -243,7 +243,8 @@ class GroundedValues:
         """``logits`` (B, V) with every unfinished row held to its grounding: inside a value only the
         tokens that continue one of the row's values of that kind not yet quoted (their logits
         kept, the rest -inf), no run-on after a finished value, and a mark banned where no value of
-        its kind is left. A copy where anything changes."""
+        its kind is left; then, outside a value, codes without a mark (``BareCodes``) and names
+        (``GroundedNames``). A copy where anything changes."""
         if self.never is None:
             self.never = self._never(logits.size(-1), logits.device)
             self.any_never = bool(self.never.any())

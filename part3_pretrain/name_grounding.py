@@ -107,20 +107,35 @@ class NameVocab:
     def __init__(self, pieces: Mapping[int, str], vocab_size: int) -> None:
         self.pieces = dict(pieces)
         self.vocab_size = vocab_size
-        self.space_capitals: list[tuple[int, str]] = []  # (id, the word it begins)
-        self.capitals: list[tuple[int, str]] = []
+        # the pieces that begin a capitalised word by the word they begin: with a space first
+        # (" Mayfield", after a word) and without (where no word is open, "T" of "Thanks")
+        self.space_capitals: dict[str, list[int]] = {}
+        self.capitals: dict[str, list[int]] = {}
         self.continuers = torch.zeros(vocab_size, dtype=torch.bool)  # no space first: goes on with a word
         self.word_pieces: dict[str, list[int]] = {}
         for i, text in self.pieces.items():
             if i >= vocab_size:
                 continue
             if m := SPACE_CAPITAL_RE.fullmatch(text):
-                self.space_capitals.append((i, m.group(1)))
+                self.space_capitals.setdefault(m.group(1), []).append(i)
             if CAPITAL_RE.fullmatch(text):
-                self.capitals.append((i, text))
+                self.capitals.setdefault(text, []).append(i)
             if CONTINUE_RE.fullmatch(text):
                 self.continuers[i] = True
                 self.word_pieces.setdefault(text, []).append(i)
+        self.all_space_capitals = _mask(vocab_size, self.space_capitals)
+        self.all_capitals = _mask(vocab_size, self.capitals) | self.all_space_capitals
+
+    def allowed_starts(self, prefixes: set[str], space_only: bool) -> list[int]:
+        """The pieces that begin a capitalised word as one of ``prefixes`` does."""
+        groups = (self.space_capitals,) if space_only else (self.space_capitals, self.capitals)
+        return [i for g in groups for p in prefixes for i in g.get(p, ())]
+
+
+def _mask(vocab_size: int, groups: Mapping[str, list[int]]) -> torch.Tensor:
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    mask[[i for ids in groups.values() for i in ids]] = True
+    return mask
 
 
 class GroundedNames:
@@ -145,17 +160,22 @@ class GroundedNames:
         # none is open (with or without one), at a sentence's start or inside one
         self.new_word_ban = {k: torch.zeros(n, v, dtype=torch.bool) for k in (False, True)}
         self.open_ban = {k: torch.zeros(n, v, dtype=torch.bool) for k in (False, True)}
-        for b in range(n):
-            self._bans(b)
+        self._bans(range(n))
 
-    def _bans(self, b: int) -> None:
-        """Row ``b``'s masks of the capitalised words no allowed one begins as, from its words now."""
-        for start, rows in self.prefixes.items():
-            prefixes = rows[b]
-            self.new_word_ban[start][b] = False
-            self.new_word_ban[start][b, [i for i, w in self.vocab.space_capitals if w not in prefixes]] = True
-            self.open_ban[start][b] = self.new_word_ban[start][b]
-            self.open_ban[start][b, [i for i, w in self.vocab.capitals if w not in prefixes]] = True
+    def _bans(self, rows: Iterable[int]) -> None:
+        """The masks of the capitalised words no allowed one begins as, for ``rows``, from their
+        words now: every capitalised start banned, then the allowed ones let through, in one
+        indexed write per mask."""
+        rows = list(rows)
+        for start, prefixes in self.prefixes.items():
+            for ban, space_only, every in (
+                (self.new_word_ban[start], True, self.vocab.all_space_capitals),
+                (self.open_ban[start], False, self.vocab.all_capitals),
+            ):
+                ban[rows] = every
+                pairs = [(b, i) for b in rows for i in self.vocab.allowed_starts(prefixes[b], space_only)]
+                if pairs:
+                    ban[torch.tensor(pairs).T.unbind()] = False
 
     def _count(self, b: int, old_len: int) -> None:
         """Count the message's capitalised words that the text read since ``old_len`` completed; one
@@ -176,7 +196,7 @@ class GroundedNames:
                 rows[b] = rows[b] - set(spent)
             for start in self.prefixes:
                 self.prefixes[start][b] = _prefixes(self.words[start][b])
-            self._bans(b)
+            self._bans([b])
 
     def _advance(self, b: int, reply: Sequence[int]) -> str:
         """Row ``b``'s reply as text, read on from where the last call stopped."""

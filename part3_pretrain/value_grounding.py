@@ -90,6 +90,9 @@ def prompt_values(text: str) -> dict[str, list[str]]:
 
 
 ORDINAL_RE = re.compile(r"\d+(?:st|nd|rd|th)")
+# words that name what follows as an order's id, as the job metrics read them ("order number 30")
+ORDER_BEFORE_RE = re.compile(r"\border\s+(?:number\s+|no\.?\s+|id\s+)?#?\s*$", re.IGNORECASE)
+ORDER_CONTEXT = 24  # characters before a word that are read for those words
 WORD_TAIL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*$")  # the word a text ends in, hyphen kept ("QX-")
 
 
@@ -151,18 +154,24 @@ class BareCodes:
         self.prefixes = [{w[:k] for w in words for k in range(1, len(w) + 1)} for words in self.words]
         self.tail = [""] * len(texts)
         self.read = [0] * len(texts)
+        self.before = [""] * len(texts)  # the end of the text before the open word
+        self.named = [False] * len(texts)  # whether the open word follows "order", "order number", ...
 
     def _advance(self, b: int, reply: Sequence[int]) -> str:
         """The word row ``b``'s reply ends in, read on from where the last call stopped."""
         if len(reply) < self.read[b]:  # not the reply seen before (a new decoding): read it anew
-            self.read[b], self.tail[b] = 0, ""
+            self.read[b], self.tail[b], self.named[b] = 0, "", False
         for t in reply[self.read[b] :]:
             piece = self.pieces.get(t, " ")
             if piece in self.word_pieces and self.tail[b]:
                 self.tail[b] += piece  # the common case: the word goes on
             else:
-                m = WORD_TAIL_RE.search(self.tail[b] + piece)
+                text = self.tail[b] + piece
+                m = WORD_TAIL_RE.search(text)
                 self.tail[b] = m.group() if m else ""
+                if not m or m.start() > 0:  # a new word (or none) is open: what stands before it?
+                    self.before[b] = (self.before[b] + text[: m.start() if m else len(text)])[-ORDER_CONTEXT:]
+                    self.named[b] = bool(ORDER_BEFORE_RE.search(self.before[b]))
         self.read[b] = len(reply)
         return self.tail[b]
 
@@ -174,12 +183,14 @@ class BareCodes:
         """(banned ids, allowed ids or None) for the next token of row ``b``'s ``reply``."""
         word = self._advance(b, reply)
         words, prefixes = self.words[b], self.prefixes[b]
-        if word and word not in words and word in prefixes and code_like(word):
+        named = self.named[b]  # after "order (number)": any number is an id
+        is_code = code_like(word) or (named and any(c.isdigit() for c in word))
+        if word and word not in words and word in prefixes and is_code:
             ahead = {m[len(word) :] for m in words if m.startswith(word) and len(m) > len(word)}
             allowed = {i for rest in ahead for k in range(1, len(rest) + 1) for i in self.word_pieces.get(rest[:k], ())}
             return [], sorted(allowed) or None  # a code begun as the message has it: finish it
         banned = [i for i, t in self.other if not self._fits(b, word + t)]
-        if code_like(word + "0"):  # any digit after this word makes a code: the message must have it
+        if named or code_like(word + "0"):  # any digit after this word makes a code: the message must have it
             banned += [i for i, t in self.single if word + t not in prefixes]
         return banned, None
 

@@ -199,7 +199,11 @@ def test_bare_codes_hold_unmarked_codes_to_the_message(tok: RetailTokenizer) -> 
     assert _bare(tok, message, "within 2") == (set(), None)  # short numbers are free
     assert _bare(tok, message, "within 24 hours, 5-") == (set(), None)  # a range
     assert _bare(tok, message, "order 771") == (digits, None)  # a fourth digit would make a code it lacks
-    assert _bare(tok, "order 88231 please", "order 882")[0] == digits - {"3"}
+    assert _bare(tok, "order 88231 please", "order 882") == (set(), ["3"])  # after "order": an id, finished
+    # after "order", "order number" or "order no." any number is an id (as the job metrics read it)
+    assert _bare(tok, message, "your order number ") == (digits - {"5", "4"}, None)  # only "58", "40" begin so
+    assert _bare(tok, message, "your order 3") == (digits, None)
+    assert _bare(tok, message, "within 3") == (set(), None)  # not after "order": a short number is free
 
 
 def test_bare_codes_finish_a_code_begun_as_the_message_has_it(tok: RetailTokenizer) -> None:

@@ -262,7 +262,8 @@ class GroundedValues:
             self.names = None if self.make_names is None else self.make_names(logits.size(-1))
         out = logits.float().masked_fill(self.never, float("-inf")) if self.any_never else None
         marks, read, written = self.marks, self.read, self.written
-        masks: dict[int, torch.Tensor] = {}  # the name rule's bans by row, filled in at the end
+        bans: dict[int, list[int]] = {}  # banned ids by row (no run-on, spent marks, codes), filled in at the end
+        masks: dict[int, torch.Tensor] = {}  # the name rule's bans by row, likewise
         for b, reply in enumerate(replies):
             n = len(reply)
             if n != read[b]:
@@ -281,34 +282,33 @@ class GroundedValues:
             mask = None
             if allowed is None and self.names is not None:
                 allowed, mask = self.names.rule(b, reply)
-            if mask is not None and allowed is None and not banned:
-                masks[b] = mask
-                continue
-            if not banned and allowed is None:
-                continue
-            out = logits.float().clone() if out is None else out
             if allowed is not None:
+                out = logits.float().clone() if out is None else out
                 kept = out[b, allowed].clone()
                 if not bool(torch.isfinite(kept).any()):  # every continuation banned upstream
                     kept = torch.zeros_like(kept)  # the value still comes first: an even choice
                 out[b] = float("-inf")
                 out[b, allowed] = kept
                 continue
-            if banned and len(set(banned)) < out.size(-1):
-                out[b, banned] = float("-inf")
+            if banned:
+                bans[b] = banned
             if mask is not None:
                 masks[b] = mask
-        return self._mask_names(logits if out is None else out, masks)
+        return self._ban(logits if out is None else out, bans, masks)
 
     @staticmethod
-    def _mask_names(out: torch.Tensor, masks: dict[int, torch.Tensor]) -> torch.Tensor:
-        """``out`` with each row's banned names (``masks``: row -> (V,) bool) set to -inf, in one
-        batched fill; a row left with no token at all keeps what it had (the names give way)."""
-        if not masks:
+    def _ban(out: torch.Tensor, bans: dict[int, list[int]], masks: dict[int, torch.Tensor]) -> torch.Tensor:
+        """``out`` with each row's banned ids (``bans``: row -> ids; ``masks``: row -> (V,) bool)
+        set to -inf, in one batched fill; a row left with no token at all keeps what it had (the
+        bans give way)."""
+        if not bans and not masks:
             return out
-        rows = list(masks)
         full = torch.zeros(out.shape, dtype=torch.bool, device=out.device)
-        full[rows] = torch.stack([masks[b] for b in rows]).to(out.device)
+        if masks:
+            full[list(masks)] = torch.stack(list(masks.values())).to(out.device)
+        pairs = [(b, i) for b, ids in bans.items() for i in ids]
+        if pairs:
+            full[torch.tensor(pairs, device=out.device).T.unbind()] = True
         masked = out.float().masked_fill(full, float("-inf"))
         empty = ~torch.isfinite(masked).any(-1)
         return torch.where(empty[:, None], out.float(), masked) if bool(empty.any()) else masked

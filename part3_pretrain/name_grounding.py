@@ -149,7 +149,7 @@ class GroundedNames:
         # that, even where the message has it
         inner = [(w - known.initial) | known.inner for w in self.message]
         self.words = {False: inner, True: [w | known.initial for w in inner]}
-        self.prefixes = {k: [_prefixes(w) for w in rows] for k, rows in self.words.items()}
+        self.prefixes = {k: [prefixes_of(w) for w in rows] for k, rows in self.words.items()}
         self.own = known.initial | known.inner
         self.quoted: list[dict[str, int]] = [{} for _ in texts]  # how often each message word was written
         self.text = [""] * len(texts)
@@ -195,7 +195,7 @@ class GroundedNames:
             for rows in self.words.values():
                 rows[b] = rows[b] - set(spent)
             for start in self.prefixes:
-                self.prefixes[start][b] = _prefixes(self.words[start][b])
+                self.prefixes[start][b] = prefixes_of(self.words[start][b])
             self._bans([b])
 
     def _advance(self, b: int, reply: Sequence[int]) -> str:
@@ -246,5 +246,6 @@ def _sentence_start(text: str) -> bool:
     return not text.strip() or bool(SENTENCE_START_RE.search(text[-TAIL_CHARS:]))
 
 
-def _prefixes(words: set[str]) -> set[str]:
+def prefixes_of(words: set[str]) -> set[str]:
+    """Every prefix of every word ("QX", "QX-", "QX-7", ...), for checking a word begun."""
     return {w[:k] for w in words for k in range(1, len(w) + 1)}

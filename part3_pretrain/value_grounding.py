@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .name_grounding import GroundedNames, NameVocab, ReplyWords
+from .name_grounding import GroundedNames, NameVocab, ReplyWords, prefixes_of
 from .tokenizer import CURRENCY_SIGNS, ID_MARK, RetailTokenizer
 
 MIN_DIGITS = 4  # "A1234", "k4821", "88231", "jx-2210"; not "200 points", "$58.40", "Oct 23"
@@ -135,13 +135,10 @@ def just_ended(reply: Sequence[int], at: Sequence[int], values: Sequence[Sequenc
     return bool(at) and any(list(reply[at[-1] + 1 :]) == list(seq) for seq in values)
 
 
-class BareCodes:
-    """Codes written without a mark, held to one batch's messages (module docstring).
+class CodeVocab:
+    """What ``BareCodes`` needs of a tokenizer's pieces (``pieces``: id -> text), read once."""
 
-    ``pieces``: each token's text; ``texts``: each row's prompt as text. Each row's reply is read
-    one token at a time into the word it ends in (``tail``)."""
-
-    def __init__(self, pieces: Mapping[int, str], texts: Sequence[str]) -> None:
+    def __init__(self, pieces: Mapping[int, str]) -> None:
         self.pieces = pieces
         digits = [(i, t) for i, t in pieces.items() if any(c.isdigit() for c in t)]
         self.single = [(i, t) for i, t in digits if len(t) == 1]  # "7": it extends the word before it
@@ -150,8 +147,19 @@ class BareCodes:
         for i, t in pieces.items():
             if t and WORD_TAIL_RE.fullmatch(t):
                 self.word_pieces.setdefault(t, []).append(i)
+
+
+class BareCodes:
+    """Codes written without a mark, held to one batch's messages (module docstring).
+
+    ``vocab``: the tokenizer's pieces as the rule reads them; ``texts``: each row's prompt as text.
+    Each row's reply is read one token at a time into the word it ends in (``tail``)."""
+
+    def __init__(self, vocab: CodeVocab, texts: Sequence[str]) -> None:
+        self.pieces, self.single, self.other = vocab.pieces, vocab.single, vocab.other
+        self.word_pieces = vocab.word_pieces
         self.words = [set(ID_WORD_RE.findall(t)) for t in texts]
-        self.prefixes = [{w[:k] for w in words for k in range(1, len(w) + 1)} for words in self.words]
+        self.prefixes = [prefixes_of(words) for words in self.words]
         self.tail = [""] * len(texts)
         self.read = [0] * len(texts)
         self.before = [""] * len(texts)  # the end of the text before the open word
@@ -329,7 +337,7 @@ class ValueGrounding:
     pieces: Mapping[int, str] | None = None  # each token's text: codes without a mark held too (BareCodes)
     names: ReplyWords | None = None  # capitalised words replies may write of their own; None: names free
     codes: bool = True  # hold codes written without a mark (BareCodes), where ``pieces`` is given
-    _vocabs: dict = field(default_factory=dict, compare=False, repr=False)  # NameVocab by vocabulary size
+    _vocabs: dict = field(default_factory=dict, compare=False, repr=False)  # CodeVocab, NameVocab by size: read once
 
     @classmethod
     def for_tokenizer(
@@ -340,6 +348,11 @@ class ValueGrounding:
         ``values=False`` leaves ids, amounts and codes free (names only)."""
         marks = tok.value_marks if values else {}
         return cls(marks, tok.word_continuation_ids, tok.encode, tok.decode, tok.piece_texts, names, values)
+
+    def _code_vocab(self) -> CodeVocab:
+        if "codes" not in self._vocabs:
+            self._vocabs["codes"] = CodeVocab(self.pieces or {})
+        return self._vocabs["codes"]
 
     def _name_vocab(self, vocab_size: int) -> NameVocab:
         if vocab_size not in self._vocabs:
@@ -354,7 +367,7 @@ class ValueGrounding:
     def start(self, prompts: Sequence[Sequence[int]]) -> GroundedValues:
         """The grounding of one batch of prompts."""
         texts = [self.decode(list(p)) for p in prompts] if self.pieces is not None else []
-        codes = BareCodes(self.pieces, texts) if self.pieces is not None and self.codes else None
+        codes = BareCodes(self._code_vocab(), texts) if self.pieces is not None and self.codes else None
         names = None
         if self.pieces is not None and self.names is not None:
             known = self.names

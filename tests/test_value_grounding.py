@@ -10,6 +10,7 @@ from part3_pretrain.generate import generate
 from part3_pretrain.tokenizer import RetailTokenizer, train_tokenizer
 from part3_pretrain.value_grounding import (
     BareCodes,
+    CodeVocab,
     GroundedValues,
     ValueGrounding,
     allowed_next,
@@ -183,7 +184,7 @@ def test_code_like_reads_codes_not_counts_ranges_or_ordinals() -> None:
 
 def _bare(tok: RetailTokenizer, message: str, reply: str) -> tuple[set[str], list[str] | None]:
     """(the digits banned, the pieces allowed or None) after ``reply`` to ``message``."""
-    codes = BareCodes(tok.piece_texts, [f"Customer: {message}\nAgent:"])
+    codes = BareCodes(CodeVocab(tok.piece_texts), [f"Customer: {message}\nAgent:"])
     banned, allowed = codes.rule(0, tok.encode(reply))
     return {tok.decode([i]) for i in banned}, None if allowed is None else [tok.decode([i]) for i in allowed]
 
@@ -207,12 +208,12 @@ def test_bare_codes_hold_unmarked_codes_to_the_message(tok: RetailTokenizer) -> 
 
 
 def test_bare_codes_finish_a_code_begun_as_the_message_has_it(tok: RetailTokenizer) -> None:
-    codes = BareCodes(tok.piece_texts, ["Customer: where is order QX-77120?\nAgent:"])
+    codes = BareCodes(CodeVocab(tok.piece_texts), ["Customer: where is order QX-77120?\nAgent:"])
     reply = tok.encode("Your order QX-77")
     banned, allowed = codes.rule(0, reply)
     assert banned == [] and allowed and all("QX-77" + tok.decode([i]) in "QX-77120" for i in allowed)
     # the same object read on one token at a time agrees with a fresh read
-    step = BareCodes(tok.piece_texts, ["Customer: where is order QX-77120?\nAgent:"])
+    step = BareCodes(CodeVocab(tok.piece_texts), ["Customer: where is order QX-77120?\nAgent:"])
     for n in range(1, len(reply) + 1):
         got = step.rule(0, reply[:n])
     assert got == (banned, allowed)

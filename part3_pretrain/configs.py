@@ -64,7 +64,7 @@ class ExecConfig:
     )
     compile: bool = option(False, "torch.compile the model")
     threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 helps on a busy machine")
-    eval_batch_size: int = option(64, "prompts generated at once")
+    eval_batch_size: int = option(128, "prompts generated at once (a sampled reply does not depend on it)")
     progress: bool = option(True, "show progress bars")
 
     def problems(self) -> list[str]:

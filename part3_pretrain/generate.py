@@ -3,8 +3,9 @@
 ``sample_next`` turns one step of logits into token ids; ``generate`` left-pads prompts in chunks,
 prefills once and decodes token by token, with the ``KVCache`` (default) or by recomputing the
 whole masked sequence every step (the reference path, also usable with a mock model that has no
-cache). PAD is always banned, EOS finishes a row and is not part of its tokens, and one explicit
-``torch.Generator`` seeded per call makes the samples reproducible.
+cache). PAD is always banned, EOS finishes a row and is not part of its tokens, and each prompt's own
+``torch.Generator``, seeded from the call's seed and the prompt's index, makes the samples
+reproducible and independent of the batch size.
 
 Two options serve every caller (evaluation, the experiment mode, the chat): ``no_repeat_ngram``
 (n > 0) bans, per row, any token that would repeat an n-gram the reply already holds, unless the
@@ -87,12 +88,14 @@ def sample_next(
     top_p: float = 1.0,
     banned_ids: Sequence[int] = (),
     generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Next token ids (B,) from logits (B, V).
 
     Banned ids get -inf first. ``temperature == 0`` is greedy (argmax); otherwise the logits are
     divided by the temperature, filtered by top-k (0 = off) and top-p (1 = off) and sampled
-    from ``generator`` (``_draw``).
+    (``_draw``) with ``uniform``, one number in [0, 1) per row (B,) drawn by the caller, or else
+    with numbers from ``generator``.
     """
     check_sampling(temperature, top_k, top_p)
     if logits.dim() != 2:
@@ -105,17 +108,20 @@ def sample_next(
         logits = _top_k(logits, top_k)
     if top_p < 1.0:
         logits = _top_p(logits, top_p)
-    return _draw(torch.softmax(logits, dim=-1), generator)
+    return _draw(torch.softmax(logits, dim=-1), generator, uniform)
 
 
-def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _draw(probs: torch.Tensor, generator: torch.Generator | None, uniform: torch.Tensor | None = None) -> torch.Tensor:
     """One id per row of ``probs`` (B, V), by inverse CDF: one uniform number per row, found in
     the row's cumulative sum (float64). An id of probability 0 (banned, filtered) is never drawn:
     the search takes the first id whose cumulative sum exceeds the number, and a zero adds
     nothing. ``torch.multinomial`` draws the same distribution but took 4 ms per call for 64
     rows of 2,048 ids on the CPU (it makes random numbers per id); this takes 0.1 ms."""
     cdf = probs.double().cumsum(dim=-1)  # (B, V)
-    u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=torch.float64)
+    if uniform is None:
+        u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=torch.float64)
+    else:
+        u = uniform.to(device=probs.device, dtype=torch.float64).view(-1, 1)
     ids = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)  # (B, 1)
     return ids.clamp_(max=probs.size(-1) - 1).squeeze(-1)  # (B,)
 
@@ -231,7 +237,7 @@ class _Sampling:
     top_k: int
     top_p: float
     use_cache: bool
-    generator: torch.Generator
+    seed: int  # each row's random numbers come from it and the row's index in the call (``row_uniforms``)
     no_repeat_ngram: int = 0
     repeat_skip: Collection[int] = frozenset()
     on_token: Callable[[int, int], None] | None = None
@@ -271,6 +277,82 @@ def _keep(tokens: list[list[int]], nxt: torch.Tensor, finished: torch.Tensor, s:
                 s.on_token(s.offset + b, t)
 
 
+def row_uniforms(seed: int, rows: Sequence[int], steps: int) -> torch.Tensor:
+    """(len(rows), steps) numbers in [0, 1) (float64): row r's from its own generator, seeded by
+    ``seed`` and r alone. A sampled reply then depends on its prompt, its index in the call and
+    the seed, never on which other prompts share its batch (``--eval-batch-size``, the chunking,
+    when other rows finish)."""
+    out = torch.empty(len(rows), max(steps, 0), dtype=torch.float64)
+    for i, r in enumerate(rows):
+        g = torch.Generator().manual_seed(_row_seed(seed, r))
+        out[i] = torch.rand(max(steps, 0), generator=g, dtype=torch.float64)
+    return out
+
+
+def _row_seed(seed: int, row: int) -> int:
+    """A 32-bit seed for ``row`` under ``seed`` (the CPU generator keeps 32 bits of a seed):
+    SplitMix64's finaliser of the pair, so that near seeds and rows give unrelated streams."""
+    mask = (1 << 64) - 1
+    z = (seed * 0x9E3779B97F4A7C15 + row * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return (z ^ (z >> 31)) & 0xFFFFFFFF
+
+
+def _drop_finished(cache: KVCache, live: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
+    """The rows to run from here: ``live`` less its finished rows once they are an eighth of it
+    (at least one), their keys and values dropped from ``cache``; else ``live`` as it is.
+
+    A finished row's tokens are PAD and change nothing, but every step would still compute them
+    and read their cached keys; a chunk's replies end at very different lengths. Copying the
+    cache costs about what one step's attention reads, so it is done in steps of an eighth."""
+    done = finished[live]
+    n_done = int(done.sum())
+    if n_done == 0 or n_done < len(live) / 8:
+        return live
+    keep = (~done).nonzero().squeeze(1)
+    cache.keep(keep)
+    return live[keep]
+
+
+def _widen(logits: torch.Tensor, live: torch.Tensor, batch: int) -> torch.Tensor:
+    """The logits of the ``live`` rows (n, T, V) placed in a (batch, T, V) tensor, zeros elsewhere
+    (finished rows, whose next token is never kept)."""
+    if len(live) == batch:
+        return logits
+    out = logits.new_zeros((batch,) + tuple(logits.shape[1:]))
+    out[live] = logits
+    return out
+
+
+class _Forward:
+    """The model's side of decoding one chunk (B rows, prompts of L tokens, ``steps`` new ones):
+    the prefill, then one call per new token, with the ``KVCache`` (from which finished rows are
+    dropped, ``_drop_finished``) or by recomputing the whole sequence."""
+
+    def __init__(self, model: nn.Module, idx: torch.Tensor, steps: int, use_cache: bool) -> None:
+        self.model, self.idx = model, idx
+        B, L = idx.shape
+        self.live = torch.arange(B, device=idx.device)  # the rows the model still runs, in the cache's order
+        dtype = next(model.parameters()).dtype
+        self.cache = KVCache(model.config, B, L + steps, idx.device, dtype) if use_cache else None
+
+    def prefill(self, mask: torch.Tensor) -> torch.Tensor:
+        """The logits after the prompts: (B, 1, V) with the cache, (B, L, V) without."""
+        if self.cache is None:
+            return self.model(self.idx, attention_mask=mask)
+        return self.model(self.idx, attention_mask=mask, kv_cache=self.cache, last_only=True)
+
+    def step(self, fed: torch.Tensor, mask: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
+        """The logits after the new tokens ``fed`` (B, 1); ``mask``: every position so far."""
+        if self.cache is None:
+            self.idx = torch.cat([self.idx, fed], dim=1)  # (B, L + step + 1)
+            return self.model(self.idx, attention_mask=mask)  # (B, L + step + 1, V)
+        self.live = _drop_finished(self.cache, self.live, finished)
+        out = self.model(fed[self.live], attention_mask=mask[self.live], kv_cache=self.cache)
+        return _widen(out, self.live, self.idx.size(0))  # (B, 1, V)
+
+
 def _generate_chunk(
     model: nn.Module, prompts: Sequence[Sequence[int]], s: _Sampling, device: torch.device
 ) -> list[GenerationResult]:
@@ -290,12 +372,10 @@ def _generate_chunk(
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     if steps <= 0:
         return [GenerationResult(t, False) for t in tokens]
-    cache = None
-    if s.use_cache:
-        cache = KVCache(model.config, B, L + steps, device, next(model.parameters()).dtype)
-        logits = model(idx, attention_mask=mask, kv_cache=cache)  # (B, L, V): prefill
-    else:
-        logits = model(idx, attention_mask=mask)  # (B, L, V)
+    # every row's numbers for the whole budget, whatever this chunk's share of it: the same per row in any chunking
+    uniforms = row_uniforms(s.seed, range(s.offset, s.offset + B), s.max_new_tokens) if s.temperature > 0 else None
+    forward = _Forward(model, idx, steps, s.use_cache)
+    logits = forward.prefill(mask)
     for step in range(steps):
         nxt = sample_next(
             _next_logits(logits, source, tokens, finished, allowed, s, grounded),
@@ -303,7 +383,7 @@ def _generate_chunk(
             top_k=s.top_k,
             top_p=s.top_p,
             banned_ids=(s.pad_id,),
-            generator=s.generator,
+            uniform=None if uniforms is None else uniforms[:, step],
         )  # (B,)
         _keep(tokens, nxt, finished, s)
         finished |= nxt == s.eos_id
@@ -312,11 +392,7 @@ def _generate_chunk(
         # Finished rows get PAD with mask 0: they no longer influence anything.
         fed = torch.where(finished, torch.full_like(nxt, s.pad_id), nxt).unsqueeze(1)  # (B, 1)
         mask = torch.cat([mask, (~finished).long().unsqueeze(1)], dim=1)  # (B, L + step + 1)
-        if s.use_cache:
-            logits = model(fed, attention_mask=mask, kv_cache=cache)  # (B, 1, V)
-        else:
-            idx = torch.cat([idx, fed], dim=1)  # (B, L + step + 1)
-            logits = model(idx, attention_mask=mask)  # (B, L + step + 1, V)
+        logits = forward.step(fed, mask, finished)
     done = finished.tolist()
     return [GenerationResult(t, bool(d)) for t, d in zip(tokens, done, strict=False)]
 
@@ -344,8 +420,9 @@ def generate(
     """Continue each prompt (token ids) until EOS, ``max_new_tokens`` or the model's block size.
 
     Prompts go in chunks of ``batch_size``, in order, left-padded per chunk, the model in eval mode
-    (its mode restored after). One generator seeded with ``seed`` serves the call: equal arguments,
-    equal samples. ``no_repeat_ngram`` > 0 bans repeating an n-gram of the reply (``repeat_bans``;
+    (its mode restored after). Each prompt samples with its own random numbers, from ``seed`` and
+    its index in the call (``row_uniforms``): equal arguments, equal samples, whatever
+    ``batch_size``. ``no_repeat_ngram`` > 0 bans repeating an n-gram of the reply (``repeat_bans``;
     ``repeat_skip``: token ids it reads through, the tokenizer's ``punctuation_ids``);
     ``on_token(prompt_index, token_id)`` sees each kept token as it is generated (never EOS).
     ``copy`` blends a copy of the prompt into each next token (``prompt_copy.CopyBlend``);
@@ -359,8 +436,7 @@ def generate(
     if len(prompts) == 0:
         return []
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache, generator, no_repeat_ngram)
+    s = _Sampling(eos_id, pad_id, max_new_tokens, temperature, top_k, top_p, use_cache, seed, no_repeat_ngram)
     s.repeat_skip, s.on_token, s.copy, s.ground = frozenset(repeat_skip), on_token, copy, ground
     was_training = model.training
     model.eval()

@@ -122,6 +122,13 @@ class KVCache:
         self.v[layer, :, :, self.pos : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the batch rows ``rows`` (indices into the current batch), in that order: a
+        decoder drops the rows that have finished, so later steps compute only the others."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+        if self.last_k is not None:
+            self.last_k = self.last_k[:, rows]
+
 
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, init, state dict) whose CPU fp32 training products use oneDNN."""
@@ -300,6 +307,7 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         with_accuracy: bool = False,
         doc_ids: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> torch.Tensor | LMLoss:
         """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets``, an ``LMLoss``.
 
@@ -313,10 +321,12 @@ class GPT(nn.Module):
         doc_ids: (B, T) which document of a packed training window each token belongs to
             (``data.document_ids``): attention then stays inside a document and positions count
             from each document's first token, as if every document were alone in its window.
+        last_only: the logits of the last position only, (B, 1, vocab): all a decoder's prefill
+            reads, without the LM head's product for every prompt token.
         """
         h = self.hidden_states(idx, attention_mask, position_ids, kv_cache, doc_ids)  # (B, T, C)
         if targets is None:
-            return self.lm_head(h)
+            return self.lm_head(h[:, -1:] if last_only else h)
         if torch.compiler.is_compiling():  # let Inductor fuse the plain path its own way
             with torch.autocast(h.device.type, enabled=False):  # the head in fp32, as fused_loss runs it
                 logits = F.linear(h.float(), self.lm_head.weight.float())

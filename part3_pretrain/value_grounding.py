@@ -314,9 +314,10 @@ class GroundedValues:
         full = torch.zeros(out.shape, dtype=torch.bool, device=out.device)
         if masks:
             full[list(masks)] = torch.stack(list(masks.values())).to(out.device)
-        pairs = [(b, i) for b, ids in bans.items() for i in ids]
-        if pairs:
-            full[torch.tensor(pairs, device=out.device).T.unbind()] = True
+        if bans:  # flat lists of ints: torch reads them far faster than a list of pairs
+            rows = torch.tensor([b for b, ids in bans.items() for _ in ids], dtype=torch.long)
+            cols = torch.tensor([i for ids in bans.values() for i in ids], dtype=torch.long)
+            full[rows.to(out.device), cols.to(out.device)] = True
         masked = out.float().masked_fill(full, float("-inf"))
         empty = ~torch.isfinite(masked).any(-1)
         return torch.where(empty[:, None], out.float(), masked) if bool(empty.any()) else masked

@@ -244,6 +244,17 @@ def test_seed_reproducible_and_different(gpt: GPT) -> None:
     assert a != _gpt_generate(gpt, PROMPTS, temperature=5.0, seed=2)
 
 
+def test_sampled_replies_do_not_depend_on_the_batch(gpt: GPT) -> None:
+    # each prompt draws from its own stream (seed, index): chunking and other rows change nothing
+    together = _gpt_generate(gpt, PROMPTS, temperature=1.5, seed=3, batch_size=4)
+    assert _gpt_generate(gpt, PROMPTS, temperature=1.5, seed=3, batch_size=1) == together
+    assert _gpt_generate(gpt, PROMPTS, temperature=1.5, seed=3, batch_size=3) == together
+    assert _gpt_generate(gpt, PROMPTS, temperature=1.5, seed=3, batch_size=4, use_cache=False) == together
+    # but a row's index is part of its stream: the same prompt twice samples two replies
+    twice = _gpt_generate(gpt, [PROMPTS[0]] * 2, temperature=5.0, seed=3)
+    assert twice[0] != twice[1]
+
+
 def test_top_k_one_equals_greedy(gpt: GPT) -> None:
     assert _gpt_generate(gpt, PROMPTS, temperature=1.0, top_k=1) == _gpt_generate(gpt, PROMPTS)
 

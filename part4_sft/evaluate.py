@@ -137,6 +137,8 @@ def reference_loss(
         for r in rows
     ]
     examples, _ = build_examples(tok, scheme, pairs, model.config.block_size, final_only=True)
+    # batched by length: a third less padding than in the rows' order (the mean does not depend on it)
+    examples = sorted(examples, key=lambda e: len(e.input_ids))
     result = mean_loss(model, fixed_batches(examples, batch_size, tok.pad_id, model.config.block_size))
     return {
         "loss": result["loss"],

@@ -189,14 +189,13 @@ _LOOP_MAX_N = 12
 
 
 def _repeats_back_to_back(words: Sequence[str], n: int) -> int:
-    """The most times an ``n``-word sequence occurs back to back in ``words``."""
-    best = 1
-    for start in range(n):  # each phase of the n-word grid
-        run = 1
-        for i in range(start + n, len(words) - n + 1, n):
-            run = run + 1 if words[i : i + n] == words[i - n : i] else 1
-            best = max(best, run)
-    return best
+    """The most times an ``n``-word sequence occurs back to back in ``words``: ``k`` copies from
+    position p are exactly a run of ``(k - 1) * n`` positions i with words[i] == words[i + n]."""
+    longest = run = 0
+    for a, b in zip(words, words[n:], strict=False):
+        run = run + 1 if a == b else 0
+        longest = max(longest, run)
+    return longest // n + 1
 
 
 def loops(text: str) -> bool:

@@ -25,7 +25,7 @@ import functools
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from nltk.translate import bleu_score as nltk_bleu
@@ -104,12 +104,10 @@ def _smoothing() -> nltk_bleu.SmoothingFunction:
 
 
 def corpus_bleu(references: References, hypotheses: Sequence[str]) -> float:
-    """Corpus BLEU-4 (nltk, method1 smoothing); a row may have several references."""
-    _check_pairs(references, hypotheses)
-    refs = [[tokenize(r) for r in _ref_list(ref)] for ref in references]
-    hyps = [tokenize(h) for h in hypotheses]
-    score = nltk_bleu.corpus_bleu(refs, hyps, weights=BLEU_WEIGHTS, smoothing_function=_smoothing().method1)
-    return float(score)
+    """Corpus BLEU-4 as nltk's ``corpus_bleu`` with method1 smoothing computes it (a row may have
+    several references), from the summed per-row statistics (``bleu_stats``), which an
+    evaluation computes once per row for the bootstrap and the paired differences anyway."""
+    return float(bleu_from_stats(bleu_stats(references, hypotheses).sum(0)))
 
 
 def sentence_bleu(references: References, hypotheses: Sequence[str]) -> list[float]:
@@ -195,24 +193,39 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     """Length of the longest common subsequence of two token lists, bit-parallel over ``a``
     (Hyyroe 2004): one row of the dynamic-programming table is one Python integer, so each
     token of ``b`` costs a few big-integer operations instead of ``len(a)`` table cells."""
+    return lcs_with(lcs_masks(a), len(a), b)
+
+
+def lcs_masks(a: Sequence[str]) -> dict[str, int]:
+    """Each token of ``a`` -> the bit mask of its positions: what ``lcs_with`` reads of ``a``,
+    made once where ``a`` meets many other lists."""
     masks: dict[str, int] = {}
     for i, t in enumerate(a):
         masks[t] = masks.get(t, 0) | (1 << i)
-    full = (1 << len(a)) - 1
+    return masks
+
+
+def lcs_with(masks: Mapping[str, int], n: int, b: Sequence[str]) -> int:
+    """``lcs_length(a, b)`` from ``a``'s ``lcs_masks`` and length ``n``."""
+    full = (1 << n) - 1
     v = full
     for t in b:
         u = v & masks.get(t, 0)
         v = ((v + u) | (v - u)) & full
-    return len(a) - v.bit_count()
+    return n - v.bit_count()
 
 
 def rouge_l_f1(ref: Sequence[str], hyp: Sequence[str]) -> float:
     """ROUGE-L F1 of token lists, with rouge-score's precision, recall and F arithmetic (one
     reference; symmetric in its arguments)."""
-    lcs = lcs_length(ref, hyp)
+    return f1_of_lcs(lcs_length(ref, hyp), len(ref), len(hyp))
+
+
+def f1_of_lcs(lcs: int, ref_len: int, hyp_len: int) -> float:
+    """ROUGE-L F1 from an LCS length and the two lengths (``rouge_l_f1``'s arithmetic)."""
     if lcs == 0:
         return 0.0
-    precision, recall = lcs / len(hyp), lcs / len(ref)
+    precision, recall = lcs / hyp_len, lcs / ref_len
     return 2 * precision * recall / (precision + recall)
 
 

@@ -6,6 +6,8 @@ or says nothing. A metric must fail the reply that games it.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from part4_sft import job_metrics as J
@@ -181,6 +183,26 @@ def test_loops_finds_degenerate_replies(text: str) -> None:
 )
 def test_loops_passes_ordinary_replies(text: str) -> None:
     assert not J.loops(text)
+
+
+def _back_to_back_by_blocks(words: list[str], n: int) -> int:
+    """Reference: the longest chain of equal adjacent n-word blocks, every start position tried."""
+    best = 1
+    for start in range(len(words)):
+        k = 1
+        block = words[start : start + n]
+        while start + (k + 1) * n <= len(words) and words[start + k * n : start + (k + 1) * n] == block:
+            k += 1
+        best = max(best, k)
+    return best
+
+
+def test_back_to_back_repeats_match_the_block_by_block_count() -> None:
+    rnd = random.Random(0)
+    for _ in range(3000):
+        words = [rnd.choice("ab c") for _ in range(rnd.randint(0, 30))]
+        n = rnd.randint(1, 12)
+        assert J._repeats_back_to_back(words, n) == _back_to_back_by_blocks(words, n), (words, n)
 
 
 def test_loop_share_and_invented_order_ids_are_reported() -> None:
